@@ -1,0 +1,106 @@
+/* kernels.h: the backend ops table. Every op has a CPU twin (kernels/cpu) and a CUDA twin
+ * (kernels/cuda) with the same name; pointers are host memory for CPU, device memory for CUDA. */
+#ifndef AL_KERNELS_H
+#define AL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Geometry of a paged KV pool. A block holds block_size tokens for all layers:
+ * pool[block][layer][k|v][row in block][kv_dim], kv_dim = n_kv_heads * head_dim. */
+typedef struct al_kv_geom {
+    int32_t n_layers;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t block_size;
+} al_kv_geom;
+
+static inline size_t al_kv_block_floats(const al_kv_geom *g)
+{
+    return (size_t)g->n_layers * 2 * (size_t)g->block_size * (size_t)g->n_kv_heads * (size_t)g->head_dim;
+}
+
+/* One segment of a sequence's KV: absolute positions [pos0, pos0 + n) live in `pool`, position
+ * p in block table[(p - pos0) / block_size], row (p - pos0) % block_size. */
+typedef struct al_kv_seg {
+    float *pool;          /* block pool base */
+    const int32_t *table; /* block ids */
+    int32_t pos0;
+    int32_t n;
+} al_kv_seg;
+
+/* One sequence's part of a batched step. The chunk's queries are batch rows [row0, row0 + n_rows)
+ * at absolute positions pos0 .. pos0 + n_rows - 1; each attends causally over positions <= its own.
+ * Positions < ro.n come from the read-only segment `ro` (e.g. a leased base prefix in a shared
+ * pool); the rest from `rw`, where this step's K/V are written. */
+typedef struct al_seq_view {
+    al_kv_seg ro;
+    al_kv_seg rw;
+    int32_t row0;
+    int32_t n_rows;
+    int32_t pos0;
+} al_seq_view;
+
+/* A contiguous run of batch rows that an adapter applies to. */
+typedef struct al_row_range {
+    int32_t row0;
+    int32_t n;
+} al_row_range;
+
+typedef struct al_topk_entry {
+    int32_t id;
+    float logprob;
+} al_topk_entry;
+
+typedef struct al_ops {
+    const char *name;
+
+    /* out[t,:] = table[ids[t],:] * scale                                   out [T,H], table [V,H] */
+    void (*embedding)(float *out, const float *table, const int32_t *ids, int T, int H, float scale);
+    /* out[t,:] = x[t,:] / rms(x[t,:]) * w                                  out, x [T,H], w [H] */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int T, int H, float eps);
+    /* HF rotate_half RoPE in place on x [T, n_heads, head_dim] at positions pos [T];
+     * inv_freq [head_dim/2]. */
+    void (*rope)(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *inv_freq);
+    /* y [T,N] = x [T,K] · w[N,K]^T (+ y if accumulate). gemv when T == 1. */
+    void (*matmul)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
+    /* y[t,:] += alpha * x[t,:]                                              [T,N] */
+    void (*add_scaled)(float *y, const float *x, float alpha, size_t n);
+    /* out [n] = silu(gate) * up */
+    void (*swiglu)(float *out, const float *gate, const float *up, size_t n);
+    /* Writes the step's K, V rows ([T, kv_dim] each) into each sequence's rw segment. */
+    void (*kv_write)(const al_kv_geom *g, int layer, const al_seq_view *seqs, int n_seqs,
+                     const float *k, const float *v);
+    /* Causal GQA attention over paged KV: out/q [T, n_heads*head_dim]. */
+    void (*attention)(const al_kv_geom *g, int layer, int n_heads, float scale,
+                      const al_seq_view *seqs, int n_seqs, const float *q, float *out);
+    /* Masked LoRA: for rows in ranges, y[row,:] += scale * (B · (A · x[row,:]) + bias).
+     * x [T,in], y [T,out], A [r,in], B [out,r], bias [out] or NULL. tmp holds >= T*r floats. */
+    void (*lora)(float *y, const float *x, const al_row_range *ranges, int n_ranges,
+                 const float *A, const float *B, const float *bias, int in, int out, int r,
+                 float scale, float *tmp);
+    /* Per row of logits [n,V]: log-softmax top-k (sorted, k <= 64) into topk [n,k]; and the
+     * greedy argmax into argmax[n] (may be NULL). */
+    void (*logprobs_topk)(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
+} al_ops;
+
+const al_ops *al_ops_cpu(void);
+
+/* Sets the CPU backend's thread count (OpenBLAS and the op loops); 0 = all cores. */
+void al_cpu_set_threads(int n);
+int al_cpu_threads(void);
+
+/* RoPE inverse frequencies (HF convention incl. llama3 scaling) into inv_freq [head_dim/2]. */
+void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, float factor,
+                      float low_freq_factor, float high_freq_factor, int original_max_pos);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

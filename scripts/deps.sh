@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages alora needs to build, test and run (idempotent).
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config
+      libnng-dev nng-utils nanopb libnanopb-dev libconfig-dev
+      libopenblas-dev libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
+      python3 procps)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,43 @@
+/* alora.c: the alora CLI entry point; dispatches to tools/cmd_<name>.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} cli_cmd;
+
+static const cli_cmd cli_cmds[] = {
+    {"generate", cmd_generate, "run the single-process engine on a prompt (tokens or text)"},
+    {"make-model", cmd_make_model, "write a random-weight model in the Hugging Face layout"},
+    {"make-adapter", cmd_make_adapter, "write a random PEFT (a)LoRA adapter for a model"},
+    {"tokenize", cmd_tokenize, "print the token ids and pieces of a text"},
+};
+
+static void cli_usage(FILE *f)
+{
+    fprintf(f, "usage: alora <command> [options]   (alora <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cli_cmds / sizeof cli_cmds[0]; i++)
+        fprintf(f, "  %-14s %s\n", cli_cmds[i].name, cli_cmds[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cli_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        cli_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof cli_cmds / sizeof cli_cmds[0]; i++)
+        if (!strcmp(argv[1], cli_cmds[i].name))
+            return cli_cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "alora: unknown command '%s'\n", argv[1]);
+    cli_usage(stderr);
+    return 2;
+}
