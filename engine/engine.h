@@ -1,0 +1,96 @@
+/* engine.h: the inference engine: sequences over a paged KV pool, chunked prefill, decode and
+ * continuous batching with per-sequence aLoRA adapters and activation starts. */
+#ifndef AL_ENGINE_H
+#define AL_ENGINE_H
+
+#include <stdint.h>
+
+#include "adapter.h"
+#include "err.h"
+#include "kernels/kernels.h"
+#include "kvpool.h"
+#include "model.h"
+#include "util.h"
+
+#define AL_ACT_AUTO (-2) /* activation start from the adapter's invocation matcher */
+#define AL_ACT_NONE (-1) /* no match: base model everywhere */
+#define AL_MAX_TOP_LOGPROBS 20
+
+typedef struct al_sampling {
+    float temperature; /* <= 0: greedy */
+    int32_t top_k;     /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+} al_sampling;
+
+typedef struct al_engine_opts {
+    int32_t block_size;       /* tokens per KV block (default 16) */
+    int32_t n_blocks;         /* KV pool size in blocks (default: enough for max_seqs * 2048 tokens) */
+    int32_t max_batch_tokens; /* tokens per forward step, prefill chunk budget (default 512) */
+    int32_t max_seqs;         /* sequences alive at once (default 64) */
+    const al_ops *ops;        /* backend (NULL = CPU) */
+    void *kv_mem;             /* optional external KV storage (an arena) of al_kvpool_bytes bytes */
+} al_engine_opts;
+
+typedef struct al_request {
+    const int32_t *tokens;  /* [n_tokens] prompt (after the read-only prefix, if any) */
+    int32_t n_tokens;
+    int32_t adapter;        /* engine adapter slot, -1 = none */
+    int32_t act_start;      /* AL_ACT_AUTO, AL_ACT_NONE, or an absolute position */
+    int32_t max_tokens;     /* tokens to generate (0 = prefill only) */
+    al_sampling sampling;
+    int32_t top_logprobs;   /* 0..AL_MAX_TOP_LOGPROBS per generated token */
+    int32_t ignore_eos;     /* keep generating past EOS */
+    float *prompt_logits;   /* optional out [n_tokens, V]: logits at every prompt position */
+    float *gen_logits;      /* optional out [max_tokens, V]: the logits each generated token came from */
+    /* Read-only prefix (the worker case): positions [0, prefix.n) already in another pool. */
+    al_kv_seg prefix;
+    const int32_t *prefix_tokens; /* [prefix.n] for AL_ACT_AUTO matching; may be NULL */
+} al_request;
+
+typedef enum al_finish { AL_FINISH_NONE = 0, AL_FINISH_LENGTH, AL_FINISH_STOP, AL_FINISH_ERROR } al_finish;
+
+typedef struct al_result {
+    const int32_t *tokens;       /* [n_tokens] generated */
+    int32_t n_tokens;
+    const al_topk_entry *top;    /* [n_tokens, top_logprobs] */
+    int32_t top_logprobs;
+    int32_t activation_start;    /* absolute, -1 = none */
+    al_finish finish;
+    al_err error;
+    double prefill_ms, decode_ms;
+    int32_t computed_tokens;     /* tokens whose KV this sequence computed */
+} al_result;
+
+typedef struct al_engine al_engine;
+
+al_err al_engine_create(const al_model *m, const al_engine_opts *o, al_engine **out);
+void al_engine_free(al_engine *e);
+
+/* Registers an adapter (not copied: it must outlive the engine); returns its slot. */
+al_err al_engine_add_adapter(al_engine *e, const al_adapter *a, int32_t *slot);
+
+/* Queues a sequence; it runs on the next steps. */
+al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id);
+/* One batched forward step over every runnable sequence. *n_active = sequences still running. */
+al_err al_engine_step(al_engine *e, int32_t *n_active);
+/* Steps until no sequence is running. */
+al_err al_engine_run(al_engine *e);
+/* Results of a sequence (valid until the next call that changes it or its release). */
+al_err al_engine_result(const al_engine *e, int32_t seq_id, al_result *out);
+int al_engine_done(const al_engine *e, int32_t seq_id);
+/* Continue a finished sequence: append tokens to prefill and/or generate more. */
+al_err al_engine_continue(al_engine *e, int32_t seq_id, const int32_t *tokens, int32_t n, int32_t max_tokens);
+/* Frees a sequence and its KV blocks. */
+void al_engine_release(al_engine *e, int32_t seq_id);
+
+/* Introspection (tests, base service). */
+const al_kvpool *al_engine_kvpool(const al_engine *e);
+const al_model *al_engine_model(const al_engine *e);
+/* The sequence's own KV as a segment (positions [prefix.n, prefix.n + n_computed)). */
+al_err al_engine_seq_kv(const al_engine *e, int32_t seq_id, al_kv_seg *seg);
+
+/* Sampling (engine/sample.c). logits [V] is modified (temperature, filtering). */
+int32_t al_sample(float *logits, int32_t V, const al_sampling *s, al_rng *rng);
+
+#endif

@@ -1,0 +1,114 @@
+/* forward.c: one batched transformer forward step (Llama / Granite) with masked LoRA. */
+#include <math.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "util.h"
+
+al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, int32_t max_rank)
+{
+    size_t H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate_size;
+    size_t t = (size_t)T;
+    memset(rs, 0, sizeof *rs);
+    rs->x = ali_aligned_alloc(t * H * sizeof(float));
+    rs->xn = ali_aligned_alloc(t * H * sizeof(float));
+    rs->q = ali_aligned_alloc(t * qd * sizeof(float));
+    rs->k = ali_aligned_alloc(t * kvd * sizeof(float));
+    rs->v = ali_aligned_alloc(t * kvd * sizeof(float));
+    rs->att = ali_aligned_alloc(t * qd * sizeof(float));
+    rs->proj = ali_aligned_alloc(t * H * sizeof(float));
+    rs->gate = ali_aligned_alloc(t * I * sizeof(float));
+    rs->up = ali_aligned_alloc(t * I * sizeof(float));
+    rs->hout = ali_aligned_alloc(t * H * sizeof(float));
+    rs->logits = ali_aligned_alloc((size_t)ALI_LOGIT_ROWS * (size_t)c->vocab_size * sizeof(float));
+    rs->inv_freq = ali_aligned_alloc((size_t)c->head_dim / 2 * sizeof(float) + 4);
+    rs->lora_cap = max_rank > 0 ? max_rank : 1;
+    rs->lora_tmp = ali_aligned_alloc(t * (size_t)rs->lora_cap * sizeof(float));
+    if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->att || !rs->proj || !rs->gate || !rs->up ||
+        !rs->hout || !rs->logits || !rs->inv_freq || !rs->lora_tmp) {
+        ali_runstate_free(rs);
+        return ali_errf(AL_ENOMEM, "engine: cannot allocate scratch for %d tokens per step", T);
+    }
+    al_rope_inv_freq(rs->inv_freq, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
+                     c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
+    return AL_OK;
+}
+
+void ali_runstate_free(ali_runstate *rs)
+{
+    float *bufs[] = {rs->x,    rs->xn,  rs->q,    rs->k,      rs->v,        rs->att,      rs->proj,
+                     rs->gate, rs->up,  rs->hout, rs->logits, rs->inv_freq, rs->lora_tmp};
+    for (size_t i = 0; i < AL_ARRAY_LEN(bufs); i++)
+        ali_aligned_free(bufs[i]);
+    memset(rs, 0, sizeof *rs);
+}
+
+/* y [T, out] += LoRA delta of module t of layer l for every adapter group's rows. */
+static void ali_apply_lora(al_engine *e, const ali_batch *b, int layer, al_target t, float *y, const float *x)
+{
+    for (int32_t gi = 0; gi < b->n_groups; gi++) {
+        const ali_lora_group *grp = &b->groups[gi];
+        const al_lora_mod *mod = al_adapter_mod(grp->a, layer, t);
+        if (mod->r <= 0 || grp->n_ranges == 0)
+            continue;
+        e->ops->lora(y, x, grp->ranges, grp->n_ranges, mod->A, mod->B, mod->bias, mod->in, mod->out, mod->r,
+                     mod->scale, e->rs.lora_tmp);
+    }
+}
+
+void ali_forward(al_engine *e, const ali_batch *b)
+{
+    const al_model_config *c = &e->m->cfg;
+    const al_weights *w = &e->m->w;
+    const al_ops *ops = e->ops;
+    ali_runstate *rs = &e->rs;
+    int T = b->T, H = c->hidden_size, I = c->intermediate_size;
+    int nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    int qd = nh * hd, kvd = nkv * hd;
+
+    ops->embedding(rs->x, w->embed, b->ids, T, H, c->embedding_multiplier);
+    for (int l = 0; l < c->n_layers; l++) {
+        const al_layer_weights *lw = &w->layers[l];
+        /* attention block */
+        ops->rmsnorm(rs->xn, rs->x, lw->attn_norm, T, H, c->rms_eps);
+        ops->matmul(rs->q, rs->xn, lw->wq, T, H, qd, 0);
+        ops->matmul(rs->k, rs->xn, lw->wk, T, H, kvd, 0);
+        ops->matmul(rs->v, rs->xn, lw->wv, T, H, kvd, 0);
+        ali_apply_lora(e, b, l, AL_T_Q, rs->q, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_K, rs->k, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_V, rs->v, rs->xn);
+        ops->rope(rs->q, b->pos, T, nh, hd, rs->inv_freq);
+        ops->rope(rs->k, b->pos, T, nkv, hd, rs->inv_freq);
+        ops->kv_write(&e->g, l, b->views, b->n_views, rs->k, rs->v);
+        ops->attention(&e->g, l, nh, c->attention_multiplier, b->views, b->n_views, rs->q, rs->att);
+        ops->matmul(rs->proj, rs->att, lw->wo, T, qd, H, 0);
+        ali_apply_lora(e, b, l, AL_T_O, rs->proj, rs->att);
+        ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
+        /* MLP block */
+        ops->rmsnorm(rs->xn, rs->x, lw->ffn_norm, T, H, c->rms_eps);
+        ops->matmul(rs->gate, rs->xn, lw->w_gate, T, H, I, 0);
+        ops->matmul(rs->up, rs->xn, lw->w_up, T, H, I, 0);
+        ali_apply_lora(e, b, l, AL_T_GATE, rs->gate, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_UP, rs->up, rs->xn);
+        ops->swiglu(rs->gate, rs->gate, rs->up, (size_t)T * I);
+        ops->matmul(rs->proj, rs->gate, lw->w_down, T, I, H, 0);
+        ali_apply_lora(e, b, l, AL_T_DOWN, rs->proj, rs->gate);
+        ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
+    }
+    /* final norm of the wanted rows only */
+    for (int32_t i = 0; i < b->n_out; i++)
+        ops->rmsnorm(rs->hout + (size_t)i * H, rs->x + (size_t)b->out_rows[i] * H, w->norm, 1, H, c->rms_eps);
+}
+
+void ali_lm_head(al_engine *e, const float *hidden, int32_t n, float *logits)
+{
+    const al_model_config *c = &e->m->cfg;
+    e->ops->matmul(logits, hidden, e->m->w.lm_head, n, c->hidden_size, c->vocab_size, 0);
+    if (c->logits_scaling != 1.0f) {
+        float inv = 1.0f / c->logits_scaling;
+        size_t cnt = (size_t)n * c->vocab_size;
+        for (size_t i = 0; i < cnt; i++)
+            logits[i] *= inv;
+    }
+}

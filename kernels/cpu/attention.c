@@ -1,0 +1,182 @@
+/* attention.c: CPU paged-KV write and causal GQA attention (read-only prefix + private suffix). */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+
+/* Address of K (kv = 0) or V (kv = 1) rows of one block for one layer: [block_size, kv_dim]. */
+static inline float *ali_kv_block(const al_kv_geom *g, float *pool, int32_t block, int layer, int kv)
+{
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    return pool + (size_t)block * al_kv_block_floats(g) + ((size_t)layer * 2 + kv) * g->block_size * kvd;
+}
+
+/* Row of absolute position p for a sequence view: from ro when p < ro.n, else from rw. */
+static inline float *ali_kv_row(const al_kv_geom *g, const al_seq_view *s, int layer, int kv, int32_t p)
+{
+    const al_kv_seg *seg = p < s->ro.n ? &s->ro : &s->rw;
+    int32_t rel = p - seg->pos0;
+    int32_t blk = seg->table[rel / g->block_size];
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    return ali_kv_block(g, seg->pool, blk, layer, kv) + (size_t)(rel % g->block_size) * kvd;
+}
+
+void ali_cpu_kv_write(const al_kv_geom *g, int layer, const al_seq_view *seqs, int n_seqs, const float *k,
+                      const float *v)
+{
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    for (int s = 0; s < n_seqs; s++) {
+        const al_seq_view *sv = &seqs[s];
+        for (int j = 0; j < sv->n_rows; j++) {
+            int32_t p = sv->pos0 + j;
+            size_t row = (size_t)(sv->row0 + j);
+            memcpy(ali_kv_row(g, sv, layer, 0, p), k + row * kvd, kvd * sizeof(float));
+            memcpy(ali_kv_row(g, sv, layer, 1, p), v + row * kvd, kvd * sizeof(float));
+        }
+    }
+}
+
+/* Copies K or V of positions [0, n) of a sequence into dst [n, kv_dim], block by block. */
+static void ali_kv_gather(const al_kv_geom *g, const al_seq_view *s, int layer, int kv, int32_t n, float *dst)
+{
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    int32_t p = 0;
+    while (p < n) {
+        const al_kv_seg *seg = p < s->ro.n ? &s->ro : &s->rw;
+        int32_t seg_end = p < s->ro.n ? s->ro.n : n;
+        int32_t rel = p - seg->pos0;
+        int32_t in_blk = rel % g->block_size;
+        int32_t cnt = g->block_size - in_blk;
+        if (cnt > seg_end - p)
+            cnt = seg_end - p;
+        if (cnt > n - p)
+            cnt = n - p;
+        const float *src = ali_kv_block(g, seg->pool, seg->table[rel / g->block_size], layer, kv) + (size_t)in_blk * kvd;
+        memcpy(dst + (size_t)p * kvd, src, (size_t)cnt * kvd * sizeof(float));
+        p += cnt;
+    }
+}
+
+/* Single query row: scores over every position, straight from the blocks. */
+static void ali_attn_one(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
+                         int j, const float *q, float *out, float *scores)
+{
+    int hd = g->head_dim, group = n_heads / g->n_kv_heads;
+    size_t qd = (size_t)n_heads * hd;
+    int32_t n_ctx = s->pos0 + j + 1;
+    const float *qr = q + (size_t)(s->row0 + j) * qd;
+    float *orow = out + (size_t)(s->row0 + j) * qd;
+    for (int h = 0; h < n_heads; h++) {
+        int kh = h / group;
+        const float *qh = qr + (size_t)h * hd;
+        float m = -FLT_MAX;
+        for (int32_t p = 0; p < n_ctx; p++) {
+            const float *kr = ali_kv_row(g, s, layer, 0, p) + (size_t)kh * hd;
+            float d = 0.0f;
+            for (int i = 0; i < hd; i++)
+                d += qh[i] * kr[i];
+            d *= scale;
+            scores[p] = d;
+            if (d > m)
+                m = d;
+        }
+        float sum = 0.0f;
+        for (int32_t p = 0; p < n_ctx; p++) {
+            scores[p] = expf(scores[p] - m);
+            sum += scores[p];
+        }
+        float inv = 1.0f / sum;
+        float *oh = orow + (size_t)h * hd;
+        memset(oh, 0, sizeof(float) * (size_t)hd);
+        for (int32_t p = 0; p < n_ctx; p++) {
+            const float *vr = ali_kv_row(g, s, layer, 1, p) + (size_t)kh * hd;
+            float w = scores[p] * inv;
+            for (int i = 0; i < hd; i++)
+                oh[i] += w * vr[i];
+        }
+    }
+}
+
+#define ALI_ATTN_TILE 128
+
+/* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm. */
+static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
+                           const float *q, float *out, float *kbuf, float *vbuf, float *sbuf)
+{
+    int hd = g->head_dim, group = n_heads / g->n_kv_heads;
+    int kvd = g->n_kv_heads * hd;
+    int qd = n_heads * hd;
+    int32_t n_ctx = s->pos0 + s->n_rows;
+    ali_kv_gather(g, s, layer, 0, n_ctx, kbuf);
+    ali_kv_gather(g, s, layer, 1, n_ctx, vbuf);
+    for (int t0 = 0; t0 < s->n_rows; t0 += ALI_ATTN_TILE) {
+        int nt = AL_TILE_MIN(ALI_ATTN_TILE, s->n_rows - t0);
+        int32_t ctx = s->pos0 + t0 + nt; /* keys needed by the last row of the tile */
+        for (int h = 0; h < n_heads; h++) {
+            int kh = h / group;
+            const float *qh = q + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, ctx, hd, scale, qh, qd, kbuf + (size_t)kh * hd,
+                        kvd, 0.0f, sbuf, ctx);
+            for (int r = 0; r < nt; r++) {
+                float *row = sbuf + (size_t)r * ctx;
+                int32_t lim = s->pos0 + t0 + r + 1; /* causal: keys [0, lim) */
+                float m = -FLT_MAX;
+                for (int32_t p = 0; p < lim; p++)
+                    if (row[p] > m)
+                        m = row[p];
+                float sum = 0.0f;
+                for (int32_t p = 0; p < lim; p++) {
+                    row[p] = expf(row[p] - m);
+                    sum += row[p];
+                }
+                float inv = 1.0f / sum;
+                for (int32_t p = 0; p < lim; p++)
+                    row[p] *= inv;
+                for (int32_t p = lim; p < ctx; p++)
+                    row[p] = 0.0f;
+            }
+            float *oh = out + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, ctx, 1.0f, sbuf, ctx,
+                        vbuf + (size_t)kh * hd, kvd, 0.0f, oh, qd);
+        }
+    }
+}
+
+void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *seqs,
+                       int n_seqs, const float *q, float *out)
+{
+    int32_t max_ctx = 0, max_rows = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int32_t c = seqs[s].pos0 + seqs[s].n_rows;
+        if (c > max_ctx)
+            max_ctx = c;
+        if (seqs[s].n_rows > max_rows)
+            max_rows = seqs[s].n_rows;
+    }
+    if (max_ctx == 0)
+        return;
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    float *scores = NULL, *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
+    scores = malloc(sizeof(float) * (size_t)max_ctx);
+    if (max_rows > 1) {
+        kbuf = malloc(sizeof(float) * (size_t)max_ctx * kvd);
+        vbuf = malloc(sizeof(float) * (size_t)max_ctx * kvd);
+        sbuf = malloc(sizeof(float) * (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
+    }
+    if (!scores || (max_rows > 1 && (!kbuf || !vbuf || !sbuf)))
+        abort(); /* scratch of a few MB: treated like a stack overflow */
+    for (int s = 0; s < n_seqs; s++) {
+        const al_seq_view *sv = &seqs[s];
+        if (sv->n_rows == 1)
+            ali_attn_one(g, layer, n_heads, scale, sv, 0, q, out, scores);
+        else if (sv->n_rows > 1)
+            ali_attn_chunk(g, layer, n_heads, scale, sv, q, out, kbuf, vbuf, sbuf);
+    }
+    free(scores);
+    free(kbuf);
+    free(vbuf);
+    free(sbuf);
+}

@@ -1,0 +1,71 @@
+/* elementwise.c: CPU embedding, RMSNorm, RoPE, residual add and SwiGLU. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+
+void ali_cpu_embedding(float *out, const float *table, const int32_t *ids, int T, int H, float scale)
+{
+    for (int t = 0; t < T; t++) {
+        const float *row = table + (size_t)ids[t] * H;
+        float *o = out + (size_t)t * H;
+        if (scale == 1.0f)
+            memcpy(o, row, sizeof(float) * (size_t)H);
+        else
+            for (int i = 0; i < H; i++)
+                o[i] = row[i] * scale;
+    }
+}
+
+void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps)
+{
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * H;
+        float *o = out + (size_t)t * H;
+        float ss = 0.0f;
+        for (int i = 0; i < H; i++)
+            ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / (float)H + eps);
+        for (int i = 0; i < H; i++)
+            o[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+void ali_cpu_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *inv_freq)
+{
+    int half = head_dim / 2;
+    float cs[512], sn[512]; /* head_dim <= 1024 is checked by the engine */
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[t] * inv_freq[i]; /* float32 product, as HF computes it */
+            cs[i] = (float)cos((double)ang);
+            sn[i] = (float)sin((double)ang);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)t * n_heads + h) * head_dim;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+void ali_cpu_add_scaled(float *y, const float *x, float alpha, size_t n)
+{
+    if (alpha == 1.0f)
+        for (size_t i = 0; i < n; i++)
+            y[i] += x[i];
+    else
+        for (size_t i = 0; i < n; i++)
+            y[i] += alpha * x[i];
+}
+
+void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}

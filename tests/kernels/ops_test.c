@@ -1,0 +1,229 @@
+/* ops_test.c: CPU ops against naive reference implementations (dense attention, plain loops). */
+#include "al_test.h"
+
+#include <math.h>
+
+#include "kernels/kernels.h"
+#include "util.h"
+
+static void fill(float *x, size_t n, al_rng *r, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)al_rng_normal(r) * scale;
+}
+
+static float maxdiff(const float *a, const float *b, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+static void test_rmsnorm_swiglu_embedding(void **state)
+{
+    const al_ops *ops = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 1);
+    int T = 3, H = 37;
+    float x[3 * 37], w[37], out[3 * 37];
+    fill(x, (size_t)T * H, &r, 1.0f);
+    fill(w, (size_t)H, &r, 1.0f);
+    ops->rmsnorm(out, x, w, T, H, 1e-5f);
+    for (int t = 0; t < T; t++) {
+        double ss = 0;
+        for (int i = 0; i < H; i++)
+            ss += (double)x[t * H + i] * x[t * H + i];
+        double inv = 1.0 / sqrt(ss / H + 1e-5);
+        for (int i = 0; i < H; i++)
+            assert_true(fabs(out[t * H + i] - w[i] * x[t * H + i] * inv) < 1e-5);
+    }
+    float g[5] = {-3, -0.5f, 0, 0.5f, 4}, u[5] = {1, 2, 3, 4, 5}, o[5];
+    ops->swiglu(o, g, u, 5);
+    for (int i = 0; i < 5; i++)
+        assert_true(fabsf(o[i] - g[i] / (1 + expf(-g[i])) * u[i]) < 1e-6f);
+    float table[4 * 2] = {0, 1, 2, 3, 4, 5, 6, 7}, emb[3 * 2];
+    int32_t ids[3] = {3, 0, 2};
+    ops->embedding(emb, table, ids, 3, 2, 2.0f);
+    float want[6] = {12, 14, 0, 2, 8, 10};
+    assert_memory_equal(emb, want, sizeof want);
+}
+
+static void test_rope_hand_values(void **state)
+{
+    /* head_dim 4, theta 10000: inv_freq = [1, 0.01]; position 1 rotates pair (x0, x2) by 1 rad
+     * and (x1, x3) by 0.01 rad (HF rotate_half pairs i with i + hd/2). */
+    float inv[2];
+    al_rope_inv_freq(inv, 4, 10000.0f, 0, 0, 0, 0, 0);
+    assert_true(fabsf(inv[0] - 1.0f) < 1e-7f && fabsf(inv[1] - 0.01f) < 1e-7f);
+    float x[4] = {1, 2, 3, 4};
+    int32_t pos = 1;
+    al_ops_cpu()->rope(x, &pos, 1, 1, 4, inv);
+    assert_true(fabsf(x[0] - (float)(1 * cos(1.0) - 3 * sin(1.0))) < 1e-6f);
+    assert_true(fabsf(x[2] - (float)(3 * cos(1.0) + 1 * sin(1.0))) < 1e-6f);
+    assert_true(fabsf(x[1] - (float)(2 * cos(0.01) - 4 * sin(0.01))) < 1e-6f);
+    assert_true(fabsf(x[3] - (float)(4 * cos(0.01) + 2 * sin(0.01))) < 1e-6f);
+    /* llama3 scaling (factor 8, low 1, high 4, original 8192, theta 500000, hd 64): low
+     * frequencies are divided by 8, high ones kept (values from HF _compute_llama3_parameters). */
+    float a[32], b[32];
+    al_rope_inv_freq(a, 64, 500000.0f, 0, 0, 0, 0, 0);
+    al_rope_inv_freq(b, 64, 500000.0f, 1, 8.0f, 1.0f, 4.0f, 8192);
+    assert_true(fabsf(b[0] - a[0]) < 1e-9f);       /* wavelen 6.3 < 2048: kept */
+    assert_true(fabsf(b[31] - a[31] / 8) < 1e-12f); /* wavelen > 8192: divided */
+}
+
+static void test_matmul_and_lora(void **state)
+{
+    const al_ops *ops = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 2);
+    enum { T = 5, K = 19, N = 23, R = 3 };
+    float x[T * K], w[N * K], y[T * N], y1[N], A[R * K], B[N * R], bias[N], tmp[T * R];
+    fill(x, sizeof x / 4, &r, 1);
+    fill(w, sizeof w / 4, &r, 1);
+    fill(A, sizeof A / 4, &r, 1);
+    fill(B, sizeof B / 4, &r, 1);
+    fill(bias, N, &r, 1);
+    ops->matmul(y, x, w, T, K, N, 0);
+    ops->matmul(y1, x + 2 * K, w, 1, K, N, 0); /* gemv path */
+    for (int t = 0; t < T; t++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)x[t * K + k] * w[n * K + k];
+            assert_true(fabs(y[t * N + n] - s) < 1e-4);
+            if (t == 2)
+                assert_true(fabs(y1[n] - s) < 1e-4);
+        }
+    /* LoRA only on rows 1..2 and 4: the others stay untouched */
+    float y2[T * N];
+    memcpy(y2, y, sizeof y);
+    al_row_range rr[2] = {{1, 2}, {4, 1}};
+    ops->lora(y2, x, rr, 2, A, B, bias, K, N, R, 0.5f, tmp);
+    for (int t = 0; t < T; t++) {
+        int on = t == 1 || t == 2 || t == 4;
+        for (int n = 0; n < N; n++) {
+            double d = 0;
+            for (int q = 0; q < R; q++) {
+                double a = 0;
+                for (int k = 0; k < K; k++)
+                    a += (double)A[q * K + k] * x[t * K + k];
+                d += B[n * R + q] * a;
+            }
+            d = on ? 0.5 * (d + bias[n]) : 0.0;
+            assert_true(fabs(y2[t * N + n] - (y[t * N + n] + d)) < 1e-4);
+        }
+    }
+}
+
+/* Dense causal GQA attention reference over contiguous K/V [n_ctx, kvd]. */
+static void attn_ref(const float *q, const float *K, const float *V, int n_rows, int pos0, int nh, int nkv,
+                     int hd, float scale, float *out)
+{
+    int kvd = nkv * hd, qd = nh * hd, grp = nh / nkv;
+    for (int j = 0; j < n_rows; j++)
+        for (int h = 0; h < nh; h++) {
+            int kh = h / grp, n = pos0 + j + 1;
+            double *sc = malloc(sizeof(double) * (size_t)n), m = -1e300, sum = 0;
+            for (int p = 0; p < n; p++) {
+                double d = 0;
+                for (int i = 0; i < hd; i++)
+                    d += (double)q[j * qd + h * hd + i] * K[p * kvd + kh * hd + i];
+                sc[p] = d * scale;
+                m = fmax(m, sc[p]);
+            }
+            for (int p = 0; p < n; p++)
+                sum += (sc[p] = exp(sc[p] - m));
+            for (int i = 0; i < hd; i++) {
+                double o = 0;
+                for (int p = 0; p < n; p++)
+                    o += sc[p] / sum * V[p * kvd + kh * hd + i];
+                out[j * qd + h * hd + i] = (float)o;
+            }
+            free(sc);
+        }
+}
+
+/* Paged attention equals dense attention for several block sizes, chunk splits, GQA ratios and a
+ * read-only prefix living in a different pool with its own block table. */
+static void test_paged_attention(void **state)
+{
+    const al_ops *ops = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 3);
+    int cfgs[][5] = {/* block, nh, nkv, hd, ro_n */ {16, 4, 2, 8, 0}, {1, 2, 2, 4, 0}, {5, 6, 3, 8, 7},
+                     {16, 4, 1, 16, 16}, {3, 4, 4, 8, 10}};
+    for (size_t ci = 0; ci < AL_ARRAY_LEN(cfgs); ci++) {
+        int bs = cfgs[ci][0], nh = cfgs[ci][1], nkv = cfgs[ci][2], hd = cfgs[ci][3], ro_n = cfgs[ci][4];
+        int L = 2, layer = 1, n_ctx = 41, kvd = nkv * hd, qd = nh * hd;
+        al_kv_geom g = {.n_layers = L, .n_kv_heads = nkv, .head_dim = hd, .block_size = bs};
+        int nb = (n_ctx + bs - 1) / bs + 2;
+        size_t bf = al_kv_block_floats(&g);
+        float *pool_ro = calloc(bf * (size_t)nb, 4), *pool_rw = calloc(bf * (size_t)nb, 4);
+        int32_t tab_ro[64], tab_rw[64];
+        for (int i = 0; i < nb; i++) { /* scrambled block order */
+            tab_ro[i] = (i * 7 + 3) % nb;
+            tab_rw[i] = nb - 1 - i;
+        }
+        float *K = malloc(sizeof(float) * (size_t)n_ctx * kvd), *V = malloc(sizeof(float) * (size_t)n_ctx * kvd);
+        float *q = malloc(sizeof(float) * (size_t)n_ctx * qd);
+        float *o = malloc(sizeof(float) * (size_t)n_ctx * qd), *oref = malloc(sizeof(float) * (size_t)n_ctx * qd);
+        fill(K, (size_t)n_ctx * kvd, &r, 1);
+        fill(V, (size_t)n_ctx * kvd, &r, 1);
+        fill(q, (size_t)n_ctx * qd, &r, 1);
+        /* write the prefix through a view whose rw segment is the ro pool, then the rest in chunks */
+        al_seq_view pv = {.rw = {pool_ro, tab_ro, 0, ro_n}, .row0 = 0, .n_rows = ro_n, .pos0 = 0};
+        if (ro_n)
+            ops->kv_write(&g, layer, &pv, 1, K, V);
+        int chunks[] = {1, 9, 13};
+        int p = ro_n, c = 0;
+        while (p < n_ctx) {
+            int want = chunks[c++ % 3];
+            int n = AL_MIN(want, n_ctx - p);
+            al_seq_view sv = {.ro = {pool_ro, tab_ro, 0, ro_n}, .rw = {pool_rw, tab_rw, ro_n, p + n - ro_n},
+                              .row0 = 0, .n_rows = n, .pos0 = p};
+            ops->kv_write(&g, layer, &sv, 1, K + (size_t)p * kvd, V + (size_t)p * kvd);
+            ops->attention(&g, layer, nh, 0.3f, &sv, 1, q + (size_t)p * qd, o + (size_t)p * qd);
+            p += n;
+        }
+        attn_ref(q + (size_t)ro_n * qd, K, V, n_ctx - ro_n, ro_n, nh, nkv, hd, 0.3f, oref);
+        float d = maxdiff(o + (size_t)ro_n * qd, oref, (size_t)(n_ctx - ro_n) * qd);
+        if (d > 1e-5f)
+            fprintf(stderr, "config %zu: max diff %g\n", ci, d);
+        assert_true(d < 1e-5f);
+        free(pool_ro);
+        free(pool_rw);
+        free(K);
+        free(V);
+        free(q);
+        free(o);
+        free(oref);
+    }
+}
+
+static void test_logprobs_topk(void **state)
+{
+    float l[2 * 6] = {1, 3, 2, 3, 0, -1, /* row 2 */ 5, 5, 5, 5, 5, 5};
+    al_topk_entry tk[2 * 3];
+    int32_t am[2];
+    al_ops_cpu()->logprobs_topk(l, 2, 6, 3, tk, am);
+    double lse = log(exp(1) + exp(3) + exp(2) + exp(3) + exp(0) + exp(-1));
+    assert_int_equal(am[0], 1); /* first of the tied maxima */
+    assert_int_equal(tk[0].id, 1);
+    assert_int_equal(tk[1].id, 3);
+    assert_int_equal(tk[2].id, 2);
+    assert_true(fabs(tk[0].logprob - (3 - lse)) < 1e-5);
+    assert_true(fabs(tk[2].logprob - (2 - lse)) < 1e-5);
+    assert_true(fabs(tk[3].logprob - log(1.0 / 6)) < 1e-5);
+    assert_int_equal(tk[3].id, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm_swiglu_embedding), cmocka_unit_test(test_rope_hand_values),
+        cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_logprobs_topk),
+    };
+    return cmocka_run_group_tests_name("kernels_cpu", tests, NULL, NULL);
+}

@@ -1,0 +1,83 @@
+/* cli_util.c: small helpers shared by the CLI subcommands. */
+#include "cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+al_err cli_parse_int_list(const char *s, int32_t **out, int32_t *n)
+{
+    int32_t cap = 16, cnt = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!v)
+        return ali_errf(AL_ENOMEM, "out of memory");
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < INT32_MIN || x > INT32_MAX) {
+            free(v);
+            return ali_errf(AL_EINVAL, "bad integer list '%s' near '%s'", s, p);
+        }
+        if (cnt == cap) {
+            cap *= 2;
+            int32_t *nv = realloc(v, sizeof(int32_t) * (size_t)cap);
+            if (!nv) {
+                free(v);
+                return ali_errf(AL_ENOMEM, "out of memory");
+            }
+            v = nv;
+        }
+        v[cnt++] = (int32_t)x;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p) {
+            free(v);
+            return ali_errf(AL_EINVAL, "bad integer list '%s' near '%s'", s, p);
+        }
+    }
+    *out = v;
+    *n = cnt;
+    return AL_OK;
+}
+
+al_err cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno)
+        return ali_errf(AL_EINVAL, "%s: '%s' is not an integer", opt, s);
+    if (x < lo || x > hi)
+        return ali_errf(AL_ERANGE, "%s: %ld is out of range [%ld, %ld]", opt, x, lo, hi);
+    *out = x;
+    return AL_OK;
+}
+
+al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x))
+        return ali_errf(AL_EINVAL, "%s: '%s' is not a number", opt, s);
+    if (x < lo || x > hi)
+        return ali_errf(AL_ERANGE, "%s: %g is out of range [%g, %g]", opt, x, lo, hi);
+    *out = x;
+    return AL_OK;
+}
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "alora %s: option %s needs a value\n", cmd, argv[*i]);
+        return NULL;
+    }
+    (*i)++;
+    return argv[*i];
+}

@@ -1,0 +1,17 @@
+/* cli_util.h: small helpers shared by the CLI subcommands (argument parsing, int lists). */
+#ifndef AL_CLI_UTIL_H
+#define AL_CLI_UTIL_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+/* Parses "1,2,3" into a malloc'd array. */
+al_err cli_parse_int_list(const char *s, int32_t **out, int32_t *n);
+/* Strict number parsing: the whole string must be a number within [lo, hi]. */
+al_err cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
+al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
+/* Returns argv[*i + 1] and advances, or NULL (and prints an error) when missing. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+#endif

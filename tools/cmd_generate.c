@@ -1,0 +1,226 @@
+/* cmd_generate.c: `alora generate`: the single-process engine on one prompt. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "cli_util.h"
+#include "cmds.h"
+#include "engine.h"
+#include "model.h"
+
+static void gen_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: alora generate --model DIR [--adapter DIR] (--tokens 1,2,3 | --prompt TEXT)\n"
+            "                      [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]\n"
+            "                      [--top-logprobs K] [--ignore-eos] [--threads N] [--block-size N]\n"
+            "                      [--chunk N] [--json]\n"
+            "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n");
+}
+
+typedef struct gen_args {
+    const char *model, *adapter, *tokens, *prompt;
+    long max_tokens, top_k, top_logprobs, threads, block_size, chunk;
+    double temperature, top_p;
+    unsigned long long seed;
+    int json, ignore_eos;
+} gen_args;
+
+static int gen_parse(int argc, char **argv, gen_args *a)
+{
+    *a = (gen_args){.max_tokens = 32, .top_p = 1.0, .block_size = 16, .chunk = 512};
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = NULL;
+        al_err err = AL_OK;
+        long lv;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            gen_usage(stdout);
+            exit(0);
+        } else if (!strcmp(o, "--json")) {
+            a->json = 1;
+            continue;
+        } else if (!strcmp(o, "--ignore-eos")) {
+            a->ignore_eos = 1;
+            continue;
+        }
+        if (strncmp(o, "--", 2) != 0) {
+            fprintf(stderr, "alora generate: unexpected argument '%s'\n", o);
+            return 2;
+        }
+        if (!(v = cli_value("generate", argc, argv, &i)))
+            return 2;
+        if (!strcmp(o, "--model"))
+            a->model = v;
+        else if (!strcmp(o, "--adapter"))
+            a->adapter = v;
+        else if (!strcmp(o, "--tokens"))
+            a->tokens = v;
+        else if (!strcmp(o, "--prompt"))
+            a->prompt = v;
+        else if (!strcmp(o, "--max-tokens"))
+            err = cli_parse_long(o, v, 0, 1 << 20, &a->max_tokens);
+        else if (!strcmp(o, "--temperature"))
+            err = cli_parse_float(o, v, 0.0, 100.0, &a->temperature);
+        else if (!strcmp(o, "--top-k"))
+            err = cli_parse_long(o, v, 0, 1 << 24, &a->top_k);
+        else if (!strcmp(o, "--top-p"))
+            err = cli_parse_float(o, v, 1e-6, 1.0, &a->top_p);
+        else if (!strcmp(o, "--seed")) {
+            err = cli_parse_long(o, v, 0, 0x7fffffffffffffffL, &lv);
+            a->seed = (unsigned long long)lv;
+        } else if (!strcmp(o, "--top-logprobs"))
+            err = cli_parse_long(o, v, 0, AL_MAX_TOP_LOGPROBS, &a->top_logprobs);
+        else if (!strcmp(o, "--threads"))
+            err = cli_parse_long(o, v, 0, 256, &a->threads);
+        else if (!strcmp(o, "--block-size"))
+            err = cli_parse_long(o, v, 1, 1024, &a->block_size);
+        else if (!strcmp(o, "--chunk"))
+            err = cli_parse_long(o, v, 1, 65536, &a->chunk);
+        else {
+            fprintf(stderr, "alora generate: unknown option '%s'\n", o);
+            gen_usage(stderr);
+            return 2;
+        }
+        if (err != AL_OK) {
+            fprintf(stderr, "alora generate: %s\n", al_errmsg());
+            return 2;
+        }
+    }
+    if (!a->model) {
+        fprintf(stderr, "alora generate: --model DIR is required\n");
+        gen_usage(stderr);
+        return 2;
+    }
+    if (!!a->tokens == !!a->prompt) {
+        fprintf(stderr, "alora generate: give exactly one of --tokens or --prompt\n");
+        return 2;
+    }
+    return 0;
+}
+
+static void gen_print_json(const al_result *r)
+{
+    json_t *o = json_object();
+    json_t *toks = json_array(), *tops = json_array();
+    for (int32_t i = 0; i < r->n_tokens; i++) {
+        json_array_append_new(toks, json_integer(r->tokens[i]));
+        json_t *lst = json_array();
+        for (int32_t k = 0; k < r->top_logprobs; k++) {
+            const al_topk_entry *t = &r->top[(size_t)i * r->top_logprobs + k];
+            if (t->id < 0)
+                continue;
+            json_t *e = json_object();
+            json_object_set_new(e, "id", json_integer(t->id));
+            json_object_set_new(e, "logprob", json_real(t->logprob));
+            json_array_append_new(lst, e);
+        }
+        json_array_append_new(tops, lst);
+    }
+    json_object_set_new(o, "tokens", toks);
+    json_object_set_new(o, "activation_start",
+                        r->activation_start >= 0 ? json_integer(r->activation_start) : json_null());
+    json_object_set_new(o, "top_logprobs", tops);
+    json_object_set_new(o, "finish_reason",
+                        json_string(r->finish == AL_FINISH_STOP ? "stop" : r->finish == AL_FINISH_LENGTH ? "length"
+                                                                                                         : "error"));
+    json_t *tm = json_object();
+    json_object_set_new(tm, "prefill_ms", json_real(r->prefill_ms));
+    json_object_set_new(tm, "decode_ms", json_real(r->decode_ms));
+    json_object_set_new(o, "timings", tm);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    gen_args a;
+    int rc = gen_parse(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (a.prompt) {
+        fprintf(stderr, "alora generate: --prompt needs a tokenizer, which this build does not have yet; "
+                        "use --tokens\n");
+        return 2;
+    }
+    int32_t *toks = NULL, n_toks = 0;
+    if (cli_parse_int_list(a.tokens, &toks, &n_toks) != AL_OK) {
+        fprintf(stderr, "alora generate: --tokens: %s\n", al_errmsg());
+        return 2;
+    }
+    if (n_toks == 0) {
+        fprintf(stderr, "alora generate: --tokens is empty\n");
+        free(toks);
+        return 2;
+    }
+    al_cpu_set_threads((int)a.threads);
+    al_model *m = NULL;
+    al_adapter *ad = NULL;
+    al_engine *e = NULL;
+    rc = 1;
+    if (al_model_load(a.model, &m) != AL_OK) {
+        fprintf(stderr, "alora generate: %s\n", al_errmsg());
+        goto out;
+    }
+    if (a.adapter && al_adapter_load(a.adapter, &m->cfg, &ad) != AL_OK) {
+        fprintf(stderr, "alora generate: %s\n", al_errmsg());
+        goto out;
+    }
+    if (ad && !ad->invocation && ad->invocation_string) {
+        fprintf(stderr, "alora generate: adapter %s has a legacy invocation_string, which needs a tokenizer\n",
+                a.adapter);
+        goto out;
+    }
+    int64_t need = (int64_t)n_toks + a.max_tokens;
+    al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
+                         .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1)};
+    if (al_engine_create(m, &eo, &e) != AL_OK) {
+        fprintf(stderr, "alora generate: %s\n", al_errmsg());
+        goto out;
+    }
+    int32_t slot = -1, id;
+    if (ad && al_engine_add_adapter(e, ad, &slot) != AL_OK) {
+        fprintf(stderr, "alora generate: %s\n", al_errmsg());
+        goto out;
+    }
+    al_request req = {.tokens = toks, .n_tokens = n_toks, .adapter = slot, .act_start = AL_ACT_AUTO,
+                      .max_tokens = (int32_t)a.max_tokens, .top_logprobs = (int32_t)a.top_logprobs,
+                      .ignore_eos = a.ignore_eos,
+                      .sampling = {.temperature = (float)a.temperature, .top_k = (int32_t)a.top_k,
+                                   .top_p = (float)a.top_p, .seed = a.seed}};
+    if (al_engine_submit(e, &req, &id) != AL_OK || al_engine_run(e) != AL_OK) {
+        fprintf(stderr, "alora generate: %s\n", al_errmsg());
+        goto out;
+    }
+    al_result r;
+    al_engine_result(e, id, &r);
+    if (r.finish == AL_FINISH_ERROR) {
+        fprintf(stderr, "alora generate: %s: %s\n", al_strerror(r.error), al_errmsg());
+        goto out;
+    }
+    if (a.json) {
+        gen_print_json(&r);
+    } else {
+        printf("tokens:");
+        for (int32_t i = 0; i < r.n_tokens; i++)
+            printf(" %d", r.tokens[i]);
+        printf("\nactivation_start: ");
+        if (r.activation_start >= 0)
+            printf("%d\n", r.activation_start);
+        else
+            printf("none\n");
+        printf("prefill: %.2f ms (%d tokens), decode: %.2f ms (%d tokens)\n", r.prefill_ms, n_toks, r.decode_ms,
+               r.n_tokens > 0 ? r.n_tokens - 1 : 0);
+    }
+    rc = 0;
+out:
+    al_engine_free(e);
+    al_adapter_free(ad);
+    al_model_free(m);
+    free(toks);
+    return rc;
+}
