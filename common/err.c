@@ -60,9 +60,16 @@ al_err ali_errctx(al_err e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    if (prev[0])
-        snprintf(ali_msg, sizeof ali_msg, "%s: %s", pre, prev);
-    else
-        snprintf(ali_msg, sizeof ali_msg, "%s: %s", pre, al_strerror(e));
+    const char *tail = prev[0] ? prev : al_strerror(e);
+    size_t np = strlen(pre);
+    if (np > sizeof ali_msg - 3)
+        np = sizeof ali_msg - 3;
+    memcpy(ali_msg, pre, np);
+    memcpy(ali_msg + np, ": ", 2);
+    size_t room = sizeof ali_msg - np - 3, nt = strlen(tail);
+    if (nt > room)
+        nt = room;
+    memcpy(ali_msg + np + 2, tail, nt);
+    ali_msg[np + 2 + nt] = 0;
     return e;
 }

@@ -78,6 +78,8 @@ al_err al_config_parse(const char *json_text, const char *what, al_model_config 
 size_t al_weights_layout_bytes(const al_model_config *cfg);
 /* Points w's tensors into base (which must hold al_weights_layout_bytes bytes). */
 al_err al_weights_bind(const al_model_config *cfg, void *base, al_weights *w);
+/* Frees what al_weights_bind allocated (the layers array; never the buffer). */
+void al_weights_unbind(al_weights *w);
 
 typedef void *(*al_alloc_fn)(void *ctx, size_t bytes);
 

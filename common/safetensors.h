@@ -51,4 +51,16 @@ typedef struct al_st_wtensor {
 } al_st_wtensor;
 al_err al_st_write(const char *path, const al_st_wtensor *ts, int n);
 
+/* Streaming writer: the header (names, dtypes, shapes of every tensor, in file order) is written
+ * at open; then the data of each tensor in that order, in as many al_st_writer_put calls as
+ * wanted (each appends n_elems f32 values converted to the tensor's dtype and may span tensor
+ * boundaries). The .data fields of ts are ignored here. Close checks that every tensor was
+ * completed (else the file is removed and an error returned); abort removes the file. Output is
+ * readable by Python's safetensors (header padded with spaces to a multiple of 8 bytes). */
+typedef struct al_st_writer al_st_writer;
+al_err al_st_writer_open(const char *path, const al_st_wtensor *ts, int n, al_st_writer **out);
+al_err al_st_writer_put(al_st_writer *w, const float *data, int64_t n_elems);
+al_err al_st_writer_close(al_st_writer *w);
+void al_st_writer_abort(al_st_writer *w);
+
 #endif

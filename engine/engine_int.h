@@ -50,6 +50,8 @@ typedef struct ali_runstate {
     float *hout;   /* [T, H] final normed hidden of the output rows */
     float *logits; /* [ALI_LOGIT_ROWS, V] */
     float *inv_freq; /* [hd/2] */
+    float *rope_cs;  /* [T, hd] cos/sin table of the step's positions */
+    float *fused;    /* [nh*hd + 2*nkv*hd + 2*I] one-row fused QKV / gate-up output */
     int32_t lora_cap; /* max rank the lora_tmp fits */
 } ali_runstate;
 

@@ -23,10 +23,12 @@ al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, 
     rs->hout = ali_aligned_alloc(t * H * sizeof(float));
     rs->logits = ali_aligned_alloc((size_t)ALI_LOGIT_ROWS * (size_t)c->vocab_size * sizeof(float));
     rs->inv_freq = ali_aligned_alloc((size_t)c->head_dim / 2 * sizeof(float) + 4);
+    rs->rope_cs = ali_aligned_alloc(t * (size_t)c->head_dim * sizeof(float));
+    rs->fused = ali_aligned_alloc((qd + 2 * kvd + 2 * I) * sizeof(float));
     rs->lora_cap = max_rank > 0 ? max_rank : 1;
     rs->lora_tmp = ali_aligned_alloc(t * (size_t)rs->lora_cap * sizeof(float));
     if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->att || !rs->proj || !rs->gate || !rs->up ||
-        !rs->hout || !rs->logits || !rs->inv_freq || !rs->lora_tmp) {
+        !rs->hout || !rs->logits || !rs->inv_freq || !rs->lora_tmp || !rs->rope_cs || !rs->fused) {
         ali_runstate_free(rs);
         return ali_errf(AL_ENOMEM, "engine: cannot allocate scratch for %d tokens per step", T);
     }
@@ -38,7 +40,7 @@ al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, 
 void ali_runstate_free(ali_runstate *rs)
 {
     float *bufs[] = {rs->x,    rs->xn,  rs->q,    rs->k,      rs->v,        rs->att,      rs->proj,
-                     rs->gate, rs->up,  rs->hout, rs->logits, rs->inv_freq, rs->lora_tmp};
+                     rs->gate, rs->up,  rs->hout, rs->logits, rs->inv_freq, rs->lora_tmp, rs->rope_cs, rs->fused};
     for (size_t i = 0; i < AL_ARRAY_LEN(bufs); i++)
         ali_aligned_free(bufs[i]);
     memset(rs, 0, sizeof *rs);
@@ -57,6 +59,10 @@ static void ali_apply_lora(al_engine *e, const ali_batch *b, int layer, al_targe
     }
 }
 
+/* One-row steps read several weight matrices back to back: when the canonical layout put them
+ * next to each other, one gemv over the stacked matrix replaces several small ones. */
+static int ali_adjacent(const float *a, size_t a_elems, const float *b) { return a + a_elems == b; }
+
 void ali_forward(al_engine *e, const ali_batch *b)
 {
     const al_model_config *c = &e->m->cfg;
@@ -68,32 +74,47 @@ void ali_forward(al_engine *e, const ali_batch *b)
     int qd = nh * hd, kvd = nkv * hd;
 
     ops->embedding(rs->x, w->embed, b->ids, T, H, c->embedding_multiplier);
+    al_rope_table(rs->rope_cs, b->pos, T, hd, rs->inv_freq);
     for (int l = 0; l < c->n_layers; l++) {
         const al_layer_weights *lw = &w->layers[l];
+        float *q = rs->q, *k = rs->k, *v = rs->v, *gate = rs->gate, *up = rs->up;
         /* attention block */
         ops->rmsnorm(rs->xn, rs->x, lw->attn_norm, T, H, c->rms_eps);
-        ops->matmul(rs->q, rs->xn, lw->wq, T, H, qd, 0);
-        ops->matmul(rs->k, rs->xn, lw->wk, T, H, kvd, 0);
-        ops->matmul(rs->v, rs->xn, lw->wv, T, H, kvd, 0);
-        ali_apply_lora(e, b, l, AL_T_Q, rs->q, rs->xn);
-        ali_apply_lora(e, b, l, AL_T_K, rs->k, rs->xn);
-        ali_apply_lora(e, b, l, AL_T_V, rs->v, rs->xn);
-        ops->rope(rs->q, b->pos, T, nh, hd, rs->inv_freq);
-        ops->rope(rs->k, b->pos, T, nkv, hd, rs->inv_freq);
-        ops->kv_write(&e->g, l, b->views, b->n_views, rs->k, rs->v);
-        ops->attention(&e->g, l, nh, c->attention_multiplier, b->views, b->n_views, rs->q, rs->att);
+        if (T == 1 && ali_adjacent(lw->wq, (size_t)qd * H, lw->wk) && ali_adjacent(lw->wk, (size_t)kvd * H, lw->wv)) {
+            q = rs->fused;
+            k = q + qd;
+            v = k + kvd;
+            ops->matmul(q, rs->xn, lw->wq, 1, H, qd + 2 * kvd, 0);
+        } else {
+            ops->matmul(q, rs->xn, lw->wq, T, H, qd, 0);
+            ops->matmul(k, rs->xn, lw->wk, T, H, kvd, 0);
+            ops->matmul(v, rs->xn, lw->wv, T, H, kvd, 0);
+        }
+        ali_apply_lora(e, b, l, AL_T_Q, q, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_K, k, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_V, v, rs->xn);
+        ops->rope(q, rs->rope_cs, T, nh, hd);
+        ops->rope(k, rs->rope_cs, T, nkv, hd);
+        ops->kv_write(&e->g, l, b->views, b->n_views, k, v);
+        ops->attention(&e->g, l, nh, c->attention_multiplier, b->views, b->n_views, q, rs->att);
         ops->matmul(rs->proj, rs->att, lw->wo, T, qd, H, 0);
         ali_apply_lora(e, b, l, AL_T_O, rs->proj, rs->att);
         ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
         /* MLP block */
         ops->rmsnorm(rs->xn, rs->x, lw->ffn_norm, T, H, c->rms_eps);
-        ops->matmul(rs->gate, rs->xn, lw->w_gate, T, H, I, 0);
-        ops->matmul(rs->up, rs->xn, lw->w_up, T, H, I, 0);
-        ali_apply_lora(e, b, l, AL_T_GATE, rs->gate, rs->xn);
-        ali_apply_lora(e, b, l, AL_T_UP, rs->up, rs->xn);
-        ops->swiglu(rs->gate, rs->gate, rs->up, (size_t)T * I);
-        ops->matmul(rs->proj, rs->gate, lw->w_down, T, I, H, 0);
-        ali_apply_lora(e, b, l, AL_T_DOWN, rs->proj, rs->gate);
+        if (T == 1 && ali_adjacent(lw->w_gate, (size_t)I * H, lw->w_up)) {
+            gate = rs->fused;
+            up = gate + I;
+            ops->matmul(gate, rs->xn, lw->w_gate, 1, H, 2 * I, 0);
+        } else {
+            ops->matmul(gate, rs->xn, lw->w_gate, T, H, I, 0);
+            ops->matmul(up, rs->xn, lw->w_up, T, H, I, 0);
+        }
+        ali_apply_lora(e, b, l, AL_T_GATE, gate, rs->xn);
+        ali_apply_lora(e, b, l, AL_T_UP, up, rs->xn);
+        ops->swiglu(gate, gate, up, (size_t)T * I);
+        ops->matmul(rs->proj, gate, lw->w_down, T, I, H, 0);
+        ali_apply_lora(e, b, l, AL_T_DOWN, rs->proj, gate);
         ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
     }
     /* final norm of the wanted rows only */

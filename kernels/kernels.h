@@ -65,9 +65,9 @@ typedef struct al_ops {
     void (*embedding)(float *out, const float *table, const int32_t *ids, int T, int H, float scale);
     /* out[t,:] = x[t,:] / rms(x[t,:]) * w                                  out, x [T,H], w [H] */
     void (*rmsnorm)(float *out, const float *x, const float *w, int T, int H, float eps);
-    /* HF rotate_half RoPE in place on x [T, n_heads, head_dim] at positions pos [T];
-     * inv_freq [head_dim/2]. */
-    void (*rope)(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *inv_freq);
+    /* HF rotate_half RoPE in place on x [T, n_heads, head_dim]; cs [T, head_dim] holds per row
+     * cos[head_dim/2] then sin[head_dim/2] (see al_rope_table). */
+    void (*rope)(float *x, const float *cs, int T, int n_heads, int head_dim);
     /* y [T,N] = x [T,K] · w[N,K]^T (+ y if accumulate). gemv when T == 1. */
     void (*matmul)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
     /* y[t,:] += alpha * x[t,:]                                              [T,N] */
@@ -99,6 +99,9 @@ int al_cpu_threads(void);
 /* RoPE inverse frequencies (HF convention incl. llama3 scaling) into inv_freq [head_dim/2]. */
 void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, float factor,
                       float low_freq_factor, float high_freq_factor, int original_max_pos);
+
+/* cs [T, head_dim]: cos then sin of pos[t] * inv_freq[i], the angle computed in float32 as HF does. */
+void al_rope_table(float *cs, const int32_t *pos, int T, int head_dim, const float *inv_freq);
 
 #ifdef __cplusplus
 }

@@ -26,3 +26,16 @@ void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, fl
         inv_freq[i] = f;
     }
 }
+
+void al_rope_table(float *cs, const int32_t *pos, int T, int head_dim, const float *inv_freq)
+{
+    int half = head_dim / 2;
+    for (int t = 0; t < T; t++) {
+        float *row = cs + (size_t)t * head_dim;
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[t] * inv_freq[i];
+            row[i] = (float)cos((double)ang);
+            row[half + i] = (float)sin((double)ang);
+        }
+    }
+}

@@ -102,6 +102,22 @@ static void ali_attn_one(const al_kv_geom *g, int layer, int n_heads, float scal
 
 #define ALI_ATTN_TILE 128
 
+/* Per-thread scratch buffers that only grow, so steady-state steps never touch the allocator. */
+static _Thread_local float *ali_scr[4];
+static _Thread_local size_t ali_scr_n[4];
+
+static float *ali_scratch(int i, size_t n)
+{
+    if (n > ali_scr_n[i]) {
+        free(ali_scr[i]);
+        ali_scr[i] = malloc(sizeof(float) * n);
+        if (!ali_scr[i])
+            abort(); /* a few MB of scratch: treated like a stack overflow */
+        ali_scr_n[i] = n;
+    }
+    return ali_scr[i];
+}
+
 /* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm. */
 static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
                            const float *q, float *out, float *kbuf, float *vbuf, float *sbuf)
@@ -159,15 +175,13 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
     if (max_ctx == 0)
         return;
     size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
-    float *scores = NULL, *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
-    scores = malloc(sizeof(float) * (size_t)max_ctx);
+    float *scores = ali_scratch(0, (size_t)max_ctx);
+    float *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
     if (max_rows > 1) {
-        kbuf = malloc(sizeof(float) * (size_t)max_ctx * kvd);
-        vbuf = malloc(sizeof(float) * (size_t)max_ctx * kvd);
-        sbuf = malloc(sizeof(float) * (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
+        kbuf = ali_scratch(1, (size_t)max_ctx * kvd);
+        vbuf = ali_scratch(2, (size_t)max_ctx * kvd);
+        sbuf = ali_scratch(3, (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
     }
-    if (!scores || (max_rows > 1 && (!kbuf || !vbuf || !sbuf)))
-        abort(); /* scratch of a few MB: treated like a stack overflow */
     for (int s = 0; s < n_seqs; s++) {
         const al_seq_view *sv = &seqs[s];
         if (sv->n_rows == 1)
@@ -175,8 +189,4 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
         else if (sv->n_rows > 1)
             ali_attn_chunk(g, layer, n_heads, scale, sv, q, out, kbuf, vbuf, sbuf);
     }
-    free(scores);
-    free(kbuf);
-    free(vbuf);
-    free(sbuf);
 }

@@ -31,22 +31,17 @@ void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, f
     }
 }
 
-void ali_cpu_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *inv_freq)
+void ali_cpu_rope(float *x, const float *cs, int T, int n_heads, int head_dim)
 {
     int half = head_dim / 2;
-    float cs[512], sn[512]; /* head_dim <= 1024 is checked by the engine */
     for (int t = 0; t < T; t++) {
-        for (int i = 0; i < half; i++) {
-            float ang = (float)pos[t] * inv_freq[i]; /* float32 product, as HF computes it */
-            cs[i] = (float)cos((double)ang);
-            sn[i] = (float)sin((double)ang);
-        }
+        const float *c = cs + (size_t)t * head_dim, *sn = c + half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((size_t)t * n_heads + h) * head_dim;
             for (int i = 0; i < half; i++) {
                 float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] - b * sn[i];
-                v[i + half] = b * cs[i] + a * sn[i];
+                v[i] = a * c[i] - b * sn[i];
+                v[i + half] = b * c[i] + a * sn[i];
             }
         }
     }

@@ -1,0 +1,60 @@
+/* bench_util.h: bounds measured in the same run (sgemm peak, memory copy bandwidth) and timing. */
+#ifndef AL_BENCH_UTIL_H
+#define AL_BENCH_UTIL_H
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Best-of sgemm GFLOP/s for an M x K x N product (row-major, B transposed like nn.Linear). */
+static inline double bench_sgemm_gflops(int M, int K, int N, double min_seconds)
+{
+    float *a = ali_aligned_alloc(sizeof(float) * (size_t)M * K);
+    float *b = ali_aligned_alloc(sizeof(float) * (size_t)N * K);
+    float *c = ali_aligned_alloc(sizeof(float) * (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        a[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        b[i] = (float)(i % 5) * 0.01f;
+    double best = 1e30, t_end = al_now() + min_seconds;
+    int reps = 0;
+    while (al_now() < t_end || reps < 3) {
+        double t0 = al_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double dt = al_now() - t0;
+        if (dt < best)
+            best = dt;
+        reps++;
+    }
+    ali_aligned_free(a);
+    ali_aligned_free(b);
+    ali_aligned_free(c);
+    return 2.0 * M * K * N / best * 1e-9;
+}
+
+/* Best-of memcpy bandwidth in GB/s (bytes copied per second) over a buffer far larger than caches. */
+static inline double bench_copy_gbs(size_t bytes, double min_seconds)
+{
+    char *a = ali_aligned_alloc(bytes), *b = ali_aligned_alloc(bytes);
+    memset(a, 1, bytes);
+    memset(b, 2, bytes);
+    double best = 1e30, t_end = al_now() + min_seconds;
+    int reps = 0;
+    while (al_now() < t_end || reps < 3) {
+        double t0 = al_now();
+        memcpy(b, a, bytes);
+        double dt = al_now() - t0;
+        if (dt < best)
+            best = dt;
+        reps++;
+        a[reps % bytes] = (char)reps;
+    }
+    ali_aligned_free(a);
+    ali_aligned_free(b);
+    return (double)bytes / best * 1e-9;
+}
+
+#endif
