@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -48,6 +49,15 @@ void al_kvpool_destroy(al_kvpool *p)
 
 al_err al_kvpool_alloc(al_kvpool *p, int32_t *block)
 {
+    if (p->n_free == 0 && p->evict) {
+        int32_t b = p->evict(p->hook_ctx);
+        if (b >= 0) {
+            assert(p->refcnt[b] == 0);
+            p->refcnt[b] = 1;
+            *block = b;
+            return AL_OK;
+        }
+    }
     if (p->n_free == 0)
         return ali_errf(AL_ECAPACITY, "kv pool exhausted (%d blocks of %d tokens all in use)", p->n_blocks,
                         p->g.block_size);
@@ -68,10 +78,23 @@ int al_kvpool_unref(al_kvpool *p, int32_t block)
 {
     assert(block >= 0 && block < p->n_blocks && p->refcnt[block] > 0);
     if (--p->refcnt[block] == 0) {
-        p->free_ids[p->n_free++] = block;
+        if (!(p->on_zero && p->on_zero(p->hook_ctx, block)))
+            p->free_ids[p->n_free++] = block;
         return 1;
     }
     return 0;
 }
 
 int32_t al_kvpool_used(const al_kvpool *p) { return p->n_blocks - p->n_free; }
+
+void al_kvpool_copy_block(al_kvpool *p, int32_t dst, int32_t src, int32_t rows)
+{
+    size_t kvd = (size_t)p->g.n_kv_heads * p->g.head_dim, bs = (size_t)p->g.block_size;
+    size_t per = kvd * (size_t)rows * sizeof(float);
+    for (int32_t l = 0; l < p->g.n_layers * 2; l++) {
+        float *d = p->data + (size_t)dst * al_kv_block_floats(&p->g) + (size_t)l * bs * kvd;
+        const float *s = p->data + (size_t)src * al_kv_block_floats(&p->g) + (size_t)l * bs * kvd;
+        memcpy(d, s, per);
+    }
+    p->copied_bytes += per * (size_t)p->g.n_layers * 2;
+}

@@ -16,7 +16,13 @@ typedef struct al_kvpool {
     int32_t *free_ids; /* stack of free block ids */
     int32_t n_free;
     int owns_data;
-    uint64_t copied_bytes; /* KV bytes ever copied between blocks (zero-copy proof counter) */
+    uint64_t copied_bytes; /* KV bytes ever copied between blocks (copy-on-write; zero-copy proof) */
+    /* Optional prefix-cache hooks: on_zero returns 1 when it keeps a block that lost its last
+     * reference (the block is then neither free nor used); evict returns a kept block to reuse,
+     * or -1. */
+    int (*on_zero)(void *ctx, int32_t block);
+    int32_t (*evict)(void *ctx);
+    void *hook_ctx;
 } al_kvpool;
 
 /* Bytes of KV storage for n_blocks blocks. */
@@ -25,11 +31,14 @@ size_t al_kvpool_bytes(const al_kv_geom *g, int32_t n_blocks);
 al_err al_kvpool_init(al_kvpool *p, const al_kv_geom *g, int32_t n_blocks, void *mem);
 void al_kvpool_destroy(al_kvpool *p);
 
-/* Takes a free block (refcount 1); AL_ECAPACITY when none is free. */
+/* Takes a free block (refcount 1), evicting a kept block when none is free; AL_ECAPACITY when
+ * neither exists. */
 al_err al_kvpool_alloc(al_kvpool *p, int32_t *block);
 void al_kvpool_ref(al_kvpool *p, int32_t block);
-/* Drops a reference; returns 1 when the block became free. */
+/* Drops a reference; returns 1 when the block lost its last reference (freed or kept). */
 int al_kvpool_unref(al_kvpool *p, int32_t block);
 int32_t al_kvpool_used(const al_kvpool *p);
+/* Copies every layer's K/V rows [0, rows) of block src into block dst (counted in copied_bytes). */
+void al_kvpool_copy_block(al_kvpool *p, int32_t dst, int32_t src, int32_t rows);
 
 #endif

@@ -30,6 +30,7 @@ typedef struct al_engine_opts {
     int32_t max_seqs;         /* sequences alive at once (default 64) */
     const al_ops *ops;        /* backend (NULL = CPU) */
     void *kv_mem;             /* optional external KV storage (an arena) of al_kvpool_bytes bytes */
+    int32_t prefix_cache;     /* 1: reuse the KV of identical token prefixes across sequences */
 } al_engine_opts;
 
 typedef struct al_request {
@@ -60,7 +61,15 @@ typedef struct al_result {
     al_err error;
     double prefill_ms, decode_ms;
     int32_t computed_tokens;     /* tokens whose KV this sequence computed */
+    int32_t cached_tokens;       /* prompt tokens whose KV came from the prefix cache */
 } al_result;
+
+typedef struct al_engine_stats {
+    int32_t blocks_total, blocks_used, blocks_free, blocks_cached; /* cached: unreferenced, kept */
+    int32_t sequences, running;
+    uint64_t cache_hit_blocks, cache_miss_blocks, cache_hit_tokens;
+    uint64_t prefill_tokens, decode_tokens, steps;
+} al_engine_stats;
 
 typedef struct al_engine al_engine;
 
@@ -89,6 +98,17 @@ const al_kvpool *al_engine_kvpool(const al_engine *e);
 const al_model *al_engine_model(const al_engine *e);
 /* The sequence's own KV as a segment (positions [prefix.n, prefix.n + n_computed)). */
 al_err al_engine_seq_kv(const al_engine *e, int32_t seq_id, al_kv_seg *seg);
+
+/* Pins the blocks holding positions [0, n_tokens) of a sequence that is not running: each gets
+ * one more reference so it outlives the sequence (a lease). Writes the block ids (at most cap). */
+al_err al_engine_pin(al_engine *e, int32_t seq_id, int32_t n_tokens, int32_t *blocks, int32_t cap,
+                     int32_t *n_blocks);
+/* Drops the references al_engine_pin took. */
+void al_engine_unpin(al_engine *e, const int32_t *blocks, int32_t n_blocks);
+/* The sequence's own tokens (prompt and generated, committed or not) and how many have KV. */
+al_err al_engine_seq_tokens(const al_engine *e, int32_t seq_id, const int32_t **toks, int32_t *n,
+                            int32_t *n_computed);
+void al_engine_stats_get(const al_engine *e, al_engine_stats *st);
 
 /* Sampling (engine/sample.c). logits [V] is modified (temperature, filtering). */
 int32_t al_sample(float *logits, int32_t V, const al_sampling *s, al_rng *rng);

@@ -3,6 +3,7 @@
 #define AL_ENGINE_INT_H
 
 #include "engine.h"
+#include "prefix.h"
 
 #define ALI_MAX_ADAPTERS 64
 #define ALI_LOGIT_ROWS 32 /* rows of logits computed per lm_head matmul */
@@ -32,6 +33,9 @@ typedef struct ali_seq {
     al_err error;
     double t_start, t_first, t_end;
     int32_t computed_tokens;
+    int32_t cached_tokens;
+    uint64_t chain;     /* prefix-cache chain value after n_hashed full blocks */
+    int32_t n_hashed;
     uint64_t order;
 } ali_seq;
 
@@ -79,7 +83,9 @@ struct al_engine {
     al_engine_opts o;
     al_kv_geom g;
     al_kvpool pool;
+    ali_pcache *pc; /* NULL when the prefix cache is off */
     ali_runstate rs;
+    uint64_t n_prefill_tokens, n_decode_tokens, n_steps;
     const al_adapter *adapters[ALI_MAX_ADAPTERS];
     int32_t n_adapters;
     ali_seq *seqs; /* [max_seqs] */

@@ -55,6 +55,10 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
     e->g = (al_kv_geom){.n_layers = c->n_layers, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                         .block_size = o.block_size};
     al_err err = al_kvpool_init(&e->pool, &e->g, o.n_blocks, o.kv_mem);
+    if (err == AL_OK && o.prefix_cache) {
+        e->pc = calloc(1, sizeof *e->pc);
+        err = e->pc ? ali_pcache_init(e->pc, &e->pool) : ali_errf(AL_ENOMEM, "engine: out of memory");
+    }
     if (err == AL_OK)
         err = ali_runstate_init(&e->rs, c, o.max_batch_tokens, 64);
     int32_t T = o.max_batch_tokens, S = o.max_seqs;
@@ -78,8 +82,37 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
     return AL_OK;
 }
 
+/* 1 when the sequence's own KV is plain base-model KV for blocks [0, upto) (cacheable). */
+static int ali_seq_cacheable(const al_engine *e, const ali_seq *s, int32_t upto_tokens)
+{
+    if (!e->pc || s->prefix.n != 0)
+        return 0;
+    return s->adapter < 0 || s->act_start < 0 || upto_tokens <= s->act_start;
+}
+
+/* Registers the sequence's newly completed full blocks in the prefix cache. */
+static void ali_seq_register_full(al_engine *e, ali_seq *s)
+{
+    int32_t bs = e->g.block_size;
+    while ((s->n_hashed + 1) * bs <= s->n_computed && ali_seq_cacheable(e, s, (s->n_hashed + 1) * bs)) {
+        const int32_t *t = s->toks + (size_t)s->n_hashed * bs;
+        uint64_t key = ali_pcache_key(s->chain, t, bs);
+        ali_pcache_insert(e->pc, s->blocks[s->n_hashed], key, t, bs);
+        s->chain = key;
+        s->n_hashed++;
+    }
+}
+
 static void ali_seq_clear(al_engine *e, ali_seq *s)
 {
+    int32_t bs = e->g.block_size;
+    if (s->used && e->pc && s->n_hashed * bs == s->n_computed - s->n_computed % bs && s->n_computed % bs &&
+        ali_seq_cacheable(e, s, s->n_computed)) {
+        /* keep the partial tail block too: a later request with the same prefix reuses it */
+        int32_t k = s->n_computed % bs;
+        const int32_t *t = s->toks + (size_t)s->n_hashed * bs;
+        ali_pcache_insert(e->pc, s->blocks[s->n_hashed], ali_pcache_key(s->chain, t, k), t, k);
+    }
     for (int32_t i = 0; i < s->n_blocks; i++)
         al_kvpool_unref(&e->pool, s->blocks[i]);
     free(s->toks);
@@ -97,6 +130,10 @@ void al_engine_free(al_engine *e)
         for (int32_t i = 0; i < e->o.max_seqs; i++)
             if (e->seqs[i].used)
                 ali_seq_clear(e, &e->seqs[i]);
+    if (e->pc) {
+        ali_pcache_free(e->pc);
+        free(e->pc);
+    }
     al_kvpool_destroy(&e->pool);
     ali_runstate_free(&e->rs);
     free(e->seqs);
@@ -136,6 +173,63 @@ static al_err ali_seq_push_tokens(ali_seq *s, const int32_t *t, int32_t n)
     if (n)
         memcpy(s->toks + s->n_toks, t, sizeof(int32_t) * (size_t)n);
     s->n_toks += n;
+    return AL_OK;
+}
+
+/* Reuses cached blocks for the longest cached prefix of the sequence's first `limit` tokens. */
+static al_err ali_seq_match_prefix(al_engine *e, ali_seq *s, int32_t limit)
+{
+    int32_t bs = e->g.block_size;
+    while ((s->n_computed + bs) <= limit) {
+        const int32_t *t = s->toks + s->n_computed;
+        uint64_t key = ali_pcache_key(s->chain, t, bs);
+        int32_t b = ali_pcache_lookup(e->pc, key, t, bs);
+        if (b < 0) {
+            e->pc->misses++;
+            break;
+        }
+        AL_TRY(ali_grow((void **)&s->blocks, &s->cap_blocks, s->n_blocks + 1, sizeof(int32_t)));
+        ali_pcache_acquire(e->pc, b);
+        s->blocks[s->n_blocks++] = b;
+        s->n_computed += bs;
+        s->chain = key;
+        s->n_hashed++;
+        e->pc->hits++;
+    }
+    if (s->n_computed % bs == 0 && s->n_computed == s->n_hashed * bs) {
+        for (int32_t k = AL_MIN(limit - s->n_computed, bs - 1); k > 0; k--) {
+            const int32_t *t = s->toks + s->n_computed;
+            int32_t b = ali_pcache_lookup(e->pc, ali_pcache_key(s->chain, t, k), t, k);
+            if (b < 0)
+                continue;
+            AL_TRY(ali_grow((void **)&s->blocks, &s->cap_blocks, s->n_blocks + 1, sizeof(int32_t)));
+            ali_pcache_acquire(e->pc, b); /* shared partial block: copied before it is written */
+            s->blocks[s->n_blocks++] = b;
+            s->n_computed += k;
+            e->pc->hits++;
+            break;
+        }
+    }
+    s->cached_tokens = s->n_computed;
+    e->pc->hit_tokens += (uint64_t)s->n_computed;
+    return AL_OK;
+}
+
+/* Copy-on-write: before a sequence writes into its partially filled tail block, make sure the
+ * block is its own (not shared with a lease, another sequence or the prefix cache). */
+static al_err ali_seq_own_tail(al_engine *e, ali_seq *s)
+{
+    int32_t bs = e->g.block_size;
+    if (s->n_computed % bs == 0)
+        return AL_OK;
+    int32_t idx = s->n_computed / bs, old = s->blocks[idx];
+    if (e->pool.refcnt[old] == 1 && !ali_pcache_has(e->pc, old))
+        return AL_OK;
+    int32_t nb;
+    AL_TRY(al_kvpool_alloc(&e->pool, &nb));
+    al_kvpool_copy_block(&e->pool, nb, old, s->n_computed % bs);
+    al_kvpool_unref(&e->pool, old);
+    s->blocks[idx] = nb;
     return AL_OK;
 }
 
@@ -234,6 +328,18 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         ali_seq_clear(e, s);
         return ali_errf(AL_EINVAL, "generation needs at least one token after the prefix");
     }
+    if (e->pc && s->prefix.n == 0) {
+        int32_t limit = s->n_toks;
+        if (s->gen_left > 0 || s->prompt_logits)
+            limit--; /* the last prompt token must run to produce logits */
+        if (s->adapter >= 0 && s->act_start >= 0 && s->act_start < limit)
+            limit = s->act_start;
+        al_err err = ali_seq_match_prefix(e, s, limit);
+        if (err != AL_OK) {
+            ali_seq_clear(e, s);
+            return err;
+        }
+    }
     *seq_id = id;
     return AL_OK;
 }
@@ -329,6 +435,8 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     for (int32_t k = 0; k < n_run && T < budget; k++) {
         ali_seq *s = &e->seqs[order[k]];
         int32_t c = AL_MIN(s->n_toks - s->n_computed, budget - T);
+        if (ali_seq_own_tail(e, s) != AL_OK)
+            continue; /* no block to copy into this step */
         if (ali_seq_reserve(e, s, s->n_computed + c) != AL_OK) {
             /* use what the blocks we already hold allow */
             c = AL_MIN(c, s->n_blocks * e->g.block_size - s->n_computed);
@@ -411,10 +519,17 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     ali_batch b = {.T = T, .ids = e->ids, .pos = e->pos, .views = e->views, .n_views = n_sched,
                    .groups = e->groups, .n_groups = n_groups, .out_rows = e->out_rows, .n_out = n_out};
     ali_forward(e, &b);
+    e->n_steps++;
     for (int32_t k = 0; k < n_sched; k++) {
         ali_seq *s = &e->seqs[sched[k]];
+        if (s->n_computed >= s->prompt_end)
+            e->n_decode_tokens += (uint64_t)chunk[k];
+        else
+            e->n_prefill_tokens += (uint64_t)chunk[k];
         s->n_computed += chunk[k];
         s->computed_tokens += chunk[k];
+        if (e->pc)
+            ali_seq_register_full(e, s);
     }
     /* logits, in groups of ALI_LOGIT_ROWS */
     int32_t V = e->m->cfg.vocab_size, H = e->m->cfg.hidden_size;
@@ -470,7 +585,8 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
     *out = (al_result){.tokens = s->gen, .n_tokens = s->n_gen, .top = s->top, .top_logprobs = s->top_logprobs,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
-                       .error = s->error, .computed_tokens = s->computed_tokens};
+                       .error = s->error, .computed_tokens = s->computed_tokens,
+                       .cached_tokens = s->cached_tokens};
     if (s->finish != AL_FINISH_NONE) {
         out->prefill_ms = (s->t_first - s->t_start) * 1e3;
         out->decode_ms = (s->t_end - s->t_first) * 1e3;
@@ -520,4 +636,68 @@ al_err al_engine_seq_kv(const al_engine *e, int32_t id, al_kv_seg *seg)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
     *seg = (al_kv_seg){.pool = e->pool.data, .table = s->blocks, .pos0 = s->prefix.n, .n = s->n_computed};
     return AL_OK;
+}
+
+al_err al_engine_pin(al_engine *e, int32_t id, int32_t n_tokens, int32_t *blocks, int32_t cap, int32_t *n_blocks)
+{
+    ali_seq *s = ali_seq_get(e, id);
+    if (!s)
+        return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
+    if (ali_seq_runnable(s))
+        return ali_errf(AL_EINVAL, "sequence %d is still running", id);
+    if (s->prefix.n != 0)
+        return ali_errf(AL_EINVAL, "sequence %d has a read-only prefix and cannot be pinned", id);
+    if (n_tokens < 0 || n_tokens > s->n_computed)
+        return ali_errf(AL_ERANGE, "pin of %d tokens: sequence %d has %d computed tokens", n_tokens, id,
+                        s->n_computed);
+    int32_t nb = (n_tokens + e->g.block_size - 1) / e->g.block_size;
+    if (nb > cap)
+        return ali_errf(AL_ERANGE, "pin needs %d blocks, the table row holds %d", nb, cap);
+    for (int32_t i = 0; i < nb; i++) {
+        al_kvpool_ref(&e->pool, s->blocks[i]);
+        blocks[i] = s->blocks[i];
+    }
+    *n_blocks = nb;
+    return AL_OK;
+}
+
+void al_engine_unpin(al_engine *e, const int32_t *blocks, int32_t n_blocks)
+{
+    for (int32_t i = 0; i < n_blocks; i++)
+        al_kvpool_unref(&e->pool, blocks[i]);
+}
+
+al_err al_engine_seq_tokens(const al_engine *e, int32_t id, const int32_t **toks, int32_t *n, int32_t *n_computed)
+{
+    const ali_seq *s = ali_seq_get(e, id);
+    if (!s)
+        return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
+    *toks = s->toks;
+    *n = s->n_toks;
+    if (n_computed)
+        *n_computed = s->n_computed;
+    return AL_OK;
+}
+
+void al_engine_stats_get(const al_engine *e, al_engine_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->blocks_total = e->pool.n_blocks;
+    st->blocks_cached = e->pc ? e->pc->n_lru : 0;
+    st->blocks_free = e->pool.n_free;
+    st->blocks_used = e->pool.n_blocks - e->pool.n_free - st->blocks_cached;
+    for (int32_t i = 0; i < e->o.max_seqs; i++)
+        if (e->seqs[i].used) {
+            st->sequences++;
+            if (ali_seq_runnable(&e->seqs[i]))
+                st->running++;
+        }
+    if (e->pc) {
+        st->cache_hit_blocks = e->pc->hits;
+        st->cache_miss_blocks = e->pc->misses;
+        st->cache_hit_tokens = e->pc->hit_tokens;
+    }
+    st->prefill_tokens = e->n_prefill_tokens;
+    st->decode_tokens = e->n_decode_tokens;
+    st->steps = e->n_steps;
 }
