@@ -94,7 +94,10 @@ void al_kvpool_copy_block(al_kvpool *p, int32_t dst, int32_t src, int32_t rows)
     for (int32_t l = 0; l < p->g.n_layers * 2; l++) {
         float *d = p->data + (size_t)dst * al_kv_block_floats(&p->g) + (size_t)l * bs * kvd;
         const float *s = p->data + (size_t)src * al_kv_block_floats(&p->g) + (size_t)l * bs * kvd;
-        memcpy(d, s, per);
+        if (p->copy)
+            p->copy(d, s, per);
+        else
+            memcpy(d, s, per);
     }
     p->copied_bytes += per * (size_t)p->g.n_layers * 2;
 }

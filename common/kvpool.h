@@ -23,6 +23,7 @@ typedef struct al_kvpool {
     int (*on_zero)(void *ctx, int32_t block);
     int32_t (*evict)(void *ctx);
     void *hook_ctx;
+    void (*copy)(void *dst, const void *src, size_t bytes); /* block copies (device memory); NULL = memcpy */
 } al_kvpool;
 
 /* Bytes of KV storage for n_blocks blocks. */

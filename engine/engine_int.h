@@ -53,8 +53,9 @@ typedef struct ali_runstate {
     float *lora_tmp; /* [T, max rank] */
     float *hout;   /* [T, H] final normed hidden of the output rows */
     float *logits; /* [ALI_LOGIT_ROWS, V] */
-    float *inv_freq; /* [hd/2] */
-    float *rope_cs;  /* [T, hd] cos/sin table of the step's positions */
+    float *logits_host; /* [ALI_LOGIT_ROWS, V] host copy for sampling */
+    float *inv_freq; /* [hd/2] host */
+    float *rope_cs;  /* [T, hd] host cos/sin table of the step's positions */
     float *fused;    /* [nh*hd + 2*nkv*hd + 2*I] one-row fused QKV / gate-up output */
     int32_t lora_cap; /* max rank the lora_tmp fits */
 } ali_runstate;
@@ -80,6 +81,10 @@ typedef struct ali_batch {
 struct al_engine {
     const al_model *m;
     const al_ops *ops;
+    al_weights w;          /* the model's weights in backend memory and format */
+    int own_w;             /* 1 when w was uploaded (freed with the engine) */
+    al_lora_mod *amods[ALI_MAX_ADAPTERS]; /* adapters' modules in backend memory */
+    void *kv_owned;        /* backend KV storage allocated by the engine */
     al_engine_opts o;
     al_kv_geom g;
     al_kvpool pool;
@@ -98,8 +103,13 @@ struct al_engine {
     al_row_range *ranges; /* [max_seqs] */
 };
 
-al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, int32_t max_rank);
-void ali_runstate_free(ali_runstate *rs);
+al_err ali_runstate_init(ali_runstate *rs, const al_ops *ops, const al_model_config *c, int32_t T, int32_t max_rank);
+void ali_runstate_free(ali_runstate *rs, const al_ops *ops);
+/* Backend copies of the model's weights / an adapter's modules (CPU: the same pointers). */
+al_err ali_weights_upload(al_engine *e);
+void ali_weights_release(al_engine *e);
+al_err ali_adapter_upload(al_engine *e, const al_adapter *a, al_lora_mod **out);
+void ali_adapter_release(al_engine *e, const al_adapter *a, al_lora_mod *mods);
 /* Batched forward: writes the final normed hidden state of b->out_rows into rs->hout [n_out, H]. */
 void ali_forward(al_engine *e, const ali_batch *b);
 /* logits [n, V] for n <= ALI_LOGIT_ROWS rows of hidden [n, H]. */

@@ -1,35 +1,38 @@
 /* forward.c: one batched transformer forward step (Llama / Granite) with masked LoRA. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_int.h"
 #include "util.h"
 
-al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, int32_t max_rank)
+al_err ali_runstate_init(ali_runstate *rs, const al_ops *ops, const al_model_config *c, int32_t T, int32_t max_rank)
 {
     size_t H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate_size;
-    size_t t = (size_t)T;
+    size_t t = (size_t)T, V = (size_t)c->vocab_size;
     memset(rs, 0, sizeof *rs);
-    rs->x = ali_aligned_alloc(t * H * sizeof(float));
-    rs->xn = ali_aligned_alloc(t * H * sizeof(float));
-    rs->q = ali_aligned_alloc(t * qd * sizeof(float));
-    rs->k = ali_aligned_alloc(t * kvd * sizeof(float));
-    rs->v = ali_aligned_alloc(t * kvd * sizeof(float));
-    rs->att = ali_aligned_alloc(t * qd * sizeof(float));
-    rs->proj = ali_aligned_alloc(t * H * sizeof(float));
-    rs->gate = ali_aligned_alloc(t * I * sizeof(float));
-    rs->up = ali_aligned_alloc(t * I * sizeof(float));
-    rs->hout = ali_aligned_alloc(t * H * sizeof(float));
-    rs->logits = ali_aligned_alloc((size_t)ALI_LOGIT_ROWS * (size_t)c->vocab_size * sizeof(float));
+    rs->x = ops->alloc(t * H * sizeof(float));
+    rs->xn = ops->alloc(t * H * sizeof(float));
+    rs->q = ops->alloc(t * qd * sizeof(float));
+    rs->k = ops->alloc(t * kvd * sizeof(float));
+    rs->v = ops->alloc(t * kvd * sizeof(float));
+    rs->att = ops->alloc(t * qd * sizeof(float));
+    rs->proj = ops->alloc(t * H * sizeof(float));
+    rs->gate = ops->alloc(t * I * sizeof(float));
+    rs->up = ops->alloc(t * I * sizeof(float));
+    rs->hout = ops->alloc(t * H * sizeof(float));
+    rs->logits = ops->alloc((size_t)ALI_LOGIT_ROWS * V * sizeof(float));
+    rs->fused = ops->alloc((qd + 2 * kvd + 2 * I) * sizeof(float));
+    rs->lora_cap = max_rank > 0 ? max_rank : 1;
+    rs->lora_tmp = ops->alloc(t * (size_t)rs->lora_cap * sizeof(float));
+    rs->logits_host = ali_aligned_alloc((size_t)ALI_LOGIT_ROWS * V * sizeof(float));
     rs->inv_freq = ali_aligned_alloc((size_t)c->head_dim / 2 * sizeof(float) + 4);
     rs->rope_cs = ali_aligned_alloc(t * (size_t)c->head_dim * sizeof(float));
-    rs->fused = ali_aligned_alloc((qd + 2 * kvd + 2 * I) * sizeof(float));
-    rs->lora_cap = max_rank > 0 ? max_rank : 1;
-    rs->lora_tmp = ali_aligned_alloc(t * (size_t)rs->lora_cap * sizeof(float));
     if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->att || !rs->proj || !rs->gate || !rs->up ||
-        !rs->hout || !rs->logits || !rs->inv_freq || !rs->lora_tmp || !rs->rope_cs || !rs->fused) {
-        ali_runstate_free(rs);
+        !rs->hout || !rs->logits || !rs->fused || !rs->lora_tmp || !rs->logits_host || !rs->inv_freq ||
+        !rs->rope_cs) {
+        ali_runstate_free(rs, ops);
         return ali_errf(AL_ENOMEM, "engine: cannot allocate scratch for %d tokens per step", T);
     }
     al_rope_inv_freq(rs->inv_freq, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
@@ -37,13 +40,149 @@ al_err ali_runstate_init(ali_runstate *rs, const al_model_config *c, int32_t T, 
     return AL_OK;
 }
 
-void ali_runstate_free(ali_runstate *rs)
+void ali_runstate_free(ali_runstate *rs, const al_ops *ops)
 {
-    float *bufs[] = {rs->x,    rs->xn,  rs->q,    rs->k,      rs->v,        rs->att,      rs->proj,
-                     rs->gate, rs->up,  rs->hout, rs->logits, rs->inv_freq, rs->lora_tmp, rs->rope_cs, rs->fused};
-    for (size_t i = 0; i < AL_ARRAY_LEN(bufs); i++)
-        ali_aligned_free(bufs[i]);
+    float *dev[] = {rs->x, rs->xn, rs->q, rs->k, rs->v, rs->att, rs->proj, rs->gate, rs->up, rs->hout, rs->logits,
+                    rs->fused, rs->lora_tmp};
+    for (size_t i = 0; i < AL_ARRAY_LEN(dev); i++)
+        if (dev[i])
+            ops->free(dev[i]);
+    ali_aligned_free(rs->logits_host);
+    ali_aligned_free(rs->inv_freq);
+    ali_aligned_free(rs->rope_cs);
     memset(rs, 0, sizeof *rs);
+}
+
+al_err ali_weights_upload(al_engine *e)
+{
+    const al_model_config *c = &e->m->cfg;
+    const al_weights *hw = &e->m->w;
+    if (e->ops->host_memory) {
+        e->w = *hw;
+        e->own_w = 0;
+        return AL_OK;
+    }
+    size_t H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    memset(&e->w, 0, sizeof e->w);
+    e->own_w = 1;
+    e->w.layers = calloc((size_t)c->n_layers, sizeof(al_layer_weights));
+    if (!e->w.layers)
+        return ali_errf(AL_ENOMEM, "engine: out of memory");
+#define ALI_UP(dst, src, n, mat)                                                                      \
+    do {                                                                                              \
+        if (!((dst) = e->ops->weight_upload((src), (n), (mat))))                                      \
+            return ali_errf(AL_ENOMEM, "engine: cannot upload weights to the %s backend", e->ops->name); \
+    } while (0)
+    ALI_UP(e->w.embed, hw->embed, V * H, 1);
+    ALI_UP(e->w.norm, hw->norm, H, 0);
+    if (hw->lm_head == hw->embed)
+        e->w.lm_head = e->w.embed;
+    else
+        ALI_UP(e->w.lm_head, hw->lm_head, V * H, 1);
+    for (int l = 0; l < c->n_layers; l++) {
+        const al_layer_weights *s = &hw->layers[l];
+        al_layer_weights *d = &e->w.layers[l];
+        ALI_UP(d->attn_norm, s->attn_norm, H, 0);
+        ALI_UP(d->ffn_norm, s->ffn_norm, H, 0);
+        /* q, k, v (and gate, up) uploaded as one block so one-row steps can use a fused matmul */
+        size_t wb = (size_t)e->ops->weight_bytes;
+        if (s->wk == s->wq + qd * H && s->wv == s->wk + kvd * H) {
+            ALI_UP(d->wq, s->wq, (qd + 2 * kvd) * H, 1);
+            d->wk = (float *)((char *)d->wq + qd * H * wb);
+            d->wv = (float *)((char *)d->wk + kvd * H * wb);
+        } else {
+            ALI_UP(d->wq, s->wq, qd * H, 1);
+            ALI_UP(d->wk, s->wk, kvd * H, 1);
+            ALI_UP(d->wv, s->wv, kvd * H, 1);
+        }
+        ALI_UP(d->wo, s->wo, H * qd, 1);
+        if (s->w_up == s->w_gate + I * H) {
+            ALI_UP(d->w_gate, s->w_gate, 2 * I * H, 1);
+            d->w_up = (float *)((char *)d->w_gate + I * H * wb);
+        } else {
+            ALI_UP(d->w_gate, s->w_gate, I * H, 1);
+            ALI_UP(d->w_up, s->w_up, I * H, 1);
+        }
+        ALI_UP(d->w_down, s->w_down, H * I, 1);
+    }
+#undef ALI_UP
+    return AL_OK;
+}
+void ali_weights_release(al_engine *e)
+{
+    if (!e->own_w) {
+        memset(&e->w, 0, sizeof e->w);
+        return;
+    }
+    const al_model_config *c = &e->m->cfg;
+    void (*fr)(void *) = e->ops->weight_free;
+    if (e->w.layers)
+        for (int l = 0; l < c->n_layers; l++) {
+            al_layer_weights *d = &e->w.layers[l];
+            void *ps[] = {d->attn_norm, d->ffn_norm, d->wq, d->wo, d->w_gate, d->w_down};
+            for (size_t i = 0; i < AL_ARRAY_LEN(ps); i++)
+                if (ps[i])
+                    fr(ps[i]);
+            if (d->wk && (char *)d->wk != (char *)d->wq + (size_t)c->n_heads * c->head_dim * c->hidden_size *
+                                                             (size_t)e->ops->weight_bytes) {
+                fr(d->wk);
+                fr(d->wv);
+            }
+            if (d->w_up && (char *)d->w_up != (char *)d->w_gate + (size_t)c->intermediate_size * c->hidden_size *
+                                                                   (size_t)e->ops->weight_bytes)
+                fr(d->w_up);
+        }
+    if (e->w.lm_head && e->w.lm_head != e->w.embed)
+        fr(e->w.lm_head);
+    if (e->w.embed)
+        fr(e->w.embed);
+    if (e->w.norm)
+        fr(e->w.norm);
+    free(e->w.layers);
+    memset(&e->w, 0, sizeof e->w);
+    e->own_w = 0;
+}
+
+al_err ali_adapter_upload(al_engine *e, const al_adapter *a, al_lora_mod **out)
+{
+    size_t n = (size_t)a->n_layers * AL_T_COUNT;
+    if (e->ops->host_memory) {
+        *out = a->mods;
+        return AL_OK;
+    }
+    al_lora_mod *m = calloc(n, sizeof *m);
+    if (!m)
+        return ali_errf(AL_ENOMEM, "engine: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        m[i] = a->mods[i];
+        if (m[i].r <= 0)
+            continue;
+        m[i].A = e->ops->weight_upload(a->mods[i].A, (size_t)m[i].r * m[i].in, 0);
+        m[i].B = e->ops->weight_upload(a->mods[i].B, (size_t)m[i].out * m[i].r, 0);
+        m[i].bias = a->mods[i].bias ? e->ops->weight_upload(a->mods[i].bias, (size_t)m[i].out, 0) : NULL;
+        if (!m[i].A || !m[i].B || (a->mods[i].bias && !m[i].bias)) {
+            ali_adapter_release(e, a, m);
+            return ali_errf(AL_ENOMEM, "engine: cannot upload adapter %s to the %s backend", a->name, e->ops->name);
+        }
+    }
+    *out = m;
+    return AL_OK;
+}
+
+void ali_adapter_release(al_engine *e, const al_adapter *a, al_lora_mod *m)
+{
+    if (!m || m == a->mods)
+        return;
+    for (size_t i = 0; i < (size_t)a->n_layers * AL_T_COUNT; i++) {
+        if (m[i].A)
+            e->ops->weight_free(m[i].A);
+        if (m[i].B)
+            e->ops->weight_free(m[i].B);
+        if (m[i].bias)
+            e->ops->weight_free(m[i].bias);
+    }
+    free(m);
 }
 
 /* y [T, out] += LoRA delta of module t of layer l for every adapter group's rows. */
@@ -51,7 +190,7 @@ static void ali_apply_lora(al_engine *e, const ali_batch *b, int layer, al_targe
 {
     for (int32_t gi = 0; gi < b->n_groups; gi++) {
         const ali_lora_group *grp = &b->groups[gi];
-        const al_lora_mod *mod = al_adapter_mod(grp->a, layer, t);
+        const al_lora_mod *mod = &e->amods[gi][layer * AL_T_COUNT + t];
         if (mod->r <= 0 || grp->n_ranges == 0)
             continue;
         e->ops->lora(y, x, grp->ranges, grp->n_ranges, mod->A, mod->B, mod->bias, mod->in, mod->out, mod->r,
@@ -61,12 +200,15 @@ static void ali_apply_lora(al_engine *e, const ali_batch *b, int layer, al_targe
 
 /* One-row steps read several weight matrices back to back: when the canonical layout put them
  * next to each other, one gemv over the stacked matrix replaces several small ones. */
-static int ali_adjacent(const float *a, size_t a_elems, const float *b) { return a + a_elems == b; }
+static int ali_adjacent(const al_engine *e, const float *a, size_t a_elems, const float *b)
+{
+    return (const char *)a + a_elems * (size_t)e->ops->weight_bytes == (const char *)b;
+}
 
 void ali_forward(al_engine *e, const ali_batch *b)
 {
     const al_model_config *c = &e->m->cfg;
-    const al_weights *w = &e->m->w;
+    const al_weights *w = &e->w;
     const al_ops *ops = e->ops;
     ali_runstate *rs = &e->rs;
     int T = b->T, H = c->hidden_size, I = c->intermediate_size;
@@ -80,7 +222,7 @@ void ali_forward(al_engine *e, const ali_batch *b)
         float *q = rs->q, *k = rs->k, *v = rs->v, *gate = rs->gate, *up = rs->up;
         /* attention block */
         ops->rmsnorm(rs->xn, rs->x, lw->attn_norm, T, H, c->rms_eps);
-        if (T == 1 && ali_adjacent(lw->wq, (size_t)qd * H, lw->wk) && ali_adjacent(lw->wk, (size_t)kvd * H, lw->wv)) {
+        if (T == 1 && ali_adjacent(e, lw->wq, (size_t)qd * H, lw->wk) && ali_adjacent(e, lw->wk, (size_t)kvd * H, lw->wv)) {
             q = rs->fused;
             k = q + qd;
             v = k + kvd;
@@ -102,7 +244,7 @@ void ali_forward(al_engine *e, const ali_batch *b)
         ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
         /* MLP block */
         ops->rmsnorm(rs->xn, rs->x, lw->ffn_norm, T, H, c->rms_eps);
-        if (T == 1 && ali_adjacent(lw->w_gate, (size_t)I * H, lw->w_up)) {
+        if (T == 1 && ali_adjacent(e, lw->w_gate, (size_t)I * H, lw->w_up)) {
             gate = rs->fused;
             up = gate + I;
             ops->matmul(gate, rs->xn, lw->w_gate, 1, H, 2 * I, 0);
@@ -125,11 +267,7 @@ void ali_forward(al_engine *e, const ali_batch *b)
 void ali_lm_head(al_engine *e, const float *hidden, int32_t n, float *logits)
 {
     const al_model_config *c = &e->m->cfg;
-    e->ops->matmul(logits, hidden, e->m->w.lm_head, n, c->hidden_size, c->vocab_size, 0);
-    if (c->logits_scaling != 1.0f) {
-        float inv = 1.0f / c->logits_scaling;
-        size_t cnt = (size_t)n * c->vocab_size;
-        for (size_t i = 0; i < cnt; i++)
-            logits[i] *= inv;
-    }
+    e->ops->matmul(logits, hidden, e->w.lm_head, n, c->hidden_size, c->vocab_size, 0);
+    if (c->logits_scaling != 1.0f)
+        e->ops->scale(logits, 1.0f / c->logits_scaling, (size_t)n * c->vocab_size);
 }

@@ -54,13 +54,25 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
     e->ops = o.ops ? o.ops : al_ops_cpu();
     e->g = (al_kv_geom){.n_layers = c->n_layers, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                         .block_size = o.block_size};
-    al_err err = al_kvpool_init(&e->pool, &e->g, o.n_blocks, o.kv_mem);
+    void *kv_mem = o.kv_mem;
+    if (!kv_mem && !e->ops->host_memory) {
+        kv_mem = e->kv_owned = e->ops->alloc(al_kvpool_bytes(&e->g, o.n_blocks));
+        if (!kv_mem) {
+            const char *bn = e->ops->name;
+            free(e);
+            return ali_errf(AL_ENOMEM, "engine: cannot allocate %d KV blocks on the %s backend", o.n_blocks, bn);
+        }
+    }
+    al_err err = al_kvpool_init(&e->pool, &e->g, o.n_blocks, kv_mem);
+    e->pool.copy = e->ops->host_memory ? NULL : e->ops->copy;
+    if (err == AL_OK)
+        err = ali_weights_upload(e);
     if (err == AL_OK && o.prefix_cache) {
         e->pc = calloc(1, sizeof *e->pc);
         err = e->pc ? ali_pcache_init(e->pc, &e->pool) : ali_errf(AL_ENOMEM, "engine: out of memory");
     }
     if (err == AL_OK)
-        err = ali_runstate_init(&e->rs, c, o.max_batch_tokens, 64);
+        err = ali_runstate_init(&e->rs, e->ops, c, o.max_batch_tokens, 64);
     int32_t T = o.max_batch_tokens, S = o.max_seqs;
     e->seqs = calloc((size_t)S, sizeof(ali_seq));
     e->ids = malloc(sizeof(int32_t) * (size_t)T);
@@ -135,7 +147,12 @@ void al_engine_free(al_engine *e)
         free(e->pc);
     }
     al_kvpool_destroy(&e->pool);
-    ali_runstate_free(&e->rs);
+    if (e->kv_owned)
+        e->ops->free(e->kv_owned);
+    ali_runstate_free(&e->rs, e->ops);
+    for (int32_t i = 0; i < e->n_adapters; i++)
+        ali_adapter_release(e, e->adapters[i], e->amods[i]);
+    ali_weights_release(e);
     free(e->seqs);
     free(e->ids);
     free(e->pos);
@@ -156,12 +173,13 @@ al_err al_engine_add_adapter(al_engine *e, const al_adapter *a, int32_t *slot)
         return ali_errf(AL_EINVAL, "adapter %s has %d layers, model has %d", a->name, a->n_layers,
                         e->m->cfg.n_layers);
     if (a->max_rank > e->rs.lora_cap) {
-        ali_aligned_free(e->rs.lora_tmp);
-        e->rs.lora_tmp = ali_aligned_alloc((size_t)e->o.max_batch_tokens * (size_t)a->max_rank * sizeof(float));
+        e->ops->free(e->rs.lora_tmp);
+        e->rs.lora_tmp = e->ops->alloc((size_t)e->o.max_batch_tokens * (size_t)a->max_rank * sizeof(float));
         if (!e->rs.lora_tmp)
             return ali_errf(AL_ENOMEM, "engine: cannot allocate LoRA scratch for rank %d", a->max_rank);
         e->rs.lora_cap = a->max_rank;
     }
+    AL_TRY(ali_adapter_upload(e, a, &e->amods[e->n_adapters]));
     e->adapters[e->n_adapters] = a;
     *slot = e->n_adapters++;
     return AL_OK;
@@ -389,7 +407,7 @@ static int ali_seq_order_cmp(const void *a, const void *b, void *ctx)
 }
 
 /* Samples the next token of s from its logits row and records logprobs; updates finish state. */
-static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits)
+static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits, const float *dev_logits)
 {
     const al_model_config *c = &e->m->cfg;
     int32_t V = c->vocab_size;
@@ -399,7 +417,8 @@ static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits)
         if (!nt)
             return ali_errf(AL_ENOMEM, "engine: out of memory");
         s->top = nt;
-        e->ops->logprobs_topk(logits, 1, V, s->top_logprobs, s->top + (size_t)s->n_gen * s->top_logprobs, NULL);
+        e->ops->logprobs_topk(dev_logits, 1, V, s->top_logprobs, s->top + (size_t)s->n_gen * s->top_logprobs,
+                              NULL);
     }
     if (s->gen_logits)
         memcpy(s->gen_logits + (size_t)s->n_gen * V, logits, sizeof(float) * (size_t)V);
@@ -536,15 +555,16 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     for (int32_t o0 = 0; o0 < n_out; o0 += ALI_LOGIT_ROWS) {
         int32_t n = AL_MIN(ALI_LOGIT_ROWS, n_out - o0);
         ali_lm_head(e, e->rs.hout + (size_t)o0 * H, n, e->rs.logits);
+        e->ops->download(e->rs.logits_host, e->rs.logits, sizeof(float) * (size_t)n * V);
         for (int32_t i = 0; i < n; i++) {
             ali_seq *s = &e->seqs[e->out_seq[o0 + i]];
             int32_t idx = e->out_idx[o0 + i];
-            float *lg = e->rs.logits + (size_t)i * V;
+            float *lg = e->rs.logits_host + (size_t)i * V;
             if (s->prompt_logits && idx < s->prompt_end)
                 memcpy(s->prompt_logits + (size_t)idx * V, lg, sizeof(float) * (size_t)V);
             if (idx == s->n_toks - 1 && s->n_computed == s->n_toks && s->gen_left > 0 &&
                 s->finish == AL_FINISH_NONE) {
-                al_err err = ali_seq_sample(e, s, lg);
+                al_err err = ali_seq_sample(e, s, lg, e->rs.logits + (size_t)i * V);
                 if (err != AL_OK)
                     ali_seq_finish(s, AL_FINISH_ERROR, err);
             }

@@ -60,18 +60,34 @@ typedef struct al_topk_entry {
 
 typedef struct al_ops {
     const char *name;
+    int host_memory;  /* 1: backend memory is host memory */
+    int weight_bytes; /* bytes per element of matrix weights (4 = f32, 2 = bf16) */
+
+    /* Memory. alloc returns zeroed backend memory (NULL on failure). */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *src, size_t bytes);   /* host -> backend */
+    void (*download)(void *dst, const void *src, size_t bytes); /* backend -> host */
+    void (*copy)(void *dst, const void *src, size_t bytes);     /* backend -> backend */
+    void (*sync)(void);
+    /* A weight tensor in the backend's format: matrix = 1 for matmul / embedding weights (bf16 on
+     * CUDA), 0 for vectors and LoRA factors (f32). CPU returns `host` itself (no copy). */
+    void *(*weight_upload)(const float *host, size_t n, int matrix);
+    void (*weight_free)(void *p);
 
     /* out[t,:] = table[ids[t],:] * scale                                   out [T,H], table [V,H] */
-    void (*embedding)(float *out, const float *table, const int32_t *ids, int T, int H, float scale);
+    void (*embedding)(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
     /* out[t,:] = x[t,:] / rms(x[t,:]) * w                                  out, x [T,H], w [H] */
     void (*rmsnorm)(float *out, const float *x, const float *w, int T, int H, float eps);
     /* HF rotate_half RoPE in place on x [T, n_heads, head_dim]; cs [T, head_dim] holds per row
      * cos[head_dim/2] then sin[head_dim/2] (see al_rope_table). */
     void (*rope)(float *x, const float *cs, int T, int n_heads, int head_dim);
     /* y [T,N] = x [T,K] · w[N,K]^T (+ y if accumulate). gemv when T == 1. */
-    void (*matmul)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
+    void (*matmul)(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
     /* y[t,:] += alpha * x[t,:]                                              [T,N] */
     void (*add_scaled)(float *y, const float *x, float alpha, size_t n);
+    /* y [n] *= alpha */
+    void (*scale)(float *y, float alpha, size_t n);
     /* out [n] = silu(gate) * up */
     void (*swiglu)(float *out, const float *gate, const float *up, size_t n);
     /* Writes the step's K, V rows ([T, kv_dim] each) into each sequence's rw segment. */
@@ -85,12 +101,16 @@ typedef struct al_ops {
     void (*lora)(float *y, const float *x, const al_row_range *ranges, int n_ranges,
                  const float *A, const float *B, const float *bias, int in, int out, int r,
                  float scale, float *tmp);
-    /* Per row of logits [n,V]: log-softmax top-k (sorted, k <= 64) into topk [n,k]; and the
-     * greedy argmax into argmax[n] (may be NULL). */
+    /* Per row of logits [n,V] (backend memory): log-softmax top-k (sorted, k <= 64) into the host
+     * array topk [n,k]; and the greedy argmax into the host array argmax[n] (may be NULL). */
     void (*logprobs_topk)(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
 } al_ops;
 
 const al_ops *al_ops_cpu(void);
+/* The CUDA backend, or NULL (with a logged reason) when not built or no device is present. */
+const al_ops *al_ops_cuda(void);
+/* Backend by name: "cpu", "cuda", or "auto" (CUDA when available, else CPU; logged once). */
+al_err al_ops_select(const char *name, const al_ops **out);
 
 /* Sets the CPU backend's thread count (OpenBLAS and the op loops); 0 = all cores. */
 void al_cpu_set_threads(int n);

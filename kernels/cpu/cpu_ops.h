@@ -6,11 +6,12 @@
 
 #define AL_TILE_MIN(a, b) ((a) < (b) ? (a) : (b))
 
-void ali_cpu_embedding(float *out, const float *table, const int32_t *ids, int T, int H, float scale);
+void ali_cpu_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
 void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps);
 void ali_cpu_rope(float *x, const float *cs, int T, int n_heads, int head_dim);
-void ali_cpu_matmul(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
+void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
 void ali_cpu_add_scaled(float *y, const float *x, float alpha, size_t n);
+void ali_cpu_scale(float *y, float alpha, size_t n);
 void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n);
 void ali_cpu_kv_write(const al_kv_geom *g, int layer, const al_seq_view *seqs, int n_seqs, const float *k,
                       const float *v);

@@ -4,8 +4,9 @@
 
 #include "cpu_ops.h"
 
-void ali_cpu_embedding(float *out, const float *table, const int32_t *ids, int T, int H, float scale)
+void ali_cpu_embedding(float *out, const void *table_, const int32_t *ids, int T, int H, float scale)
 {
+    const float *table = table_;
     for (int t = 0; t < T; t++) {
         const float *row = table + (size_t)ids[t] * H;
         float *o = out + (size_t)t * H;
@@ -55,6 +56,12 @@ void ali_cpu_add_scaled(float *y, const float *x, float alpha, size_t n)
     else
         for (size_t i = 0; i < n; i++)
             y[i] += alpha * x[i];
+}
+
+void ali_cpu_scale(float *y, float alpha, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] *= alpha;
 }
 
 void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n)

@@ -3,8 +3,9 @@
 
 #include "cpu_ops.h"
 
-void ali_cpu_matmul(float *y, const float *x, const float *w, int T, int K, int N, int accumulate)
+void ali_cpu_matmul(float *y, const float *x, const void *w_, int T, int K, int N, int accumulate)
 {
+    const float *w = w_;
     float beta = accumulate ? 1.0f : 0.0f;
     if (T == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, beta, y, 1);

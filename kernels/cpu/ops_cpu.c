@@ -1,6 +1,9 @@
 /* ops_cpu.c: the CPU backend's ops table and thread control. */
 #include <cblas.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "util.h"
 
 #include "cpu_ops.h"
 
@@ -18,8 +21,30 @@ void al_cpu_set_threads(int n)
 
 int al_cpu_threads(void) { return ali_cpu_nthreads > 0 ? ali_cpu_nthreads : openblas_get_num_threads(); }
 
+static void *ali_cpu_alloc(size_t bytes) { return ali_aligned_alloc(bytes); }
+static void ali_cpu_free(void *p) { ali_aligned_free(p); }
+static void ali_cpu_memcpy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+static void ali_cpu_sync(void) {}
+static void *ali_cpu_weight_upload(const float *host, size_t n, int matrix) { return (void *)host; }
+static void ali_cpu_weight_free(void *p) {}
+
 static const al_ops ali_cpu_ops = {
     .name = "cpu",
+    .host_memory = 1,
+    .weight_bytes = 4,
+    .alloc = ali_cpu_alloc,
+    .free = ali_cpu_free,
+    .upload = ali_cpu_memcpy,
+    .download = ali_cpu_memcpy,
+    .copy = ali_cpu_memcpy,
+    .sync = ali_cpu_sync,
+    .weight_upload = ali_cpu_weight_upload,
+    .weight_free = ali_cpu_weight_free,
+    .scale = ali_cpu_scale,
     .embedding = ali_cpu_embedding,
     .rmsnorm = ali_cpu_rmsnorm,
     .rope = ali_cpu_rope,
