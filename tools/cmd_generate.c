@@ -4,25 +4,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapter.h"
+#include "adapter_text.h"
+#include "chat.h"
 #include "cli_util.h"
 #include "cmds.h"
 #include "engine.h"
 #include "model.h"
+#include "tokenizer.h"
+#include "util.h"
 
 static void gen_usage(FILE *f)
 {
     fprintf(f,
-            "usage: alora generate --model DIR [--adapter DIR] (--tokens 1,2,3 | --prompt TEXT)\n"
+            "usage: alora generate --model DIR [--adapter DIR] (--tokens 1,2,3 | --prompt TEXT | --chat FILE.json)\n"
             "                      [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]\n"
             "                      [--top-logprobs K] [--ignore-eos] [--threads N] [--block-size N]\n"
-            "                      [--chunk N] [--json]\n"
-            "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n");
+            "                      [--chunk N] [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
+            "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n"
+            "--prompt and --chat need DIR/tokenizer.json; --chat takes OpenAI-style messages\n"
+            "([{\"role\":..,\"content\":..}] or {\"messages\":[..],\"documents\":[..]}).\n");
 }
 
 typedef struct gen_args {
-    const char *model, *adapter, *tokens, *prompt;
+    const char *model, *adapter, *tokens, *prompt, *chat, *chat_format;
     long max_tokens, top_k, top_logprobs, threads, block_size, chunk;
     double temperature, top_p;
     unsigned long long seed;
@@ -60,6 +67,10 @@ static int gen_parse(int argc, char **argv, gen_args *a)
             a->tokens = v;
         else if (!strcmp(o, "--prompt"))
             a->prompt = v;
+        else if (!strcmp(o, "--chat"))
+            a->chat = v;
+        else if (!strcmp(o, "--chat-format"))
+            a->chat_format = v;
         else if (!strcmp(o, "--max-tokens"))
             err = cli_parse_long(o, v, 0, 1 << 20, &a->max_tokens);
         else if (!strcmp(o, "--temperature"))
@@ -94,16 +105,18 @@ static int gen_parse(int argc, char **argv, gen_args *a)
         gen_usage(stderr);
         return 2;
     }
-    if (!!a->tokens == !!a->prompt) {
-        fprintf(stderr, "alora generate: give exactly one of --tokens or --prompt\n");
+    if (!!a->tokens + !!a->prompt + !!a->chat != 1) {
+        fprintf(stderr, "alora generate: give exactly one of --tokens, --prompt or --chat\n");
         return 2;
     }
     return 0;
 }
 
-static void gen_print_json(const al_result *r)
+static void gen_print_json(const al_result *r, const char *text)
 {
     json_t *o = json_object();
+    if (text)
+        json_object_set_new(o, "text", json_string(text));
     json_t *toks = json_array(), *tops = json_array();
     for (int32_t i = 0; i < r->n_tokens; i++) {
         json_array_append_new(toks, json_integer(r->tokens[i]));
@@ -136,25 +149,75 @@ static void gen_print_json(const al_result *r)
     json_decref(o);
 }
 
+/* Tokenizes --prompt (with the post-processor's special tokens) or renders and tokenizes --chat. */
+static int gen_encode(const gen_args *a, const al_tokenizer *tok, int32_t **toks, int32_t *n)
+{
+    if (a->prompt) {
+        if (al_tokenizer_encode(tok, a->prompt, strlen(a->prompt), 1, toks, n) != AL_OK) {
+            fprintf(stderr, "alora generate: --prompt: %s\n", al_errmsg());
+            return 1;
+        }
+        return 0;
+    }
+    char *json = NULL, *rendered = NULL;
+    size_t len;
+    al_chat *chat = NULL;
+    int rc = 1;
+    al_chat_format f = al_chat_detect(al_tokenizer_chat_template(tok));
+    if (a->chat_format && strcmp(a->chat_format, "auto") && al_chat_format_parse(a->chat_format, &f) != AL_OK)
+        fprintf(stderr, "alora generate: --chat-format: %s\n", al_errmsg());
+    else if (ali_read_file(a->chat, 16u << 20, &json, &len) != AL_OK)
+        fprintf(stderr, "alora generate: --chat: %s\n", al_errmsg());
+    else if (al_chat_parse_json(json, len, &chat) != AL_OK)
+        fprintf(stderr, "alora generate: %s: %s\n", a->chat, al_errmsg());
+    else if (al_chat_render(f, chat->msgs, chat->n_msgs, chat->docs, chat->n_docs, 1, &rendered) != AL_OK)
+        fprintf(stderr, "alora generate: %s: %s\n", a->chat, al_errmsg());
+    else if (al_tokenizer_encode(tok, rendered, strlen(rendered), 0, toks, n) != AL_OK)
+        fprintf(stderr, "alora generate: %s: %s\n", a->chat, al_errmsg());
+    else
+        rc = 0;
+    free(json);
+    free(rendered);
+    al_chat_free(chat);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     gen_args a;
     int rc = gen_parse(argc, argv, &a);
     if (rc)
         return rc;
-    if (a.prompt) {
-        fprintf(stderr, "alora generate: --prompt needs a tokenizer, which this build does not have yet; "
-                        "use --tokens\n");
+    int32_t *toks = NULL, n_toks = 0;
+    al_tokenizer *tok = NULL;
+    char *text = NULL;
+    {
+        char path[4096];
+        if (ali_path_join(path, sizeof path, a.model, "tokenizer.json") == AL_OK && access(path, R_OK) == 0 &&
+            al_tokenizer_load(a.model, &tok) != AL_OK) {
+            fprintf(stderr, "alora generate: %s\n", al_errmsg());
+            return 1;
+        }
+    }
+    if ((a.prompt || a.chat) && !tok) {
+        fprintf(stderr, "alora generate: --%s needs a tokenizer, and %s has no tokenizer.json; use --tokens\n",
+                a.prompt ? "prompt" : "chat", a.model);
         return 2;
     }
-    int32_t *toks = NULL, n_toks = 0;
-    if (cli_parse_int_list(a.tokens, &toks, &n_toks) != AL_OK) {
-        fprintf(stderr, "alora generate: --tokens: %s\n", al_errmsg());
-        return 2;
+    if (a.tokens) {
+        if (cli_parse_int_list(a.tokens, &toks, &n_toks) != AL_OK) {
+            fprintf(stderr, "alora generate: --tokens: %s\n", al_errmsg());
+            al_tokenizer_free(tok);
+            return 2;
+        }
+    } else if (gen_encode(&a, tok, &toks, &n_toks) != 0) {
+        al_tokenizer_free(tok);
+        return 1;
     }
     if (n_toks == 0) {
-        fprintf(stderr, "alora generate: --tokens is empty\n");
+        fprintf(stderr, "alora generate: the prompt has no tokens\n");
         free(toks);
+        al_tokenizer_free(tok);
         return 2;
     }
     al_cpu_set_threads((int)a.threads);
@@ -171,9 +234,15 @@ int cmd_generate(int argc, char **argv)
         goto out;
     }
     if (ad && !ad->invocation && ad->invocation_string) {
-        fprintf(stderr, "alora generate: adapter %s has a legacy invocation_string, which needs a tokenizer\n",
-                a.adapter);
-        goto out;
+        if (!tok) {
+            fprintf(stderr, "alora generate: adapter %s has a legacy invocation_string, which needs the model's "
+                            "tokenizer.json\n", a.adapter);
+            goto out;
+        }
+        if (al_adapter_resolve_invocation(ad, tok) != AL_OK) {
+            fprintf(stderr, "alora generate: %s\n", al_errmsg());
+            goto out;
+        }
     }
     int64_t need = (int64_t)n_toks + a.max_tokens;
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
@@ -202,9 +271,18 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, "alora generate: %s: %s\n", al_strerror(r.error), al_errmsg());
         goto out;
     }
+    if (tok) {
+        size_t tl;
+        if (al_tokenizer_decode(tok, r.tokens, r.n_tokens, 1, &text, &tl) != AL_OK) {
+            fprintf(stderr, "alora generate: decode: %s\n", al_errmsg());
+            goto out;
+        }
+    }
     if (a.json) {
-        gen_print_json(&r);
+        gen_print_json(&r, text);
     } else {
+        if (text)
+            printf("text: %s\n", text);
         printf("tokens:");
         for (int32_t i = 0; i < r.n_tokens; i++)
             printf(" %d", r.tokens[i]);
@@ -221,6 +299,8 @@ out:
     al_engine_free(e);
     al_adapter_free(ad);
     al_model_free(m);
+    al_tokenizer_free(tok);
+    free(text);
     free(toks);
     return rc;
 }

@@ -295,7 +295,10 @@ int cmd_make_model(int argc, char **argv)
     else if (!strcmp(arch, "granite"))
         granite = 1;
     else
-        return cli_mm_fail(2, "unknown --arch (llama or granite)");
+        {
+        fprintf(stderr, "alora make-model: unknown --arch '%s'\n", arch);
+        return cli_mm_fail(2, "--arch must be llama or granite");
+    }
     if (!preset)
         return cli_mm_fail(2, "--preset is required (tiny, small, 85m, 1b, 8b)");
     const cli_preset *p = NULL;
@@ -303,7 +306,10 @@ int cmd_make_model(int argc, char **argv)
         if (!strcmp(preset, cli_presets[i].name))
             p = &cli_presets[i];
     if (!p)
-        return cli_mm_fail(2, "unknown --preset (tiny, small, 85m, 1b, 8b)");
+        {
+        fprintf(stderr, "alora make-model: unknown --preset '%s'\n", preset);
+        return cli_mm_fail(2, "--preset must be one of tiny, small, 85m, 1b, 8b");
+    }
     al_dtype dt;
     if (!strcmp(dtype, "f32"))
         dt = AL_DT_F32;
@@ -312,7 +318,10 @@ int cmd_make_model(int argc, char **argv)
     else if (!strcmp(dtype, "f16"))
         dt = AL_DT_F16;
     else
-        return cli_mm_fail(2, "unknown --dtype (f32, bf16, f16)");
+        {
+        fprintf(stderr, "alora make-model: unknown --dtype '%s'\n", dtype);
+        return cli_mm_fail(2, "--dtype must be f32, bf16 or f16");
+    }
     if (!out)
         return cli_mm_fail(2, "OUT_DIR is required");
     int tied = tied_override >= 0 ? tied_override : p->tied;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# run.sh: `make bench`: every CPU benchmark, each reported next to a bound measured in the same run.
+set -euo pipefail
+BUILD=${1:-build}
+echo "== engine: prefill / decode on the 85m preset shape vs sgemm peak and memcpy bandwidth"
+"$BUILD/bench_engine"
+echo
+echo "== tokenizer: encode / decode MB/s"
+"$BUILD/bench_tokenizer"
+echo
+echo "== rpc: framed RPC round trip vs bare NNG"
+"$BUILD/bench_rpc"
+if [ -x bench/cluster.sh ]; then
+  echo
+  echo "== cluster: intrinsic TTFT, aLoRA vs plain LoRA"
+  bash bench/cluster.sh "$BUILD"
+fi
