@@ -244,6 +244,27 @@ int cmd_generate(int argc, char **argv)
             goto out;
         }
     }
+    if (ad && ad->invocation && tok) {
+        /* the invocation as text, re-tokenized alone and after other text as it appears in prompts */
+        char *inv_text = NULL, *ctx = NULL;
+        size_t il;
+        if (al_tokenizer_decode(tok, ad->invocation, ad->n_invocation, 0, &inv_text, &il) == AL_OK &&
+            (ctx = malloc(il + 8))) {
+            static const char *const pre[] = {"", "x ", "x\n", "x"};
+            int reach = 0;
+            for (size_t i = 0; i < AL_ARRAY_LEN(pre) && !reach; i++) {
+                snprintf(ctx, il + 8, "%s%s", pre[i], inv_text);
+                reach = al_invocation_reachable(tok, ad->invocation, ad->n_invocation, ctx);
+            }
+            if (!reach)
+                fprintf(stderr,
+                        "alora generate: WARNING: adapter %s: its invocation tokens never appear when their own "
+                        "text \"%s\" is tokenized in a prompt; the aLoRA will not activate on text prompts\n",
+                        a.adapter, inv_text);
+        }
+        free(inv_text);
+        free(ctx);
+    }
     int64_t need = (int64_t)n_toks + a.max_tokens;
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
                          .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1)};
