@@ -343,7 +343,7 @@ static int ali_parse_name(const char *name, long *layer, int *t, int *kind)
     return 0;
 }
 
-static void ali_dims(const al_model_config *c, int t, int32_t *in, int32_t *out)
+void al_target_dims(const al_model_config *c, al_target t, int32_t *in, int32_t *out)
 {
     int32_t H = c->hidden_size, I = c->intermediate_size;
     int32_t q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
@@ -385,19 +385,6 @@ static al_err ali_digest(const char *cfg_text, size_t cfg_len, const char *st_pa
     if (err)
         return ali_errf(AL_EIO, "%s: read error", st_path);
     return AL_OK;
-}
-
-static void ali_basename(const char *dir, char *out, size_t cap)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && dir[b - 1] != '/')
-        b--;
-    size_t len = AL_MIN(n - b, cap - 1);
-    memcpy(out, dir + b, len);
-    out[len] = 0;
 }
 
 static al_err ali_load_tensors(const char *stp, const al_st *st, const al_model_config *mc,
@@ -454,7 +441,7 @@ static al_err ali_load_tensors(const char *stp, const al_st *st, const al_model_
                 }
             const al_st_tensor *A = al_st_get(st, ix[ALI_A]), *B = al_st_get(st, ix[ALI_B]);
             int32_t in, outd;
-            ali_dims(mc, tg, &in, &outd);
+            al_target_dims(mc, tg, &in, &outd);
             double rv = c->r, av = c->alpha;
             int found;
             e = ali_pattern_lookup(what, c->rank_pattern, mod, &rv, &found);

@@ -20,6 +20,9 @@ typedef enum al_target {
 
 /* "q_proj", "k_proj", ... */
 const char *al_target_module(al_target t);
+/* in/out features of target t's projection in a model. */
+void al_target_dims(const al_model_config *c, al_target t, int32_t *in, int32_t *out);
+
 /* Parses "q", "q_proj", "gate", "gate_proj", ...; -1 if unknown. */
 int al_target_parse(const char *s);
 

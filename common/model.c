@@ -297,19 +297,6 @@ al_err al_config_parse(const char *json_text, const char *what, al_model_config 
     return e;
 }
 
-static void ali_basename(const char *dir, char *out, size_t cap)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && dir[b - 1] != '/')
-        b--;
-    size_t len = AL_MIN(n - b, cap - 1);
-    memcpy(out, dir + b, len);
-    out[len] = 0;
-}
-
 al_err al_config_load(const char *dir, al_model_config *cfg)
 {
     char path[4096];

@@ -182,3 +182,16 @@ al_err ali_path_join(char *buf, size_t cap, const char *dir, const char *name)
         return ali_errf(AL_ERANGE, "path too long: %s/%s", dir, name);
     return AL_OK;
 }
+
+void ali_basename(const char *dir, char *out, size_t cap)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/')
+        b--;
+    size_t len = AL_MIN(n - b, cap - 1);
+    memcpy(out, dir + b, len);
+    out[len] = 0;
+}

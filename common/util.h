@@ -39,6 +39,9 @@ uint16_t al_f32_to_bf16(float f);
 float al_f16_to_f32(uint16_t h);
 uint16_t al_f32_to_f16(float f);
 
+/* Last path component of dir (trailing slashes ignored), truncated to cap - 1 bytes. */
+void ali_basename(const char *dir, char *out, size_t cap);
+
 /* Joins dir and name into buf; error if it does not fit. */
 al_err ali_path_join(char *buf, size_t cap, const char *dir, const char *name);
 

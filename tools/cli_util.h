@@ -14,4 +14,7 @@ al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, dou
 /* Returns argv[*i + 1] and advances, or NULL (and prints an error) when missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 
+/* mkdir -p; 0 on success. */
+int cli_mkdirs(const char *dir);
+
 #endif

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "adapter.h"
+#include "cli_util.h"
 #include "cmds.h"
 #include "model.h"
 #include "safetensors.h"
@@ -46,41 +47,6 @@ static int cli_parse_int(const char *s, long long lo, long long hi, long long *o
         return -1;
     *out = v;
     return 0;
-}
-
-static int cli_mkdirs(const char *dir)
-{
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf)
-        return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            buf[i] = c;
-        }
-    }
-    struct stat st;
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
-static void cli_dims(const al_model_config *c, int t, int64_t *in, int64_t *out)
-{
-    int64_t H = c->hidden_size, I = c->intermediate_size;
-    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    switch (t) {
-    case AL_T_Q: *in = H; *out = q; break;
-    case AL_T_K:
-    case AL_T_V: *in = H; *out = kv; break;
-    case AL_T_O: *in = q; *out = H; break;
-    case AL_T_GATE:
-    case AL_T_UP: *in = H; *out = I; break;
-    default: *in = I; *out = H; break;
-    }
 }
 
 typedef struct cli_ma_opts {
@@ -146,7 +112,10 @@ static al_err cli_ma_write_tensors(const char *path, const cli_ma_opts *o, const
             if (!o->targets[t])
                 continue;
             int64_t in, out;
-            cli_dims(mc, t, &in, &out);
+            int32_t in32, out32;
+            al_target_dims(mc, (al_target)t, &in32, &out32);
+            in = in32;
+            out = out32;
             for (int ab = 0; ab < 2; ab++) {
                 char nm[200];
                 snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l,
