@@ -84,10 +84,10 @@ static void ali_attn_one(const al_kv_geom *g, int layer, int n_heads, float scal
                 m = d;
         }
         float sum = 0.0f;
-        for (int32_t p = 0; p < n_ctx; p++) {
-            scores[p] = expf(scores[p] - m);
+        for (int32_t p = 0; p < n_ctx; p++)
+            scores[p] = ali_expf(scores[p] - m);
+        for (int32_t p = 0; p < n_ctx; p++)
             sum += scores[p];
-        }
         float inv = 1.0f / sum;
         float *oh = orow + (size_t)h * hd;
         memset(oh, 0, sizeof(float) * (size_t)hd);
@@ -144,10 +144,10 @@ static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float sc
                     if (row[p] > m)
                         m = row[p];
                 float sum = 0.0f;
-                for (int32_t p = 0; p < lim; p++) {
-                    row[p] = expf(row[p] - m);
+                for (int32_t p = 0; p < lim; p++)
+                    row[p] = ali_expf(row[p] - m);
+                for (int32_t p = 0; p < lim; p++)
                     sum += row[p];
-                }
                 float inv = 1.0f / sum;
                 for (int32_t p = 0; p < lim; p++)
                     row[p] *= inv;

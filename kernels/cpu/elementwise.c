@@ -68,6 +68,6 @@ void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + ali_expf(-g)) * up[i];
     }
 }
