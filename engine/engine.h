@@ -53,6 +53,7 @@ typedef enum al_finish { AL_FINISH_NONE = 0, AL_FINISH_LENGTH, AL_FINISH_STOP, A
 
 typedef struct al_result {
     const int32_t *tokens;       /* [n_tokens] generated */
+    const float *logprobs;       /* [n_tokens] log-probability of each (log-softmax of the raw logits) */
     int32_t n_tokens;
     const al_topk_entry *top;    /* [n_tokens, top_logprobs] */
     int32_t top_logprobs;
@@ -110,7 +111,7 @@ al_err al_engine_seq_tokens(const al_engine *e, int32_t seq_id, const int32_t **
                             int32_t *n_computed);
 void al_engine_stats_get(const al_engine *e, al_engine_stats *st);
 
-/* Sampling (engine/sample.c). logits [V] is modified (temperature, filtering). */
-int32_t al_sample(float *logits, int32_t V, const al_sampling *s, al_rng *rng);
+/* Sampling (engine/sample.c) from raw logits [V] (not modified). */
+int32_t al_sample(const float *logits, int32_t V, const al_sampling *s, al_rng *rng);
 
 #endif

@@ -25,6 +25,7 @@ typedef struct ali_seq {
     int32_t top_logprobs;
     int32_t ignore_eos;
     int32_t *gen;       /* [n_gen] generated tokens */
+    float *lp;          /* [n_gen] log-probability of each generated token (raw logits) */
     al_topk_entry *top; /* [n_gen, top_logprobs] */
     int32_t n_gen, cap_gen;
     float *prompt_logits;

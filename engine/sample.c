@@ -26,7 +26,7 @@ static int32_t ali_argmax(const float *l, int32_t V)
     return best;
 }
 
-int32_t al_sample(float *logits, int32_t V, const al_sampling *s, al_rng *rng)
+int32_t al_sample(const float *logits, int32_t V, const al_sampling *s, al_rng *rng)
 {
     if (!s || s->temperature <= 0.0f)
         return ali_argmax(logits, V);

@@ -130,6 +130,7 @@ static void ali_seq_clear(al_engine *e, ali_seq *s)
     free(s->toks);
     free(s->blocks);
     free(s->gen);
+    free(s->lp);
     free(s->top);
     memset(s, 0, sizeof *s);
 }
@@ -192,6 +193,15 @@ static al_err ali_seq_push_tokens(ali_seq *s, const int32_t *t, int32_t n)
         memcpy(s->toks + s->n_toks, t, sizeof(int32_t) * (size_t)n);
     s->n_toks += n;
     return AL_OK;
+}
+
+static void ali_seq_finish(ali_seq *s, al_finish f, al_err err)
+{
+    s->finish = f;
+    s->error = err;
+    s->t_end = al_now();
+    if (s->t_first == 0)
+        s->t_first = s->t_end;
 }
 
 /* Reuses cached blocks for the longest cached prefix of the sequence's first `limit` tokens. */
@@ -358,6 +368,8 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
             return err;
         }
     }
+    if (s->n_computed == s->n_toks && s->gen_left <= 0)
+        ali_seq_finish(s, AL_FINISH_LENGTH, AL_OK); /* everything came from the prefix cache */
     *seq_id = id;
     return AL_OK;
 }
@@ -374,14 +386,6 @@ static int ali_seq_runnable(const ali_seq *s)
     return s->used && s->finish == AL_FINISH_NONE && s->n_toks > s->n_computed;
 }
 
-static void ali_seq_finish(ali_seq *s, al_finish f, al_err err)
-{
-    s->finish = f;
-    s->error = err;
-    s->t_end = al_now();
-    if (s->t_first == 0)
-        s->t_first = s->t_end;
-}
 
 /* Makes sure the sequence owns blocks for own positions [0, n). */
 static al_err ali_seq_reserve(al_engine *e, ali_seq *s, int32_t n)
@@ -411,7 +415,14 @@ static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits, const floa
 {
     const al_model_config *c = &e->m->cfg;
     int32_t V = c->vocab_size;
+    int32_t cap0 = s->cap_gen;
     AL_TRY(ali_grow((void **)&s->gen, &s->cap_gen, s->n_gen + 1, sizeof(int32_t)));
+    if (s->cap_gen != cap0 || !s->lp) {
+        float *nl = realloc(s->lp, sizeof(float) * (size_t)s->cap_gen);
+        if (!nl)
+            return ali_errf(AL_ENOMEM, "engine: out of memory");
+        s->lp = nl;
+    }
     if (s->top_logprobs > 0) {
         al_topk_entry *nt = realloc(s->top, sizeof(al_topk_entry) * (size_t)s->cap_gen * (size_t)s->top_logprobs);
         if (!nt)
@@ -422,7 +433,15 @@ static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits, const floa
     }
     if (s->gen_logits)
         memcpy(s->gen_logits + (size_t)s->n_gen * V, logits, sizeof(float) * (size_t)V);
+    float mx = logits[0];
+    for (int32_t i = 1; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double se = 0.0;
+    for (int32_t i = 0; i < V; i++)
+        se += exp((double)logits[i] - mx);
+    float lse = mx + (float)log(se);
     int32_t tok = al_sample(logits, V, &s->sampling, &s->rng);
+    s->lp[s->n_gen] = logits[tok] - lse;
     s->gen[s->n_gen++] = tok;
     if (s->n_gen == 1)
         s->t_first = al_now();
@@ -603,7 +622,7 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
     const ali_seq *s = ali_seq_get(e, id);
     if (!s)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
-    *out = (al_result){.tokens = s->gen, .n_tokens = s->n_gen, .top = s->top, .top_logprobs = s->top_logprobs,
+    *out = (al_result){.tokens = s->gen, .logprobs = s->lp, .n_tokens = s->n_gen, .top = s->top, .top_logprobs = s->top_logprobs,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
                        .error = s->error, .computed_tokens = s->computed_tokens,
                        .cached_tokens = s->cached_tokens};
@@ -636,6 +655,8 @@ al_err al_engine_continue(al_engine *e, int32_t id, const int32_t *tokens, int32
     s->t_first = 0;
     if (s->n_toks == s->n_computed && max_tokens > 0)
         return ali_errf(AL_EINVAL, "nothing to compute");
+    if (s->n_toks == s->n_computed)
+        ali_seq_finish(s, AL_FINISH_LENGTH, AL_OK);
     return AL_OK;
 }
 

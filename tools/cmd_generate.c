@@ -23,13 +23,15 @@ static void gen_usage(FILE *f)
             "                      [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]\n"
             "                      [--top-logprobs K] [--ignore-eos] [--threads N] [--block-size N]\n"
             "                      [--chunk N] [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
+            "                      [--device auto|cpu|cuda]\n"
             "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n"
             "--prompt and --chat need DIR/tokenizer.json; --chat takes OpenAI-style messages\n"
-            "([{\"role\":..,\"content\":..}] or {\"messages\":[..],\"documents\":[..]}).\n");
+            "([{\"role\":..,\"content\":..}] or {\"messages\":[..],\"documents\":[..]}).\n"
+            "--device picks the backend (default cpu; auto = CUDA when a GPU is usable).\n");
 }
 
 typedef struct gen_args {
-    const char *model, *adapter, *tokens, *prompt, *chat, *chat_format;
+    const char *model, *adapter, *tokens, *prompt, *chat, *chat_format, *device;
     long max_tokens, top_k, top_logprobs, threads, block_size, chunk;
     double temperature, top_p;
     unsigned long long seed;
@@ -38,7 +40,7 @@ typedef struct gen_args {
 
 static int gen_parse(int argc, char **argv, gen_args *a)
 {
-    *a = (gen_args){.max_tokens = 32, .top_p = 1.0, .block_size = 16, .chunk = 512};
+    *a = (gen_args){.max_tokens = 32, .top_p = 1.0, .block_size = 16, .chunk = 512, .device = "cpu"};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = NULL;
         al_err err = AL_OK;
@@ -90,6 +92,8 @@ static int gen_parse(int argc, char **argv, gen_args *a)
             err = cli_parse_long(o, v, 1, 1024, &a->block_size);
         else if (!strcmp(o, "--chunk"))
             err = cli_parse_long(o, v, 1, 65536, &a->chunk);
+        else if (!strcmp(o, "--device"))
+            a->device = v;
         else {
             fprintf(stderr, "alora generate: unknown option '%s'\n", o);
             gen_usage(stderr);
@@ -266,8 +270,14 @@ int cmd_generate(int argc, char **argv)
         free(ctx);
     }
     int64_t need = (int64_t)n_toks + a.max_tokens;
+    const al_ops *ops = NULL;
+    if (al_ops_select(a.device, &ops) != AL_OK) {
+        fprintf(stderr, "alora generate: --device: %s\n", al_errmsg());
+        goto out;
+    }
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
-                         .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1)};
+                         .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1),
+                         .ops = ops};
     if (al_engine_create(m, &eo, &e) != AL_OK) {
         fprintf(stderr, "alora generate: %s\n", al_errmsg());
         goto out;

@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,10 +106,26 @@ static void ali_attn_one(const al_kv_geom *g, int layer, int n_heads, float scal
 /* Per-thread scratch buffers that only grow, so steady-state steps never touch the allocator. */
 static _Thread_local float *ali_scr[4];
 static _Thread_local size_t ali_scr_n[4];
+static pthread_key_t ali_scr_key;
+static pthread_once_t ali_scr_once = PTHREAD_ONCE_INIT;
+
+/* Runs when a thread that used the scratch exits (engine threads of the services). */
+static void ali_scr_release(void *unused)
+{
+    for (int i = 0; i < 4; i++) {
+        free(ali_scr[i]);
+        ali_scr[i] = NULL;
+        ali_scr_n[i] = 0;
+    }
+}
+
+static void ali_scr_key_init(void) { pthread_key_create(&ali_scr_key, ali_scr_release); }
 
 static float *ali_scratch(int i, size_t n)
 {
     if (n > ali_scr_n[i]) {
+        pthread_once(&ali_scr_once, ali_scr_key_init);
+        pthread_setspecific(ali_scr_key, (void *)1); /* arms the destructor for this thread */
         free(ali_scr[i]);
         ali_scr[i] = malloc(sizeof(float) * n);
         if (!ali_scr[i])

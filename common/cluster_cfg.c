@@ -1,0 +1,200 @@
+/* cluster_cfg.c: key table, derived defaults and validation of the cluster config file. */
+#include "cluster_cfg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define C(f) offsetof(al_cluster_cfg, f)
+#define I(f) offsetof(al_intrinsic_cfg, f)
+
+static const char *const ali_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const ali_devices[] = {"auto", "cpu", "cuda", NULL};
+
+static const al_cfg_key ali_intr_keys[] = {
+    {.path = "name", .type = AL_CFG_STRING, .offset = I(name), .required = true, .help = "intrinsic name"},
+    {.path = "adapter", .type = AL_CFG_STRING, .offset = I(adapter), .required = true,
+     .help = "PEFT adapter directory"},
+    {.path = "replicas", .type = AL_CFG_INT, .offset = I(replicas), .min = 1, .max = 64, .def_i = 1,
+     .help = "worker processes"},
+    {.path = "max_tokens", .type = AL_CFG_INT, .offset = I(max_tokens), .min = 1, .max = 65536, .def_i = 8,
+     .help = "default tokens generated per invocation"},
+    {.path = "capacity", .type = AL_CFG_INT, .offset = I(capacity), .min = 1, .max = 4096, .def_i = 8,
+     .help = "concurrent invocations per worker"},
+    {.path = "max_queue", .type = AL_CFG_INT, .offset = I(max_queue), .min = 0, .max = 1000000, .def_i = 0,
+     .help = "router queue bound (0 = router.max_queue)"},
+    {.path = "top_logprobs", .type = AL_CFG_INT, .offset = I(top_logprobs), .min = 0, .max = 20, .def_i = 5,
+     .help = "default alternatives per generated token"},
+    {.path = "parser", .type = AL_CFG_STRING, .offset = I(parser), .help = "output parser"},
+    {.path = "instruction", .type = AL_CFG_STRING, .offset = I(instruction),
+     .help = "text inserted before the invocation"},
+};
+
+static const al_cfg_key ali_keys[] = {
+    {.path = "run_dir", .type = AL_CFG_STRING, .offset = C(run_dir), .def_s = "/tmp/alora-local",
+     .help = "directory of the ipc sockets"},
+    {.path = "log_level", .type = AL_CFG_ENUM, .offset = C(log_level), .choices = ali_levels, .def_i = 1},
+    /* base */
+    {.path = "base.model", .type = AL_CFG_STRING, .offset = C(base.model), .required = true,
+     .help = "HF model directory"},
+    {.path = "base.listen", .type = AL_CFG_STRING, .offset = C(base.listen),
+     .help = "default ipc://<run_dir>/base.ipc"},
+    {.path = "base.kv_blocks", .type = AL_CFG_INT, .offset = C(base.kv_blocks), .min = 1, .max = 1 << 24,
+     .def_i = 2048},
+    {.path = "base.block_size", .type = AL_CFG_INT, .offset = C(base.block_size), .min = 1, .max = 1024,
+     .def_i = 16},
+    {.path = "base.max_batch_tokens", .type = AL_CFG_INT, .offset = C(base.max_batch_tokens), .min = 1,
+     .max = 65536, .def_i = 512},
+    {.path = "base.max_seqs", .type = AL_CFG_INT, .offset = C(base.max_seqs), .min = 1, .max = 4096, .def_i = 64},
+    {.path = "base.threads", .type = AL_CFG_INT, .offset = C(base.threads), .min = 0, .max = 1024, .def_i = 1},
+    {.path = "base.lease_ttl_ms", .type = AL_CFG_INT, .offset = C(base.lease_ttl_ms), .min = 1,
+     .max = 86400000, .def_i = 30000},
+    {.path = "base.max_leases", .type = AL_CFG_INT, .offset = C(base.max_leases), .min = 1, .max = 1 << 20,
+     .def_i = 256},
+    {.path = "base.default_max_tokens", .type = AL_CFG_INT, .offset = C(base.default_max_tokens), .min = 1,
+     .max = 1 << 20, .def_i = 256},
+    {.path = "base.device", .type = AL_CFG_ENUM, .offset = C(base.device), .choices = ali_devices, .def_i = 0,
+     .help = "auto|cpu|cuda"},
+    /* worker */
+    {.path = "worker.kv_blocks", .type = AL_CFG_INT, .offset = C(worker.kv_blocks), .min = 1, .max = 1 << 24,
+     .def_i = 256},
+    {.path = "worker.max_batch_tokens", .type = AL_CFG_INT, .offset = C(worker.max_batch_tokens), .min = 1,
+     .max = 65536, .def_i = 256},
+    {.path = "worker.threads", .type = AL_CFG_INT, .offset = C(worker.threads), .min = 0, .max = 1024, .def_i = 1},
+    {.path = "worker.heartbeat_ms", .type = AL_CFG_INT, .offset = C(worker.heartbeat_ms), .min = 10,
+     .max = 600000, .def_i = 1000},
+    {.path = "worker.health_ms", .type = AL_CFG_INT, .offset = C(worker.health_ms), .min = 10, .max = 600000,
+     .def_i = 1000},
+    /* router */
+    {.path = "router.listen", .type = AL_CFG_STRING, .offset = C(router.listen),
+     .help = "default ipc://<run_dir>/router.ipc"},
+    {.path = "router.http", .type = AL_CFG_STRING, .offset = C(router.http), .help = "HTTP listen address"},
+    {.path = "router.max_queue", .type = AL_CFG_INT, .offset = C(router.max_queue), .min = 0, .max = 1000000,
+     .def_i = 64},
+    {.path = "router.heartbeat_ms", .type = AL_CFG_INT, .offset = C(router.heartbeat_ms), .min = 10,
+     .max = 600000, .def_i = 1000},
+    {.path = "router.worker_ttl_ms", .type = AL_CFG_INT, .offset = C(router.worker_ttl_ms), .min = 10,
+     .max = 3600000, .def_i = 5000},
+    {.path = "router.request_timeout_ms", .type = AL_CFG_INT, .offset = C(router.request_timeout_ms), .min = 1,
+     .max = 86400000, .def_i = 60000},
+    {.path = "router.chat_template", .type = AL_CFG_STRING, .offset = C(router.chat_template)},
+    {.path = "router.tokenizer", .type = AL_CFG_STRING, .offset = C(router.tokenizer),
+     .help = "tokenizer directory (default base.model)"},
+    /* up */
+    {.path = "up.grace_ms", .type = AL_CFG_INT, .offset = C(up.grace_ms), .min = 0, .max = 600000, .def_i = 5000},
+    {.path = "up.backoff_min_ms", .type = AL_CFG_INT, .offset = C(up.backoff_min_ms), .min = 1, .max = 600000,
+     .def_i = 200},
+    {.path = "up.backoff_max_ms", .type = AL_CFG_INT, .offset = C(up.backoff_max_ms), .min = 1, .max = 3600000,
+     .def_i = 10000},
+    /* intrinsics */
+    {.path = "intrinsics", .type = AL_CFG_GROUPS, .offset = C(intrinsics_list), .sub = ali_intr_keys,
+     .n_sub = (int)AL_ARRAY_LEN(ali_intr_keys), .elem_size = sizeof(al_intrinsic_cfg), .max = 64},
+};
+#define ALI_NKEYS ((int)AL_ARRAY_LEN(ali_keys))
+
+const al_cfg_key *al_cluster_cfg_keys(int *n_keys)
+{
+    if (n_keys)
+        *n_keys = ALI_NKEYS;
+    return ali_keys;
+}
+
+static int ali_name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 48)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+static al_err ali_default_url(char **dst, const char *run_dir, const char *file)
+{
+    if (*dst)
+        return AL_OK;
+    size_t n = strlen(run_dir) + strlen(file) + 16;
+    *dst = malloc(n);
+    if (!*dst)
+        return ali_errf(AL_ENOMEM, "config: out of memory");
+    snprintf(*dst, n, "ipc://%s/%s", run_dir, file);
+    return AL_OK;
+}
+
+static al_err ali_finish(al_cluster_cfg *c, const char *what)
+{
+    if (!c->run_dir || !*c->run_dir)
+        return ali_errf(AL_EFORMAT, "%s: run_dir must not be empty", what);
+    if (strlen(c->run_dir) > 200)
+        return ali_errf(AL_ERANGE, "%s: run_dir is longer than 200 characters", what);
+    AL_TRY(ali_default_url(&c->base.listen, c->run_dir, "base.ipc"));
+    AL_TRY(ali_default_url(&c->router.listen, c->run_dir, "router.ipc"));
+    if (!c->router.tokenizer) {
+        c->router.tokenizer = strdup(c->base.model);
+        if (!c->router.tokenizer)
+            return ali_errf(AL_ENOMEM, "config: out of memory");
+    }
+    if (c->up.backoff_max_ms < c->up.backoff_min_ms)
+        return ali_errf(AL_ERANGE, "%s: up.backoff_max_ms %d < up.backoff_min_ms %d", what, c->up.backoff_max_ms,
+                        c->up.backoff_min_ms);
+    for (int i = 0; i < c->n_intrinsics; i++) {
+        const al_intrinsic_cfg *a = &c->intrinsics[i];
+        if (!ali_name_ok(a->name))
+            return ali_errf(AL_EFORMAT, "%s: intrinsics[%d].name '%s' must be 1-48 characters of [A-Za-z0-9_.-]",
+                            what, i, a->name ? a->name : "");
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->intrinsics[j].name, a->name))
+                return ali_errf(AL_EFORMAT, "%s: intrinsics[%d].name '%s' is also intrinsics[%d].name", what, i,
+                                a->name, j);
+    }
+    return AL_OK;
+}
+
+al_err al_cluster_cfg_load(const char *path, al_cluster_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    al_err e = al_cfg_load(path, ali_keys, ALI_NKEYS, cfg);
+    if (e == AL_OK)
+        e = ali_finish(cfg, path);
+    if (e != AL_OK)
+        al_cluster_cfg_free(cfg);
+    return e;
+}
+
+al_err al_cluster_cfg_load_string(const char *text, al_cluster_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    al_err e = al_cfg_load_string(text, NULL, ali_keys, ALI_NKEYS, cfg);
+    if (e == AL_OK)
+        e = ali_finish(cfg, "<string>");
+    if (e != AL_OK)
+        al_cluster_cfg_free(cfg);
+    return e;
+}
+
+void al_cluster_cfg_free(al_cluster_cfg *cfg)
+{
+    if (!cfg)
+        return;
+    al_cfg_free(ali_keys, ALI_NKEYS, cfg);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+const al_intrinsic_cfg *al_cluster_cfg_intrinsic(const al_cluster_cfg *cfg, const char *name)
+{
+    for (int i = 0; name && i < cfg->n_intrinsics; i++)
+        if (!strcmp(cfg->intrinsics[i].name, name))
+            return &cfg->intrinsics[i];
+    return NULL;
+}
+
+al_err al_cluster_worker_url(const al_cluster_cfg *cfg, const char *intrinsic, int replica, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "ipc://%s/worker-%s-%d.ipc", cfg->run_dir, intrinsic, replica);
+    if (n < 0 || (size_t)n >= cap)
+        return ali_errf(AL_ERANGE, "worker url for '%s' replica %d is too long", intrinsic, replica);
+    return AL_OK;
+}

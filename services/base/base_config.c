@@ -1,0 +1,31 @@
+/* base_config.c: alora-base configuration (the shared cluster file) and its instance id. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "base.h"
+#include "log.h"
+
+al_err base_random_hex(char *out, size_t n_bytes)
+{
+    uint8_t raw[32];
+    if (n_bytes > sizeof raw)
+        return ali_errf(AL_EINVAL, "random id: at most %zu bytes", sizeof raw);
+    if (getrandom(raw, n_bytes, 0) != (ssize_t)n_bytes)
+        return ali_errf(AL_EIO, "getrandom failed");
+    for (size_t i = 0; i < n_bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return AL_OK;
+}
+
+al_err base_config_load(const char *path, base_ctx *b)
+{
+    AL_TRY(al_cluster_cfg_load(path, &b->cfg));
+    al_log_set_level((al_log_level)b->cfg.log_level);
+    if (b->cfg.base.device == AL_DEVICE_CUDA)
+        return ali_errf(AL_ENODEV, "%s: base.device = \"cuda\": the CUDA backend is not wired into "
+                                   "alora-base yet; use \"cpu\" or \"auto\"", path);
+    if (b->cfg.base.device == AL_DEVICE_AUTO)
+        AL_INFO("base.device = auto: using the CPU");
+    return base_random_hex(b->instance_id, 16);
+}

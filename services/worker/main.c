@@ -1,0 +1,112 @@
+/* main.c: alora-worker: one intrinsic's aLoRA over the base's shared weights and leased KV. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: alora-worker -c FILE --intrinsic NAME --replica K [--router URL|none]\n");
+}
+
+static int parse(int argc, char **argv, const char **cfg, const char **name, int *replica, const char **router)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (i + 1 >= argc)
+            return -1;
+        const char *v = argv[++i];
+        if (!strcmp(a, "-c"))
+            *cfg = v;
+        else if (!strcmp(a, "--intrinsic"))
+            *name = v;
+        else if (!strcmp(a, "--router"))
+            *router = v;
+        else if (!strcmp(a, "--replica")) {
+            char *end;
+            long k = strtol(v, &end, 10);
+            if (*end || k < 0 || k > 1023)
+                return -1;
+            *replica = (int)k;
+        } else
+            return -1;
+    }
+    return *cfg && *name ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = NULL, *name = NULL, *router = NULL;
+    int replica = 0;
+    if (parse(argc, argv, &cfg_path, &name, &replica, &router) != 0) {
+        usage(stderr);
+        return 2;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1); /* the health thread: the base is gone */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    static worker_ctx w;
+    w.t_start = al_now();
+    w.replica = replica;
+    char tag[96];
+    snprintf(tag, sizeof tag, "worker-%s-%d", name, replica);
+    al_log_set_tag(tag);
+    int rc = 0;
+    al_err e = al_cluster_cfg_load(cfg_path, &w.cfg);
+    if (e == AL_OK) {
+        al_log_set_level((al_log_level)w.cfg.log_level);
+        w.intr = al_cluster_cfg_intrinsic(&w.cfg, name);
+        if (!w.intr)
+            e = ali_errf(AL_ENOTFOUND, "--intrinsic: '%s' is not in %s's intrinsics", name, cfg_path);
+    }
+    if (e == AL_OK) {
+        snprintf(w.worker_id, sizeof w.worker_id, "%s-%d", name, replica);
+        snprintf(w.router_url, sizeof w.router_url, "%s", router ? router : w.cfg.router.listen);
+        w.no_router = router && !strcmp(router, "none");
+        e = al_cluster_worker_url(&w.cfg, name, replica, w.url, sizeof w.url);
+    }
+    if (e == AL_OK)
+        e = worker_attach(&w);
+    if (e == AL_OK)
+        e = worker_load_adapter(&w);
+    if (e == AL_OK)
+        e = worker_loop_start(&w);
+    if (e == AL_OK)
+        e = worker_server_start(&w);
+    if (e == AL_OK)
+        e = worker_bg_start(&w);
+    if (e != AL_OK) {
+        if (e == AL_ECLOSED) {
+            AL_INFO("%s", al_errmsg());
+        } else {
+            AL_ERROR("%s: %s", al_strerror(e), al_errmsg());
+            rc = e == AL_EUNAVAILABLE || e == AL_ETIMEDOUT ? WORKER_EXIT_BASE_GONE : 1;
+        }
+    } else {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGUSR1)
+            rc = WORKER_EXIT_BASE_GONE;
+        else
+            AL_INFO("signal %d: shutting down", sig);
+    }
+    worker_bg_stop(&w);
+    worker_loop_stop(&w);
+    if (w.srv)
+        worker_server_stop(&w);
+    worker_loop_free(&w);
+    worker_detach(&w);
+    al_cluster_cfg_free(&w.cfg);
+    return rc;
+}

@@ -1,0 +1,203 @@
+/* worker_invoke.c: WORKER_INVOKE on the engine thread: validate the lease, submit, reply. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "lease_table.h"
+#include "log.h"
+#include "worker.h"
+
+void worker_cmd_done(worker_ctx *w, worker_cmd *c, al_err e)
+{
+    if (c->eseq >= 0 && w->engine)
+        al_engine_release(w->engine, c->eseq);
+    if (e != AL_OK) {
+        __atomic_add_fetch(&w->errors, 1, __ATOMIC_RELAXED);
+        AL_DEBUG("invoke failed: %s: %s", al_strerror(e), al_errmsg());
+    }
+    al_rpc_complete(c->job, e);
+    free(c);
+}
+
+static int worker_fail(worker_ctx *w, worker_cmd *c, al_err e)
+{
+    worker_cmd_done(w, c, e);
+    return 1;
+}
+
+/* The lease row for (table_offset, generation), checked against the arenas. */
+static al_err worker_lease_check(worker_ctx *w, const alora_LeaseRef *l, uint32_t start_pos, const int32_t **table,
+                                 const uint8_t **hdr_out)
+{
+    size_t tbytes = al_arena_size(w->tables);
+    size_t ids_bytes = sizeof(int32_t) * (size_t)w->max_blocks_per_seq;
+    if (l->table_offset < AL_LEASE_ROW_HDR_BYTES || l->table_offset % 16 != 0 || l->table_offset > tbytes ||
+        tbytes - l->table_offset < ids_bytes)
+        return ali_errf(AL_EINVAL, "lease.table_offset: %llu is not a block-table row of the %zu-byte table arena",
+                        (unsigned long long)l->table_offset, tbytes);
+    if (start_pos > l->n_tokens)
+        return ali_errf(AL_ERANGE, "start_pos: %u > lease.n_tokens %u", start_pos, l->n_tokens);
+    const uint8_t *hdr = (const uint8_t *)al_arena_ptr(w->tables) + l->table_offset - AL_LEASE_ROW_HDR_BYTES;
+    uint64_t gen = al_lease_row_generation(hdr);
+    if (gen == 0 || (l->generation && gen != l->generation))
+        return ali_errf(AL_ENOTFOUND, "lease: lease %llu is no longer held (row generation %llu, expected %llu)",
+                        (unsigned long long)l->lease_id, (unsigned long long)gen, (unsigned long long)l->generation);
+    const al_lease_row_hdr *h = (const al_lease_row_hdr *)hdr;
+    int32_t need = (int32_t)(((int64_t)start_pos + w->block_size - 1) / w->block_size);
+    if (h->n_tokens < (int32_t)start_pos || h->n_blocks < need || h->n_blocks > w->max_blocks_per_seq)
+        return ali_errf(AL_ERANGE, "lease: row holds %d tokens in %d blocks, %u positions requested", h->n_tokens,
+                        h->n_blocks, start_pos);
+    const int32_t *ids = (const int32_t *)(hdr + AL_LEASE_ROW_HDR_BYTES);
+    for (int32_t i = 0; i < need; i++)
+        if (ids[i] < 0 || ids[i] >= w->kv_n_blocks)
+            return ali_errf(AL_EINVAL, "lease: block id %d out of range [0, %d)", ids[i], w->kv_n_blocks);
+    *table = ids;
+    *hdr_out = hdr;
+    return AL_OK;
+}
+
+static al_err worker_sampling(worker_ctx *w, const alora_Sampling *in, al_sampling *out, int32_t *max_tokens,
+                              int32_t *top_n)
+{
+    if (in->top_logprobs > AL_MAX_TOP_LOGPROBS)
+        return ali_errf(AL_ERANGE, "sampling.top_logprobs: %u > max %d", in->top_logprobs, AL_MAX_TOP_LOGPROBS);
+    if (in->min_p != 0)
+        return ali_errf(AL_EUNSUPPORTED, "sampling.min_p: not supported by the engine (use 0)");
+    if (in->repetition_penalty != 0 && in->repetition_penalty != 1)
+        return ali_errf(AL_EUNSUPPORTED, "sampling.repetition_penalty: not supported by the engine (use 0 or 1)");
+    if (!(in->temperature >= 0) || in->temperature > 100)
+        return ali_errf(AL_ERANGE, "sampling.temperature: %g out of range [0, 100]", (double)in->temperature);
+    if (!(in->top_p >= 0) || in->top_k > 1000000)
+        return ali_errf(AL_ERANGE, "sampling.top_p/top_k out of range");
+    *out = (al_sampling){.temperature = in->temperature, .top_k = (int32_t)in->top_k,
+                         .top_p = (in->top_p <= 0 || in->top_p >= 1) ? 1.0f : in->top_p, .seed = in->seed};
+    if (out->seed == 0 && getrandom(&out->seed, sizeof out->seed, 0) != (ssize_t)sizeof out->seed)
+        out->seed = (uint64_t)(al_now() * 1e9);
+    *max_tokens = in->max_tokens ? (int32_t)AL_MIN(in->max_tokens, 1u << 20) : w->intr->max_tokens;
+    *top_n = (int32_t)in->top_logprobs;
+    return AL_OK;
+}
+
+int worker_invoke_start(worker_ctx *w, worker_cmd *c)
+{
+    const alora_WorkerInvokeRequest *rq = c->req;
+    c->t_start = al_now();
+    if (rq->deadline_ms && (c->t_start - c->t_queued) * 1e3 > rq->deadline_ms)
+        return worker_fail(w, c, ali_errf(AL_ETIMEDOUT, "deadline_ms: %u ms passed in the queue", rq->deadline_ms));
+    al_request r = {.adapter = w->slot};
+    al_err e = worker_sampling(w, &rq->sampling, &r.sampling, &r.max_tokens, &c->top_n);
+    if (e != AL_OK)
+        return worker_fail(w, c, e);
+    r.top_logprobs = AL_MAX(c->top_n, 1);
+    r.ignore_eos = rq->sampling.ignore_eos;
+    const int32_t *t;
+    size_t n;
+    int64_t total;
+    if (rq->mode == alora_InvokeMode_MODE_LORA) {
+        n = al_pb_i32(&rq->full_tokens, &t);
+        if (n == 0)
+            return worker_fail(w, c, ali_errf(AL_EINVAL, "full_tokens: MODE_LORA needs the whole token sequence"));
+        r.act_start = 0; /* plain LoRA baseline: adapted from position 0, no reuse */
+        total = (int64_t)n + r.max_tokens;
+        c->reused = 0;
+    } else if (rq->mode == alora_InvokeMode_MODE_ALORA) {
+        n = al_pb_i32(&rq->tokens, &t);
+        if (n == 0)
+            return worker_fail(w, c, ali_errf(AL_EINVAL, "tokens: at least one token after start_pos is needed"));
+        if (rq->has_lease) {
+            const int32_t *table = NULL;
+            e = worker_lease_check(w, &rq->lease, rq->start_pos, &table, &c->row_hdr);
+            if (e != AL_OK)
+                return worker_fail(w, c, e);
+            c->generation = al_lease_row_generation(c->row_hdr);
+            r.prefix = (al_kv_seg){.pool = (float *)al_arena_ptr(w->kv), .table = table, .pos0 = 0,
+                                   .n = (int32_t)rq->start_pos};
+        } else if (rq->start_pos != 0) {
+            return worker_fail(w, c, ali_errf(AL_EINVAL, "lease: start_pos %u > 0 needs a lease", rq->start_pos));
+        }
+        if (rq->has_activation_start) {
+            if (rq->activation_start < rq->start_pos)
+                return worker_fail(w, c, ali_errf(AL_ERANGE, "activation_start: %u lies inside the leased prefix "
+                                                             "(start_pos %u)", rq->activation_start, rq->start_pos));
+            r.act_start = (int32_t)AL_MIN(rq->activation_start, (uint32_t)INT32_MAX);
+        } else {
+            r.act_start = AL_ACT_NONE;
+        }
+        total = (int64_t)rq->start_pos + (int64_t)n + r.max_tokens;
+        c->reused = (int32_t)rq->start_pos;
+    } else {
+        return worker_fail(w, c, ali_errf(AL_EINVAL, "mode: %d is not a known InvokeMode", (int)rq->mode));
+    }
+    if (total > w->model->cfg.max_position_embeddings)
+        return worker_fail(w, c, ali_errf(AL_ERANGE, "tokens: %lld positions exceed max_position_embeddings %d",
+                                          (long long)total, w->model->cfg.max_position_embeddings));
+    r.tokens = t;
+    r.n_tokens = (int32_t)n;
+    e = al_engine_submit(w->engine, &r, &c->eseq);
+    if (e == AL_EOVERLOADED && w->running) {
+        c->eseq = -1;
+        return -1;
+    }
+    if (e != AL_OK) {
+        c->eseq = -1;
+        return worker_fail(w, c, ali_errctx(e, "tokens"));
+    }
+    return 0;
+}
+
+int worker_invoke_finish(worker_ctx *w, worker_cmd *c)
+{
+    const alora_WorkerInvokeRequest *rq = c->req;
+    alora_WorkerInvokeReply *rp = c->rep;
+    al_result r;
+    al_err e = al_engine_result(w->engine, c->eseq, &r);
+    if (e == AL_OK && r.finish == AL_FINISH_ERROR)
+        e = ali_errf(r.error ? r.error : AL_EINTERNAL, "engine: invocation failed: %s", al_strerror(r.error));
+    if (e == AL_OK && c->row_hdr && al_lease_row_generation(c->row_hdr) != c->generation)
+        e = ali_errf(AL_EUNAVAILABLE, "lease: lease %llu was released during the invocation",
+                     (unsigned long long)rq->lease.lease_id);
+    if (e != AL_OK)
+        return worker_fail(w, c, e);
+    al_pbmem *m = al_rpc_job_mem(c->job);
+    int32_t n_out = r.n_tokens;
+    rp->finish_reason = r.finish == AL_FINISH_STOP ? alora_FinishReason_FINISH_EOS : alora_FinishReason_FINISH_LENGTH;
+    for (int32_t i = 0; i < n_out; i++)
+        for (pb_size_t j = 0; j < rq->sampling.stop_token_ids_count; j++)
+            if (r.tokens[i] == rq->sampling.stop_token_ids[j]) {
+                n_out = i + 1;
+                rp->finish_reason = alora_FinishReason_FINISH_STOP;
+            }
+    al_pb_set_i32(&rp->tokens, m, r.tokens, (size_t)n_out);
+    rp->logprobs.top_n = (uint32_t)c->top_n;
+    int32_t k = r.top_logprobs;
+    for (int32_t i = 0; i < n_out && k > 0; i++) {
+        const al_topk_entry *row = r.top + (size_t)i * k;
+        float chosen = NAN;
+        for (int32_t j = 0; j < k; j++)
+            if (row[j].id == r.tokens[i])
+                chosen = row[j].logprob;
+        al_pb_push_f32(&rp->logprobs.logprob, m, chosen);
+        for (int32_t j = 0; j < c->top_n && j < k; j++) {
+            al_pb_push_i32(&rp->logprobs.top_ids, m, row[j].id);
+            al_pb_push_f32(&rp->logprobs.top_logprobs, m, row[j].logprob);
+        }
+    }
+    rp->computed_tokens = (uint32_t)r.computed_tokens;
+    rp->reused_tokens = (uint32_t)c->reused;
+    double now = al_now();
+    rp->timings.queue_ms = (c->t_start - c->t_queued) * 1e3;
+    rp->timings.prefill_ms = r.prefill_ms;
+    rp->timings.decode_ms = r.decode_ms;
+    rp->timings.ttft_ms = rp->timings.queue_ms + r.prefill_ms;
+    rp->timings.total_ms = (now - c->t_queued) * 1e3;
+    rp->timings.prefill_tokens = (uint32_t)AL_MAX(r.computed_tokens - r.n_tokens + 1, 0);
+    rp->timings.decode_tokens = (uint32_t)n_out;
+    snprintf(rp->worker_id, sizeof rp->worker_id, "%s", w->worker_id);
+    __atomic_add_fetch(&w->invocations, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->computed_tokens, (uint64_t)r.computed_tokens, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->reused_tokens, (uint64_t)c->reused, __ATOMIC_RELAXED);
+    worker_cmd_done(w, c, AL_OK);
+    return 1;
+}

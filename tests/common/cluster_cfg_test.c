@@ -1,0 +1,82 @@
+/* cluster_cfg_test.c: the shared cluster config: the documented example, defaults, derived URLs, errors. */
+#include "al_test.h"
+
+#include "cluster_cfg.h"
+
+static const char *EXAMPLE =
+    "run_dir = \"/tmp/alora-local\";\n"
+    "base = { model = \"build/run/model\"; listen = \"ipc:///tmp/alora-local/base.ipc\";\n"
+    "         kv_blocks = 2048; block_size = 16; max_batch_tokens = 512; threads = 1;\n"
+    "         lease_ttl_ms = 30000; device = \"cpu\"; };\n"
+    "router = { listen = \"ipc:///tmp/alora-local/router.ipc\"; max_queue = 64; };\n"
+    "intrinsics = (\n"
+    "  { name = \"certainty\"; adapter = \"build/run/certainty\"; replicas = 2; max_tokens = 4; },\n"
+    "  { name = \"answerability\"; adapter = \"build/run/answerability\"; replicas = 2; max_tokens = 4; }\n"
+    ");\n";
+
+static void test_example(void **state)
+{
+    al_cluster_cfg c;
+    assert_int_equal(al_cluster_cfg_load_string(EXAMPLE, &c), AL_OK);
+    assert_string_equal(c.base.model, "build/run/model");
+    assert_int_equal(c.base.kv_blocks, 2048);
+    assert_int_equal(c.base.device, AL_DEVICE_CPU);
+    assert_int_equal(c.n_intrinsics, 2);
+    assert_string_equal(c.intrinsics[1].name, "answerability");
+    assert_int_equal(c.intrinsics[0].replicas, 2);
+    assert_int_equal(c.intrinsics[0].max_tokens, 4);
+    assert_int_equal(c.intrinsics[0].capacity, 8); /* default */
+    assert_string_equal(c.router.tokenizer, "build/run/model");
+    assert_non_null(al_cluster_cfg_intrinsic(&c, "certainty"));
+    assert_null(al_cluster_cfg_intrinsic(&c, "nope"));
+    char url[256];
+    assert_int_equal(al_cluster_worker_url(&c, "certainty", 1, url, sizeof url), AL_OK);
+    assert_string_equal(url, "ipc:///tmp/alora-local/worker-certainty-1.ipc");
+    al_cluster_cfg_free(&c);
+}
+
+static void test_defaults(void **state)
+{
+    al_cluster_cfg c;
+    assert_int_equal(al_cluster_cfg_load_string("run_dir = \"/r\"; base = { model = \"m\"; };", &c), AL_OK);
+    assert_string_equal(c.base.listen, "ipc:///r/base.ipc");
+    assert_string_equal(c.router.listen, "ipc:///r/router.ipc");
+    assert_int_equal(c.base.block_size, 16);
+    assert_int_equal(c.base.lease_ttl_ms, 30000);
+    assert_int_equal(c.base.device, AL_DEVICE_AUTO);
+    assert_int_equal(c.n_intrinsics, 0);
+    al_cluster_cfg_free(&c);
+}
+
+static void test_errors(void **state)
+{
+    al_cluster_cfg c;
+    assert_int_equal(al_cluster_cfg_load_string("base = { };", &c), AL_ENOTFOUND);
+    assert_non_null(strstr(al_errmsg(), "base.model"));
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; kv_blockz = 3; };", &c), AL_EFORMAT);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; device = \"tpu\"; };", &c), AL_EFORMAT);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\n"
+                                                "intrinsics = ( { name = \"a\"; adapter = \"x\"; },\n"
+                                                "               { name = \"a\"; adapter = \"y\"; } );",
+                                                &c),
+                     AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "intrinsics[1].name"));
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\n"
+                                                "intrinsics = ( { name = \"a/b\"; adapter = \"x\"; } );",
+                                                &c),
+                     AL_EFORMAT);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\n"
+                                                "intrinsics = ( { name = \"a\"; adapter = \"x\"; replicas = 0; } );",
+                                                &c),
+                     AL_ERANGE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_example),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests_name("cluster_cfg", tests, NULL, NULL);
+}
