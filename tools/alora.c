@@ -15,6 +15,9 @@ static const cli_cmd cli_cmds[] = {
     {"make-model", cmd_make_model, "write a random-weight model in the Hugging Face layout"},
     {"make-adapter", cmd_make_adapter, "write a random PEFT (a)LoRA adapter for a model"},
     {"tokenize", cmd_tokenize, "print the token ids and pieces of a text"},
+    {"up", cmd_up, "start a local cluster (base, workers, router) from one config"},
+    {"invoke", cmd_invoke, "call an intrinsic through the cluster's router"},
+    {"status", cmd_status, "list the cluster's processes as the router sees them"},
 };
 
 static void cli_usage(FILE *f)

@@ -8,5 +8,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_make_model(int argc, char **argv);
 int cmd_make_adapter(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_up(int argc, char **argv);
+int cmd_invoke(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

@@ -1,0 +1,65 @@
+/* main.c: alora-router -c FILE: the client-facing router of the cluster (docs/cluster.md). */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "router.h"
+
+static void router_usage(FILE *f)
+{
+    fprintf(f, "usage: alora-router -c FILE\n"
+               "Serves the client API (ROUTER_*) on router.listen of the cluster config; workers\n"
+               "register here; invocations lease base KV and run on the intrinsic's workers.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            cfg = argv[++i];
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            router_usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "alora-router: unexpected argument '%s'\n", argv[i]);
+            router_usage(stderr);
+            return 2;
+        }
+    }
+    if (!cfg) {
+        router_usage(stderr);
+        return 2;
+    }
+    al_log_set_tag("router");
+    /* Under `alora up`: stop with the supervisor even if it is SIGKILLed. */
+    const char *sup = getenv("ALORA_SUPERVISOR_PID");
+    if (sup) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != (pid_t)atol(sup))
+            return 1; /* the supervisor is already gone */
+    }
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static router r;
+    if (router_start(&r, cfg) != AL_OK) {
+        fprintf(stderr, "alora-router: %s\n", al_errmsg());
+        router_stop(&r);
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    AL_INFO("router: signal %d, stopping", sig);
+    router_stop(&r);
+    return 0;
+}

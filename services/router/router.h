@@ -1,0 +1,174 @@
+/* router.h: alora-router internals: state, worker registry, task pool, handlers. */
+#ifndef ROUTER_H
+#define ROUTER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster_cfg.h"
+#include "rpc.h"
+#include "tokenizer.h"
+
+#define ROUTER_MAX_INV 64
+#define ROUTER_MAX_REQ_TOKENS (1 << 20) /* tokens in one request */
+#define ROUTER_MAX_GEN_TOKENS 4096      /* max_tokens of one request */
+
+/* ---- task pool: deferred RPC calls run here, off NNG's threads ------------------------------- */
+
+typedef struct router router;
+typedef struct router_task router_task;
+typedef void (*router_task_fn)(router_task *t);
+
+struct router_task {
+    router *r;
+    al_rpc_job *job;   /* the deferred call; completed by fn (or by the pool on shutdown) */
+    const void *req;
+    void *rep;
+    router_task_fn fn;
+    int intr;          /* intrinsic index (queue accounting), -1 = none */
+    double t_accept;   /* al_now() when the handler accepted it */
+    router_task *next;
+};
+
+typedef struct router_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    router_task *head, *tail;
+    pthread_t *th;
+    int n_th;
+    bool stop;
+} router_pool;
+
+al_err router_pool_start(router_pool *p, int n_threads);
+/* Defers the job and queues fn; on failure completes the job with an error itself. */
+void router_pool_submit(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
+                        router_task_fn fn, int intr);
+void router_pool_stop(router_pool *p); /* runs what is queued, then joins */
+
+/* ---- worker registry ------------------------------------------------------------------------- */
+
+typedef struct router_worker {
+    char id[64], intrinsic[64], base_id[64], url[256], digest[80];
+    int32_t inv[ROUTER_MAX_INV];
+    int n_inv;
+    uint32_t capacity, pid;
+    bool supports_lora;
+    al_rpc_client *cli;
+    int refs;          /* picks in flight (+1 while in the registry list) */
+    bool removed;      /* out of the registry; closed by the monitor once refs == 0 */
+    int inflight;      /* router-side invocations on it */
+    alora_Health health;
+    uint32_t hb_active, hb_queued, leases_held;
+    uint64_t invocations, requests, failures;
+    double last_seen, registered;
+    struct router_worker *next;
+} router_worker;
+
+/* Per intrinsic of the config: queue accounting. */
+typedef struct router_intr {
+    const al_intrinsic_cfg *cfg;
+    int pending;       /* accepted invocations not yet answered */
+    uint64_t requests, rejected;
+} router_intr;
+
+typedef struct router_session {
+    char id[64];
+    uint64_t seq_id;
+    int32_t *toks;     /* the conversation so far */
+    int32_t n, cap;
+    int busy;          /* an operation is running on it */
+    bool deleted;
+    struct router_session *next;
+} router_session;
+
+struct router {
+    al_cluster_cfg cfg;
+    char id[64];
+    double t0;
+    al_rpc_server *srv;
+    char bound[256];
+    al_rpc_client *base;
+    router_pool pool;      /* invocations, sessions */
+    router_pool ctl;       /* registration, status */
+    al_tokenizer *tok;     /* optional (text requests) */
+    int32_t vocab, max_pos; /* from the model's config.json (0 = unknown) */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    router_worker *workers;   /* registry (removed ones stay until closed) */
+    router_intr *intr;        /* [cfg.n_intrinsics] */
+    router_session *sessions;
+    int n_sessions;
+    uint64_t next_sess;
+    /* the base, as the monitor last saw it */
+    char base_id[64];
+    uint32_t base_pid;
+    alora_Health base_health;
+    double base_seen;         /* al_now() of the last good health check, 0 = never */
+    alora_BaseStatsReply base_stats;
+    bool base_stats_ok;
+    uint64_t n_requests;
+
+    pthread_t monitor;
+    bool monitor_on;
+    volatile bool stopping;
+};
+
+al_err router_start(router *r, const char *cfg_path);
+void router_stop(router *r);
+
+/* Registry (router_registry.c). */
+al_err router_registry_register_handlers(router *r);
+/* Least-loaded live worker of intrinsic attached to the current base (NULL + error when none);
+ * skips `exclude`. Takes a reference: release with router_worker_put(ok = call succeeded). */
+al_err router_worker_pick(router *r, const char *intrinsic, bool need_lora, const router_worker *exclude,
+                          router_worker **out);
+void router_worker_put(router *r, router_worker *w, bool ok);
+/* The intrinsic's invocation tokens from its registered workers (copies); AL_EUNAVAILABLE none. */
+al_err router_intr_invocation(router *r, const char *intrinsic, int32_t *inv, int *n_inv);
+/* Monitor pass: expire workers that missed heartbeats, close removed ones (not on NNG threads). */
+void router_registry_sweep(router *r, bool all);
+int router_intr_index(const router *r, const char *name);
+/* Live workers of an intrinsic (on the current base) and their total capacity. */
+void router_intr_workers(router *r, int idx, int *n, uint32_t *capacity, uint32_t *active);
+
+/* Invocation (router_invoke.c). */
+al_err router_invoke_register_handlers(router *r);
+/* The core flow shared by ROUTER_INVOKE and ROUTER_SESSION_INVOKE. seq_id != 0: lease the
+ * session's sequence (toks = its history, n_hist = its length, the invocation is appended). */
+typedef struct router_invoke_args {
+    const char *intrinsic;
+    const int32_t *toks;
+    int32_t n;
+    uint64_t seq_id;
+    alora_InvokeMode mode;
+    alora_Sampling sampling;
+    double t_accept;
+} router_invoke_args;
+al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m);
+/* Validates sampling fields (errors name "<prefix>.field"). */
+al_err router_check_sampling(const alora_Sampling *s, const char *prefix);
+al_err router_check_tokens(const router *r, const char *field, const int32_t *t, size_t n);
+/* Effective sampling: max_tokens/top_logprobs overrides (!= 0), else the intrinsic's defaults. */
+void router_sampling_defaults(const al_intrinsic_cfg *ic, alora_Sampling *s, uint32_t max_tokens,
+                              uint32_t top_logprobs);
+/* Queue admission for intrinsic idx (AL_EOVERLOADED + retry-after when full); release when done. */
+al_err router_admit(router *r, int idx, al_rpc_job *job);
+void router_release(router *r, int idx);
+
+/* Sessions (router_session.c). */
+al_err router_session_register_handlers(router *r);
+void router_sessions_free(router *r);
+
+/* Status (router_status.c). */
+al_err router_status_register_handlers(router *r);
+/* One base health check (monitor); updates r->base_*. */
+void router_base_poll(router *r);
+
+/* Bounded C-string copy into a fixed array. */
+#define ROUTER_STRCPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
+
+double router_ms_since(double t);
+
+#endif

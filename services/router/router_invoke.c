@@ -1,0 +1,381 @@
+/* router_invoke.c: ROUTER_INVOKE: activation start, BASE_LEASE, WORKER_INVOKE (one retry), unlease. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "log.h"
+#include "router.h"
+#include "util.h"
+
+static int router_timeout(const router *r)
+{
+    return r->cfg.router.request_timeout_ms > 0 ? r->cfg.router.request_timeout_ms : 60000;
+}
+
+al_err router_check_tokens(const router *r, const char *field, const int32_t *t, size_t n)
+{
+    if (n > ROUTER_MAX_REQ_TOKENS)
+        return ali_errf(AL_ERANGE, "%s: %zu tokens > max %d", field, n, ROUTER_MAX_REQ_TOKENS);
+    if (r->max_pos > 0 && n > (size_t)r->max_pos)
+        return ali_errf(AL_ERANGE, "%s: %zu tokens > the model's max_position_embeddings %d", field, n,
+                        r->max_pos);
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0 || (r->vocab > 0 && t[i] >= r->vocab))
+            return ali_errf(AL_ERANGE, "%s[%zu]: token id %d is outside the vocabulary [0, %d)", field, i, t[i],
+                            r->vocab);
+    return AL_OK;
+}
+
+al_err router_check_sampling(const alora_Sampling *s, const char *p)
+{
+    if (!isfinite(s->temperature) || s->temperature < 0 || s->temperature > 100)
+        return ali_errf(AL_ERANGE, "%s.temperature: %g is outside [0, 100]", p, s->temperature);
+    if (!isfinite(s->top_p) || s->top_p < 0 || s->top_p > 1)
+        return ali_errf(AL_ERANGE, "%s.top_p: %g is outside [0, 1]", p, s->top_p);
+    if (!isfinite(s->min_p) || s->min_p < 0 || s->min_p > 1)
+        return ali_errf(AL_ERANGE, "%s.min_p: %g is outside [0, 1]", p, s->min_p);
+    if (!isfinite(s->repetition_penalty) || s->repetition_penalty < 0 || s->repetition_penalty > 100)
+        return ali_errf(AL_ERANGE, "%s.repetition_penalty: %g is outside [0, 100]", p, s->repetition_penalty);
+    if (s->max_tokens > ROUTER_MAX_GEN_TOKENS)
+        return ali_errf(AL_ERANGE, "%s.max_tokens: %u > max %d", p, s->max_tokens, ROUTER_MAX_GEN_TOKENS);
+    if (s->top_logprobs > 20)
+        return ali_errf(AL_ERANGE, "%s.top_logprobs: %u > max 20", p, s->top_logprobs);
+    if (s->top_k > (1u << 24))
+        return ali_errf(AL_ERANGE, "%s.top_k: %u is too large", p, s->top_k);
+    for (pb_size_t i = 0; i < s->stop_token_ids_count; i++)
+        if (s->stop_token_ids[i] < 0)
+            return ali_errf(AL_ERANGE, "%s.stop_token_ids[%u]: %d < 0", p, (unsigned)i, s->stop_token_ids[i]);
+    return AL_OK;
+}
+
+static bool router_retryable(al_err e)
+{
+    return e == AL_EUNAVAILABLE || e == AL_ECLOSED || e == AL_EIO || e == AL_EOVERLOADED || e == AL_ECAPACITY;
+}
+
+/* WORKER_INVOKE on the least-loaded worker, once more on another replica when that one fails. */
+static al_err router_call_worker(router *r, const char *intrinsic, const alora_WorkerInvokeRequest *wq,
+                                 alora_WorkerInvokeReply *wr, al_pbmem *wm, char *worker_id, size_t cap,
+                                 char *wbase, size_t wbase_cap)
+{
+    router_worker *w = NULL, *prev = NULL;
+    al_err e = AL_OK;
+    char first[600] = "";
+    for (int attempt = 0; attempt < 2; attempt++) {
+        al_err pe = router_worker_pick(r, intrinsic, wq->mode == alora_InvokeMode_MODE_LORA, prev, &w);
+        if (prev) {
+            router_worker_put(r, prev, false);
+            prev = NULL;
+        }
+        if (pe != AL_OK) {
+            if (attempt == 0)
+                return pe;
+            return ali_errf(e, "%s; retry: %s", first, al_errmsg());
+        }
+        al_pbmem_free(wm); /* the reply of a failed attempt (the request lives in another pbmem) */
+        snprintf(wbase, wbase_cap, "%s", w->base_id);
+        e = al_rpc_call(w->cli, alora_Method_WORKER_INVOKE, wq, wr, wm, router_timeout(r));
+        if (e == AL_OK) {
+            snprintf(worker_id, cap, "%s", wr->worker_id[0] ? wr->worker_id : w->id);
+            router_worker_put(r, w, true);
+            return AL_OK;
+        }
+        snprintf(first, sizeof first, "worker %s: %s", w->id, al_errmsg());
+        AL_WARN("router: invoke %s on %s failed (%s: %s)%s", intrinsic, w->id, al_strerror(e), al_errmsg(),
+                attempt == 0 && router_retryable(e) ? ", retrying on another replica" : "");
+        if (attempt > 0 || !router_retryable(e)) {
+            router_worker_put(r, w, false);
+            return ali_errf(e, "%s", first);
+        }
+        prev = w;
+    }
+    return ali_errf(AL_EINTERNAL, "unreachable");
+}
+
+static void router_unlease(router *r, uint64_t lease_id)
+{
+    alora_UnleaseRequest uq = {.lease_id = lease_id};
+    alora_Empty ur;
+    al_pbmem um = AL_PBMEM_INIT;
+    if (al_rpc_call(r->base, alora_Method_BASE_UNLEASE, &uq, &ur, &um, 5000) != AL_OK)
+        AL_WARN("router: unlease %llu: %s (the lease expires by TTL)", (unsigned long long)lease_id, al_errmsg());
+    al_pbmem_free(&um);
+}
+
+al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m)
+{
+    double t_start = al_now();
+    int32_t inv[ROUTER_MAX_INV];
+    int n_inv = 0;
+    AL_TRY(router_intr_invocation(r, a->intrinsic, inv, &n_inv));
+
+    /* The full token sequence the adapter sees, and the activation start s. */
+    int32_t *full = NULL;
+    int32_t N, s;
+    const int32_t *seq = a->toks;
+    if (a->seq_id) { /* session: history + invocation */
+        N = a->n + n_inv;
+        full = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
+        if (!full)
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+        memcpy(full, a->toks, sizeof(int32_t) * (size_t)a->n);
+        memcpy(full + a->n, inv, sizeof(int32_t) * (size_t)n_inv);
+        seq = full;
+        s = n_inv > 0 ? a->n : 0;
+    } else {
+        N = a->n;
+        s = n_inv > 0 ? al_alora_find_start(a->toks, a->n, inv, n_inv) : 0;
+    }
+    if (N <= 0) {
+        free(full);
+        return ali_errf(AL_EINVAL, "tokens: empty");
+    }
+
+    al_err e = AL_OK;
+    alora_WorkerInvokeRequest wq = alora_WorkerInvokeRequest_init_zero;
+    alora_WorkerInvokeReply wr;
+    al_pbmem qm = AL_PBMEM_INIT, wm = AL_PBMEM_INIT, lm = AL_PBMEM_INIT; /* worker request, reply, lease */
+    alora_LeaseReply lr = alora_LeaseReply_init_zero;
+    bool leased = false;
+    char worker_id[64] = "";
+    wq.sampling = a->sampling;
+    wq.mode = a->mode;
+    wq.deadline_ms = (uint32_t)router_timeout(r);
+    double t_lease = al_now(), t_worker;
+
+    if (a->mode == alora_InvokeMode_MODE_LORA) {
+        /* Plain-LoRA baseline: the whole sequence through the adapter, no base KV. */
+        if ((e = al_pb_ref_i32(&wq.full_tokens, &qm, seq, (size_t)N)) != AL_OK)
+            goto out;
+        wq.has_activation_start = true;
+        wq.activation_start = 0;
+        s = 0;
+    } else {
+        int32_t p = s >= 0 ? s : N;
+        if (p >= N) /* the worker needs one token to produce logits */
+            p = N - 1;
+        if (p > 0) {
+            alora_LeaseRequest lq = alora_LeaseRequest_init_zero;
+            if (a->seq_id) {
+                lq.seq_id = a->seq_id;
+                lq.n_tokens = (uint32_t)p;
+            } else if ((e = al_pb_ref_i32(&lq.tokens, &lm, seq, (size_t)p)) != AL_OK) {
+                goto out;
+            }
+            e = al_rpc_call(r->base, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+            if (e != AL_OK) {
+                e = ali_errctx(e, "base lease");
+                goto out;
+            }
+            leased = true;
+            if (lr.n_tokens != (uint32_t)p) {
+                e = ali_errf(AL_EINTERNAL, "base lease: %u tokens granted, %d asked", lr.n_tokens, p);
+                goto out;
+            }
+            wq.has_lease = true;
+            wq.lease = (alora_LeaseRef){.lease_id = lr.lease_id, .n_tokens = lr.n_tokens,
+                                        .table_offset = lr.table_offset, .generation = lr.generation};
+        }
+        wq.start_pos = (uint32_t)p;
+        if ((e = al_pb_ref_i32(&wq.tokens, &qm, seq + p, (size_t)(N - p))) != AL_OK)
+            goto out;
+        wq.has_activation_start = s >= 0;
+        wq.activation_start = s >= 0 ? (uint32_t)s : 0;
+    }
+    t_worker = al_now();
+    char wbase[64] = "";
+    e = router_call_worker(r, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
+    if (e != AL_OK && e != AL_EUNAVAILABLE && wbase[0]) {
+        /* A worker still attached to a base that just restarted rejects the new base's lease: check
+         * the base now and answer `unavailable` (retry later) instead of a confusing lease error. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", al_errmsg());
+        router_base_poll(r);
+        pthread_mutex_lock(&r->mu);
+        bool moved = r->base_id[0] && strcmp(r->base_id, wbase) != 0;
+        pthread_mutex_unlock(&r->mu);
+        e = moved ? ali_errf(AL_EUNAVAILABLE, "base restarted (instance changed); workers of %s are re-attaching: %s",
+                             a->intrinsic, msg)
+                  : ali_errf(e, "%s", msg);
+    }
+    if (e != AL_OK)
+        goto out;
+
+    /* The reply. */
+    const int32_t *ot;
+    const float *lp, *tl;
+    const int32_t *ti;
+    size_t nt = al_pb_i32(&wr.tokens, &ot);
+    size_t nlp = al_pb_f32(&wr.logprobs.logprob, &lp);
+    size_t nti = al_pb_i32(&wr.logprobs.top_ids, &ti);
+    size_t ntl = al_pb_f32(&wr.logprobs.top_logprobs, &tl);
+    if ((e = al_pb_set_i32(&rep->tokens, m, ot, nt)) != AL_OK || (e = al_pb_set_f32(&rep->logprobs.logprob, m, lp, nlp)) != AL_OK ||
+        (e = al_pb_set_i32(&rep->logprobs.top_ids, m, ti, nti)) != AL_OK ||
+        (e = al_pb_set_f32(&rep->logprobs.top_logprobs, m, tl, ntl)) != AL_OK)
+        goto out;
+    rep->logprobs.top_n = wr.logprobs.top_n;
+    if (r->tok && nt) {
+        char *txt = NULL;
+        size_t tl_len = 0;
+        if (al_tokenizer_decode(r->tok, ot, (int32_t)nt, 1, &txt, &tl_len) == AL_OK)
+            e = al_pb_set_bytes(&rep->text, m, txt, tl_len);
+        free(txt);
+        if (e != AL_OK)
+            goto out;
+    }
+    rep->has_activation_start = s >= 0;
+    rep->activation_start = s;
+    rep->finish_reason = wr.finish_reason;
+    rep->prefix_cached_tokens = leased ? lr.n_cached : 0;
+    rep->computed_tokens = wr.computed_tokens;
+    ROUTER_STRCPY(rep->worker_id, worker_id);
+    double now = al_now();
+    rep->timings = (alora_Timings){
+        .queue_ms = (t_start - a->t_accept) * 1e3,
+        .prefill_ms = lr.timings.prefill_ms + wr.timings.prefill_ms,
+        .decode_ms = wr.timings.decode_ms,
+        .ttft_ms = (t_worker - a->t_accept) * 1e3 + wr.timings.ttft_ms,
+        .total_ms = (now - a->t_accept) * 1e3,
+        .prefill_tokens = lr.timings.prefill_tokens + wr.timings.prefill_tokens,
+        .decode_tokens = wr.timings.decode_tokens,
+        .batch_size = wr.timings.batch_size,
+    };
+    AL_DEBUG("router: invoke %s n=%d s=%d mode=%d lease %.1f ms worker %.1f ms on %s", a->intrinsic, N, s, a->mode,
+             (t_worker - t_lease) * 1e3, (now - t_worker) * 1e3, worker_id);
+out:;
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", al_errmsg());
+    if (leased)
+        router_unlease(r, lr.lease_id);
+    al_pbmem_free(&qm);
+    al_pbmem_free(&wm);
+    al_pbmem_free(&lm);
+    free(full);
+    if (e != AL_OK)
+        return ali_errf(e, "%s", msg);
+    return AL_OK;
+}
+
+/* ---- ROUTER_INVOKE ---------------------------------------------------------------------------- */
+
+/* Effective sampling: max_tokens/top_logprobs overrides, else the intrinsic's defaults. */
+void router_sampling_defaults(const al_intrinsic_cfg *ic, alora_Sampling *s, uint32_t max_tokens,
+                              uint32_t top_logprobs)
+{
+    if (max_tokens)
+        s->max_tokens = max_tokens;
+    if (!s->max_tokens)
+        s->max_tokens = (uint32_t)(ic->max_tokens > 0 ? ic->max_tokens : 8);
+    if (top_logprobs)
+        s->top_logprobs = top_logprobs;
+    if (!s->top_logprobs && ic->top_logprobs > 0)
+        s->top_logprobs = (uint32_t)ic->top_logprobs;
+}
+
+/* Queue admission: at most (capacity of live workers + max_queue) accepted invocations. */
+al_err router_admit(router *r, int idx, al_rpc_job *job)
+{
+    const al_intrinsic_cfg *ic = r->intr[idx].cfg;
+    int maxq = ic->max_queue > 0 ? ic->max_queue : r->cfg.router.max_queue > 0 ? r->cfg.router.max_queue : 64;
+    int n;
+    uint32_t cap, act;
+    pthread_mutex_lock(&r->mu);
+    router_intr_workers(r, idx, &n, &cap, &act);
+    r->intr[idx].requests++;
+    r->n_requests++;
+    if (r->intr[idx].pending >= (int)cap + maxq) {
+        r->intr[idx].rejected++;
+        int pend = r->intr[idx].pending;
+        pthread_mutex_unlock(&r->mu);
+        al_rpc_job_set_retry_after(job, 200);
+        return ali_errf(AL_EOVERLOADED, "intrinsic %s: %d requests waiting (capacity %u + max_queue %d)", ic->name,
+                        pend, cap, maxq);
+    }
+    r->intr[idx].pending++;
+    pthread_mutex_unlock(&r->mu);
+    return AL_OK;
+}
+
+void router_release(router *r, int idx)
+{
+    pthread_mutex_lock(&r->mu);
+    r->intr[idx].pending--;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void router_task_invoke(router_task *t)
+{
+    router *r = t->r;
+    const alora_InvokeRequest *q = t->req;
+    al_pbmem *m = al_rpc_job_mem(t->job);
+    const int32_t *toks;
+    size_t n = al_pb_i32(&q->tokens, &toks);
+    int32_t *enc = NULL;
+    al_err e = AL_OK;
+    if (!n) { /* text */
+        const uint8_t *txt;
+        size_t tl = al_pb_bytes(&q->text, &txt);
+        int32_t ne = 0;
+        if ((e = al_tokenizer_encode(r->tok, (const char *)txt, tl, 1, &enc, &ne)) != AL_OK) {
+            e = ali_errctx(e, "text");
+            goto done;
+        }
+        if ((e = router_check_tokens(r, "text", enc, (size_t)ne)) != AL_OK)
+            goto done;
+        toks = enc;
+        n = (size_t)ne;
+    }
+    router_invoke_args a = {.intrinsic = q->intrinsic, .toks = toks, .n = (int32_t)n, .mode = q->mode,
+                            .sampling = q->sampling, .t_accept = t->t_accept};
+    router_sampling_defaults(r->intr[t->intr].cfg, &a.sampling, q->max_tokens, q->top_logprobs);
+    if (r->max_pos > 0 && (int64_t)n + a.sampling.max_tokens > r->max_pos) {
+        e = ali_errf(AL_ERANGE, "tokens: %zu tokens + max_tokens %u > the model's max_position_embeddings %d", n,
+                     a.sampling.max_tokens, r->max_pos);
+        goto done;
+    }
+    e = router_invoke_run(r, &a, t->rep, m);
+done:
+    free(enc);
+    router_release(r, t->intr);
+    al_rpc_complete(t->job, e);
+}
+
+static al_err router_on_invoke(al_rpc_job *job, const void *req, void *rep, void *user)
+{
+    router *r = user;
+    const alora_InvokeRequest *q = req;
+    if (!q->intrinsic[0])
+        return ali_errf(AL_EINVAL, "intrinsic: empty");
+    int idx = router_intr_index(r, q->intrinsic);
+    if (idx < 0)
+        return ali_errf(AL_ENOTFOUND, "intrinsic: unknown '%s'", q->intrinsic);
+    if (q->mode != alora_InvokeMode_MODE_ALORA && q->mode != alora_InvokeMode_MODE_LORA)
+        return ali_errf(AL_EINVAL, "mode: %d is not MODE_ALORA or MODE_LORA", (int)q->mode);
+    const int32_t *toks;
+    const uint8_t *txt;
+    size_t n = al_pb_i32(&q->tokens, &toks), tl = al_pb_bytes(&q->text, &txt);
+    if (n && tl)
+        return ali_errf(AL_EINVAL, "tokens, text: give one, not both");
+    if (!n && !tl)
+        return ali_errf(AL_EINVAL, "tokens: empty (and no text)");
+    if (tl && !r->tok)
+        return ali_errf(AL_EUNSUPPORTED, "text: the router has no tokenizer; send tokens");
+    if (tl > (4u << 20))
+        return ali_errf(AL_ERANGE, "text: %zu bytes > max 4 MiB", tl);
+    AL_TRY(router_check_tokens(r, "tokens", toks, n));
+    if (q->max_tokens > ROUTER_MAX_GEN_TOKENS)
+        return ali_errf(AL_ERANGE, "max_tokens: %u > max %d", q->max_tokens, ROUTER_MAX_GEN_TOKENS);
+    if (q->top_logprobs > 20)
+        return ali_errf(AL_ERANGE, "top_logprobs: %u > max 20", q->top_logprobs);
+    AL_TRY(router_check_sampling(&q->sampling, "sampling"));
+    AL_TRY(router_admit(r, idx, job));
+    router_pool_submit(&r->pool, r, job, req, rep, router_task_invoke, idx);
+    return AL_OK;
+}
+
+al_err router_invoke_register_handlers(router *r)
+{
+    return al_rpc_server_handle(r->srv, alora_Method_ROUTER_INVOKE, router_on_invoke, r);
+}

@@ -1,0 +1,145 @@
+/* cmd_status.c: `alora status`: every process of the cluster as the router sees it. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "cmds.h"
+#include "rpc.h"
+
+static const char *st_role(alora_Role r)
+{
+    switch (r) {
+    case alora_Role_ROLE_ROUTER: return "router";
+    case alora_Role_ROLE_BASE: return "base";
+    case alora_Role_ROLE_WORKER: return "worker";
+    case alora_Role_ROLE_CLIENT: return "client";
+    case alora_Role_ROLE_CLI: return "cli";
+    default: return "unknown";
+    }
+}
+
+static const char *st_health(alora_Health h)
+{
+    switch (h) {
+    case alora_Health_HEALTH_OK: return "ok";
+    case alora_Health_HEALTH_STARTING: return "starting";
+    case alora_Health_HEALTH_DEGRADED: return "degraded";
+    case alora_Health_HEALTH_DRAINING: return "draining";
+    case alora_Health_HEALTH_DOWN: return "down";
+    default: return "unknown";
+    }
+}
+
+static void st_usage(FILE *f)
+{
+    fprintf(f, "usage: alora status --router URL [--json] [--timeout MS]\n"
+               "Lists every process of the cluster: role, pid, id, base instance, intrinsic, health,\n"
+               "leases held, KV blocks used/free (base), active calls, last seen.\n");
+}
+
+int cmd_status(int argc, char **argv)
+{
+    const char *url = NULL;
+    int json = 0;
+    long timeout = 10000;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            st_usage(stdout);
+            return 0;
+        } else if (!strcmp(o, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (!(v = cli_value("status", argc, argv, &i)))
+            return 2;
+        if (!strcmp(o, "--router"))
+            url = v;
+        else if (!strcmp(o, "--timeout")) {
+            if (cli_parse_long(o, v, 1, 86400000L, &timeout) != AL_OK) {
+                fprintf(stderr, "alora status: %s\n", al_errmsg());
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "alora status: unknown option '%s'\n", o);
+            st_usage(stderr);
+            return 2;
+        }
+    }
+    if (!url) {
+        fprintf(stderr, "alora status: --router URL is required\n");
+        return 2;
+    }
+    al_rpc_client *c = NULL;
+    al_rpc_client_opts co;
+    al_rpc_client_opts_default(&co);
+    co.connect_wait_ms = 2000;
+    al_err e = al_rpc_client_open(&c, url, &co);
+    if (e != AL_OK) {
+        fprintf(stderr, "alora status: %s: %s\n", al_strerror(e), al_errmsg());
+        return 1;
+    }
+    alora_Empty q = alora_Empty_init_zero;
+    alora_StatusReply *r = calloc(1, sizeof *r);
+    al_pbmem m = AL_PBMEM_INIT;
+    int rc = 1;
+    if (!r)
+        goto out;
+    if ((e = al_rpc_call(c, alora_Method_ROUTER_STATUS, &q, r, &m, (int)timeout)) != AL_OK) {
+        fprintf(stderr, "alora status: %s: %s\n", al_strerror(e), al_errmsg());
+        goto out;
+    }
+    if (json) {
+        json_t *o = json_object(), *ps = json_array();
+        for (pb_size_t i = 0; i < r->processes_count; i++) {
+            const alora_ProcessStatus *p = &r->processes[i];
+            json_t *j = json_object();
+            json_object_set_new(j, "role", json_string(st_role(p->role)));
+            json_object_set_new(j, "pid", json_integer(p->pid));
+            json_object_set_new(j, "id", json_string(p->id));
+            json_object_set_new(j, "base_instance", json_string(p->base_instance_id));
+            json_object_set_new(j, "intrinsic", p->intrinsic[0] ? json_string(p->intrinsic) : json_null());
+            json_object_set_new(j, "url", json_string(p->url));
+            json_object_set_new(j, "health", json_string(st_health(p->health)));
+            json_object_set_new(j, "leases_held", json_integer(p->leases_held));
+            json_object_set_new(j, "kv_blocks_used", json_integer(p->kv_blocks_used));
+            json_object_set_new(j, "kv_blocks_free", json_integer(p->kv_blocks_free));
+            json_object_set_new(j, "active", json_integer(p->active));
+            json_object_set_new(j, "capacity", json_integer(p->capacity));
+            json_object_set_new(j, "requests", json_integer((json_int_t)p->requests));
+            json_object_set_new(j, "last_seen_ms", json_integer((json_int_t)p->last_seen_ms));
+            json_array_append_new(ps, j);
+        }
+        json_object_set_new(o, "processes", ps);
+        json_object_set_new(o, "sessions", json_integer(r->sessions));
+        json_object_set_new(o, "uptime_ms", json_integer((json_int_t)r->uptime_ms));
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("%-7s %8s  %-24s %-22s %-14s %-9s %6s %8s %8s %6s %8s\n", "ROLE", "PID", "ID", "BASE", "INTRINSIC",
+               "HEALTH", "LEASES", "KV_USED", "KV_FREE", "ACTIVE", "SEEN_MS");
+        for (pb_size_t i = 0; i < r->processes_count; i++) {
+            const alora_ProcessStatus *p = &r->processes[i];
+            bool base = p->role == alora_Role_ROLE_BASE;
+            char used[16] = "-", fr[16] = "-";
+            if (base) {
+                snprintf(used, sizeof used, "%u", p->kv_blocks_used);
+                snprintf(fr, sizeof fr, "%u", p->kv_blocks_free);
+            }
+            printf("%-7s %8u  %-24.24s %-22.22s %-14.14s %-9s %6u %8s %8s %6u %8llu\n", st_role(p->role), p->pid, p->id,
+                   p->base_instance_id[0] ? p->base_instance_id : "-", p->intrinsic[0] ? p->intrinsic : "-",
+                   st_health(p->health), p->leases_held, used, fr, p->active, (unsigned long long)p->last_seen_ms);
+        }
+        printf("sessions: %u, router uptime: %.1f s\n", r->sessions, r->uptime_ms / 1e3);
+    }
+    rc = 0;
+out:
+    al_rpc_client_close(c);
+    al_pbmem_free(&m);
+    free(r);
+    return rc;
+}
