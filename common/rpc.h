@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "alora.pb.h"
+#include "engine.h"
 #include "err.h"
 
 #ifdef __cplusplus
@@ -77,6 +78,9 @@ al_err al_pb_push_i32(pb_callback_t *cb, al_pbmem *m, int32_t v);
 al_err al_pb_set_f32(pb_callback_t *cb, al_pbmem *m, const float *v, size_t n);
 al_err al_pb_ref_f32(pb_callback_t *cb, al_pbmem *m, const float *v, size_t n);
 al_err al_pb_push_f32(pb_callback_t *cb, al_pbmem *m, float v);
+/* Fills a TokenLogprobs message from an engine result: the log-probability of each of the first
+ * n_out generated tokens and top_n alternatives per token (top_n <= r->top_logprobs). */
+al_err al_pb_set_logprobs(alora_TokenLogprobs *lp, al_pbmem *m, const al_result *r, int32_t n_out, int32_t top_n);
 al_err al_pb_set_bytes(pb_callback_t *cb, al_pbmem *m, const void *p, size_t n);
 al_err al_pb_ref_bytes(pb_callback_t *cb, al_pbmem *m, const void *p, size_t n);
 al_err al_pb_set_str(pb_callback_t *cb, al_pbmem *m, const char *s); /* bytes, no NUL */

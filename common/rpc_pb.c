@@ -616,3 +616,20 @@ al_err al_rpc_frame_decode(const uint8_t *buf, size_t len, al_rpc_hdr *h, void *
                           h->flags & AL_RPC_F_ERROR ? "error" : h->flags & AL_RPC_F_REPLY ? "reply" : "request");
     return AL_OK;
 }
+
+al_err al_pb_set_logprobs(alora_TokenLogprobs *lp, al_pbmem *m, const al_result *r, int32_t n_out, int32_t top_n)
+{
+    int32_t k = r->top_logprobs;
+    if (top_n > k)
+        top_n = k;
+    lp->top_n = (uint32_t)(top_n > 0 ? top_n : 0);
+    for (int32_t i = 0; i < n_out && i < r->n_tokens; i++) {
+        AL_TRY(al_pb_push_f32(&lp->logprob, m, r->logprobs[i]));
+        for (int32_t j = 0; j < top_n; j++) {
+            const al_topk_entry *e = &r->top[(size_t)i * k + j];
+            AL_TRY(al_pb_push_i32(&lp->top_ids, m, e->id));
+            AL_TRY(al_pb_push_f32(&lp->top_logprobs, m, e->logprob));
+        }
+    }
+    return AL_OK;
+}

@@ -355,21 +355,7 @@ static int base_seq_generate_start(base_ctx *b, base_cmd *c)
 static void base_logprobs(base_ctx *b, base_cmd *c, const al_result *r, int32_t n_out, int32_t top_n,
                           alora_TokenLogprobs *lp)
 {
-    al_pbmem *m = al_rpc_job_mem(c->job);
-    lp->top_n = (uint32_t)top_n;
-    int32_t k = r->top_logprobs;
-    for (int32_t i = 0; i < n_out && k > 0; i++) {
-        const al_topk_entry *row = r->top + (size_t)i * k;
-        float chosen = NAN;
-        for (int32_t j = 0; j < k; j++)
-            if (row[j].id == r->tokens[i])
-                chosen = row[j].logprob;
-        al_pb_push_f32(&lp->logprob, m, chosen);
-        for (int32_t j = 0; j < top_n && j < k; j++) {
-            al_pb_push_i32(&lp->top_ids, m, row[j].id);
-            al_pb_push_f32(&lp->top_logprobs, m, row[j].logprob);
-        }
-    }
+    al_pb_set_logprobs(lp, al_rpc_job_mem(c->job), r, n_out, top_n);
 }
 
 static int base_seq_generate_finish(base_ctx *b, base_cmd *c)

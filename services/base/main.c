@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "log.h"
+#include "proc.h"
 
 static void usage(FILE *f) { fprintf(f, "usage: alora-base -c FILE\n"); }
 
@@ -27,12 +28,12 @@ int main(int argc, char **argv)
         return 2;
     }
     al_log_set_tag("base");
-    /* signals are taken synchronously by sigwait; every thread inherits the mask */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (al_proc_bind_supervisor() != 0)
+        return 1; /* started by an `alora up` that is already gone */
+    if (al_proc_catch_signals() != 0) {
+        AL_ERROR("cannot install signal handlers");
+        return 1;
+    }
 
     static base_ctx b;
     b.t_start = al_now();
@@ -48,8 +49,7 @@ int main(int argc, char **argv)
         AL_ERROR("%s: %s", al_strerror(e), al_errmsg());
         rc = 1;
     } else {
-        int sig = 0;
-        sigwait(&set, &sig);
+        int sig = al_proc_wait_signal();
         AL_INFO("signal %d: shutting down", sig);
     }
     base_loop_stop(&b);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "proc.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -49,12 +50,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGUSR1); /* the health thread: the base is gone */
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* SIGINT / SIGTERM stop; SIGUSR1 comes from the health thread: the base is gone */
+    if (al_proc_catch_signals() != 0) {
+        AL_ERROR("cannot install signal handlers");
+        return 1;
+    }
 
     static worker_ctx w;
     w.t_start = al_now();
@@ -62,6 +62,8 @@ int main(int argc, char **argv)
     char tag[96];
     snprintf(tag, sizeof tag, "worker-%s-%d", name, replica);
     al_log_set_tag(tag);
+    if (al_proc_bind_supervisor() != 0)
+        return 1; /* started by an `alora up` that is already gone */
     int rc = 0;
     al_err e = al_cluster_cfg_load(cfg_path, &w.cfg);
     if (e == AL_OK) {
@@ -94,8 +96,7 @@ int main(int argc, char **argv)
             rc = e == AL_EUNAVAILABLE || e == AL_ETIMEDOUT ? WORKER_EXIT_BASE_GONE : 1;
         }
     } else {
-        int sig = 0;
-        sigwait(&set, &sig);
+        int sig = al_proc_wait_signal();
         if (sig == SIGUSR1)
             rc = WORKER_EXIT_BASE_GONE;
         else

@@ -170,20 +170,7 @@ int worker_invoke_finish(worker_ctx *w, worker_cmd *c)
                 rp->finish_reason = alora_FinishReason_FINISH_STOP;
             }
     al_pb_set_i32(&rp->tokens, m, r.tokens, (size_t)n_out);
-    rp->logprobs.top_n = (uint32_t)c->top_n;
-    int32_t k = r.top_logprobs;
-    for (int32_t i = 0; i < n_out && k > 0; i++) {
-        const al_topk_entry *row = r.top + (size_t)i * k;
-        float chosen = NAN;
-        for (int32_t j = 0; j < k; j++)
-            if (row[j].id == r.tokens[i])
-                chosen = row[j].logprob;
-        al_pb_push_f32(&rp->logprobs.logprob, m, chosen);
-        for (int32_t j = 0; j < c->top_n && j < k; j++) {
-            al_pb_push_i32(&rp->logprobs.top_ids, m, row[j].id);
-            al_pb_push_f32(&rp->logprobs.top_logprobs, m, row[j].logprob);
-        }
-    }
+    al_pb_set_logprobs(&rp->logprobs, m, &r, n_out, c->top_n);
     rp->computed_tokens = (uint32_t)r.computed_tokens;
     rp->reused_tokens = (uint32_t)c->reused;
     double now = al_now();

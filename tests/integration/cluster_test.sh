@@ -248,6 +248,25 @@ ok "tcp cluster ready: $(cat "$T/tcp.out")"
 run_parity
 stop_up tcp
 
+# ---------------------------------------------------------------- kill -9 of alora up itself
+# every child gets SIGTERM from the kernel (parent-death signal) and still releases its shared memory
+start_up tcp || { fail "tcp cluster did not restart"; exit 1; }
+kids=$("$ALORA" status --router "$R" --json 2>/dev/null | jq -r '.processes[].pid' | tr '\n' ' ')
+kill -9 "$UP_PID"; wait "$UP_PID" 2>/dev/null; UP_PID=
+orphans=""
+for _ in $(seq 1 100); do
+  orphans=""
+  for p in $kids; do
+    kill -0 "$p" 2>/dev/null && grep -q alora- "/proc/$p/cmdline" 2>/dev/null && orphans="$orphans $p"
+  done
+  [ -z "$orphans" ] && break
+  sleep 0.1
+done
+leftshm=""
+for p in $kids; do leftshm="$leftshm$(ls /dev/shm/alora-*-"$p"-* 2>/dev/null)"; done
+[ -z "$orphans" ] && [ -z "$leftshm" ] && ok "kill -9 of alora up: every child exited and released its shm" ||
+  fail "kill -9 of alora up left processes [$orphans] shm [$leftshm]"
+
 if [ $FAILS -ne 0 ]; then
   echo "$FAILS check(s) failed"
   exit 1
