@@ -12,6 +12,7 @@
 
 static const char *const ali_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const ali_devices[] = {"auto", "cpu", "cuda", NULL};
+static const char *const ali_docs[] = {"auto", "template", "none", "instruction", NULL}; /* al_intr_docs */
 
 static const al_cfg_key ali_intr_keys[] = {
     {.path = "name", .type = AL_CFG_STRING, .offset = I(name), .required = true, .help = "intrinsic name"},
@@ -30,6 +31,14 @@ static const al_cfg_key ali_intr_keys[] = {
     {.path = "parser", .type = AL_CFG_STRING, .offset = I(parser), .help = "output parser"},
     {.path = "instruction", .type = AL_CFG_STRING, .offset = I(instruction),
      .help = "text inserted before the invocation"},
+    {.path = "invocation_string", .type = AL_CFG_STRING, .offset = I(invocation_string),
+     .help = "activation sequence as text"},
+    {.path = "invocation_tokens", .type = AL_CFG_STRING, .offset = I(invocation_tokens),
+     .help = "activation sequence as token ids \"1, 2, 3\""},
+    {.path = "documents", .type = AL_CFG_ENUM, .offset = I(documents), .choices = ali_docs, .def_i = 0,
+     .help = "where documents go: template, none, instruction"},
+    {.path = "outputs", .type = AL_CFG_STRINGS, .offset = I(outputs), .min = 1, .max = 256,
+     .help = "closed set of allowed outputs"},
 };
 
 static const al_cfg_key ali_keys[] = {
@@ -82,6 +91,16 @@ static const al_cfg_key ali_keys[] = {
     {.path = "router.chat_template", .type = AL_CFG_STRING, .offset = C(router.chat_template)},
     {.path = "router.tokenizer", .type = AL_CFG_STRING, .offset = C(router.tokenizer),
      .help = "tokenizer directory (default base.model)"},
+    {.path = "router.model_name", .type = AL_CFG_STRING, .offset = C(router.model_name),
+     .help = "the base model's name in the HTTP API (default: basename of base.model)"},
+    {.path = "router.api_keys", .type = AL_CFG_STRINGS, .offset = C(router.api_keys), .max = 1024,
+     .help = "HTTP API keys (Authorization: Bearer KEY); none = no authentication"},
+    {.path = "router.allow_insecure", .type = AL_CFG_BOOL, .offset = C(router.allow_insecure), .def_i = 0,
+     .help = "serve HTTP without api_keys on a non-loopback address"},
+    {.path = "router.max_body", .type = AL_CFG_SIZE, .offset = C(router.max_body), .min = 1024,
+     .max = (int64_t)1 << 30, .def_i = 4 << 20, .help = "HTTP request body cap (default 4MiB)"},
+    {.path = "router.http_threads", .type = AL_CFG_INT, .offset = C(router.http_threads), .min = 1, .max = 1024,
+     .def_i = 16, .help = "HTTP worker threads"},
     /* up */
     {.path = "up.grace_ms", .type = AL_CFG_INT, .offset = C(up.grace_ms), .min = 0, .max = 600000, .def_i = 5000},
     {.path = "up.backoff_min_ms", .type = AL_CFG_INT, .offset = C(up.backoff_min_ms), .min = 1, .max = 600000,
@@ -137,6 +156,23 @@ static al_err ali_finish(al_cluster_cfg *c, const char *what)
         if (!c->router.tokenizer)
             return ali_errf(AL_ENOMEM, "config: out of memory");
     }
+    if (!c->router.model_name) {
+        const char *m = c->base.model;
+        size_t n = strlen(m);
+        while (n > 1 && m[n - 1] == '/')
+            n--;
+        size_t b = n;
+        while (b > 0 && m[b - 1] != '/')
+            b--;
+        c->router.model_name = strndup(m + b, n - b);
+        if (!c->router.model_name)
+            return ali_errf(AL_ENOMEM, "config: out of memory");
+    }
+    if (!c->router.model_name[0])
+        return ali_errf(AL_EFORMAT, "%s: router.model_name must not be empty", what);
+    for (int i = 0; i < c->router.api_keys.n; i++)
+        if (strlen(c->router.api_keys.v[i]) < 8)
+            return ali_errf(AL_EFORMAT, "%s: router.api_keys[%d] is shorter than 8 characters", what, i);
     if (c->up.backoff_max_ms < c->up.backoff_min_ms)
         return ali_errf(AL_ERANGE, "%s: up.backoff_max_ms %d < up.backoff_min_ms %d", what, c->up.backoff_max_ms,
                         c->up.backoff_min_ms);

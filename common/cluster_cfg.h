@@ -2,6 +2,7 @@
 #ifndef AL_CLUSTER_CFG_H
 #define AL_CLUSTER_CFG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@ typedef struct al_intrinsic_cfg {
     int top_logprobs;   /* default alternatives returned per token (default 5) */
     char *parser;       /* output parser ("" / NULL = raw text): "certainty", "answerability", ... */
     char *instruction;  /* optional text the router inserts before the invocation */
+    /* The intrinsics-module keys (common/intrinsics.h; read by al_intrinsics_load_cluster), kept here
+     * so that one list carries both: */
+    char *invocation_string; /* activation sequence as text */
+    char *invocation_tokens; /* activation sequence as ids "1, 2, 3" */
+    int documents;           /* al_intr_docs: "auto", "template", "none", "instruction" */
+    al_cfg_strs outputs;     /* closed set of outputs */
 } al_intrinsic_cfg;
 
 typedef struct al_cluster_cfg {
@@ -59,6 +66,11 @@ typedef struct al_cluster_cfg {
         int request_timeout_ms; /* per backend call (default 60000) */
         char *chat_template;   /* "" / NULL = detect from the model */
         char *tokenizer;       /* tokenizer directory (default base.model) */
+        char *model_name;      /* the base model's name in the HTTP API (default: basename of base.model) */
+        al_cfg_strs api_keys;  /* HTTP bearer keys (none = no authentication) */
+        bool allow_insecure;   /* allow no api_keys on a non-loopback router.http (default false) */
+        size_t max_body;       /* HTTP request body cap, bytes (default 4 MiB) */
+        int http_threads;      /* HTTP worker threads (default 16) */
     } router;
     struct {
         int grace_ms;          /* SIGTERM -> SIGKILL (default 5000) */

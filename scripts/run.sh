@@ -27,6 +27,16 @@ if [ ! -f "$WORK/answerability/adapter_config.json" ]; then
   "$ALORA" make-adapter --model "$WORK/model" --targets q,v,up,down --rank 8 --alpha 16 \
     --invocation 505,506 --seed 4 "$WORK/answerability" >/dev/null
 fi
+if [ ! -f "$WORK/query_rewrite/adapter_config.json" ]; then
+  echo "== making aLoRA adapter 'query_rewrite' (invocation 507,508)"
+  "$ALORA" make-adapter --model "$WORK/model" --targets q,v --rank 8 --alpha 16 \
+    --invocation 507,508 --seed 5 "$WORK/query_rewrite" >/dev/null
+fi
+if [ ! -f "$WORK/hallucination_detection/adapter_config.json" ]; then
+  echo "== making aLoRA adapter 'hallucination_detection' (invocation 509,510,511)"
+  "$ALORA" make-adapter --model "$WORK/model" --targets q,k,v,o --rank 8 --alpha 16 \
+    --invocation 509,510,511 --seed 6 "$WORK/hallucination_detection" >/dev/null
+fi
 declare -A INV=([certainty]="500,501,502" [answerability]="505,506")
 
 ROUTER=$(sed -n 's/^ *listen = "\(.*router.ipc\)".*/\1/p' "$CFG")
@@ -96,6 +106,15 @@ echo
 "$ALORA" status --router "$ROUTER"
 
 echo
+HTTP=$(sed -n 's/^ *http = "\([^"]*\)".*/\1/p' "$CFG")
+if [ -n "$HTTP" ] && command -v curl >/dev/null; then
+  echo "== the HTTP API ($HTTP, docs/http.md): an OpenAI chat completion with model = an intrinsic"
+  curl -s "$HTTP/v1/chat/completions" -H 'Content-Type: application/json' -d '{"model": "certainty",
+    "messages": [{"role": "user", "content": "What is the capital of France?"},
+                 {"role": "assistant", "content": "Paris."}]}' |
+    jq -c '{model, usage, intrinsic: (.intrinsic | {result, activation_start, prefix_cached_tokens, computed_tokens})}' || true
+  echo
+fi
 echo "== stopping the cluster (SIGTERM)"
 trap - EXIT
 kill -TERM "$UP"

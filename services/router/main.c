@@ -1,12 +1,12 @@
 /* main.c: alora-router -c FILE: the client-facing router of the cluster (docs/cluster.md). */
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "proc.h"
 #include "router.h"
 
 static void router_usage(FILE *f)
@@ -37,19 +37,12 @@ int main(int argc, char **argv)
     }
     al_log_set_tag("router");
     /* Under `alora up`: stop with the supervisor even if it is SIGKILLed. */
-    const char *sup = getenv("ALORA_SUPERVISOR_PID");
-    if (sup) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != (pid_t)atol(sup))
-            return 1; /* the supervisor is already gone */
+    if (al_proc_bind_supervisor() != 0)
+        return 1; /* the supervisor is already gone */
+    if (al_proc_catch_signals() != 0) {
+        fprintf(stderr, "alora-router: cannot install signal handlers\n");
+        return 1;
     }
-    /* Block the stop signals in every thread; the main thread waits for them. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     static router r;
     if (router_start(&r, cfg) != AL_OK) {
@@ -57,8 +50,7 @@ int main(int argc, char **argv)
         router_stop(&r);
         return 1;
     }
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = al_proc_wait_signal();
     AL_INFO("router: signal %d, stopping", sig);
     router_stop(&r);
     return 0;

@@ -45,6 +45,8 @@ al_err router_pool_start(router_pool *p, int n_threads);
 void router_pool_submit(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
                         router_task_fn fn, int intr);
 void router_pool_stop(router_pool *p); /* runs what is queued, then joins */
+/* Queues fn with t->req = arg and no RPC job (the HTTP front door). false when stopping. */
+bool router_pool_post(router_pool *p, router *r, router_task_fn fn, void *arg);
 
 /* ---- worker registry ------------------------------------------------------------------------- */
 
@@ -110,6 +112,9 @@ struct router {
     bool base_stats_ok;
     uint64_t n_requests;
 
+    struct router_http *http; /* the HTTP front door (router_http*.c), NULL when router.http is unset */
+    char cfg_path[512];
+
     pthread_t monitor;
     bool monitor_on;
     volatile bool stopping;
@@ -153,13 +158,21 @@ al_err router_check_tokens(const router *r, const char *field, const int32_t *t,
 /* Effective sampling: max_tokens/top_logprobs overrides (!= 0), else the intrinsic's defaults. */
 void router_sampling_defaults(const al_intrinsic_cfg *ic, alora_Sampling *s, uint32_t max_tokens,
                               uint32_t top_logprobs);
-/* Queue admission for intrinsic idx (AL_EOVERLOADED + retry-after when full); release when done. */
+/* Queue admission for intrinsic idx (AL_EOVERLOADED + retry-after when full; job may be NULL);
+ * release when done. */
 al_err router_admit(router *r, int idx, al_rpc_job *job);
 void router_release(router *r, int idx);
 
 /* Sessions (router_session.c). */
 al_err router_session_register_handlers(router *r);
 void router_sessions_free(router *r);
+
+/* Readiness of the cluster as the router sees it (r->mu held); detail says why not OK. */
+alora_Health router_health_locked(router *r, char *detail, size_t cap);
+
+/* HTTP front door (router_http*.c): serves router.http when set. */
+al_err router_http_start(router *r);
+void router_http_stop(router *r);
 
 /* Status (router_status.c). */
 al_err router_status_register_handlers(router *r);

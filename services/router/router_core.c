@@ -17,7 +17,7 @@
 double router_ms_since(double t) { return (al_now() - t) * 1e3; }
 
 /* Readiness: the base answers and every intrinsic has its configured replicas registered. */
-static alora_Health router_health_locked(router *r, char *detail, size_t cap)
+alora_Health router_health_locked(router *r, char *detail, size_t cap)
 {
     detail[0] = 0;
     if (!r->base_seen || r->base_health != alora_Health_HEALTH_OK) {
@@ -115,6 +115,7 @@ al_err router_start(router *r, const char *cfg_path)
     pthread_cond_init(&r->cv, NULL);
     r->t0 = al_now();
     snprintf(r->id, sizeof r->id, "router-%d", (int)getpid());
+    snprintf(r->cfg_path, sizeof r->cfg_path, "%s", cfg_path);
     AL_TRY(al_cluster_cfg_load(cfg_path, &r->cfg));
     al_log_set_level((al_log_level)r->cfg.log_level);
 
@@ -171,6 +172,8 @@ al_err router_start(router *r, const char *cfg_path)
     AL_TRY(al_rpc_server_listen(r->srv, r->cfg.router.listen, r->bound, sizeof r->bound));
     AL_INFO("router: %s listening on %s (base %s, %d intrinsics, %d pool threads)", r->id, r->bound,
             r->cfg.base.listen, r->cfg.n_intrinsics, nth);
+    if (r->cfg.router.http && r->cfg.router.http[0])
+        AL_TRY(router_http_start(r));
     return AL_OK;
 }
 
@@ -183,6 +186,7 @@ void router_stop(router *r)
     if (r->monitor_on)
         pthread_join(r->monitor, NULL);
     r->monitor_on = false;
+    router_http_stop(r); /* before the RPC server: HTTP calls use it */
     if (r->srv)
         al_rpc_server_close(r->srv); /* waits for deferred calls: the pools still run them */
     r->srv = NULL;

@@ -6,6 +6,7 @@
 
 #include "adapter.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "util.h"
 
@@ -242,6 +243,15 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
         .decode_tokens = wr.timings.decode_tokens,
         .batch_size = wr.timings.batch_size,
     };
+    {
+        const al_alora_metrics *am = al_metrics_alora();
+        if (am) {
+            const char *lab[1] = {a->intrinsic};
+            al_metric_observe(am->intrinsic_latency, lab, now - a->t_accept);
+            al_metric_observe(am->ttft, NULL, rep->timings.ttft_ms / 1e3);
+            al_metric_add(am->prefix_hit_tokens, NULL, rep->prefix_cached_tokens);
+        }
+    }
     AL_DEBUG("router: invoke %s n=%d s=%d mode=%d lease %.1f ms worker %.1f ms on %s", a->intrinsic, N, s, a->mode,
              (t_worker - t_lease) * 1e3, (now - t_worker) * 1e3, worker_id);
 out:;
@@ -289,7 +299,8 @@ al_err router_admit(router *r, int idx, al_rpc_job *job)
         r->intr[idx].rejected++;
         int pend = r->intr[idx].pending;
         pthread_mutex_unlock(&r->mu);
-        al_rpc_job_set_retry_after(job, 200);
+        if (job)
+            al_rpc_job_set_retry_after(job, 200);
         return ali_errf(AL_EOVERLOADED, "intrinsic %s: %d requests waiting (capacity %u + max_queue %d)", ic->name,
                         pend, cap, maxq);
     }

@@ -89,3 +89,25 @@ void router_pool_stop(router_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 }
+
+bool router_pool_post(router_pool *p, router *r, router_task_fn fn, void *arg)
+{
+    router_task *t = calloc(1, sizeof *t);
+    if (!t)
+        return false;
+    *t = (router_task){.r = r, .req = arg, .fn = fn, .intr = -1, .t_accept = al_now()};
+    pthread_mutex_lock(&p->mu);
+    if (p->stop) {
+        pthread_mutex_unlock(&p->mu);
+        free(t);
+        return false;
+    }
+    if (p->tail)
+        p->tail->next = t;
+    else
+        p->head = t;
+    p->tail = t;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return true;
+}

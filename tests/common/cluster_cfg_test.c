@@ -71,12 +71,56 @@ static void test_errors(void **state)
                      AL_ERANGE);
 }
 
+static void test_http_keys(void **state)
+{
+    al_cluster_cfg c;
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"build/run/model/\"; };", &c), AL_OK);
+    assert_string_equal(c.router.model_name, "model"); /* basename, trailing slash ignored */
+    assert_int_equal(c.router.api_keys.n, 0);
+    assert_false(c.router.allow_insecure);
+    assert_int_equal(c.router.max_body, 4u << 20);
+    assert_int_equal(c.router.http_threads, 16);
+    al_cluster_cfg_free(&c);
+    assert_int_equal(al_cluster_cfg_load_string(
+                         "base = { model = \"m\"; };\n"
+                         "router = { http = \"http://0.0.0.0:8080\"; api_keys = [\"sk-test-123\", \"sk-other-456\"];\n"
+                         "  allow_insecure = true; max_body = \"64KiB\"; model_name = \"granite\"; };\n"
+                         "intrinsics = ( { name = \"certainty\"; adapter = \"a\"; parser = \"certainty\";\n"
+                         "  invocation_string = \"<|start_of_role|>certainty<|end_of_role|>\";\n"
+                         "  invocation_tokens = \"1, 2\"; documents = \"none\"; outputs = [\"0\", \"1\"]; } );",
+                         &c),
+                     AL_OK);
+    assert_string_equal(c.router.http, "http://0.0.0.0:8080");
+    assert_int_equal(c.router.api_keys.n, 2);
+    assert_string_equal(c.router.api_keys.v[1], "sk-other-456");
+    assert_true(c.router.allow_insecure);
+    assert_int_equal(c.router.max_body, 64u << 10);
+    assert_string_equal(c.router.model_name, "granite");
+    assert_string_equal(c.intrinsics[0].invocation_tokens, "1, 2");
+    assert_int_equal(c.intrinsics[0].documents, 2);
+    assert_int_equal(c.intrinsics[0].outputs.n, 2);
+    al_cluster_cfg_free(&c);
+    /* errors */
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; }; router = { api_keys = [\"short\"]; };", &c),
+                     AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "router.api_keys[0]"));
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; }; router = { max_body = 10; };", &c),
+                     AL_ERANGE);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; }; router = { allow_insecure = 1; };", &c),
+                     AL_EFORMAT);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\n"
+                                                "intrinsics = ( { name = \"a\"; adapter = \"x\"; documents = \"all\"; } );",
+                                                &c),
+                     AL_EFORMAT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_http_keys),
     };
     return cmocka_run_group_tests_name("cluster_cfg", tests, NULL, NULL);
 }

@@ -1,0 +1,713 @@
+/* router_http.c: the router's HTTP front door: NNG HTTP server, auth, body cap, routing, replies, SSE,
+ * /healthz, /metrics, /v1/models, /v1/intrinsics. */
+#include "router_http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+/* ---- replies ------------------------------------------------------------------------------------ */
+
+static void rh_count(const rh_call *c, int status)
+{
+    const al_alora_metrics *am = al_metrics_alora();
+    if (!am)
+        return;
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    const char *lab[2] = {c->endpoint ? c->endpoint : "other", code};
+    al_metric_inc(am->requests, lab);
+}
+
+void rh_count_error(al_err e)
+{
+    const al_alora_metrics *am = al_metrics_alora();
+    if (!am)
+        return;
+    const char *lab[1] = {al_oai_error_code(e)};
+    al_metric_inc(am->errors, lab);
+}
+
+static void rh_reply_ex(rh_call *c, int status, const char *ctype, const char *body, size_t len, int retry_after,
+                        bool close)
+{
+    if (c->replied)
+        return;
+    c->replied = true;
+    rh_count(c, status);
+    nng_http_res *res;
+    if (nng_http_res_alloc(&res) != 0) {
+        nng_aio_finish(c->aio, NNG_ENOMEM); /* the server drops the connection */
+        return;
+    }
+    nng_http_res_set_status(res, (uint16_t)status);
+    nng_http_res_set_header(res, "Content-Type", ctype);
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        nng_http_res_set_header(res, "Retry-After", ra);
+    }
+    if (status == 401)
+        nng_http_res_set_header(res, "WWW-Authenticate", "Bearer");
+    if (close)
+        nng_http_res_set_header(res, "Connection", "close");
+    if (len && nng_http_res_copy_data(res, body, len) != 0) {
+        nng_http_res_free(res);
+        nng_aio_finish(c->aio, NNG_ENOMEM);
+        return;
+    }
+    nng_aio_set_output(c->aio, 0, res);
+    nng_aio_finish(c->aio, 0);
+}
+
+void rh_reply(rh_call *c, int status, const char *ctype, const char *body, size_t len)
+{
+    rh_reply_ex(c, status, ctype, body, len, 0, false);
+}
+
+void rh_reply_json(rh_call *c, int status, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) {
+        rh_error(c, AL_ENOMEM, "router: out of memory");
+        return;
+    }
+    rh_reply(c, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+const char *rh_errmsg(void)
+{
+    const char *m = al_errmsg();
+    const char *p = m;
+    while (*p && (isupper((unsigned char)*p) || *p == '_'))
+        p++;
+    if (p > m + 3 && p[0] == ':' && p[1] == ' ')
+        return p + 2;
+    return m;
+}
+
+static void rh_error_x(rh_call *c, al_err e, const char *msg, int retry_after, bool close, bool too_large)
+{
+    if (e == AL_ERANGE && !too_large)
+        e = AL_EINVAL; /* a value out of range is a bad argument; 413 is for the body size */
+    if ((e == AL_EOVERLOADED || e == AL_ECAPACITY) && retry_after <= 0)
+        retry_after = 1;
+    rh_count_error(e);
+    char *body = NULL;
+    size_t len = 0;
+    if (al_oai_error_body(e, msg ? msg : "", &body, &len) != AL_OK) {
+        rh_reply_ex(c, 500, "application/json", "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}",
+                    55, 0, true);
+        return;
+    }
+    rh_reply_ex(c, al_oai_http_status(e), "application/json", body, len, retry_after, close);
+    free(body);
+}
+
+/* An error outside al_err's mapping (401, 405). */
+static void rh_error_status(rh_call *c, int status, const char *code, const char *type, const char *msg, bool close)
+{
+    const al_alora_metrics *am = al_metrics_alora();
+    if (am) {
+        const char *lab[1] = {code};
+        al_metric_inc(am->errors, lab);
+    }
+    json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg, "type", type);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    rh_reply_ex(c, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, 0, close);
+    free(s);
+}
+
+void rh_error(rh_call *c, al_err e, const char *msg) { rh_error_x(c, e, msg, 0, false, false); }
+void rh_error_ra(rh_call *c, al_err e, const char *msg, int ra) { rh_error_x(c, e, msg, ra, false, false); }
+
+/* ---- SSE over a hijacked connection (NNG 1.5 has no chunked-response helper) ----------------- */
+
+static al_err rh_write(rh_call *c, const void *p, size_t n)
+{
+    if (c->broken)
+        return AL_ECLOSED;
+    nng_iov iov = {.iov_buf = (void *)p, .iov_len = n};
+    nng_aio_set_iov(c->wio, 1, &iov);
+    nng_aio_set_timeout(c->wio, 30000);
+    nng_http_conn_write_all(c->conn, c->wio);
+    nng_aio_wait(c->wio);
+    if (nng_aio_result(c->wio) != 0) {
+        c->broken = true;
+        return ali_errf(AL_ECLOSED, "client went away");
+    }
+    return AL_OK;
+}
+
+al_err rh_sse_begin(rh_call *c)
+{
+    if (nng_aio_alloc(&c->wio, NULL, NULL) != 0)
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    if (nng_http_hijack(c->conn) != 0) {
+        nng_aio_free(c->wio);
+        c->wio = NULL;
+        return ali_errf(AL_EINTERNAL, "http: cannot take over the connection");
+    }
+    c->streaming = true;
+    c->replied = true;
+    rh_count(c, 200);
+    nng_aio_finish(c->aio, 0); /* no response object: the server lets go of the connection */
+    static const char hdr[] = "HTTP/1.1 200 OK\r\n"
+                              "Content-Type: text/event-stream\r\n"
+                              "Cache-Control: no-cache\r\n"
+                              "Transfer-Encoding: chunked\r\n"
+                              "Connection: close\r\n\r\n";
+    return rh_write(c, hdr, sizeof hdr - 1);
+}
+
+al_err rh_sse_send(rh_call *c, const char *data, size_t len)
+{
+    if (!len)
+        return AL_OK;
+    char head[24];
+    int hn = snprintf(head, sizeof head, "%zx\r\n", len);
+    AL_TRY(rh_write(c, head, (size_t)hn));
+    AL_TRY(rh_write(c, data, len));
+    return rh_write(c, "\r\n", 2);
+}
+
+void rh_sse_end(rh_call *c)
+{
+    if (!c->streaming)
+        return;
+    rh_write(c, "0\r\n\r\n", 5);
+    nng_http_conn_close(c->conn);
+    nng_http_req_free(c->req); /* ours after the hijack */
+    c->req = NULL;
+    nng_aio_free(c->wio);
+    c->wio = NULL;
+    c->streaming = false;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------------ */
+
+json_t *rh_body_json(rh_call *c, al_err *e)
+{
+    json_error_t je;
+    json_t *j = c->len ? json_loadb(c->body, c->len, 0, &je) : json_object();
+    if (!j) {
+        *e = ali_errf(AL_EINVAL, "body: invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *e = ali_errf(AL_EINVAL, "body: expected a JSON object");
+        return NULL;
+    }
+    *e = AL_OK;
+    return j;
+}
+
+bool rh_is_base(const router_http *h, const char *model)
+{
+    const router *r = h->r;
+    return !strcmp(model, r->cfg.router.model_name) || !strcmp(model, r->cfg.base.model);
+}
+
+const al_intrinsic *rh_def(const router_http *h, const char *name)
+{
+    return h->defs_ok ? al_intrinsics_find(&h->defs, name) : NULL;
+}
+
+json_t *rh_timings_json(const alora_Timings *t)
+{
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:i,s:i}", "queue_ms", t->queue_ms, "prefill_ms", t->prefill_ms,
+                     "decode_ms", t->decode_ms, "ttft_ms", t->ttft_ms, "total_ms", t->total_ms, "prefill_tokens",
+                     (json_int_t)t->prefill_tokens, "decode_tokens", (json_int_t)t->decode_tokens);
+}
+
+al_err rh_render(router_http *h, const al_chat_msg *msgs, int n, const al_chat_doc *docs, int n_docs, int add_gen,
+                 char **text)
+{
+    al_err e = al_chat_render(h->fmt, msgs, n, docs, n_docs, add_gen, text);
+    if (e == AL_EUNSUPPORTED && n_docs)
+        return ali_errf(AL_EINVAL, "documents: the chat template '%s' has no documents section",
+                        al_chat_format_name(h->fmt));
+    return ali_errctx(e, "messages");
+}
+
+al_err rh_encode(router_http *h, const char *text, int add_special, int32_t **ids, int32_t *n)
+{
+    router *r = h->r;
+    *ids = NULL;
+    *n = 0;
+    if (!r->tok)
+        return ali_errf(AL_EUNSUPPORTED, "messages: the router has no tokenizer (set router.tokenizer); "
+                                         "send token ids to /v1/completions");
+    AL_TRY(al_tokenizer_encode(r->tok, text, strlen(text), add_special, ids, n));
+    al_err e = router_check_tokens(r, "prompt", *ids, (size_t)*n);
+    if (e != AL_OK) {
+        free(*ids);
+        *ids = NULL;
+    }
+    return e;
+}
+
+/* ---- /healthz /metrics /v1/models /v1/intrinsics --------------------------------------------- */
+
+static const char *rh_health_name(alora_Health hl)
+{
+    switch (hl) {
+    case alora_Health_HEALTH_OK: return "ok";
+    case alora_Health_HEALTH_STARTING: return "starting";
+    case alora_Health_HEALTH_DEGRADED: return "degraded";
+    case alora_Health_HEALTH_DRAINING: return "draining";
+    case alora_Health_HEALTH_DOWN: return "down";
+    default: return "unknown";
+    }
+}
+
+static void rh_healthz(rh_call *c)
+{
+    router *r = c->h->r;
+    char detail[256];
+    pthread_mutex_lock(&r->mu);
+    alora_Health hl = router_health_locked(r, detail, sizeof detail);
+    int nw = 0;
+    for (router_worker *w = r->workers; w; w = w->next)
+        nw += !w->removed;
+    pthread_mutex_unlock(&r->mu);
+    json_t *j = json_pack("{s:s,s:s,s:i,s:f}", "status", rh_health_name(hl), "router", r->id, "workers", nw,
+                          "uptime_s", router_ms_since(r->t0) / 1e3);
+    if (detail[0])
+        json_object_set_new(j, "detail", json_string(detail));
+    rh_reply_json(c, hl == alora_Health_HEALTH_OK ? 200 : 503, j);
+}
+
+static void rh_metrics(rh_call *c)
+{
+    router *r = c->h->r;
+    const al_alora_metrics *am = al_metrics_alora();
+    if (!am) {
+        rh_error(c, AL_ENOMEM, "metrics: out of memory");
+        return;
+    }
+    static const alora_Health states[] = {alora_Health_HEALTH_OK, alora_Health_HEALTH_STARTING,
+                                          alora_Health_HEALTH_DEGRADED, alora_Health_HEALTH_DRAINING,
+                                          alora_Health_HEALTH_DOWN};
+    int cnt[5] = {0};
+    pthread_mutex_lock(&r->mu);
+    if (r->base_stats_ok) {
+        const char *u[1] = {"used"}, *f[1] = {"free"};
+        al_metric_set(am->kv_blocks, u, r->base_stats.kv_blocks_used);
+        al_metric_set(am->kv_blocks, f, r->base_stats.kv_blocks_free);
+        al_metric_set(am->leases, NULL, r->base_stats.leases);
+    }
+    for (router_worker *w = r->workers; w; w = w->next) {
+        if (w->removed)
+            continue;
+        alora_Health hl = w->health;
+        if (r->base_id[0] && strcmp(w->base_id, r->base_id))
+            hl = alora_Health_HEALTH_DEGRADED;
+        for (int i = 0; i < 5; i++)
+            cnt[i] += hl == states[i];
+    }
+    for (int i = 0; i < 5; i++) {
+        const char *lab[1] = {rh_health_name(states[i])};
+        al_metric_set(am->workers, lab, cnt[i]);
+    }
+    for (int i = 0; i < r->cfg.n_intrinsics; i++) {
+        const char *lab[1] = {r->cfg.intrinsics[i].name};
+        al_metric_set(am->queue_depth, lab, r->intr[i].pending);
+    }
+    pthread_mutex_unlock(&r->mu);
+    char *out = NULL;
+    size_t len = 0;
+    if (al_metrics_render(&out, &len) != AL_OK) {
+        rh_error(c, AL_ENOMEM, "metrics: out of memory");
+        return;
+    }
+    rh_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", out, len);
+    free(out);
+}
+
+static void rh_models(rh_call *c)
+{
+    router *r = c->h->r;
+    const char **ids = calloc((size_t)r->cfg.n_intrinsics + 1, sizeof *ids);
+    if (!ids) {
+        rh_error(c, AL_ENOMEM, "router: out of memory");
+        return;
+    }
+    ids[0] = r->cfg.router.model_name;
+    for (int i = 0; i < r->cfg.n_intrinsics; i++)
+        ids[i + 1] = r->cfg.intrinsics[i].name;
+    char *out = NULL;
+    size_t len = 0;
+    al_err e = al_oai_models_json(ids, r->cfg.n_intrinsics + 1, c->h->created, "alora", &out, &len);
+    free(ids);
+    if (e != AL_OK) {
+        rh_error(c, e, al_errmsg());
+        return;
+    }
+    /* vLLM-style: intrinsics are LoRA models whose parent is the base. */
+    json_t *j = json_loadb(out, len, 0, NULL);
+    free(out);
+    json_t *data = json_object_get(j, "data");
+    for (size_t i = 1; i < json_array_size(data); i++) {
+        json_object_set_new(json_array_get(data, i), "parent", json_string(r->cfg.router.model_name));
+        json_object_set_new(json_array_get(data, i), "root", json_string(r->cfg.router.model_name));
+    }
+    rh_reply_json(c, 200, j);
+}
+
+static void rh_intrinsics(rh_call *c)
+{
+    router_http *h = c->h;
+    router *r = h->r;
+    json_t *data = json_array();
+    for (int i = 0; i < r->cfg.n_intrinsics; i++) {
+        const al_intrinsic_cfg *ic = &r->cfg.intrinsics[i];
+        const al_intrinsic *d = rh_def(h, ic->name);
+        int n;
+        uint32_t cap, act;
+        char digest[80] = "";
+        int n_inv = 0;
+        pthread_mutex_lock(&r->mu);
+        router_intr_workers(r, i, &n, &cap, &act);
+        int pend = r->intr[i].pending;
+        for (router_worker *w = r->workers; w; w = w->next)
+            if (!w->removed && !strcmp(w->intrinsic, ic->name)) {
+                ROUTER_STRCPY(digest, w->digest);
+                n_inv = w->n_inv;
+                break;
+            }
+        pthread_mutex_unlock(&r->mu);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:i}", "name", ic->name, "object", "intrinsic",
+                              "parser", d ? al_intr_parser_name(d->parser) : (ic->parser ? ic->parser : "raw"),
+                              "max_tokens", d ? d->max_tokens : ic->max_tokens, "replicas", ic->replicas, "workers", n,
+                              "capacity", (int)cap, "active", (int)act, "queue_depth", pend, "adapter_digest", digest,
+                              "invocation_tokens", n_inv);
+        json_object_set_new(o, "documents", json_string(al_intr_docs_name(d ? d->documents : AL_DOCS_TEMPLATE)));
+        const char *instr = d ? d->instruction : ic->instruction;
+        json_object_set_new(o, "instruction", instr ? json_string(instr) : json_null());
+        json_t *outs = json_array();
+        for (int k = 0; d && k < d->outputs.n; k++)
+            json_array_append_new(outs, json_string(d->outputs.v[k]));
+        json_object_set_new(o, "outputs", outs);
+        json_array_append_new(data, o);
+    }
+    rh_reply_json(c, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------------- */
+
+static void rh_call_free(rh_call *c)
+{
+    free(c->body);
+    free(c);
+}
+
+static void rh_method_not_allowed(rh_call *c, const char *allowed)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "method: %s is not allowed here (use %s)", c->method, allowed);
+    rh_error_status(c, 405, "method_not_allowed", "invalid_request_error", msg, false);
+}
+
+static void rh_task(router_task *t)
+{
+    rh_call *c = (rh_call *)t->req;
+    router_http *h = c->h;
+    if (c->len) { /* the body, read here (not by NNG) so that an oversized one gets 413 */
+        c->body = malloc(c->len + 1);
+        nng_aio *a = NULL;
+        int rv = c->body ? nng_aio_alloc(&a, NULL, NULL) : NNG_ENOMEM;
+        if (rv == 0) {
+            nng_iov iov = {.iov_buf = c->body, .iov_len = c->len};
+            nng_aio_set_iov(a, 1, &iov);
+            nng_aio_set_timeout(a, 30000);
+            nng_http_conn_read_all(c->conn, a);
+            nng_aio_wait(a);
+            rv = nng_aio_result(a);
+            nng_aio_free(a);
+        }
+        if (rv != 0) {
+            rh_error_x(c, AL_EINVAL, "body: could not read the request body", 0, true, false);
+            goto done;
+        }
+        c->body[c->len] = 0;
+    }
+    const char *p = c->path;
+    bool get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"), post = !strcmp(c->method, "POST");
+    if (!strcmp(p, "/healthz")) {
+        c->endpoint = "/healthz";
+        get ? rh_healthz(c) : rh_method_not_allowed(c, "GET");
+    } else if (!strcmp(p, "/metrics")) {
+        c->endpoint = "/metrics";
+        get ? rh_metrics(c) : rh_method_not_allowed(c, "GET");
+    } else if (!strcmp(p, "/v1/models")) {
+        c->endpoint = "/v1/models";
+        get ? rh_models(c) : rh_method_not_allowed(c, "GET");
+    } else if (!strcmp(p, "/v1/intrinsics")) {
+        c->endpoint = "/v1/intrinsics";
+        get ? rh_intrinsics(c) : rh_method_not_allowed(c, "GET");
+    } else if (!strcmp(p, "/v1/chat/completions")) {
+        c->endpoint = "/v1/chat/completions";
+        post ? rh_openai(c, AL_OAI_CHAT) : rh_method_not_allowed(c, "POST");
+    } else if (!strcmp(p, "/v1/completions")) {
+        c->endpoint = "/v1/completions";
+        post ? rh_openai(c, AL_OAI_COMPLETION) : rh_method_not_allowed(c, "POST");
+    } else if (!strncmp(p, "/v1/sessions", 12) && (p[12] == 0 || p[12] == '/')) {
+        rh_sessions(c);
+    } else {
+        c->endpoint = "other";
+        char msg[1100];
+        snprintf(msg, sizeof msg, "path: no endpoint %s", p);
+        rh_error(c, AL_ENOTFOUND, msg);
+    }
+    if (!c->replied)
+        rh_error(c, AL_EINTERNAL, "router: the handler did not reply");
+done:
+    rh_sse_end(c);
+    pthread_mutex_lock(&h->mu);
+    h->pending--;
+    pthread_mutex_unlock(&h->mu);
+    rh_call_free(c);
+}
+
+static bool rh_key_ok(const router *r, const char *auth)
+{
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *k = auth + 7;
+    while (*k == ' ')
+        k++;
+    size_t kl = strlen(k);
+    bool ok = false;
+    for (int i = 0; i < r->cfg.router.api_keys.n; i++) {
+        const char *want = r->cfg.router.api_keys.v[i];
+        size_t wl = strlen(want);
+        unsigned diff = (unsigned)(wl != kl);
+        for (size_t j = 0; j < wl; j++) /* constant time in the key's length */
+            diff |= (unsigned)(unsigned char)want[j] ^ (unsigned)(unsigned char)(j < kl ? k[j] : 0);
+        ok |= diff == 0;
+    }
+    return ok;
+}
+
+/* NNG thread: must not block. Cheap checks here, the rest on the pool. */
+static void rh_handle(nng_aio *aio)
+{
+    nng_http_req *req = nng_aio_get_input(aio, 0);
+    nng_http_handler *hd = nng_aio_get_input(aio, 1);
+    nng_http_conn *conn = nng_aio_get_input(aio, 2);
+    router_http *h = nng_http_handler_get_data(hd);
+    router *r = h->r;
+    rh_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        nng_aio_finish(aio, NNG_ENOMEM);
+        return;
+    }
+    c->h = h;
+    c->aio = aio;
+    c->req = req;
+    c->conn = conn;
+    c->t0 = al_now();
+    c->endpoint = "other";
+    snprintf(c->method, sizeof c->method, "%s", nng_http_req_get_method(req));
+    snprintf(c->path, sizeof c->path, "%s", nng_http_req_get_uri(req));
+    char *q = strchr(c->path, '?');
+    if (q)
+        *q = 0;
+    size_t pl = strlen(c->path);
+    while (pl > 1 && c->path[pl - 1] == '/')
+        c->path[--pl] = 0;
+
+    if (r->cfg.router.api_keys.n && !strncmp(c->path, "/v1/", 4) &&
+        !rh_key_ok(r, nng_http_req_get_header(req, "Authorization"))) {
+        c->endpoint = "auth";
+        rh_error_status(c, 401, "unauthorized", "authentication_error",
+                        nng_http_req_get_header(req, "Authorization")
+                            ? "authorization: invalid API key"
+                            : "authorization: missing (send Authorization: Bearer <key>)",
+                        c->len > 0 || nng_http_req_get_header(req, "Content-Length"));
+        rh_call_free(c);
+        return;
+    }
+    const char *te = nng_http_req_get_header(req, "Transfer-Encoding");
+    const char *cl = nng_http_req_get_header(req, "Content-Length");
+    if (te && strcasecmp(te, "identity")) {
+        rh_error_x(c, AL_EINVAL, "body: chunked request bodies are not supported; send Content-Length", 0, true,
+                   false);
+        rh_call_free(c);
+        return;
+    }
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end == cl || *end) {
+            rh_error_x(c, AL_EINVAL, "body: bad Content-Length", 0, true, false);
+            rh_call_free(c);
+            return;
+        }
+        if (n > r->cfg.router.max_body) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "body: %llu bytes exceeds the limit of %zu bytes (router.max_body)", n,
+                     r->cfg.router.max_body);
+            rh_error_x(c, AL_ERANGE, msg, 0, true, true);
+            rh_call_free(c);
+            return;
+        }
+        c->len = (size_t)n;
+    }
+    pthread_mutex_lock(&h->mu);
+    bool full = h->pending >= h->max_pending;
+    if (!full)
+        h->pending++;
+    pthread_mutex_unlock(&h->mu);
+    if (full) {
+        rh_error_x(c, AL_EOVERLOADED, "router: too many HTTP requests in flight", 1, c->len > 0, false);
+        rh_call_free(c);
+        return;
+    }
+    if (!router_pool_post(&h->pool, r, rh_task, c)) {
+        pthread_mutex_lock(&h->mu);
+        h->pending--;
+        pthread_mutex_unlock(&h->mu);
+        rh_error_x(c, AL_EUNAVAILABLE, "router: shutting down", 0, true, false);
+        rh_call_free(c);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------- */
+
+static bool rh_loopback(const char *host)
+{
+    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
+           !strcmp(host, "[::1]");
+}
+
+static al_err rh_add(router_http *h, const char *uri, bool tree)
+{
+    nng_http_handler *hd;
+    int rv = nng_http_handler_alloc(&hd, uri, rh_handle);
+    if (rv == 0)
+        rv = nng_http_handler_set_method(hd, NULL); /* every method: we answer 405 as JSON */
+    if (rv == 0)
+        rv = nng_http_handler_collect_body(hd, false, 0); /* read on the pool (413 for big ones) */
+    if (rv == 0 && tree)
+        rv = nng_http_handler_set_tree(hd);
+    if (rv == 0)
+        rv = nng_http_handler_set_data(hd, h, NULL);
+    if (rv == 0)
+        rv = nng_http_server_add_handler(h->srv, hd);
+    if (rv != 0)
+        return ali_errf(AL_EINTERNAL, "http: handler %s: %s", uri, nng_strerror(rv));
+    return AL_OK;
+}
+
+al_err router_http_start(router *r)
+{
+    const char *url = r->cfg.router.http;
+    router_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    r->http = h;
+    h->r = r;
+    pthread_mutex_init(&h->mu, NULL);
+    h->created = (int64_t)time(NULL);
+    int rv = nng_url_parse(&h->url, url);
+    if (rv != 0 || strcmp(h->url->u_scheme, "http") != 0)
+        return ali_errf(AL_EINVAL, "router.http: '%s' is not an http://HOST:PORT URL", url);
+    if (!r->cfg.router.api_keys.n && !rh_loopback(h->url->u_hostname) && !r->cfg.router.allow_insecure)
+        return ali_errf(AL_EINVAL,
+                        "router.http: %s is not a loopback address and router.api_keys is empty; set api_keys "
+                        "(or router.allow_insecure = true to serve without authentication)",
+                        url);
+
+    /* Chat template: router.chat_template, else detected from the tokenizer's config. */
+    if (r->cfg.router.chat_template && r->cfg.router.chat_template[0])
+        AL_TRY(ali_errctx(al_chat_format_parse(r->cfg.router.chat_template, &h->fmt), "router.chat_template"));
+    else
+        h->fmt = r->tok ? al_chat_detect(al_tokenizer_chat_template(r->tok)) : AL_CHAT_RAW;
+    if (r->tok) {
+        int32_t eos = al_tokenizer_eos(r->tok);
+        if (eos >= 0)
+            h->stop_ids[h->n_stop_ids++] = eos;
+        const char *const *ss;
+        int ns;
+        al_chat_stop_strings(h->fmt, &ss, &ns);
+        for (int i = 0; i < ns && h->n_stop_ids < 8; i++) {
+            int32_t id = al_tokenizer_token_id(r->tok, ss[i]);
+            bool dup = false;
+            for (int k = 0; k < h->n_stop_ids; k++)
+                dup |= h->stop_ids[k] == id;
+            if (id >= 0 && !dup)
+                h->stop_ids[h->n_stop_ids++] = id;
+        }
+    }
+    if (al_intrinsics_load_cluster(r->cfg_path, &h->defs) == AL_OK)
+        h->defs_ok = true;
+    else
+        AL_WARN("router: intrinsic definitions: %s (results are raw text)", al_errmsg());
+
+    al_rpc_client_opts co;
+    al_rpc_client_opts_default(&co);
+    co.connect_wait_ms = 1000;
+    AL_TRY(al_rpc_client_open(&h->self, r->bound, &co));
+
+    int nth = r->cfg.router.http_threads > 0 ? r->cfg.router.http_threads : 16;
+    h->max_pending = nth * 4 + (r->cfg.router.max_queue > 0 ? r->cfg.router.max_queue : 64);
+    AL_TRY(router_pool_start(&h->pool, nth));
+    h->pool_on = true;
+
+    if ((rv = nng_http_server_hold(&h->srv, h->url)) != 0)
+        return ali_errf(AL_EIO, "router.http %s: %s", url, nng_strerror(rv));
+    static const char *const errpage[][2] = {
+        {"404", "{\"error\":{\"code\":\"not_found\",\"message\":\"path: no such endpoint\"}}"},
+        {"405", "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"method: not allowed\"}}"},
+        {"400", "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"bad HTTP request\"}}"},
+    };
+    for (size_t i = 0; i < AL_ARRAY_LEN(errpage); i++)
+        nng_http_server_set_error_page(h->srv, (uint16_t)atoi(errpage[i][0]), errpage[i][1]);
+    static const char *const exact[] = {"/healthz", "/metrics", "/v1/models", "/v1/intrinsics", "/v1/chat/completions",
+                                        "/v1/completions"};
+    for (size_t i = 0; i < AL_ARRAY_LEN(exact); i++)
+        AL_TRY(rh_add(h, exact[i], false));
+    AL_TRY(rh_add(h, "/v1/sessions", true));
+    if ((rv = nng_http_server_start(h->srv)) != 0)
+        return ali_errf(AL_EIO, "router.http %s: %s", url, nng_strerror(rv));
+    AL_INFO("router: HTTP API on %s (model '%s', chat template %s, %s, body cap %zu bytes, %d threads)", url,
+            r->cfg.router.model_name, al_chat_format_name(h->fmt),
+            r->cfg.router.api_keys.n ? "API keys required" : "no authentication", r->cfg.router.max_body, nth);
+    return AL_OK;
+}
+
+void router_http_stop(router *r)
+{
+    router_http *h = r->http;
+    if (!h)
+        return;
+    if (h->pool_on)
+        router_pool_stop(&h->pool); /* in-flight requests finish; new ones get 503 */
+    h->pool_on = false;
+    if (h->srv) {
+        nng_http_server_stop(h->srv);
+        nng_http_server_release(h->srv);
+    }
+    if (h->url)
+        nng_url_free(h->url);
+    if (h->self)
+        al_rpc_client_close(h->self);
+    if (h->defs_ok)
+        al_intrinsics_free(&h->defs);
+    rh_sess_free_all(h);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+    r->http = NULL;
+}

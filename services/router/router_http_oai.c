@@ -1,0 +1,476 @@
+/* router_http_oai.c: POST /v1/chat/completions and /v1/completions: the base model (SeqCreate +
+ * stepwise SeqGenerate, streamed as SSE) or an intrinsic (model = its name; parsed result added). */
+#include "router_http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define RH_STREAM_STEP 8 /* tokens per SeqGenerate call while streaming (the first call makes 1) */
+
+static int rh_timeout(const router *r)
+{
+    return r->cfg.router.request_timeout_ms > 0 ? r->cfg.router.request_timeout_ms : 60000;
+}
+
+typedef struct rh_out {
+    int32_t *toks, *tids;
+    float *lp, *tlp;
+    int n, cap, top_n;
+} rh_out;
+
+static al_err rh_out_push(rh_out *o, const alora_SeqGenerateReply *g)
+{
+    const int32_t *t, *ti;
+    const float *lp, *tl;
+    size_t n = al_pb_i32(&g->tokens, &t), nlp = al_pb_f32(&g->logprobs.logprob, &lp);
+    size_t nti = al_pb_i32(&g->logprobs.top_ids, &ti);
+    al_pb_f32(&g->logprobs.top_logprobs, &tl);
+    int top_n = (int)g->logprobs.top_n;
+    if (nti != n * (size_t)top_n)
+        top_n = 0;
+    if (o->n == 0)
+        o->top_n = top_n;
+    if (top_n != o->top_n)
+        o->top_n = 0;
+    if ((size_t)o->n + n > (size_t)o->cap) {
+        int cap = o->cap ? o->cap : 64;
+        while ((size_t)cap < (size_t)o->n + n)
+            cap *= 2;
+        int32_t *a = realloc(o->toks, sizeof(int32_t) * (size_t)cap);
+        if (a)
+            o->toks = a;
+        float *b = realloc(o->lp, sizeof(float) * (size_t)cap);
+        if (b)
+            o->lp = b;
+        int32_t *c = realloc(o->tids, sizeof(int32_t) * (size_t)cap * 20);
+        if (c)
+            o->tids = c;
+        float *d = realloc(o->tlp, sizeof(float) * (size_t)cap * 20);
+        if (d)
+            o->tlp = d;
+        if (!a || !b || !c || !d)
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+        o->cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        o->toks[o->n + i] = t[i];
+        o->lp[o->n + i] = nlp == n ? lp[i] : 0;
+        for (int j = 0; j < o->top_n && j < 20; j++) {
+            o->tids[(size_t)(o->n + i) * 20 + j] = ti[i * (size_t)top_n + j];
+            o->tlp[(size_t)(o->n + i) * 20 + j] = tl[i * (size_t)top_n + j];
+        }
+    }
+    o->n += (int)n;
+    return AL_OK;
+}
+
+static void rh_out_free(rh_out *o)
+{
+    free(o->toks);
+    free(o->tids);
+    free(o->lp);
+    free(o->tlp);
+}
+
+/* Decoded text of o (special tokens skipped). */
+static char *rh_decode(router_http *h, const int32_t *t, int n)
+{
+    char *s = NULL;
+    size_t len = 0;
+    if (!h->r->tok || al_tokenizer_decode(h->r->tok, t, n, 1, &s, &len) != AL_OK)
+        return strdup("");
+    return s;
+}
+
+/* Earliest stop string in text: its offset, or -1. */
+static long rh_find_stop(const al_oai_request *q, const char *text)
+{
+    long best = -1;
+    for (int i = 0; i < q->n_stop; i++) {
+        if (!q->stop[i][0])
+            continue;
+        const char *p = strstr(text, q->stop[i]);
+        if (p && (best < 0 || p - text < best))
+            best = p - text;
+    }
+    return best;
+}
+
+static size_t rh_max_stop_len(const al_oai_request *q)
+{
+    size_t m = 0;
+    for (int i = 0; i < q->n_stop; i++)
+        if (strlen(q->stop[i]) > m)
+            m = strlen(q->stop[i]);
+    return m;
+}
+
+static al_err rh_send_chunk(rh_call *c, const al_oai_chunk *ch, json_t *extra)
+{
+    char *s = NULL;
+    size_t n = 0;
+    AL_TRY(al_oai_sse_chunk(ch, &s, &n));
+    if (extra && n > 8) { /* add the extra members to the chunk object */
+        json_t *j = json_loadb(s + 6, n - 8, 0, NULL);
+        if (j) {
+            json_object_update(j, extra);
+            char *d = json_dumps(j, JSON_COMPACT);
+            json_decref(j);
+            if (d) {
+                free(s);
+                n = strlen(d) + 8;
+                s = malloc(n + 1);
+                if (s)
+                    snprintf(s, n + 1, "data: %s\n\n", d);
+                free(d);
+                if (!s)
+                    return ali_errf(AL_ENOMEM, "router: out of memory");
+            }
+        }
+    }
+    al_err e = rh_sse_send(c, s, n);
+    free(s);
+    return e;
+}
+
+static void rh_observe_ttft(double s)
+{
+    const al_alora_metrics *am = al_metrics_alora();
+    if (am)
+        al_metric_observe(am->ttft, NULL, s);
+}
+
+/* ---- base model --------------------------------------------------------------------------------- */
+
+static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, int32_t np)
+{
+    router_http *h = c->h;
+    router *r = h->r;
+    int maxt = q->max_tokens >= 0 ? q->max_tokens : r->cfg.base.default_max_tokens;
+    if (np <= 0) {
+        rh_error(c, AL_EINVAL, q->kind == AL_OAI_CHAT ? "messages: empty prompt" : "prompt: empty");
+        return;
+    }
+    if (r->max_pos > 0) {
+        if (np >= r->max_pos) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s: %d prompt tokens fill the model's context of %d",
+                     q->kind == AL_OAI_CHAT ? "messages" : "prompt", np, r->max_pos);
+            rh_error(c, AL_EINVAL, msg);
+            return;
+        }
+        if (q->max_tokens < 0 && np + maxt > r->max_pos)
+            maxt = r->max_pos - np;
+        if (np + maxt > r->max_pos) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "max_tokens: %d prompt tokens + max_tokens %d > the model's context %d", np,
+                     maxt, r->max_pos);
+            rh_error(c, AL_EINVAL, msg);
+            return;
+        }
+    }
+    if (maxt > ROUTER_MAX_GEN_TOKENS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "max_tokens: %d > max %d", maxt, ROUTER_MAX_GEN_TOKENS);
+        rh_error(c, AL_EINVAL, msg);
+        return;
+    }
+    alora_Sampling s = alora_Sampling_init_zero;
+    s.temperature = (float)q->temperature;
+    s.top_p = q->top_p >= 1 ? 0 : (float)q->top_p;
+    s.top_logprobs = q->logprobs ? (uint32_t)(q->top_logprobs > 0 ? q->top_logprobs : 1) : 0;
+    for (int i = 0; i < h->n_stop_ids && i < 16; i++)
+        s.stop_token_ids[s.stop_token_ids_count++] = h->stop_ids[i];
+    uint64_t seed = q->has_seed ? (uint64_t)q->seed : 0;
+    if (q->has_seed && !seed)
+        seed = 0x9E3779B97F4A7C15ull;
+
+    char id[64];
+    al_oai_make_id(q->kind == AL_OAI_CHAT ? "chatcmpl" : "cmpl", id, sizeof id);
+    int64_t created = (int64_t)time(NULL);
+    al_pbmem m = AL_PBMEM_INIT;
+    alora_SeqCreateRequest cq = alora_SeqCreateRequest_init_zero;
+    alora_SeqCreateReply cr;
+    rh_out o = {0};
+    char *text = NULL;
+    size_t emitted = 0;
+    const char *finish = NULL;
+    bool seq = false;
+    al_err e = al_pb_ref_i32(&cq.tokens, &m, prompt, (size_t)np);
+    if (e == AL_OK && (e = al_rpc_call(r->base, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, rh_timeout(r))) != AL_OK)
+        e = ali_errctx(e, "base");
+    seq = e == AL_OK;
+    uint32_t cached = seq ? cr.prefix_cached_tokens : 0;
+    uint64_t seq_id = seq ? cr.seq_id : 0;
+    al_pbmem_free(&m);
+    if (e != AL_OK) {
+        rh_error(c, e, rh_errmsg());
+        goto out;
+    }
+    {
+        const al_alora_metrics *am = al_metrics_alora();
+        if (am)
+            al_metric_add(am->prefix_hit_tokens, NULL, cached);
+    }
+    if (q->stream) {
+        if ((e = rh_sse_begin(c)) != AL_OK)
+            goto out;
+        al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created, .role = 1,
+                           .text = q->kind == AL_OAI_CHAT ? "" : NULL};
+        if (q->kind == AL_OAI_CHAT && (e = rh_send_chunk(c, &ch, NULL)) != AL_OK)
+            goto out;
+    }
+    size_t hold = rh_max_stop_len(q);
+    while (!finish) {
+        int left = maxt - o.n;
+        if (left <= 0) {
+            finish = "length";
+            break;
+        }
+        int step = q->stream ? (o.n == 0 ? 1 : RH_STREAM_STEP) : left;
+        if (step > left)
+            step = left;
+        alora_SeqGenerateRequest gq = {.seq_id = seq_id, .sampling = s};
+        gq.sampling.max_tokens = (uint32_t)step;
+        gq.sampling.seed = seed ? seed + (uint64_t)o.n : 0;
+        alora_SeqGenerateReply gr;
+        if ((e = al_rpc_call(r->base, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, rh_timeout(r))) != AL_OK) {
+            e = ali_errctx(e, "base");
+            al_pbmem_free(&m);
+            break;
+        }
+        int n0 = o.n;
+        e = rh_out_push(&o, &gr);
+        al_pbmem_free(&m);
+        if (e != AL_OK)
+            break;
+        if (n0 == 0)
+            rh_observe_ttft(al_now() - c->t0);
+        if (gr.finish_reason == alora_FinishReason_FINISH_EOS || gr.finish_reason == alora_FinishReason_FINISH_STOP ||
+            gr.finish_reason == alora_FinishReason_FINISH_ABORT || o.n == n0)
+            finish = "stop";
+        else if (o.n >= maxt)
+            finish = "length";
+        free(text);
+        text = rh_decode(h, o.toks, o.n);
+        long st = rh_find_stop(q, text);
+        if (st >= 0) {
+            text[st] = 0;
+            finish = "stop";
+        }
+        if (q->stream) {
+            size_t len = strlen(text), safe = len;
+            if (!finish) {
+                safe = len > hold ? len - hold : 0; /* a stop string may still be completing */
+                while (safe >= 3 && safe <= len && !memcmp(text + safe - 3, "\xEF\xBF\xBD", 3))
+                    safe -= 3; /* an incomplete UTF-8 character */
+            }
+            if (safe > emitted || finish) {
+                char save = text[safe > emitted ? safe : emitted];
+                text[safe > emitted ? safe : emitted] = 0;
+                rh_lp lp = {0};
+                if (q->logprobs)
+                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, n0, o.n, 20, o.top_n < q->top_logprobs ? o.top_n
+                                                                                                        : q->top_logprobs,
+                                &lp);
+                al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created,
+                                   .text = text + emitted, .finish_reason = finish, .has_logprobs = q->logprobs,
+                                   .logprobs = lp.v, .n_logprobs = lp.n};
+                e = rh_send_chunk(c, &ch, NULL);
+                rh_lp_free(&lp);
+                text[safe > emitted ? safe : emitted] = save;
+                if (safe > emitted)
+                    emitted = safe;
+                if (e != AL_OK)
+                    break;
+            }
+        }
+    }
+    if (e != AL_OK) {
+        if (!q->stream || !c->streaming) {
+            rh_error(c, e, rh_errmsg());
+        } else if (!c->broken) {
+            char *s2 = NULL;
+            size_t n2 = 0;
+            if (al_oai_sse_error(e, rh_errmsg(), &s2, &n2) == AL_OK)
+                rh_sse_send(c, s2, n2);
+            free(s2);
+        }
+        rh_count_error(e);
+        goto out;
+    }
+    al_oai_usage usage = {.prompt_tokens = np, .completion_tokens = o.n, .cached_tokens = (int)cached};
+    if (q->stream) {
+        if (q->include_usage) {
+            al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created, .usage = &usage};
+            rh_send_chunk(c, &ch, NULL);
+        }
+        const char *d = al_oai_sse_done();
+        rh_sse_send(c, d, strlen(d));
+        goto out;
+    }
+    {
+        rh_lp lp = {0};
+        if (q->logprobs)
+            rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, 0, o.n, 20, o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs,
+                        &lp);
+        al_oai_response rs = {.kind = q->kind, .id = id, .model = q->model, .created = created,
+                              .text = text ? text : "", .finish_reason = finish, .has_logprobs = q->logprobs,
+                              .logprobs = lp.v, .n_logprobs = lp.n, .usage = usage};
+        char *body = NULL;
+        size_t bl = 0;
+        e = al_oai_response_json(&rs, &body, &bl);
+        rh_lp_free(&lp);
+        if (e != AL_OK)
+            rh_error(c, e, al_errmsg());
+        else
+            rh_reply(c, 200, "application/json", body, bl);
+        free(body);
+    }
+out:
+    if (seq) {
+        alora_SeqReleaseRequest rq = {.seq_id = seq_id};
+        alora_Empty er;
+        if (al_rpc_call(r->base, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000) != AL_OK)
+            AL_WARN("router: http: releasing base sequence %llu: %s", (unsigned long long)seq_id, al_errmsg());
+        al_pbmem_free(&m);
+    }
+    if (!c->replied)
+        rh_error(c, e != AL_OK ? e : AL_EINTERNAL, rh_errmsg());
+    free(text);
+    rh_out_free(&o);
+}
+
+/* ---- intrinsic as a model ----------------------------------------------------------------------- */
+
+static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, int32_t n)
+{
+    router_http *h = c->h;
+    rh_iout o;
+    al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, q->max_tokens > 0 ? q->max_tokens : 0, q->top_logprobs, c->t0, &o);
+    if (e != AL_OK) {
+        rh_error(c, e, rh_errmsg());
+        return;
+    }
+    char id[64];
+    al_oai_make_id(q->kind == AL_OAI_CHAT ? "chatcmpl" : "cmpl", id, sizeof id);
+    int64_t created = (int64_t)time(NULL);
+    al_oai_usage usage = {.prompt_tokens = n, .completion_tokens = o.n, .cached_tokens = (int)o.cached};
+    json_t *extra = json_pack("{s:O}", "intrinsic", o.info);
+    rh_lp lp = {0};
+    if (q->logprobs)
+        rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, 0, o.n, o.top_n, q->top_logprobs, &lp);
+    if (q->stream) { /* the output is complete: sent as one content chunk */
+        if (rh_sse_begin(c) == AL_OK) {
+            al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created, .role = 1,
+                               .text = q->kind == AL_OAI_CHAT ? "" : NULL};
+            if (q->kind == AL_OAI_CHAT)
+                rh_send_chunk(c, &ch, NULL);
+            al_oai_chunk cc = {.kind = q->kind, .id = id, .model = q->model, .created = created, .text = o.text,
+                               .finish_reason = o.finish, .has_logprobs = q->logprobs, .logprobs = lp.v,
+                               .n_logprobs = lp.n};
+            rh_send_chunk(c, &cc, extra);
+            if (q->include_usage) {
+                al_oai_chunk cu = {.kind = q->kind, .id = id, .model = q->model, .created = created, .usage = &usage};
+                rh_send_chunk(c, &cu, NULL);
+            }
+            const char *d = al_oai_sse_done();
+            rh_sse_send(c, d, strlen(d));
+        }
+    } else {
+        al_oai_response rs = {.kind = q->kind, .id = id, .model = q->model, .created = created, .text = o.text,
+                              .finish_reason = o.finish, .has_logprobs = q->logprobs, .logprobs = lp.v,
+                              .n_logprobs = lp.n, .usage = usage, .extra = extra};
+        char *body = NULL;
+        size_t bl = 0;
+        e = al_oai_response_json(&rs, &body, &bl);
+        if (e != AL_OK)
+            rh_error(c, e, al_errmsg());
+        else
+            rh_reply(c, 200, "application/json", body, bl);
+        free(body);
+    }
+    if (!c->replied)
+        rh_error(c, AL_EINTERNAL, "router: could not start the event stream");
+    rh_lp_free(&lp);
+    json_decref(extra);
+    rh_iout_free(&o);
+}
+
+void rh_openai(rh_call *c, al_oai_kind kind)
+{
+    router_http *h = c->h;
+    router *r = h->r;
+    al_oai_request q;
+    al_oai_limits lim = {.max_body = r->cfg.router.max_body, .max_tokens = ROUTER_MAX_GEN_TOKENS,
+                         .max_prompt_tokens = r->max_pos > 0 ? r->max_pos : ROUTER_MAX_REQ_TOKENS};
+    al_err e = kind == AL_OAI_CHAT ? al_oai_parse_chat(c->body ? c->body : "", c->len, &lim, &q)
+                                   : al_oai_parse_completion(c->body ? c->body : "", c->len, &lim, &q);
+    if (e != AL_OK) {
+        rh_error(c, e, al_errmsg());
+        return;
+    }
+    bool base = rh_is_base(h, q.model);
+    int idx = base ? -1 : router_intr_index(r, q.model);
+    int32_t *toks = NULL, n = 0;
+    char *text = NULL;
+    if (!base && idx < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "model: unknown model '%.200s' (GET /v1/models lists them)", q.model);
+        rh_error(c, AL_ENOTFOUND, msg);
+        goto out;
+    }
+    if (kind == AL_OAI_CHAT) {
+        if (base) {
+            e = rh_render(h, q.chat->msgs, q.chat->n_msgs, q.chat->docs, q.chat->n_docs, 1, &text);
+            if (e == AL_OK)
+                e = rh_encode(h, text, 0, &toks, &n);
+        } else {
+            e = rh_intrinsic_prompt(h, q.model, q.chat->msgs, q.chat->n_msgs, q.chat->docs, q.chat->n_docs, &toks,
+                                    &n);
+        }
+    } else {
+        if (q.prompt) {
+            e = rh_encode(h, q.prompt, 1, &toks, &n);
+        } else {
+            toks = malloc(sizeof(int32_t) * (size_t)(q.n_prompt_tokens + 1));
+            e = toks ? router_check_tokens(r, "prompt", q.prompt_tokens, (size_t)q.n_prompt_tokens)
+                     : ali_errf(AL_ENOMEM, "router: out of memory");
+            if (e == AL_OK) {
+                memcpy(toks, q.prompt_tokens, sizeof(int32_t) * (size_t)q.n_prompt_tokens);
+                n = q.n_prompt_tokens;
+            }
+        }
+        if (e == AL_OK && !base) { /* the invocation goes after the prompt */
+            int32_t inv[ROUTER_MAX_INV];
+            int n_inv = 0;
+            e = router_intr_invocation(r, q.model, inv, &n_inv);
+            int32_t *all = e == AL_OK ? realloc(toks, sizeof(int32_t) * (size_t)(n + n_inv + 1)) : NULL;
+            if (e == AL_OK && !all)
+                e = ali_errf(AL_ENOMEM, "router: out of memory");
+            if (all) {
+                memcpy(all + n, inv, sizeof(int32_t) * (size_t)n_inv);
+                toks = all;
+                n += n_inv;
+            }
+        }
+    }
+    if (e != AL_OK) {
+        rh_error(c, e, rh_errmsg());
+        goto out;
+    }
+    if (base)
+        rh_base(c, &q, toks, n);
+    else
+        rh_intr(c, &q, toks, n);
+out:
+    free(text);
+    free(toks);
+    al_oai_request_free(&q);
+}
