@@ -492,6 +492,10 @@ static int base_lease_start(base_ctx *b, base_cmd *c)
             return base_done(b, c, ali_errf(AL_ERANGE, "n_tokens: %lld > sequence length %d", (long long)want, len));
         c->n0 = (int32_t)want;
         c->eseq = s->eseq;
+        /* n_cached of a session lease: every leased token whose KV the session already holds (its
+         * own or shared from the prefix cache); not the sequence's cached_tokens, which only counts
+         * what the cache served when it was submitted (0 for a fresh conversation) */
+        c->cached0 = (int32_t)AL_MIN((int64_t)nc, want);
         if (want > nc) { /* the last generated token has no KV yet: compute it */
             al_err e = al_engine_continue(b->engine, s->eseq, NULL, 0, 0);
             if (e != AL_OK)
@@ -539,8 +543,9 @@ static int base_lease_finish(base_ctx *b, base_cmd *c)
     e = base_lease_grant(b, eseq, c->n0, c->job ? al_rpc_job_pipe(c->job) : 0, rq->ttl_ms, rp);
     if (e != AL_OK)
         return base_done(b, c, e);
-    rp->n_cached = (uint32_t)AL_MIN(r.cached_tokens, c->n0);
-    base_timings(c, c->tmp_seq >= 0 ? &r : NULL, c->tmp_seq >= 0 ? r.computed_tokens : 0, &rp->timings);
+    bool by_seq = rq->seq_id != 0;
+    rp->n_cached = (uint32_t)(by_seq ? c->cached0 : AL_MIN(r.cached_tokens, c->n0));
+    base_timings(c, by_seq ? NULL : &r, by_seq ? c->n0 - c->cached0 : r.computed_tokens, &rp->timings);
     return base_done(b, c, AL_OK);
 }
 
