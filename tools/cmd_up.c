@@ -12,23 +12,75 @@
 
 static void up_usage(FILE *f)
 {
-    fprintf(f, "usage: alora up -c FILE [--bin-dir DIR] [--ready-file PATH] [--ready-timeout MS]\n"
+    fprintf(f, "usage: alora up -c FILE [--bin-dir DIR] [--ready-file PATH] [--ready-timeout MS] [--check]\n"
                "Starts alora-base, the workers of every intrinsic (replicas each) and alora-router from\n"
                "one config, restarts crashed ones (exponential backoff) and stops them all on\n"
                "SIGINT/SIGTERM. Prints 'alora up: ready (router URL)' on stdout once the router reports\n"
                "every process healthy (and writes the router URL to --ready-file).\n"
-               "Binaries are looked up next to this executable unless --bin-dir is given.\n");
+               "Binaries are looked up next to this executable unless --bin-dir is given.\n"
+               "--check: load and validate the config, print the resolved addresses and the process\n"
+               "plan (one 'exec' line per process), start nothing; exit 0 if valid, 1 if not.\n");
+}
+
+/* --check: the resolved config and the process plan `alora up` would start; starts nothing. */
+static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char *bin_dir)
+{
+    static const char *const devices[] = {"auto", "cpu", "cuda"};
+    printf("config %s: ok\n", cfg_path);
+    printf("run_dir = %s\n", cfg->run_dir);
+    printf("base.model = %s\n", cfg->base.model);
+    printf("base.listen = %s\n", cfg->base.listen);
+    printf("base.device = %s\n", cfg->base.device >= 0 && cfg->base.device <= 2 ? devices[cfg->base.device] : "?");
+    printf("base.kv_blocks = %d\n", cfg->base.kv_blocks);
+    printf("base.block_size = %d\n", cfg->base.block_size);
+    printf("base.max_leases = %d\n", cfg->base.max_leases);
+    printf("router.listen = %s\n", cfg->router.listen);
+    printf("router.http = %s\n", cfg->router.http ? cfg->router.http : "");
+    printf("router.tokenizer = %s\n", cfg->router.tokenizer);
+    printf("router.model_name = %s\n", cfg->router.model_name);
+    printf("router.api_keys = %d\n", cfg->router.api_keys.n);
+    printf("router.allow_insecure = %s\n", cfg->router.allow_insecure ? "true" : "false");
+    for (int i = 0; i < cfg->n_intrinsics; i++)
+        printf("intrinsic %s adapter=%s replicas=%d\n", cfg->intrinsics[i].name, cfg->intrinsics[i].adapter,
+               cfg->intrinsics[i].replicas);
+    /* A missing binary only warns: the config may be meant for another host (a container image). */
+    static const char *const roles[] = {"base", "worker", "router"};
+    for (int i = 0; i < 3; i++) {
+        char bin[PATH_MAX + 32];
+        snprintf(bin, sizeof bin, "%.*s/alora-%s", PATH_MAX - 1, bin_dir, roles[i]);
+        if (access(bin, X_OK) != 0) {
+            fprintf(stderr, "alora up --check: warning: %s is not an executable (use --bin-dir DIR)\n", bin);
+        }
+    }
+    printf("exec base: %s/alora-base -c %s\n", bin_dir, cfg_path);
+    printf("exec router: %s/alora-router -c %s\n", bin_dir, cfg_path);
+    for (int i = 0; i < cfg->n_intrinsics; i++)
+        for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
+            char url[512];
+            if (al_cluster_worker_url(cfg, cfg->intrinsics[i].name, k, url, sizeof url) != AL_OK) {
+                fprintf(stderr, "alora up --check: %s\n", al_errmsg());
+                return 1;
+            }
+            printf("exec worker %s-%d %s: %s/alora-worker -c %s --intrinsic %s --replica %d\n",
+                   cfg->intrinsics[i].name, k, url, bin_dir, cfg_path, cfg->intrinsics[i].name, k);
+        }
+    return 0;
 }
 
 int cmd_up(int argc, char **argv)
 {
     const char *cfg_path = NULL, *bin_dir = NULL, *ready_file = NULL;
     long ready_timeout = 0;
+    int check = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             up_usage(stdout);
             return 0;
+        }
+        if (!strcmp(o, "--check")) {
+            check = 1;
+            continue;
         }
         if (!(v = cli_value("up", argc, argv, &i)))
             return 2;
@@ -72,6 +124,11 @@ int cmd_up(int argc, char **argv)
     if (al_cluster_cfg_load(cfg_path, &cfg) != AL_OK) {
         fprintf(stderr, "alora up: %s\n", al_errmsg());
         return 1;
+    }
+    if (check) {
+        int rc = up_check(&cfg, cfg_path, bin_dir);
+        al_cluster_cfg_free(&cfg);
+        return rc;
     }
     sup_opts so = {.cfg_path = cfg_path, .bin_dir = bin_dir, .ready_file = ready_file,
                    .ready_timeout_ms = (int)ready_timeout};
