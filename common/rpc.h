@@ -78,6 +78,10 @@ al_err al_pb_push_i32(pb_callback_t *cb, al_pbmem *m, int32_t v);
 al_err al_pb_set_f32(pb_callback_t *cb, al_pbmem *m, const float *v, size_t n);
 al_err al_pb_ref_f32(pb_callback_t *cb, al_pbmem *m, const float *v, size_t n);
 al_err al_pb_push_f32(pb_callback_t *cb, al_pbmem *m, float v);
+/* Checks a wire Sampling message and converts it for the engine (errors name the field). seed 0
+ * picks a random seed; max_tokens 0 takes default_max_tokens. */
+al_err al_pb_get_sampling(const alora_Sampling *in, int32_t default_max_tokens, al_sampling *out,
+                          int32_t *max_tokens, int32_t *top_n);
 /* Fills a TokenLogprobs message from an engine result: the log-probability of each of the first
  * n_out generated tokens and top_n alternatives per token (top_n <= r->top_logprobs). */
 al_err al_pb_set_logprobs(alora_TokenLogprobs *lp, al_pbmem *m, const al_result *r, int32_t n_out, int32_t top_n);

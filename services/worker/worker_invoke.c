@@ -61,23 +61,7 @@ static al_err worker_lease_check(worker_ctx *w, const alora_LeaseRef *l, uint32_
 static al_err worker_sampling(worker_ctx *w, const alora_Sampling *in, al_sampling *out, int32_t *max_tokens,
                               int32_t *top_n)
 {
-    if (in->top_logprobs > AL_MAX_TOP_LOGPROBS)
-        return ali_errf(AL_ERANGE, "sampling.top_logprobs: %u > max %d", in->top_logprobs, AL_MAX_TOP_LOGPROBS);
-    if (in->min_p != 0)
-        return ali_errf(AL_EUNSUPPORTED, "sampling.min_p: not supported by the engine (use 0)");
-    if (in->repetition_penalty != 0 && in->repetition_penalty != 1)
-        return ali_errf(AL_EUNSUPPORTED, "sampling.repetition_penalty: not supported by the engine (use 0 or 1)");
-    if (!(in->temperature >= 0) || in->temperature > 100)
-        return ali_errf(AL_ERANGE, "sampling.temperature: %g out of range [0, 100]", (double)in->temperature);
-    if (!(in->top_p >= 0) || in->top_k > 1000000)
-        return ali_errf(AL_ERANGE, "sampling.top_p/top_k out of range");
-    *out = (al_sampling){.temperature = in->temperature, .top_k = (int32_t)in->top_k,
-                         .top_p = (in->top_p <= 0 || in->top_p >= 1) ? 1.0f : in->top_p, .seed = in->seed};
-    if (out->seed == 0 && getrandom(&out->seed, sizeof out->seed, 0) != (ssize_t)sizeof out->seed)
-        out->seed = (uint64_t)(al_now() * 1e9);
-    *max_tokens = in->max_tokens ? (int32_t)AL_MIN(in->max_tokens, 1u << 20) : w->intr->max_tokens;
-    *top_n = (int32_t)in->top_logprobs;
-    return AL_OK;
+    return al_pb_get_sampling(in, w->intr->max_tokens, out, max_tokens, top_n);
 }
 
 int worker_invoke_start(worker_ctx *w, worker_cmd *c)
