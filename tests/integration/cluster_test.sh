@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cluster_test.sh: `alora up` + router + base + workers end to end, with a tiny model and two aLoRA
-# adapters made in a temp dir: parity of `alora invoke` with the single-process `alora generate`
+# adapters made in a temp dir (and a Granite bf16 GQA model for the tcp run): parity of `alora invoke` with the single-process `alora generate`
 # (ipc:// and tcp://), prefix-cache reuse, kill -9 of a worker and of the base, clean shutdown.
 set -uo pipefail
 ALORA=${ALORA_BIN:-build/alora}
@@ -29,6 +29,13 @@ ok() { echo "ok: $*"; }
   --seed 3 "$T/cert" >/dev/null || exit 1
 "$ALORA" make-adapter --model "$T/model" --targets q,v,up,down --rank 4 --alpha 8 --invocation 60,61 \
   --seed 4 "$T/ans" >/dev/null || exit 1
+# a second architecture for the tcp run: Granite (multipliers), GQA, bf16 weights
+"$ALORA" make-model --arch granite --preset tiny --dtype bf16 --seed 12 "$T/gmodel" >/dev/null || exit 1
+"$ALORA" make-adapter --model "$T/gmodel" --targets q,k,v,o,gate,up,down --rank 4 --alpha 8 --rslora \
+  --invocation 50,51,52 --seed 5 "$T/gcert" >/dev/null || exit 1
+"$ALORA" make-adapter --model "$T/gmodel" --targets k,o --rank 8 --alpha 4 --invocation 60,61 \
+  --seed 6 "$T/gans" >/dev/null || exit 1
+MODEL="$T/model" CERT="$T/cert" ANS="$T/ans"
 
 free_port() {
   local p
@@ -42,13 +49,13 @@ free_port() {
 write_cfg() {
   cat >"$T/$1.cfg" <<CFG
 run_dir = "$T/run-$1";
-base = { model = "$T/model"; listen = "$2"; kv_blocks = 256; block_size = 16; threads = 1; };
+base = { model = "$MODEL"; listen = "$2"; kv_blocks = 256; block_size = 16; threads = 1; };
 worker = { kv_blocks = 64; heartbeat_ms = 200; };
 router = { listen = "$3"; max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 20000; };
 up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
 intrinsics = (
-  { name = "certainty"; adapter = "$T/cert"; replicas = 2; max_tokens = 4; },
-  { name = "answerability"; adapter = "$T/ans"; replicas = 2; max_tokens = 4; }
+  { name = "certainty"; adapter = "$CERT"; replicas = 2; max_tokens = 4; },
+  { name = "answerability"; adapter = "$ANS"; replicas = 2; max_tokens = 4; }
 );
 CFG
 }
@@ -109,7 +116,7 @@ parity() {
   local a b
   a=$("$ALORA" invoke --router "$R" --intrinsic "$intr" --tokens "$toks" --max-tokens 4 --top-logprobs 3 --json) ||
     { fail "invoke $intr failed"; return; }
-  b=$("$ALORA" generate --model "$T/model" --adapter "$ad" --tokens "$toks" --max-tokens 4 --top-logprobs 3 --json) ||
+  b=$("$ALORA" generate --model "$MODEL" --adapter "$ad" --tokens "$toks" --max-tokens 4 --top-logprobs 3 --json) ||
     { fail "generate failed"; return; }
   local n s p ja jb jc how
   n=$(tr ',' '\n' <<<"$toks" | wc -l)
@@ -124,7 +131,7 @@ parity() {
   how="bitwise"
   if [ "$ja" != "$jb" ]; then
     if [ "$s" == "null" ]; then p=$((n - 1)); else p=$s; fi
-    jc=$("$ALORA" generate --model "$T/model" --adapter "$ad" --tokens "$toks" --max-tokens 4 --top-logprobs 3 \
+    jc=$("$ALORA" generate --model "$MODEL" --adapter "$ad" --tokens "$toks" --max-tokens 4 --top-logprobs 3 \
       --json --chunk "$p" | jq -c .top_logprobs)
     if [ "$ja" == "$jc" ]; then
       how="bitwise with the prefill split at $p"
@@ -138,14 +145,14 @@ parity() {
 
 convo=$(seq -s, 3 2 90)     # 44 tokens, no invocation inside
 run_parity() {
-  parity certainty "$T/cert" "$convo,50,51,52,7,8"                 # invocation then more prompt
-  parity certainty "$T/cert" "$convo,50,51,52"                     # invocation at the end
-  NOUNIQ=1 parity certainty "$T/cert" "50,51,52,$convo"            # invocation at position 0
-  parity certainty "$T/cert" "$convo,50,51,52,9,50,51,52,4"        # last occurrence wins
-  parity certainty "$T/cert" "$convo,50,51,9"                      # no match: base everywhere
-  parity certainty "$T/cert" "5"                                   # one token, no match
-  parity answerability "$T/ans" "$convo,60,61,12,13"               # second adapter
-  parity answerability "$T/ans" "$(seq -s, 1 1 70),60,60,61"      # overlapping match, past a block edge
+  parity certainty "$CERT" "$convo,50,51,52,7,8"                 # invocation then more prompt
+  parity certainty "$CERT" "$convo,50,51,52"                     # invocation at the end
+  NOUNIQ=1 parity certainty "$CERT" "50,51,52,$convo"            # invocation at position 0
+  parity certainty "$CERT" "$convo,50,51,52,9,50,51,52,4"        # last occurrence wins
+  parity certainty "$CERT" "$convo,50,51,9"                      # no match: base everywhere
+  parity certainty "$CERT" "5"                                   # one token, no match
+  parity answerability "$ANS" "$convo,60,61,12,13"               # second adapter
+  parity answerability "$ANS" "$(seq -s, 1 1 70),60,60,61"      # overlapping match, past a block edge
 }
 
 # ---------------------------------------------------------------- ipc
@@ -235,10 +242,11 @@ done
 newbase=$("$ALORA" status --router "$R" --json | jq -r '.processes[] | select(.role == "base") | .pid')
 [ $back -eq 1 ] && [ "$newbase" != "$basepid" ] && ok "base restarted (pid $basepid -> $newbase), workers re-attached" ||
   fail "cluster did not recover after the base was killed"
-parity certainty "$T/cert" "$convo,50,51,52,7,8"
+parity certainty "$CERT" "$convo,50,51,52,7,8"
 stop_up ipc
 
-# ---------------------------------------------------------------- tcp
+# ---------------------------------------------------------------- tcp, with the Granite bf16 model
+MODEL="$T/gmodel" CERT="$T/gcert" ANS="$T/gans"
 pb=$(free_port); pr=$(free_port)
 while [ "$pr" == "$pb" ]; do pr=$(free_port); done
 write_cfg tcp "tcp://127.0.0.1:$pb" "tcp://127.0.0.1:$pr"
