@@ -2,27 +2,7 @@
 # cluster_test.sh: `alora up` + router + base + workers end to end, with a tiny model and two aLoRA
 # adapters made in a temp dir (and a Granite bf16 GQA model for the tcp run): parity of `alora invoke` with the single-process `alora generate`
 # (ipc:// and tcp://), prefix-cache reuse, kill -9 of a worker and of the base, clean shutdown.
-set -uo pipefail
-ALORA=${ALORA_BIN:-build/alora}
-[ -x "$ALORA" ] || { echo "SKIP: $ALORA not built"; exit 77; }
-BIN_DIR=$(dirname "$(readlink -f "$ALORA")")
-for b in alora-base alora-worker alora-router; do
-  [ -x "$BIN_DIR/$b" ] || { echo "SKIP: $BIN_DIR/$b not built"; exit 77; }
-done
-command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
-
-T=$(mktemp -d /tmp/alora-it-XXXXXX)
-UP_PID=
-FAILS=0
-cleanup() {
-  if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
-    kill -TERM "$UP_PID"; wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-ok() { echo "ok: $*"; }
+source "$(dirname "$0")/lib.sh"
 
 "$ALORA" make-model --arch llama --preset tiny --seed 11 "$T/model" >/dev/null || exit 1
 "$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 50,51,52 \
@@ -36,14 +16,6 @@ ok() { echo "ok: $*"; }
 "$ALORA" make-adapter --model "$T/gmodel" --targets k,o --rank 8 --alpha 4 --invocation 60,61 \
   --seed 6 "$T/gans" >/dev/null || exit 1
 MODEL="$T/model" CERT="$T/cert" ANS="$T/ans"
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }
-  done
-}
 
 # write_cfg NAME BASE_URL ROUTER_URL
 write_cfg() {
@@ -60,19 +32,6 @@ intrinsics = (
 CFG
 }
 
-# start_up NAME: starts `alora up` in the background and waits for its ready file.
-start_up() {
-  rm -f "$T/ready"
-  "$ALORA" up -c "$T/$1.cfg" --bin-dir "$BIN_DIR" --ready-file "$T/ready" >"$T/$1.out" 2>"$T/$1.err" &
-  UP_PID=$!
-  for _ in $(seq 1 300); do
-    [ -f "$T/ready" ] && return 0
-    kill -0 "$UP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "--- alora up stderr"; tail -40 "$T/$1.err"
-  return 1
-}
 
 # stop_up NAME: SIGTERM, then check that nothing is left.
 stop_up() {

@@ -2,43 +2,10 @@
 # http_test.sh: the router's HTTP front door (docs/http.md) end to end under `alora up`: every endpoint
 # with curl, the documented errors, API keys, prefix-cache accounting of resent conversations, the
 # official `openai` Python client (streaming, model = an intrinsic), and `promtool check metrics`.
-set -uo pipefail
-ALORA=${ALORA_BIN:-build/alora}
-[ -x "$ALORA" ] || { echo "SKIP: $ALORA not built"; exit 77; }
-BIN_DIR=$(dirname "$(readlink -f "$ALORA")")
-for b in alora-base alora-worker alora-router; do
-  [ -x "$BIN_DIR/$b" ] || { echo "SKIP: $BIN_DIR/$b not built"; exit 77; }
-done
-command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
-SRC=$(pwd)
+NEEDS=curl TMP_TAG=http
+source "$(dirname "$0")/lib.sh"
 TOK="$SRC/deploy/tokenizer"
 [ -f "$TOK/tokenizer.json" ] || { echo "SKIP: $TOK missing"; exit 77; }
-
-T=$(mktemp -d /tmp/alora-http-XXXXXX)
-UP_PID=
-FAILS=0
-cleanup() {
-  if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
-    kill -TERM "$UP_PID"; wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-ok() { echo "ok: $*"; }
-check() { # check DESC COND-COMMAND...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else fail "$d"; fi
-}
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }
-  done
-}
 
 "$ALORA" make-model --arch llama --preset small --seed 11 "$T/model" >/dev/null || exit 1
 "$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 600,601,602 \
@@ -68,18 +35,6 @@ intrinsics = (
 CFG
 }
 
-start_up() {
-  rm -f "$T/ready"
-  "$ALORA" up -c "$T/$1.cfg" --bin-dir "$BIN_DIR" --ready-file "$T/ready" >"$T/$1.out" 2>"$T/$1.err" &
-  UP_PID=$!
-  for _ in $(seq 1 300); do
-    [ -f "$T/ready" ] && return 0
-    kill -0 "$UP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "--- alora up stderr"; tail -40 "$T/$1.err"
-  return 1
-}
 stop_up() {
   kill -TERM "$UP_PID"; wait "$UP_PID"; local rc=$?
   UP_PID=

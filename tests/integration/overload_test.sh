@@ -4,45 +4,10 @@
 # `overloaded` (NNG: `alora invoke` exits 1 naming it; HTTP: 429, Retry-After, JSON error body
 # {"error":{"code":"overloaded",...}}). Nothing may hang or crash, and once the burst is over every
 # request succeeds again.
-set -uo pipefail
-ALORA=${ALORA_BIN:-build/alora}
-[ -x "$ALORA" ] || { echo "SKIP: $ALORA not built"; exit 77; }
-BIN_DIR=$(dirname "$(readlink -f "$ALORA")")
-for b in alora-base alora-worker alora-router; do
-  [ -x "$BIN_DIR/$b" ] || { echo "SKIP: $BIN_DIR/$b not built"; exit 77; }
-done
-command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
-SRC=$(pwd)
+NEEDS=curl TMP_TAG=ovl
+source "$(dirname "$0")/lib.sh"
 TOK="$SRC/deploy/tokenizer"
 [ -f "$TOK/tokenizer.json" ] || { echo "SKIP: $TOK missing"; exit 77; }
-
-T=$(mktemp -d /tmp/alora-ovl-XXXXXX)
-UP_PID=
-BG=()
-FAILS=0
-cleanup() {
-  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
-  if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
-    kill -TERM "$UP_PID"; wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-ok() { echo "ok: $*"; }
-check() { # check DESC COND-COMMAND...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else fail "$d"; fi
-}
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }
-  done
-}
 
 "$ALORA" make-model --arch llama --preset small --seed 11 "$T/model" >/dev/null || exit 1
 "$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 600,601,602 \
