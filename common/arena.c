@@ -187,6 +187,8 @@ static al_err ali_cpu_create(al_arena *a)
         err = ali_errf(AL_EIO, "arena '%s': ftruncate %zu: %s", a->h.tag, a->size, strerror(errno));
     if (err == AL_OK) {
         void *p = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED)
+            madvise(p, a->size, MADV_HUGEPAGE); /* huge pages where shmem THP is enabled (advise) */
         if (p == MAP_FAILED)
             err = ali_errf(AL_ENOMEM, "arena '%s': mmap %zu bytes: %s", a->h.tag, a->size, strerror(errno));
         else
@@ -219,6 +221,8 @@ static al_err ali_cpu_attach(al_arena *a)
     if (err == AL_OK) {
         int prot = a->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
         void *p = mmap(NULL, a->size, prot, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED)
+            madvise(p, a->size, MADV_HUGEPAGE);
         if (p == MAP_FAILED)
             err = ali_errf(AL_ENOMEM, "arena: mmap %s: %s", name, strerror(errno));
         else
