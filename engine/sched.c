@@ -358,8 +358,10 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
     }
     if (e->pc && s->prefix.n == 0) {
         int32_t limit = s->n_toks;
-        if (s->gen_left > 0 || s->prompt_logits)
+        if (s->gen_left > 0)
             limit--; /* the last prompt token must run to produce logits */
+        if (s->prompt_logits)
+            limit = 0; /* every prompt position's logits were asked for: compute them all */
         if (s->adapter >= 0 && s->act_start >= 0 && s->act_start < limit)
             limit = s->act_start;
         al_err err = ali_seq_match_prefix(e, s, limit);

@@ -9,14 +9,21 @@
 
 static golden G;
 
-static int32_t submit(al_engine *e, const int32_t *t, int32_t n, int32_t adapter, int32_t max_tokens, float *pl)
+/* pl: prompt logits (turns the cache off for that request), gl: generation logits */
+static int32_t submit_ex(al_engine *e, const int32_t *t, int32_t n, int32_t adapter, int32_t max_tokens, float *pl,
+                         float *gl)
 {
     int32_t id;
     al_request r = {.tokens = t, .n_tokens = n, .adapter = adapter, .act_start = AL_ACT_AUTO,
-                    .max_tokens = max_tokens, .ignore_eos = 1, .prompt_logits = pl};
+                    .max_tokens = max_tokens, .ignore_eos = 1, .prompt_logits = pl, .gen_logits = gl};
     assert_int_equal(al_engine_submit(e, &r, &id), AL_OK);
     assert_int_equal(al_engine_run(e), AL_OK);
     return id;
+}
+
+static int32_t submit(al_engine *e, const int32_t *t, int32_t n, int32_t adapter, int32_t max_tokens, float *pl)
+{
+    return submit_ex(e, t, n, adapter, max_tokens, pl, NULL);
 }
 
 static al_result result(al_engine *e, int32_t id)
@@ -55,24 +62,32 @@ static void test_reuse_full_and_partial(void **state)
     /* C: 40 tokens + 8 generated: 30 cached (the partial block copied before it is written) */
     float *pl = calloc((size_t)n * V, sizeof(float)), *plr = calloc((size_t)n * V, sizeof(float));
     uint64_t copied0 = al_engine_kvpool(e)->copied_bytes;
-    int32_t cid = submit(e, c->prompt, n, -1, 8, pl);
+    int32_t cid = submit_ex(e, c->prompt, n, -1, 8, NULL, pl);
     al_result rc = result(e, cid);
     assert_int_equal(rc.cached_tokens, 30);
     assert_int_equal(rc.computed_tokens, n - 30 + 7);
     assert_true(al_engine_kvpool(e)->copied_bytes > copied0); /* copy-on-write happened */
-    int32_t rid = submit(ref, c->prompt, n, -1, 8, plr);
+    int32_t rid = submit_ex(ref, c->prompt, n, -1, 8, NULL, plr);
     al_result rr = result(ref, rid);
     assert_memory_equal(rc.tokens, rr.tokens, sizeof(int32_t) * 8);
-    assert_true(golden_maxdiff(pl + (size_t)30 * V, plr + (size_t)30 * V, (size_t)(n - 30) * V) <= 1e-5f);
+    assert_true(golden_maxdiff(pl, plr, (size_t)8 * V) <= 1e-5f);
     /* the cached partial block was not modified: a 30-token request still hits and matches */
     al_engine_release(e, cid);
-    int32_t d = submit(e, c->prompt, 31, -1, 1, pl);
+    int32_t d = submit_ex(e, c->prompt, 31, -1, 1, NULL, pl);
     al_result rd = result(e, d);
     assert_int_equal(rd.cached_tokens, 30);
     al_engine_release(ref, rid);
-    int32_t d2 = submit(ref, c->prompt, 31, -1, 1, plr);
-    assert_true(golden_maxdiff(pl + (size_t)30 * V, plr + (size_t)30 * V, (size_t)V) <= 1e-5f);
+    int32_t d2 = submit_ex(ref, c->prompt, 31, -1, 1, NULL, plr);
+    assert_true(golden_maxdiff(pl, plr, (size_t)V) <= 1e-5f);
     assert_int_equal(result(e, d).tokens[0], result(ref, d2).tokens[0]);
+    /* asking for every prompt position's logits computes them all, cache or not */
+    al_engine_release(e, d);
+    int32_t f = submit(e, c->prompt, n, -1, 0, pl);
+    assert_int_equal(result(e, f).cached_tokens, 0);
+    al_engine_release(ref, d2);
+    int32_t f2 = submit(ref, c->prompt, n, -1, 0, plr);
+    assert_true(golden_maxdiff(pl, plr, (size_t)n * V) <= 1e-5f);
+    (void)f2;
     free(pl);
     free(plr);
     al_engine_free(e);
@@ -148,13 +163,15 @@ static void test_adapter_never_taints(void **state)
     int32_t a = submit(e, c->prompt, n, slot, 8, NULL);
     assert_int_equal(result(e, a).activation_start, 30);
     al_engine_release(e, a);
-    float *pl = calloc((size_t)n * V, sizeof(float));
-    int32_t b = submit(e, c->prompt, n, -1, 0, pl);
+    /* a base request of the first 30 tokens: only the block wholly before s is reused, and the
+     * logits at position 29 are the golden ones there (positions < s are base logits) */
+    float *gl = calloc((size_t)V, sizeof(float));
+    int32_t b = submit_ex(e, c->prompt, 30, -1, 1, NULL, gl);
     al_result rb = result(e, b);
-    assert_int_equal(rb.cached_tokens, 16); /* only the block wholly before s = 30 */
-    /* compare with the golden aLoRA prompt logits before s, i.e. base logits */
-    assert_true(golden_maxdiff(pl + (size_t)16 * V, c->prompt_logits + (size_t)16 * V, (size_t)14 * V) <= c->tol);
-    free(pl);
+    assert_int_equal(rb.cached_tokens, 16);
+    assert_true(golden_maxdiff(gl, c->prompt_logits + (size_t)29 * V, (size_t)V) <= c->tol);
+    free(gl);
+    (void)n;
     al_engine_free(e);
 }
 
