@@ -366,6 +366,25 @@ int main(int argc, char **argv)
         /* aLoRA: invocation + 4 generated tokens over the base KV as a read-only prefix */
         al_kv_seg seg;
         al_engine_seq_kv(e, bid, &seg);
+        if (getenv("ALORA_GPU_DIAG")) { /* where does the first suffix step's time go? */
+            for (int pass = 0; pass < 2; pass++) {
+                int32_t did;
+                al_request dr = {.tokens = inv, .n_tokens = 8, .adapter = pass ? slot_alora : -1,
+                                 .act_start = pass ? ctx : AL_ACT_NONE, .max_tokens = 1, .prefix = seg,
+                                 .prefix_tokens = toks};
+                double d0 = al_now();
+                al_result dres = run_one(e, &dr, &did);
+                printf("diag ctx %d: 8-token suffix over the prefix, %s: %.1f ms (prefill_ms %.1f)\n", ctx,
+                       pass ? "aLoRA" : "no adapter", (al_now() - d0) * 1e3, dres.prefill_ms);
+                al_engine_release(e, did);
+            }
+            int32_t did;
+            al_request dr = {.tokens = toks, .n_tokens = 8, .adapter = slot_alora, .act_start = 0, .max_tokens = 1};
+            double d0 = al_now();
+            run_one(e, &dr, &did);
+            printf("diag: 8 tokens, no prefix, adapter on: %.1f ms\n", (al_now() - d0) * 1e3);
+            al_engine_release(e, did);
+        }
         int32_t aid;
         al_request ar = {.tokens = inv, .n_tokens = 8, .adapter = slot_alora, .act_start = ctx, .max_tokens = 4,
                          .ignore_eos = 1, .prefix = seg, .prefix_tokens = toks};

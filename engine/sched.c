@@ -591,6 +591,10 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
             }
         }
     }
+    /* a step that produced no logits (prefill only) has not waited for the device: finish it here,
+     * so results, timings and leases of its KV (the base's) see completed work */
+    if (n_out == 0)
+        e->ops->sync();
     int32_t active = 0;
     for (int32_t k = 0; k < n_sched; k++) {
         ali_seq *s = &e->seqs[sched[k]];
