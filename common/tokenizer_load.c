@@ -116,6 +116,25 @@ static al_err ali_norm_add(ali_ld *ld, ali_norm n)
     return AL_OK;
 }
 
+/* A "Sequence" component: each element of o[key] parsed by fn (nesting depth bounded by it). */
+typedef al_err (*ali_part_fn)(ali_ld *ld, json_t *o, const char *field, int depth);
+static al_err ali_parse_sequence(ali_ld *ld, json_t *o, const char *field, const char *key, int depth,
+                                 ali_part_fn fn)
+{
+    json_t *arr = json_object_get(o, key);
+    if (!json_is_array(arr)) {
+        char what[96];
+        snprintf(what, sizeof what, "Sequence.%s: expected an array", key);
+        return ali_bad(ld, field, what);
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        char f[160];
+        snprintf(f, sizeof f, "%s.%s[%zu]", field, key, i);
+        AL_TRY(fn(ld, json_array_get(arr, i), f, depth + 1));
+    }
+    return AL_OK;
+}
+
 static al_err ali_parse_norm(ali_ld *ld, json_t *o, const char *field, int depth)
 {
     if (!o || json_is_null(o))
@@ -124,17 +143,8 @@ static al_err ali_parse_norm(ali_ld *ld, json_t *o, const char *field, int depth
         return ali_bad(ld, field, "expected an object");
     const char *type = NULL;
     AL_TRY(ali_get_str(ld, o, "type", field, 0, &type, NULL));
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "normalizers");
-        if (!json_is_array(arr))
-            return ali_bad(ld, field, "Sequence.normalizers: expected an array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            char f[160];
-            snprintf(f, sizeof f, "%s.normalizers[%zu]", field, i);
-            AL_TRY(ali_parse_norm(ld, json_array_get(arr, i), f, depth + 1));
-        }
-        return AL_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return ali_parse_sequence(ld, o, field, "normalizers", depth, ali_parse_norm);
     ali_norm n = {0};
     if (!strcmp(type, "Prepend")) {
         const char *s = NULL;
@@ -214,17 +224,8 @@ static al_err ali_parse_pre(ali_ld *ld, json_t *o, const char *field, int depth)
         return ali_bad(ld, field, "expected an object");
     const char *type = NULL;
     AL_TRY(ali_get_str(ld, o, "type", field, 0, &type, NULL));
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "pretokenizers");
-        if (!json_is_array(arr))
-            return ali_bad(ld, field, "Sequence.pretokenizers: expected an array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            char f[160];
-            snprintf(f, sizeof f, "%s.pretokenizers[%zu]", field, i);
-            AL_TRY(ali_parse_pre(ld, json_array_get(arr, i), f, depth + 1));
-        }
-        return AL_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return ali_parse_sequence(ld, o, field, "pretokenizers", depth, ali_parse_pre);
     if (!strcmp(type, "Split")) {
         ali_pretok p = {.kind = ALI_P_SPLIT};
         const char *beh = NULL;
@@ -322,17 +323,8 @@ static al_err ali_parse_dec(ali_ld *ld, json_t *o, const char *field, int depth)
     const char *type = NULL;
     AL_TRY(ali_get_str(ld, o, "type", field, 0, &type, NULL));
     ali_dec d = {0};
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "decoders");
-        if (!json_is_array(arr))
-            return ali_bad(ld, field, "Sequence.decoders: expected an array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            char f[160];
-            snprintf(f, sizeof f, "%s.decoders[%zu]", field, i);
-            AL_TRY(ali_parse_dec(ld, json_array_get(arr, i), f, depth + 1));
-        }
-        return AL_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return ali_parse_sequence(ld, o, field, "decoders", depth, ali_parse_dec);
     if (!strcmp(type, "Replace")) {
         const char *c = NULL;
         size_t cl = 0;
