@@ -296,6 +296,12 @@ void *al_arena_ptr(const al_arena *a) { return a ? a->ptr : NULL; }
 size_t al_arena_size(const al_arena *a) { return a ? a->size : 0; }
 al_arena_kind al_arena_kind_of(const al_arena *a) { return a ? (al_arena_kind)a->h.kind : AL_ARENA_CPU; }
 int al_arena_is_owner(const al_arena *a) { return a && a->owner; }
+int al_arena_device(const al_arena *a)
+{
+    if (!a || a->h.kind != AL_ARENA_CUDA)
+        return -1;
+    return a->cuda_entry ? ali_arena_cuda_device(a) : (int)a->h.device;
+}
 
 static void ali_release(al_arena *a)
 {

@@ -53,6 +53,9 @@ al_err al_arena_attach(const uint8_t handle[AL_ARENA_HANDLE_BYTES], int readonly
 void *al_arena_ptr(const al_arena *a);
 size_t al_arena_size(const al_arena *a);
 al_arena_kind al_arena_kind_of(const al_arena *a);
+/* CUDA: the local ordinal of the GPU the region lives on (differs across CUDA_VISIBLE_DEVICES from
+ * the creator's); CPU or NULL: -1. */
+int al_arena_device(const al_arena *a);
 int al_arena_is_owner(const al_arena *a);
 
 /* Importer: unmaps. Called on an owner it behaves as al_arena_destroy. NULL is fine. */

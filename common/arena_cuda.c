@@ -185,6 +185,8 @@ al_err ali_arena_cuda_attach(al_arena *a)
     return err;
 }
 
+int ali_arena_cuda_device(const al_arena *a) { return ((const ali_cuda_map *)a->cuda_entry)->device; }
+
 void ali_arena_cuda_release(al_arena *a)
 {
     ali_cuda_map *m = a->cuda_entry;
@@ -305,6 +307,7 @@ al_err al_cuda_available(int *n_devices)
 
 al_err ali_arena_cuda_create(al_arena *a) { return ali_no_cuda(); }
 al_err ali_arena_cuda_attach(al_arena *a) { return ali_no_cuda(); }
+int ali_arena_cuda_device(const al_arena *a) { return (int)a->h.device; }
 void ali_arena_cuda_release(al_arena *a) {}
 
 struct al_arena_event {

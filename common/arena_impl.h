@@ -20,6 +20,8 @@ struct al_arena {
 al_err ali_arena_cuda_create(al_arena *a);
 /* CUDA backend: map a->h (refcounted per process); fills a->ptr, a->cuda_entry. */
 al_err ali_arena_cuda_attach(al_arena *a);
+/* CUDA backend: the local ordinal of the device a mapped arena lives on. */
+int ali_arena_cuda_device(const al_arena *a);
 /* CUDA backend: drop this object's reference; the last one frees / closes. */
 void ali_arena_cuda_release(al_arena *a);
 

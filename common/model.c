@@ -513,6 +513,10 @@ al_err al_model_view(const al_model_config *cfg, void *base, al_model **out)
     if (!m)
         return ali_errf(AL_ENOMEM, "out of memory");
     m->cfg = *cfg;
+    if (!base) { /* config only: the weights live elsewhere (device memory) */
+        *out = m;
+        return AL_OK;
+    }
     m->base = base;
     m->bytes = al_weights_layout_bytes(cfg);
     m->owns_base = 0;

@@ -87,7 +87,8 @@ typedef void *(*al_alloc_fn)(void *ctx, size_t bytes);
  * one weight buffer, e.g. a shared-memory arena. */
 al_err al_model_load(const char *dir, al_model **out);
 al_err al_model_load_ex(const char *dir, al_alloc_fn alloc, void *alloc_ctx, al_model **out);
-/* Binds a model view over an existing buffer (workers attaching to a weight arena). */
+/* Binds a model view over an existing buffer (workers attaching to a weight arena). base NULL: a
+ * config-only model (no host weights; an engine then needs al_engine_opts.weights). */
 al_err al_model_view(const al_model_config *cfg, void *base, al_model **out);
 void al_model_free(al_model *m);
 

@@ -30,6 +30,10 @@ typedef struct al_engine_opts {
     int32_t max_seqs;         /* sequences alive at once (default 64) */
     const al_ops *ops;        /* backend (NULL = CPU) */
     void *kv_mem;             /* optional external KV storage (an arena) of al_kvpool_bytes bytes */
+    const al_weights *weights; /* optional base weights already in backend memory (e.g. a weight
+                                  arena bound with al_weights_backend_bind); not owned. NULL: the
+                                  engine uses the model's host weights (uploaded if the backend
+                                  needs its own copy) */
     int32_t prefix_cache;     /* 1: reuse the KV of identical token prefixes across sequences */
 } al_engine_opts;
 
@@ -110,6 +114,16 @@ void al_engine_unpin(al_engine *e, const int32_t *blocks, int32_t n_blocks);
 al_err al_engine_seq_tokens(const al_engine *e, int32_t seq_id, const int32_t **toks, int32_t *n,
                             int32_t *n_computed);
 void al_engine_stats_get(const al_engine *e, al_engine_stats *st);
+
+/* Base weights in a backend's own format, in one buffer (engine/weights.c): the layout is a
+ * function of the config and the backend alone, so a process that maps the buffer (a worker
+ * attaching the weight arena) rebuilds the same view. For a host-memory backend it is the
+ * canonical al_weights_layout. */
+size_t al_weights_backend_bytes(const al_model_config *c, const al_ops *ops);
+/* Writes m's host weights into dst (backend memory, 256-byte aligned, al_weights_backend_bytes). */
+al_err al_weights_backend_store(const al_model *m, const al_ops *ops, void *dst);
+/* Points w into dst (allocates w->layers: free with al_weights_unbind). */
+al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void *dst, al_weights *w);
 
 /* Sampling (engine/sample.c) from raw logits [V] (not modified). */
 int32_t al_sample(const float *logits, int32_t V, const al_sampling *s, al_rng *rng);

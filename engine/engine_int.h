@@ -83,7 +83,8 @@ struct al_engine {
     const al_model *m;
     const al_ops *ops;
     al_weights w;          /* the model's weights in backend memory and format */
-    int own_w;             /* 1 when w was uploaded (freed with the engine) */
+    int own_w;             /* 1 when w.layers was bound here (freed with the engine) */
+    void *w_buf;           /* backend copy of the weights (al_weights_backend_*), NULL = none */
     al_lora_mod *amods[ALI_MAX_ADAPTERS]; /* adapters' modules in backend memory */
     void *kv_owned;        /* backend KV storage allocated by the engine */
     al_engine_opts o;

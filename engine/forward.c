@@ -56,90 +56,36 @@ void ali_runstate_free(ali_runstate *rs, const al_ops *ops)
 al_err ali_weights_upload(al_engine *e)
 {
     const al_model_config *c = &e->m->cfg;
-    const al_weights *hw = &e->m->w;
-    if (e->ops->host_memory) {
-        e->w = *hw;
-        e->own_w = 0;
+    e->own_w = 0;
+    if (e->o.weights) { /* already in backend memory (a weight arena) */
+        e->w = *e->o.weights;
         return AL_OK;
     }
-    size_t H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
-    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
-    memset(&e->w, 0, sizeof e->w);
-    e->own_w = 1;
-    e->w.layers = calloc((size_t)c->n_layers, sizeof(al_layer_weights));
-    if (!e->w.layers)
-        return ali_errf(AL_ENOMEM, "engine: out of memory");
-#define ALI_UP(dst, src, n, mat)                                                                      \
-    do {                                                                                              \
-        if (!((dst) = e->ops->weight_upload((src), (n), (mat))))                                      \
-            return ali_errf(AL_ENOMEM, "engine: cannot upload weights to the %s backend", e->ops->name); \
-    } while (0)
-    ALI_UP(e->w.embed, hw->embed, V * H, 1);
-    ALI_UP(e->w.norm, hw->norm, H, 0);
-    if (hw->lm_head == hw->embed)
-        e->w.lm_head = e->w.embed;
-    else
-        ALI_UP(e->w.lm_head, hw->lm_head, V * H, 1);
-    for (int l = 0; l < c->n_layers; l++) {
-        const al_layer_weights *s = &hw->layers[l];
-        al_layer_weights *d = &e->w.layers[l];
-        ALI_UP(d->attn_norm, s->attn_norm, H, 0);
-        ALI_UP(d->ffn_norm, s->ffn_norm, H, 0);
-        /* q, k, v (and gate, up) uploaded as one block so one-row steps can use a fused matmul */
-        size_t wb = (size_t)e->ops->weight_bytes;
-        if (s->wk == s->wq + qd * H && s->wv == s->wk + kvd * H) {
-            ALI_UP(d->wq, s->wq, (qd + 2 * kvd) * H, 1);
-            d->wk = (float *)((char *)d->wq + qd * H * wb);
-            d->wv = (float *)((char *)d->wk + kvd * H * wb);
-        } else {
-            ALI_UP(d->wq, s->wq, qd * H, 1);
-            ALI_UP(d->wk, s->wk, kvd * H, 1);
-            ALI_UP(d->wv, s->wv, kvd * H, 1);
-        }
-        ALI_UP(d->wo, s->wo, H * qd, 1);
-        if (s->w_up == s->w_gate + I * H) {
-            ALI_UP(d->w_gate, s->w_gate, 2 * I * H, 1);
-            d->w_up = (float *)((char *)d->w_gate + I * H * wb);
-        } else {
-            ALI_UP(d->w_gate, s->w_gate, I * H, 1);
-            ALI_UP(d->w_up, s->w_up, I * H, 1);
-        }
-        ALI_UP(d->w_down, s->w_down, H * I, 1);
+    if (!e->m->base)
+        return ali_errf(AL_EINVAL, "engine: model '%s' has no host weights and no backend weights were given",
+                        c->name);
+    if (e->ops->host_memory) {
+        e->w = e->m->w;
+        return AL_OK;
     }
-#undef ALI_UP
-    return AL_OK;
+    /* one buffer in the backend's layout (the same one a shared weight arena uses) */
+    size_t bytes = al_weights_backend_bytes(c, e->ops);
+    e->w_buf = e->ops->alloc(bytes);
+    if (!e->w_buf)
+        return ali_errf(AL_ENOMEM, "engine: cannot allocate %.1f MiB of weights on the %s backend",
+                        bytes / 1048576.0, e->ops->name);
+    e->own_w = 1;
+    AL_TRY(al_weights_backend_store(e->m, e->ops, e->w_buf));
+    return al_weights_backend_bind(c, e->ops, e->w_buf, &e->w);
 }
+
 void ali_weights_release(al_engine *e)
 {
-    if (!e->own_w) {
-        memset(&e->w, 0, sizeof e->w);
-        return;
-    }
-    const al_model_config *c = &e->m->cfg;
-    void (*fr)(void *) = e->ops->weight_free;
-    if (e->w.layers)
-        for (int l = 0; l < c->n_layers; l++) {
-            al_layer_weights *d = &e->w.layers[l];
-            void *ps[] = {d->attn_norm, d->ffn_norm, d->wq, d->wo, d->w_gate, d->w_down};
-            for (size_t i = 0; i < AL_ARRAY_LEN(ps); i++)
-                if (ps[i])
-                    fr(ps[i]);
-            if (d->wk && (char *)d->wk != (char *)d->wq + (size_t)c->n_heads * c->head_dim * c->hidden_size *
-                                                             (size_t)e->ops->weight_bytes) {
-                fr(d->wk);
-                fr(d->wv);
-            }
-            if (d->w_up && (char *)d->w_up != (char *)d->w_gate + (size_t)c->intermediate_size * c->hidden_size *
-                                                                   (size_t)e->ops->weight_bytes)
-                fr(d->w_up);
-        }
-    if (e->w.lm_head && e->w.lm_head != e->w.embed)
-        fr(e->w.lm_head);
-    if (e->w.embed)
-        fr(e->w.embed);
-    if (e->w.norm)
-        fr(e->w.norm);
-    free(e->w.layers);
+    if (e->own_w)
+        al_weights_unbind(&e->w);
+    if (e->w_buf)
+        e->ops->free(e->w_buf);
+    e->w_buf = NULL;
     memset(&e->w, 0, sizeof e->w);
     e->own_w = 0;
 }

@@ -74,6 +74,9 @@ typedef struct al_ops {
      * CUDA), 0 for vectors and LoRA factors (f32). CPU returns `host` itself (no copy). */
     void *(*weight_upload)(const float *host, size_t n, int matrix);
     void (*weight_free)(void *p);
+    /* Writes a weight tensor of n f32 host values in the backend's format (as weight_upload) into
+     * dst, backend memory the caller owns (n * weight_bytes bytes for a matrix, n * 4 otherwise). */
+    void (*weight_store)(void *dst, const float *host, size_t n, int matrix);
 
     /* out[t,:] = table[ids[t],:] * scale                                   out [T,H], table [V,H] */
     void (*embedding)(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
@@ -109,6 +112,10 @@ typedef struct al_ops {
 const al_ops *al_ops_cpu(void);
 /* The CUDA backend, or NULL (with a logged reason) when not built or no device is present. */
 const al_ops *al_ops_cuda(void);
+/* Pins the CUDA backend to device dev (an ordinal of this process) for every thread that uses it.
+ * Call before its first op; AL_EINVAL when it already runs on another device, AL_ENODEV without
+ * CUDA. Without a call the backend uses each thread's current device (0 unless set). */
+al_err al_cuda_use_device(int dev);
 /* Backend by name: "cpu", "cuda", or "auto" (CUDA when available, else CPU; logged once). */
 al_err al_ops_select(const char *name, const al_ops **out);
 

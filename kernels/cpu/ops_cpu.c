@@ -31,6 +31,12 @@ static void ali_cpu_memcpy(void *dst, const void *src, size_t bytes)
 static void ali_cpu_sync(void) {}
 static void *ali_cpu_weight_upload(const float *host, size_t n, int matrix) { return (void *)host; }
 static void ali_cpu_weight_free(void *p) {}
+static void ali_cpu_weight_store(void *dst, const float *host, size_t n, int matrix)
+{
+    (void)matrix;
+    if (dst != host)
+        ali_cpu_memcpy(dst, host, n * sizeof(float));
+}
 
 static const al_ops ali_cpu_ops = {
     .name = "cpu",
@@ -44,6 +50,7 @@ static const al_ops ali_cpu_ops = {
     .sync = ali_cpu_sync,
     .weight_upload = ali_cpu_weight_upload,
     .weight_free = ali_cpu_weight_free,
+    .weight_store = ali_cpu_weight_store,
     .scale = ali_cpu_scale,
     .embedding = ali_cpu_embedding,
     .rmsnorm = ali_cpu_rmsnorm,

@@ -7,11 +7,44 @@
 static int alc_state = -1; /* -1 unknown, 0 no device, 1 usable */
 static cudaStream_t alc_strm;
 static cublasHandle_t alc_blas;
+static int alc_dev = -1;                /* al_cuda_use_device; -1 = each thread's current device */
+static int alc_dev_used = -1;           /* the device the stream was created on */
+static __thread int alc_thread_dev = -1; /* this thread's binding to alc_dev */
+
+/* Binds the calling thread to the pinned device (cheap after the first call per thread). */
+static void alc_bind(void)
+{
+    if (alc_dev >= 0 && alc_thread_dev != alc_dev) {
+        ALC_CHECK(cudaSetDevice(alc_dev));
+        alc_thread_dev = alc_dev;
+    }
+}
+
+/* Plugin entry (kernels/backend.c: al_cuda_use_device): an al_err, the reason in msg. */
+extern "C" __attribute__((visibility("default"))) int alc_plugin_use_device(int dev, char *msg, size_t cap)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || dev < 0 || dev >= n) {
+        cudaGetLastError();
+        snprintf(msg, cap, "CUDA device %d is not usable here (%d visible)", dev, n);
+        return AL_ENODEV;
+    }
+    if (alc_dev_used >= 0 && alc_dev_used != dev) {
+        snprintf(msg, cap, "the CUDA backend already runs on device %d, not %d", alc_dev_used, dev);
+        return AL_EINVAL;
+    }
+    alc_dev = dev;
+    alc_bind();
+    return AL_OK;
+}
 
 cudaStream_t alc_stream(void)
 {
-    if (!alc_strm)
+    alc_bind();
+    if (!alc_strm) {
+        ALC_CHECK(cudaGetDevice(&alc_dev_used));
         ALC_CHECK(cudaStreamCreate(&alc_strm)); /* blocking: orders with the legacy default stream */
+    }
     return alc_strm;
 }
 
@@ -40,6 +73,7 @@ void *alc_scratch(int slot, size_t bytes)
         size_t cap = alc_scr_cap[slot] ? alc_scr_cap[slot] : 4096;
         while (cap < bytes)
             cap *= 2;
+        alc_stream(); /* binds the device */
         if (alc_scr[slot])
             ALC_CHECK(cudaFree(alc_scr[slot])); /* synchronises: no kernel still reads it */
         cudaError_t e = cudaMalloc(&alc_scr[slot], cap);
@@ -80,6 +114,7 @@ static void *alc_alloc(size_t bytes)
     void *p = NULL;
     if (bytes == 0)
         bytes = 256;
+    alc_stream(); /* binds the device */
     cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
         cudaGetLastError(); /* not sticky: clear it */
@@ -121,25 +156,33 @@ static void alc_sync(void) { ALC_CHECK(cudaStreamSynchronize(alc_stream())); }
 
 #define ALC_STAGE_FLOATS ((size_t)16 << 20) /* 64 MB of f32 per staged chunk */
 
-static void *alc_weight_upload(const float *host, size_t n, int matrix)
+static void alc_weight_store(void *d, const float *host, size_t n, int matrix)
 {
-    void *d = NULL;
-    size_t bytes = n * (matrix ? sizeof(__nv_bfloat16) : sizeof(float));
-    if (cudaMalloc(&d, bytes ? bytes : 256) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
     if (!matrix) {
         alc_upload(d, host, n * sizeof(float));
-        return d;
+        return;
     }
+    if (!n)
+        return;
     float *stage = (float *)alc_scratch(ALC_SCR_STAGE, sizeof(float) * (n < ALC_STAGE_FLOATS ? n : ALC_STAGE_FLOATS));
     for (size_t off = 0; off < n; off += ALC_STAGE_FLOATS) {
         size_t c = n - off < ALC_STAGE_FLOATS ? n - off : ALC_STAGE_FLOATS;
         ALC_CHECK(cudaMemcpyAsync(stage, host + off, c * sizeof(float), cudaMemcpyHostToDevice, alc_stream()));
         alc_f32_to_bf16((__nv_bfloat16 *)d + off, stage, c);
     }
-    ALC_CHECK(cudaStreamSynchronize(alc_stream()));
+    ALC_CHECK(cudaStreamSynchronize(alc_stream())); /* the caller may reuse host at once */
+}
+
+static void *alc_weight_upload(const float *host, size_t n, int matrix)
+{
+    void *d = NULL;
+    size_t bytes = n * (matrix ? sizeof(__nv_bfloat16) : sizeof(float));
+    alc_stream(); /* binds the device */
+    if (cudaMalloc(&d, bytes ? bytes : 256) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    alc_weight_store(d, host, n, matrix);
     return d;
 }
 
@@ -147,7 +190,8 @@ static void alc_weight_free(void *p) { alc_free(p); }
 
 static al_ops alc_ops;
 
-extern "C" const al_ops *al_ops_cuda(void)
+/* Plugin entry (kernels/backend.c: al_ops_cuda): the ops table, or NULL without a usable device. */
+extern "C" __attribute__((visibility("default"))) const al_ops *alc_plugin_ops(void)
 {
     if (alc_state < 0) {
         int n = 0;
@@ -173,6 +217,7 @@ extern "C" const al_ops *al_ops_cuda(void)
             o->sync = alc_sync;
             o->weight_upload = alc_weight_upload;
             o->weight_free = alc_weight_free;
+            o->weight_store = alc_weight_store;
             o->embedding = alc_embedding;
             o->rmsnorm = alc_rmsnorm;
             o->rope = alc_rope;

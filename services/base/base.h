@@ -62,10 +62,13 @@ typedef struct base_ctx {
     char instance_id[33];
     double t_start;
 
-    /* arenas */
+    /* backend + arenas: weights and KV in the backend's memory (shm for the CPU, CUDA IPC for a
+     * GPU); block tables always in shm (host-side metadata, read by workers) */
+    const al_ops *ops;
     al_arena *weights, *kv, *tables;
     size_t manifest_offset, manifest_bytes;
-    al_model *model;
+    al_model *model;         /* config (+ host weights on the CPU backend) */
+    al_weights wview;        /* the weight arena in the backend's layout (what the engine reads) */
     int32_t max_blocks_per_seq;
     size_t row_stride;
 

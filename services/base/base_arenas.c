@@ -30,11 +30,11 @@ static void *base_weights_alloc(void *ctx, size_t bytes)
     return al_arena_ptr(c->arena);
 }
 
-al_err base_arenas_create(base_ctx *b)
+/* CPU backend: the safetensors are read straight into a shm arena in the canonical f32 layout. */
+static al_err base_weights_host(base_ctx *b)
 {
     const al_cluster_cfg *cfg = &b->cfg;
     base_alloc_ctx ac = {0};
-    double t0 = al_now();
     al_err e = al_model_load_ex(cfg->base.model, base_weights_alloc, &ac, &b->model);
     b->weights = ac.arena;
     if (e != AL_OK) {
@@ -42,17 +42,59 @@ al_err base_arenas_create(base_ctx *b)
             return ali_errf(ac.err, "base.model %s: weight arena: %s", cfg->base.model, ac.msg);
         return ali_errctx(e, "base.model");
     }
-    /* manifest: the model config as this build lays it out; weights follow al_weights_layout */
     b->manifest_offset = base_round(b->model->bytes, BASE_MANIFEST_ALIGN);
-    b->manifest_bytes = sizeof(al_model_config);
-    _Static_assert(sizeof(al_model_config) <= BASE_MANIFEST_ALIGN, "manifest fits");
     memcpy((char *)al_arena_ptr(b->weights) + b->manifest_offset, &b->model->cfg, sizeof(al_model_config));
+    return AL_OK;
+}
 
+/* Device backend: load into host memory, store into a device arena in the backend's layout (bf16
+ * matrices on CUDA), then drop the host copy: the base keeps only the config. */
+static al_err base_weights_device(base_ctx *b)
+{
+    const al_cluster_cfg *cfg = &b->cfg;
+    al_model *host = NULL;
+    al_err e = al_model_load(cfg->base.model, &host);
+    if (e != AL_OK)
+        return ali_errctx(e, "base.model");
+    size_t bytes = al_weights_backend_bytes(&host->cfg, b->ops);
+    b->manifest_offset = base_round(bytes, BASE_MANIFEST_ALIGN);
+    e = al_arena_create(AL_ARENA_CUDA, "weights", b->manifest_offset + BASE_MANIFEST_ALIGN, &b->weights);
+    if (e != AL_OK) {
+        al_model_free(host);
+        return ali_errctx(e, "base.model %s: %.1f MiB %s weight arena", cfg->base.model, bytes / 1048576.0,
+                          b->ops->name);
+    }
+    char *dst = al_arena_ptr(b->weights);
+    e = al_weights_backend_store(host, b->ops, dst);
+    if (e == AL_OK) {
+        b->ops->upload(dst + b->manifest_offset, &host->cfg, sizeof(al_model_config));
+        e = al_model_view(&host->cfg, NULL, &b->model);
+    }
+    al_model_free(host);
+    return e;
+}
+
+al_err base_arenas_create(base_ctx *b)
+{
+    const al_cluster_cfg *cfg = &b->cfg;
+    double t0 = al_now();
+    if (!b->ops)
+        b->ops = al_ops_cpu();
+    al_arena_kind kind = b->ops->host_memory ? AL_ARENA_CPU : AL_ARENA_CUDA;
+    /* manifest: the model config as this build lays it out; weights follow al_weights_backend_bind */
+    _Static_assert(sizeof(al_model_config) <= BASE_MANIFEST_ALIGN, "manifest fits");
+    b->manifest_bytes = sizeof(al_model_config);
+    AL_TRY(kind == AL_ARENA_CPU ? base_weights_host(b) : base_weights_device(b));
     const al_model_config *mc = &b->model->cfg;
+    AL_TRY(al_weights_backend_bind(mc, b->ops, al_arena_ptr(b->weights), &b->wview));
+
     al_kv_geom g = {.n_layers = mc->n_layers, .n_kv_heads = mc->n_kv_heads, .head_dim = mc->head_dim,
                     .block_size = cfg->base.block_size};
     size_t kv_bytes = al_kvpool_bytes(&g, cfg->base.kv_blocks);
-    AL_TRY(al_arena_create(AL_ARENA_CPU, "kv", kv_bytes, &b->kv));
+    al_err e = al_arena_create(kind, "kv", kv_bytes, &b->kv);
+    if (e != AL_OK)
+        return ali_errctx(e, "base.kv_blocks = %d: %.1f MiB %s KV arena", cfg->base.kv_blocks,
+                          kv_bytes / 1048576.0, b->ops->name);
     int64_t mb = ((int64_t)mc->max_position_embeddings + cfg->base.block_size - 1) / cfg->base.block_size;
     if (mb > cfg->base.kv_blocks)
         mb = cfg->base.kv_blocks;
@@ -60,16 +102,18 @@ al_err base_arenas_create(base_ctx *b)
     b->row_stride = al_lease_row_stride(b->max_blocks_per_seq);
     AL_TRY(al_arena_create(AL_ARENA_CPU, "tables", al_lease_table_bytes(b->max_blocks_per_seq, cfg->base.max_leases),
                            &b->tables));
-    AL_INFO("arenas: weights %.1f MiB (%s, %d layers), kv %.1f MiB (%d blocks of %d tokens), tables %.1f KiB "
-            "(%d rows x %d blocks), loaded in %.0f ms",
-            al_arena_size(b->weights) / 1048576.0, mc->name, mc->n_layers, kv_bytes / 1048576.0,
-            cfg->base.kv_blocks, cfg->base.block_size, al_arena_size(b->tables) / 1024.0, cfg->base.max_leases,
-            b->max_blocks_per_seq, (al_now() - t0) * 1e3);
+    AL_INFO("arenas (%s): weights %.1f MiB (%s, %d layers, %s), kv %.1f MiB (%d blocks of %d tokens), tables "
+            "%.1f KiB (%d rows x %d blocks), loaded in %.0f ms",
+            kind == AL_ARENA_CPU ? "shm" : "cuda ipc", al_arena_size(b->weights) / 1048576.0, mc->name,
+            mc->n_layers, b->ops->weight_bytes == 2 ? "bf16" : "f32", kv_bytes / 1048576.0, cfg->base.kv_blocks,
+            cfg->base.block_size, al_arena_size(b->tables) / 1024.0, cfg->base.max_leases, b->max_blocks_per_seq,
+            (al_now() - t0) * 1e3);
     return AL_OK;
 }
 
 void base_arenas_destroy(base_ctx *b)
 {
+    al_weights_unbind(&b->wview);
     al_model_free(b->model); /* does not own the arena's buffer */
     b->model = NULL;
     al_arena_destroy(b->tables);
@@ -80,11 +124,11 @@ void base_arenas_destroy(base_ctx *b)
 
 static void base_ref(const al_arena *a, alora_ArenaRef *r)
 {
-    r->kind = alora_ArenaKind_ARENA_SHM;
+    r->kind = al_arena_kind_of(a) == AL_ARENA_CUDA ? alora_ArenaKind_ARENA_CUDA_IPC : alora_ArenaKind_ARENA_SHM;
     _Static_assert(sizeof r->handle == AL_ARENA_HANDLE_BYTES, "ArenaRef.handle must hold an arena handle");
     al_arena_handle(a, r->handle);
     r->bytes = al_arena_size(a);
-    r->device = -1;
+    r->device = al_arena_device(a);
 }
 
 void base_fill_attach(const base_ctx *b, alora_AttachReply *r)
@@ -100,7 +144,7 @@ void base_fill_attach(const base_ctx *b, alora_AttachReply *r)
     alora_ModelConfig *m = &r->model;
     snprintf(m->name, sizeof m->name, "%s", mc->name);
     snprintf(m->arch, sizeof m->arch, "%s", mc->arch == AL_ARCH_GRANITE ? "GraniteForCausalLM" : "LlamaForCausalLM");
-    m->dtype = alora_Dtype_DTYPE_F32;
+    m->dtype = b->ops->weight_bytes == 2 ? alora_Dtype_DTYPE_BF16 : alora_Dtype_DTYPE_F32;
     m->vocab_size = (uint32_t)mc->vocab_size;
     m->hidden_size = (uint32_t)mc->hidden_size;
     m->intermediate_size = (uint32_t)mc->intermediate_size;

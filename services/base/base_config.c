@@ -22,10 +22,12 @@ al_err base_config_load(const char *path, base_ctx *b)
 {
     AL_TRY(al_cluster_cfg_load(path, &b->cfg));
     al_log_set_level((al_log_level)b->cfg.log_level);
-    if (b->cfg.base.device == AL_DEVICE_CUDA)
-        return ali_errf(AL_ENODEV, "%s: base.device = \"cuda\": the CUDA backend is not wired into "
-                                   "alora-base yet; use \"cpu\" or \"auto\"", path);
-    if (b->cfg.base.device == AL_DEVICE_AUTO)
-        AL_INFO("base.device = auto: using the CPU");
+    static const char *const names[] = {"auto", "cpu", "cuda"};
+    int d = b->cfg.base.device;
+    if (d < 0 || d > 2)
+        return ali_errf(AL_EINVAL, "%s: base.device %d", path, d);
+    if (al_ops_select(names[d], &b->ops) != AL_OK)
+        return ali_errf(AL_ENODEV, "%s: base.device: %s", path, al_errmsg());
+    AL_INFO("base.device = %s: running on the %s backend", names[d], b->ops->name);
     return base_random_hex(b->instance_id, 16);
 }

@@ -55,6 +55,10 @@ al_err base_lease_grant(base_ctx *b, int32_t eseq, int32_t n_tokens, uint32_t pi
     int32_t *ids = (int32_t *)((char *)h + AL_LEASE_ROW_HDR_BYTES);
     int32_t nb = 0;
     AL_TRY(al_engine_pin(b->engine, eseq, n_tokens, ids, b->max_blocks_per_seq, &nb));
+    /* DESIGN §3: on a GPU the base's stream finishes before a lease is granted, so a worker reading
+     * the blocks from its own context sees complete KV (the engine also syncs after a step without
+     * logits; this makes the contract local). No-op on the CPU. */
+    b->ops->sync();
     base_lease *l = &b->leases[row];
     l->id = b->next_lease_id++;
     l->generation = b->next_generation++;

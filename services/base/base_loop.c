@@ -171,6 +171,8 @@ al_err base_loop_start(base_ctx *b)
                         .max_batch_tokens = b->cfg.base.max_batch_tokens,
                         .max_seqs = b->cfg.base.max_seqs,
                         .kv_mem = al_arena_ptr(b->kv),
+                        .ops = b->ops,
+                        .weights = &b->wview,
                         .prefix_cache = 1};
     AL_TRY(al_engine_create(b->model, &o, &b->engine));
     AL_TRY(base_leases_init(b));

@@ -42,7 +42,9 @@ typedef struct worker_ctx {
     al_rpc_client *base;
     char base_instance_id[64];
     al_arena *weights, *kv, *tables;
-    al_model *model;
+    const al_ops *ops;   /* the base's backend: CPU over shm, CUDA over CUDA IPC */
+    al_model *model;     /* config (+ host weight view on the CPU) */
+    al_weights wview;    /* the weight arena in the backend's layout */
     int32_t block_size, kv_n_blocks, max_blocks_per_seq;
 
     /* adapter + private engine */

@@ -27,14 +27,37 @@ static int worker_sleep_or_signal(int ms)
 
 static al_err worker_map(const alora_ArenaRef *ref, const char *what, al_arena **out)
 {
-    if (ref->kind != alora_ArenaKind_ARENA_SHM)
-        return ali_errf(AL_EUNSUPPORTED, "attach: %s arena kind %d (only shm is supported)", what, (int)ref->kind);
+    if (ref->kind != alora_ArenaKind_ARENA_SHM && ref->kind != alora_ArenaKind_ARENA_CUDA_IPC)
+        return ali_errf(AL_EUNSUPPORTED, "attach: %s arena kind %d (shm or cuda ipc)", what, (int)ref->kind);
     al_err e = al_arena_attach(ref->handle, 1, out);
     if (e != AL_OK)
         return ali_errctx(e, "attach: %s arena", what);
+    if ((al_arena_kind_of(*out) == AL_ARENA_CUDA) != (ref->kind == alora_ArenaKind_ARENA_CUDA_IPC))
+        return ali_errf(AL_EINVAL, "attach: %s arena: the handle's kind disagrees with ArenaRef.kind", what);
     if (al_arena_size(*out) < ref->bytes)
         return ali_errf(AL_EINVAL, "attach: %s arena maps %zu bytes, the base says %llu", what, al_arena_size(*out),
                         (unsigned long long)ref->bytes);
+    return AL_OK;
+}
+
+/* The backend that reads the base's arenas: CPU for shm, CUDA (on the arena's GPU) for CUDA IPC.
+ * The weight format must be the one that backend computes with. */
+static al_err worker_pick_backend(worker_ctx *w, const alora_AttachReply *rp)
+{
+    if (al_arena_kind_of(w->weights) == AL_ARENA_CPU) {
+        w->ops = al_ops_cpu();
+    } else {
+        int dev = al_arena_device(w->weights);
+        al_err e = al_cuda_use_device(dev);
+        if (e == AL_OK)
+            e = al_ops_select("cuda", &w->ops);
+        if (e != AL_OK)
+            return ali_errctx(e, "attach: the base's arenas are on GPU %d", dev);
+    }
+    alora_Dtype want = w->ops->weight_bytes == 2 ? alora_Dtype_DTYPE_BF16 : alora_Dtype_DTYPE_F32;
+    if (rp->model.dtype != want)
+        return ali_errf(AL_EINVAL, "attach: the weight arena holds dtype %d, the %s backend computes with %s",
+                        (int)rp->model.dtype, w->ops->name, want == alora_Dtype_DTYPE_BF16 ? "bf16" : "f32");
     return AL_OK;
 }
 
@@ -68,9 +91,10 @@ al_err worker_attach(worker_ctx *w)
     snprintf(w->base_instance_id, sizeof w->base_instance_id, "%s", rp.base_instance_id);
     snprintf(worker_model_path, sizeof worker_model_path, "%s", rp.model.model_path);
 
-    /* weights + manifest */
+    /* weights + manifest; the weight arena's kind picks the backend (the base's own) */
     AL_TRY(worker_map(&rp.weights, "weights", &w->weights));
-    const uint8_t *wbase = al_arena_ptr(w->weights);
+    AL_TRY(worker_pick_backend(w, &rp));
+    uint8_t *wbase = al_arena_ptr(w->weights);
     size_t wsize = al_arena_size(w->weights);
     if (rp.manifest_bytes != sizeof(al_model_config) || rp.manifest_offset > wsize ||
         wsize - rp.manifest_offset < rp.manifest_bytes)
@@ -78,17 +102,20 @@ al_err worker_attach(worker_ctx *w)
                                    "build's layout (%zu bytes)", (unsigned long long)rp.manifest_offset,
                         (unsigned long long)rp.manifest_bytes, wsize, sizeof(al_model_config));
     al_model_config mc;
-    memcpy(&mc, wbase + rp.manifest_offset, sizeof mc);
+    w->ops->download(&mc, wbase + rp.manifest_offset, sizeof mc);
     const alora_ModelConfig *pm = &rp.model;
     if ((uint32_t)mc.vocab_size != pm->vocab_size || (uint32_t)mc.hidden_size != pm->hidden_size ||
         (uint32_t)mc.n_layers != pm->n_layers || (uint32_t)mc.n_heads != pm->n_heads ||
         (uint32_t)mc.n_kv_heads != pm->n_kv_heads || (uint32_t)mc.head_dim != pm->head_dim ||
         (uint32_t)mc.intermediate_size != pm->intermediate_size)
         return ali_errf(AL_EINVAL, "attach: the weight manifest disagrees with AttachReply.model");
-    if (al_weights_layout_bytes(&mc) > rp.manifest_offset)
-        return ali_errf(AL_EINVAL, "attach: weights need %zu bytes, the manifest sits at %llu",
-                        al_weights_layout_bytes(&mc), (unsigned long long)rp.manifest_offset);
-    AL_TRY(al_model_view(&mc, (void *)wbase, &w->model));
+    if (mc.n_layers <= 0 || mc.n_layers > 4096 || mc.hidden_size <= 0 || mc.vocab_size <= 0)
+        return ali_errf(AL_EINVAL, "attach: the weight manifest is not a model config");
+    if (al_weights_backend_bytes(&mc, w->ops) > rp.manifest_offset)
+        return ali_errf(AL_EINVAL, "attach: weights need %zu bytes on the %s backend, the manifest sits at %llu",
+                        al_weights_backend_bytes(&mc, w->ops), w->ops->name, (unsigned long long)rp.manifest_offset);
+    AL_TRY(al_model_view(&mc, w->ops->host_memory ? wbase : NULL, &w->model));
+    AL_TRY(al_weights_backend_bind(&mc, w->ops, wbase, &w->wview));
 
     /* KV pool */
     const alora_KvGeometry *g = &rp.kv_geometry;
@@ -99,6 +126,8 @@ al_err worker_attach(worker_ctx *w)
     al_kv_geom kg = {.n_layers = mc.n_layers, .n_kv_heads = mc.n_kv_heads, .head_dim = mc.head_dim,
                      .block_size = (int32_t)g->block_size};
     AL_TRY(worker_map(&rp.kv, "kv", &w->kv));
+    if (al_arena_kind_of(w->kv) != al_arena_kind_of(w->weights) || al_arena_device(w->kv) != al_arena_device(w->weights))
+        return ali_errf(AL_EINVAL, "attach: the kv and weight arenas are not in the same memory");
     if (al_arena_size(w->kv) < al_kvpool_bytes(&kg, (int32_t)g->n_blocks))
         return ali_errf(AL_EINVAL, "attach: kv arena has %zu bytes, %u blocks need %zu", al_arena_size(w->kv),
                         g->n_blocks, al_kvpool_bytes(&kg, (int32_t)g->n_blocks));
@@ -108,15 +137,19 @@ al_err worker_attach(worker_ctx *w)
 
     /* block tables */
     AL_TRY(worker_map(&rp.block_tables, "block_tables", &w->tables));
+    if (al_arena_kind_of(w->tables) != AL_ARENA_CPU)
+        return ali_errf(AL_EINVAL, "attach: block_tables must be a shm arena (host metadata)");
     if (al_arena_size(w->tables) < al_lease_table_bytes(w->max_blocks_per_seq, 1))
         return ali_errf(AL_EINVAL, "attach: block_tables arena is smaller than one row");
-    AL_INFO("attached base %s: %s, weights %.1f MiB, kv %u blocks of %u tokens (read-only, zero copy)",
-            w->base_instance_id, mc.name, wsize / 1048576.0, g->n_blocks, g->block_size);
+    AL_INFO("attached base %s: %s, weights %.1f MiB, kv %u blocks of %u tokens (read-only, zero copy, %s)",
+            w->base_instance_id, mc.name, wsize / 1048576.0, g->n_blocks, g->block_size,
+            w->ops->host_memory ? "shm" : "cuda ipc");
     return AL_OK;
 }
 
 void worker_detach(worker_ctx *w)
 {
+    al_weights_unbind(&w->wview);
     al_model_free(w->model);
     w->model = NULL;
     al_arena_detach(w->tables);

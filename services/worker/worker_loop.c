@@ -109,18 +109,25 @@ al_err worker_loop_start(worker_ctx *w)
 {
     al_kv_geom g = {.n_layers = w->model->cfg.n_layers, .n_kv_heads = w->model->cfg.n_kv_heads,
                     .head_dim = w->model->cfg.head_dim, .block_size = w->block_size};
-    /* anonymous mapping: only the blocks the suffixes touch become resident */
     w->scratch_kv_bytes = al_kvpool_bytes(&g, w->cfg.worker.kv_blocks);
-    w->scratch_kv = mmap(NULL, w->scratch_kv_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (w->scratch_kv == MAP_FAILED) {
-        w->scratch_kv = NULL;
-        return ali_errf(AL_ENOMEM, "worker: cannot map %zu bytes of scratch KV", w->scratch_kv_bytes);
+    if (w->ops->host_memory) {
+        /* anonymous mapping: only the blocks the suffixes touch become resident */
+        w->scratch_kv = mmap(NULL, w->scratch_kv_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (w->scratch_kv == MAP_FAILED)
+            w->scratch_kv = NULL;
+    } else {
+        w->scratch_kv = w->ops->alloc(w->scratch_kv_bytes);
     }
+    if (!w->scratch_kv)
+        return ali_errf(AL_ENOMEM, "worker: cannot allocate %.1f MiB of %s scratch KV (worker.kv_blocks = %d)",
+                        w->scratch_kv_bytes / 1048576.0, w->ops->name, w->cfg.worker.kv_blocks);
     al_engine_opts o = {.block_size = w->block_size,
                         .n_blocks = w->cfg.worker.kv_blocks,
                         .max_batch_tokens = w->cfg.worker.max_batch_tokens,
                         .max_seqs = w->intr->capacity,
                         .kv_mem = w->scratch_kv,
+                        .ops = w->ops,
+                        .weights = &w->wview,
                         .prefix_cache = 0};
     AL_TRY(al_engine_create(w->model, &o, &w->engine));
     AL_TRY(al_engine_add_adapter(w->engine, w->adapter, &w->slot));
@@ -160,8 +167,10 @@ void worker_loop_free(worker_ctx *w)
                 (unsigned long long)al_engine_kvpool(w->engine)->copied_bytes);
     al_engine_free(w->engine);
     w->engine = NULL;
-    if (w->scratch_kv)
+    if (w->scratch_kv && w->ops->host_memory)
         munmap(w->scratch_kv, w->scratch_kv_bytes);
+    else if (w->scratch_kv)
+        w->ops->free(w->scratch_kv);
     w->scratch_kv = NULL;
     al_adapter_free(w->adapter);
     w->adapter = NULL;

@@ -10,7 +10,7 @@ mkdir -p build-gpudeps/debs build-gpudeps/proto
   libmbedx509-1 libnanopb-dev libconfig-dev libconfig9 libopenblas-dev libopenblas0 libopenblas0-pthread \
   libopenblas-pthread-dev libgfortran5 libquadmath0 libjansson-dev libjansson4 libpcre2-dev libpcre2-8-0 \
   libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libxxhash-dev libxxhash0 libcmocka-dev libcmocka0 pkgconf \
-  pkgconf-bin libpkgconf3)
+  pkgconf-bin libpkgconf3 jq libjq1 libonig5)
 if [ ! "$BUILD/proto/alora.pb.c" -nt proto/alora.proto ] || [ ! "$BUILD/proto/alora.pb.c" -nt proto/alora.options ]; then
   echo "prepare.sh: $BUILD/proto/alora.pb.c is missing or older than proto/alora.proto: build $BUILD first" >&2
   exit 1

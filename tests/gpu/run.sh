@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: the GPU check in one go on a bare GPU machine: dependencies, Release build with CUDA,
-# ctest -R 'kernels/|engine/' (GPU tests must pass, not skip), bench_gpu, and a JSON summary in
+# ctest -R 'kernels/|engine/|integration/cluster_cuda' (GPU tests must pass, not skip; the last one
+# is base + two workers on the GPU end to end), bench_gpu, the cluster bench on the GPU (1b preset,
+# bf16: intrinsic TTFT aLoRA vs plain LoRA at 4k and 16k through router, base and worker), and a JSON summary in
 # $OUT/gpu_summary.json (./gpu_summary.json without OUT). Dependencies: scripts/deps.sh (apt) when
 # the machine can reach a mirror; offline, the Debian packages carried in build-gpudeps/debs
 # (tests/gpu/prepare.sh on the dev machine; carry: ["build-gpudeps"]) are unpacked into /opt/alora-deps.
@@ -34,6 +36,7 @@ if ls build-gpudeps/debs/*.deb >/dev/null 2>&1 && { [ "${ALORA_GPU_OFFLINE:-}" =
   export PKG_CONFIG_SYSROOT_DIR=$D
   export PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig:$D/usr/share/pkgconfig
   export LD_LIBRARY_PATH=$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export PATH=$PATH:$D/usr/bin  # jq for the cluster test
   CMAKE_EXTRA=(-DCMAKE_PREFIX_PATH=$D/usr -DPKG_CONFIG_EXECUTABLE=$D/usr/bin/pkgconf
                -DNANOPB_GENERATOR=$ROOT/tests/gpu/nanopb_pregenerated.sh)
   echo "offline: unpacked $(ls build-gpudeps/debs/*.deb | wc -l) carried packages into $D"
@@ -68,14 +71,19 @@ step "build done ($STATUS)"
 
 CTEST_RC=-1
 if [ $BUILD_OK = 1 ]; then
-  step "ctest -R 'kernels/|engine/'"
-  ctest --test-dir "$BUILD" -R 'kernels/|engine/' -j6 --timeout 240 -V \
+  step "ctest -R 'kernels/|engine/|integration/cluster_cuda'"
+  ctest --test-dir "$BUILD" -R 'kernels/|engine/|integration/cluster_cuda' -j6 --timeout 240 -V \
     --output-junit "$OUTDIR/ctest.xml" > "$OUTDIR/ctest.log" 2>&1
   CTEST_RC=$?
-  grep -E "Test +#|tests passed|tests failed|rel err|diff|FAIL|NOTE|near-tie|error|Assert|abort" "$OUTDIR/ctest.log" | head -300
+  grep -E "Test +#|tests passed|tests failed|rel err|diff|FAIL|NOTE|near-tie|error|Assert|abort|ok: |SKIP" "$OUTDIR/ctest.log" | head -300
   step "bench_gpu"
   timeout 200 "$BUILD/bench_gpu" "$OUTDIR/bench_gpu.json" 32768
   echo "bench_gpu rc=$?"
+  step "cluster bench on the GPU (1b preset, bf16, 4k and 16k context)"
+  ALORA_BENCH_DEVICE=cuda ALORA_BENCH_PRESET=1b ALORA_BENCH_DTYPE=bf16 ALORA_BENCH_CTX=4093,16381 \
+    ALORA_BENCH_KV=2048 ALORA_BENCH_REPS=2 ALORA_BENCH_DIR=$BUILD/bench-cluster \
+    timeout 240 bash bench/cluster.sh "$BUILD" > "$OUTDIR/bench_cluster_gpu.md" 2>&1
+  echo "bench cluster rc=$?"; cat "$OUTDIR/bench_cluster_gpu.md"
 fi
 
 step "summary"
@@ -83,7 +91,7 @@ python3 - "$OUTDIR" "$STATUS" "$CTEST_RC" "$(( $(date +%s) - T0 ))" <<'PY'
 import json, os, sys, xml.etree.ElementTree as ET
 out, status, ctest_rc, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 s = {"status": status, "ctest_rc": ctest_rc, "seconds": secs, "tests": {}, "gpu_tests_all_passed": False}
-gpu = lambda n: (n.startswith("kernels/") and n != "kernels/ops") or n == "engine/cuda_parity"
+gpu = lambda n: (n.startswith("kernels/") and n != "kernels/ops") or n in ("engine/cuda_parity", "integration/cluster_cuda")
 try:
     for tc in ET.parse(os.path.join(out, "ctest.xml")).getroot().iter("testcase"):
         st = tc.get("status", "")
@@ -98,6 +106,10 @@ try:
     s["bench"] = json.load(open(os.path.join(out, "bench_gpu.json")))
 except Exception as e:
     s["bench_error"] = str(e)
+try:
+    s["bench_cluster_gpu"] = [l for l in open(os.path.join(out, "bench_cluster_gpu.md")).read().splitlines() if l.startswith("|")]
+except Exception as e:
+    s["bench_cluster_error"] = str(e)
 json.dump(s, open(os.path.join(out, "gpu_summary.json"), "w"), indent=2)
 print(json.dumps(s, indent=2))
 PY

@@ -52,3 +52,32 @@ start_up() {
   echo "--- alora up stderr"; tail -40 "$T/$1.err"
   return 1
 }
+
+# stop_up NAME: SIGTERM to `alora up`, then check that no process, socket or shm segment is left
+# and that no sanitizer spoke. The router is $R (default ipc://$T/run-NAME/router.ipc).
+stop_up() {
+  local pids
+  pids=$("$ALORA" status --router "${R:-ipc://$T/run-$1/router.ipc}" --json 2>/dev/null | jq -r '.processes[].pid' | tr '\n' ' ')
+  kill -TERM "$UP_PID"
+  local t0=$SECONDS
+  wait "$UP_PID"; local rc=$?
+  UP_PID=
+  [ $rc -eq 0 ] && ok "$1: alora up exited 0 after SIGTERM ($((SECONDS - t0)) s)" || fail "$1: alora up exited $rc"
+  local left=0
+  for p in $pids $(grep -o 'pid [0-9]*' "$T/$1.err" | awk '{print $2}' | sort -u); do
+    [ "$p" -gt 0 ] 2>/dev/null || continue
+    if kill -0 "$p" 2>/dev/null && grep -q alora- "/proc/$p/cmdline" 2>/dev/null; then
+      fail "$1: process $p still alive: $(tr '\0' ' ' </proc/$p/cmdline)"; left=1
+    fi
+    if ls /dev/shm/alora-*-"$p"-* >/dev/null 2>&1; then
+      fail "$1: shm segments of pid $p remain: $(ls /dev/shm/alora-*-"$p"-*)"; left=1
+    fi
+  done
+  if [ -d "$T/run-$1" ] && [ -n "$(find "$T/run-$1" -type s)" ]; then
+    fail "$1: sockets remain: $(find "$T/run-$1" -type s)"; left=1
+  fi
+  [ $left -eq 0 ] && ok "$1: no process, socket or shm segment left"
+  if grep -E "runtime error|AddressSanitizer|LeakSanitizer" "$T/$1.err" >/dev/null; then
+    fail "$1: sanitizer reports:"; grep -E -A8 "runtime error|AddressSanitizer|LeakSanitizer" "$T/$1.err" | head -40
+  fi
+}

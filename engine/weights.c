@@ -1,0 +1,116 @@
+/* weights.c: base weights in a backend's own format in one buffer (an engine's upload or a shared
+ * weight arena): the deterministic layout, the store and the view a worker rebuilds from a config. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+#define ALI_WALIGN 256 /* every tensor starts on a 256-byte boundary (cuBLAS, vector loads) */
+
+/* Layout walker state: at each tensor it advances the offset; with bind it points the tensor
+ * there; with store it writes the host tensor there in the backend's format. */
+typedef struct ali_wl {
+    const al_ops *ops;
+    char *base; /* NULL: sizes only */
+    size_t off;
+    int store;
+} ali_wl;
+
+static size_t ali_wl_round(size_t n) { return (n + ALI_WALIGN - 1) / ALI_WALIGN * ALI_WALIGN; }
+
+/* Part of a region at byte `at` from the current offset (no padding inside a region). */
+static void ali_wl_part(ali_wl *s, float **dst, const float *src, size_t n, int matrix, size_t at)
+{
+    char *p = s->base ? s->base + s->off + at : NULL;
+    if (dst)
+        *dst = (float *)p;
+    if (s->store)
+        s->ops->weight_store(p, src, n, matrix);
+}
+
+static void ali_wl_one(ali_wl *s, float **dst, const float *src, size_t n, int matrix)
+{
+    ali_wl_part(s, dst, src, n, matrix, 0);
+    s->off += ali_wl_round(n * (matrix ? (size_t)s->ops->weight_bytes : sizeof(float)));
+}
+
+/* The layout: every tensor / fused region on a 256-byte boundary, matrices in ops->weight_bytes
+ * per element, vectors f32:
+ *   embed [V,H] · norm [H] · lm_head [V,H] (untied only) ·
+ *   per layer: attn_norm [H] · ffn_norm [H] · wq|wk|wv [(nh+2nkv)*hd, H] · wo [H, nh*hd] ·
+ *              w_gate|w_up [2I, H] · w_down [H, I]
+ * q|k|v and gate|up are back to back so a one-row step can run each as one matmul. dst and src
+ * may be NULL (no bind / no store). Returns the total bytes. */
+static size_t ali_wl_walk(const al_model_config *c, const al_ops *ops, char *base, al_weights *dst,
+                          const al_weights *src)
+{
+    size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t mb = (size_t)ops->weight_bytes;
+    ali_wl s = {.ops = ops, .base = base, .store = src != NULL};
+#define D(f) (dst ? &dst->f : NULL)
+#define S(f) (src ? src->f : NULL)
+    ali_wl_one(&s, D(embed), S(embed), V * H, 1);
+    ali_wl_one(&s, D(norm), S(norm), H, 0);
+    if (!c->tie_word_embeddings)
+        ali_wl_one(&s, D(lm_head), S(lm_head), V * H, 1);
+    else if (dst)
+        dst->lm_head = dst->embed;
+    for (int l = 0; l < c->n_layers; l++) {
+        ali_wl_one(&s, D(layers[l].attn_norm), S(layers[l].attn_norm), H, 0);
+        ali_wl_one(&s, D(layers[l].ffn_norm), S(layers[l].ffn_norm), H, 0);
+        ali_wl_part(&s, D(layers[l].wq), S(layers[l].wq), qd * H, 1, 0);
+        ali_wl_part(&s, D(layers[l].wk), S(layers[l].wk), kvd * H, 1, qd * H * mb);
+        ali_wl_part(&s, D(layers[l].wv), S(layers[l].wv), kvd * H, 1, (qd + kvd) * H * mb);
+        s.off += ali_wl_round((qd + 2 * kvd) * H * mb);
+        ali_wl_one(&s, D(layers[l].wo), S(layers[l].wo), H * qd, 1);
+        ali_wl_part(&s, D(layers[l].w_gate), S(layers[l].w_gate), I * H, 1, 0);
+        ali_wl_part(&s, D(layers[l].w_up), S(layers[l].w_up), I * H, 1, I * H * mb);
+        s.off += ali_wl_round(2 * I * H * mb);
+        ali_wl_one(&s, D(layers[l].w_down), S(layers[l].w_down), H * I, 1);
+    }
+#undef D
+#undef S
+    return s.off;
+}
+
+size_t al_weights_backend_bytes(const al_model_config *c, const al_ops *ops)
+{
+    if (ops->host_memory)
+        return al_weights_layout_bytes(c);
+    return ali_wl_walk(c, ops, NULL, NULL, NULL);
+}
+
+al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void *dst, al_weights *w)
+{
+    if (ops->host_memory)
+        return al_weights_bind(c, dst, w);
+    memset(w, 0, sizeof *w);
+    if (!dst || ((uintptr_t)dst % ALI_WALIGN))
+        return ali_errf(AL_EINVAL, "weights: the %s buffer must be non-NULL and %d-byte aligned", ops->name,
+                        ALI_WALIGN);
+    if (c->n_layers <= 0)
+        return ali_errf(AL_EINVAL, "weights: the config has no layers");
+    w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
+    if (!w->layers)
+        return ali_errf(AL_ENOMEM, "out of memory");
+    ali_wl_walk(c, ops, dst, w, NULL);
+    return AL_OK;
+}
+
+al_err al_weights_backend_store(const al_model *m, const al_ops *ops, void *dst)
+{
+    if (!m->base)
+        return ali_errf(AL_EINVAL, "weights: model '%s' has no host weights to store", m->cfg.name);
+    if (!dst || (!ops->host_memory && ((uintptr_t)dst % ALI_WALIGN)))
+        return ali_errf(AL_EINVAL, "weights: the %s buffer must be non-NULL and %d-byte aligned", ops->name,
+                        ALI_WALIGN);
+    if (ops->host_memory) {
+        if (dst != m->base)
+            memcpy(dst, m->base, al_weights_layout_bytes(&m->cfg));
+        return AL_OK;
+    }
+    ali_wl_walk(&m->cfg, ops, dst, NULL, &m->w);
+    ops->sync();
+    return AL_OK;
+}
