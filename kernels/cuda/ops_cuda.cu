@@ -51,8 +51,9 @@ cudaStream_t alc_stream(void)
 cublasHandle_t alc_cublas(void)
 {
     if (!alc_blas) {
+        cudaStream_t s = alc_stream(); /* binds the device first: the handle lives on it */
         ALC_CUBLAS(cublasCreate(&alc_blas));
-        ALC_CUBLAS(cublasSetStream(alc_blas, alc_stream()));
+        ALC_CUBLAS(cublasSetStream(alc_blas, s));
         /* plain fp32 for the f32 GEMMs (LoRA): no TF32 down-conversion */
         ALC_CUBLAS(cublasSetMathMode(alc_blas, CUBLAS_DEFAULT_MATH));
     }
