@@ -342,6 +342,11 @@ static void sup_reap(sup *s, bool stopping)
                 sup_log("alora up: %s (pid %d) %s", c->name, (int)pid, why);
                 break;
             }
+            /* a crashed base leaves its arenas in /dev/shm: unlink them now (mappings that workers
+             * still hold stay valid), or its restart would need the memory twice */
+            int left = 0;
+            if (al_arena_list_ours(NULL, pid, NULL, 0, &left) == AL_OK && left > 0)
+                al_arena_reclaim_stale(NULL);
             int mn = s->cfg->up.backoff_min_ms > 0 ? s->cfg->up.backoff_min_ms : 100;
             int mx = s->cfg->up.backoff_max_ms > 0 ? s->cfg->up.backoff_max_ms : 5000;
             if (al_now() - c->started > 30.0) /* it ran fine for a while: start over */

@@ -26,8 +26,9 @@ al_err base_config_load(const char *path, base_ctx *b)
     int d = b->cfg.base.device;
     if (d < 0 || d > 2)
         return ali_errf(AL_EINVAL, "%s: base.device %d", path, d);
-    if (al_ops_select(names[d], &b->ops) != AL_OK)
-        return ali_errf(AL_ENODEV, "%s: base.device: %s", path, al_errmsg());
+    al_err e = al_ops_select(names[d], &b->ops);
+    if (e != AL_OK)
+        return ali_errctx(e, "%s: base.device", path);
     AL_INFO("base.device = %s: running on the %s backend", names[d], b->ops->name);
     return base_random_hex(b->instance_id, 16);
 }

@@ -173,6 +173,12 @@ done
 newbase=$("$ALORA" status --router "$R" --json | jq -r '.processes[] | select(.role == "base") | .pid')
 [ $back -eq 1 ] && [ "$newbase" != "$basepid" ] && ok "base restarted (pid $basepid -> $newbase), workers re-attached" ||
   fail "cluster did not recover after the base was killed"
+# its arenas were unlinked when alora up reaped it (not at stop): a restart must not need them twice
+if ls /dev/shm/alora-*-"$basepid"-* >/dev/null 2>&1; then
+  fail "the killed base's shm segments remain: $(ls /dev/shm/alora-*-"$basepid"-*)"
+else
+  ok "the killed base's shm segments were reclaimed before its restart"
+fi
 parity certainty "$CERT" "$convo,50,51,52,7,8"
 stop_up ipc
 
