@@ -66,6 +66,8 @@ static const al_cfg_key ali_keys[] = {
      .max = 1 << 20, .def_i = 256},
     {.path = "base.device", .type = AL_CFG_ENUM, .offset = C(base.device), .choices = ali_devices, .def_i = 0,
      .help = "auto|cpu|cuda"},
+    {.path = "base.instances", .type = AL_CFG_INT, .offset = C(base.instances), .min = 1, .max = 64, .def_i = 1,
+     .help = "base processes the router shards conversations across (each with every intrinsic's replicas)"},
     /* worker */
     {.path = "worker.kv_blocks", .type = AL_CFG_INT, .offset = C(worker.kv_blocks), .min = 1, .max = 1 << 24,
      .def_i = 256},
@@ -173,6 +175,12 @@ static al_err ali_finish(al_cluster_cfg *c, const char *what)
     for (int i = 0; i < c->router.api_keys.n; i++)
         if (strlen(c->router.api_keys.v[i]) < 8)
             return ali_errf(AL_EFORMAT, "%s: router.api_keys[%d] is shorter than 8 characters", what, i);
+    for (int k = 1; k < c->base.instances; k++) { /* every instance needs a distinct address */
+        char u[320];
+        al_err e = al_cluster_base_url(c, k, u, sizeof u);
+        if (e != AL_OK)
+            return ali_errctx(e, "%s", what);
+    }
     if (c->up.backoff_max_ms < c->up.backoff_min_ms)
         return ali_errf(AL_ERANGE, "%s: up.backoff_max_ms %d < up.backoff_min_ms %d", what, c->up.backoff_max_ms,
                         c->up.backoff_min_ms);
@@ -227,10 +235,60 @@ const al_intrinsic_cfg *al_cluster_cfg_intrinsic(const al_cluster_cfg *cfg, cons
     return NULL;
 }
 
-al_err al_cluster_worker_url(const al_cluster_cfg *cfg, const char *intrinsic, int replica, char *buf, size_t cap)
+al_err al_cluster_base_url(const al_cluster_cfg *cfg, int k, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "ipc://%s/worker-%s-%d.ipc", cfg->run_dir, intrinsic, replica);
-    if (n < 0 || (size_t)n >= cap)
-        return ali_errf(AL_ERANGE, "worker url for '%s' replica %d is too long", intrinsic, replica);
+    const char *u = cfg->base.listen;
+    size_t n = strlen(u);
+    int w = -1;
+    if (k < 0 || k >= (cfg->base.instances > 0 ? cfg->base.instances : 1))
+        return ali_errf(AL_ERANGE, "base instance %d: base.instances is %d", k, cfg->base.instances);
+    if (k == 0) {
+        w = snprintf(buf, cap, "%s", u);
+    } else if (!strncmp(u, "ipc://", 6) && n > 10 && !strcmp(u + n - 4, ".ipc")) {
+        w = snprintf(buf, cap, "%.*s-%d.ipc", (int)(n - 4), u, k);
+    } else if (!strncmp(u, "tcp://", 6)) {
+        const char *colon = strrchr(u, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || colon < u + 6 || !end || *end || port <= 0)
+            return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an explicit tcp port", u);
+        if (port + k > 65535)
+            return ali_errf(AL_ERANGE, "base.listen %s: port %ld + instance %d is above 65535", u, port, k);
+        w = snprintf(buf, cap, "%.*s:%ld", (int)(colon - u), u, port + k);
+    } else {
+        return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an ipc://...ipc or tcp://host:port URL", u);
+    }
+    if (w < 0 || (size_t)w >= cap)
+        return ali_errf(AL_ERANGE, "base instance %d: url too long", k);
+    return AL_OK;
+}
+
+al_err al_cluster_cfg_use_base(al_cluster_cfg *cfg, int k)
+{
+    char u[320];
+    AL_TRY(al_cluster_base_url(cfg, k, u, sizeof u));
+    char *d = strdup(u);
+    if (!d)
+        return ali_errf(AL_ENOMEM, "config: out of memory");
+    free(cfg->base.listen);
+    cfg->base.listen = d;
+    return AL_OK;
+}
+
+al_err al_cluster_worker_name(const al_cluster_cfg *cfg, const char *intrinsic, int base, int replica, char *id,
+                              size_t id_cap, char *url, size_t url_cap)
+{
+    char tmp[160];
+    int n = base > 0 ? snprintf(tmp, sizeof tmp, "%s-b%d-%d", intrinsic, base, replica)
+                     : snprintf(tmp, sizeof tmp, "%s-%d", intrinsic, replica);
+    if (n < 0 || (size_t)n >= sizeof tmp || (id && (size_t)n >= id_cap))
+        return ali_errf(AL_ERANGE, "worker id for '%s' replica %d is too long", intrinsic, replica);
+    if (id)
+        snprintf(id, id_cap, "%s", tmp);
+    if (url) {
+        n = snprintf(url, url_cap, "ipc://%s/worker-%s.ipc", cfg->run_dir, tmp);
+        if (n < 0 || (size_t)n >= url_cap)
+            return ali_errf(AL_ERANGE, "worker url for '%s' replica %d is too long", intrinsic, replica);
+    }
     return AL_OK;
 }

@@ -49,6 +49,9 @@ typedef struct al_cluster_cfg {
         int max_leases;        /* rows of the block-table arena (default 256) */
         int default_max_tokens; /* SeqGenerate with sampling.max_tokens 0 (default 256) */
         int device;            /* al_device_kind */
+        int instances;         /* base processes (default 1): the router shards conversations across
+                                  them; each gets every intrinsic's replicas. Instance k listens on
+                                  al_cluster_base_url(k); on CUDA it takes GPU k % n_gpus */
     } base;
     struct {
         int kv_blocks;         /* private suffix KV pool, blocks (default 256) */
@@ -97,9 +100,15 @@ void al_cluster_cfg_free(al_cluster_cfg *cfg);
 
 /* Intrinsic by name, NULL if absent. */
 const al_intrinsic_cfg *al_cluster_cfg_intrinsic(const al_cluster_cfg *cfg, const char *name);
-/* ipc://<run_dir>/worker-<NAME>-<K>.ipc into buf. */
-al_err al_cluster_worker_url(const al_cluster_cfg *cfg, const char *intrinsic, int replica, char *buf,
-                             size_t cap);
+/* Listen URL of base instance k: base.listen for k = 0; for k > 0 "-<k>" before an ipc URL's
+ * ".ipc" (ipc://<run_dir>/base-1.ipc) or the tcp port + k. */
+al_err al_cluster_base_url(const al_cluster_cfg *cfg, int k, char *buf, size_t cap);
+/* Makes this process's view of the config that of base instance k: base.listen = its URL. */
+al_err al_cluster_cfg_use_base(al_cluster_cfg *cfg, int k);
+/* The worker of replica K of an intrinsic on base instance b: its id ("<NAME>-<K>", on b > 0
+ * "<NAME>-b<b>-<K>") and its URL ipc://<run_dir>/worker-<id>.ipc. Either out may be NULL. */
+al_err al_cluster_worker_name(const al_cluster_cfg *cfg, const char *intrinsic, int base, int replica, char *id,
+                              size_t id_cap, char *url, size_t url_cap);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,7 @@ static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char 
     printf("base.model = %s\n", cfg->base.model);
     printf("base.listen = %s\n", cfg->base.listen);
     printf("base.device = %s\n", cfg->base.device >= 0 && cfg->base.device <= 2 ? devices[cfg->base.device] : "?");
+    printf("base.instances = %d\n", cfg->base.instances);
     printf("base.kv_blocks = %d\n", cfg->base.kv_blocks);
     printf("base.block_size = %d\n", cfg->base.block_size);
     printf("base.max_leases = %d\n", cfg->base.max_leases);
@@ -53,17 +54,29 @@ static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char 
         }
     }
     printf("exec base: %s/alora-base -c %s\n", bin_dir, cfg_path);
-    printf("exec router: %s/alora-router -c %s\n", bin_dir, cfg_path);
-    for (int i = 0; i < cfg->n_intrinsics; i++)
-        for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
-            char url[512];
-            if (al_cluster_worker_url(cfg, cfg->intrinsics[i].name, k, url, sizeof url) != AL_OK) {
-                fprintf(stderr, "alora up --check: %s\n", al_errmsg());
-                return 1;
-            }
-            printf("exec worker %s-%d %s: %s/alora-worker -c %s --intrinsic %s --replica %d\n",
-                   cfg->intrinsics[i].name, k, url, bin_dir, cfg_path, cfg->intrinsics[i].name, k);
+    for (int b = 1; b < cfg->base.instances; b++) {
+        char url[320];
+        if (al_cluster_base_url(cfg, b, url, sizeof url) != AL_OK) {
+            fprintf(stderr, "alora up --check: %s\n", al_errmsg());
+            return 1;
         }
+        printf("exec base-%d %s: %s/alora-base -c %s --instance %d\n", b, url, bin_dir, cfg_path, b);
+    }
+    printf("exec router: %s/alora-router -c %s\n", bin_dir, cfg_path);
+    for (int b = 0; b < cfg->base.instances; b++)
+        for (int i = 0; i < cfg->n_intrinsics; i++)
+            for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
+                char url[512], id[160], extra[32] = "";
+                if (al_cluster_worker_name(cfg, cfg->intrinsics[i].name, b, k, id, sizeof id, url, sizeof url) !=
+                    AL_OK) {
+                    fprintf(stderr, "alora up --check: %s\n", al_errmsg());
+                    return 1;
+                }
+                if (b)
+                    snprintf(extra, sizeof extra, " --base %d", b);
+                printf("exec worker %s %s: %s/alora-worker -c %s --intrinsic %s --replica %d%s\n", id, url, bin_dir,
+                       cfg_path, cfg->intrinsics[i].name, k, extra);
+            }
     return 0;
 }
 

@@ -28,9 +28,10 @@ extern char **environ;
 #define SUP_MAX_ARGS 12
 
 typedef struct sup_child {
-    char name[96];
+    char name[200];
     char *argv[SUP_MAX_ARGS];
     int role;            /* 0 base, 1 worker, 2 router */
+    int base;            /* base instance (bases, workers) */
     pid_t pid;           /* 0 = not running */
     int fd;              /* read end of its stdout+stderr, -1 = none */
     char buf[4096];
@@ -285,14 +286,16 @@ static void sup_unlink_ipc(const char *url)
 static void sup_cleanup(sup *s)
 {
     const al_cluster_cfg *cfg = s->cfg;
-    sup_unlink_ipc(cfg->base.listen);
     sup_unlink_ipc(cfg->router.listen);
-    for (int i = 0; i < cfg->n_intrinsics; i++)
-        for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
-            char url[512];
-            if (al_cluster_worker_url(cfg, cfg->intrinsics[i].name, k, url, sizeof url) == AL_OK)
-                sup_unlink_ipc(url);
-        }
+    for (int b = 0; b < cfg->base.instances; b++) {
+        char url[512];
+        if (al_cluster_base_url(cfg, b, url, sizeof url) == AL_OK)
+            sup_unlink_ipc(url);
+        for (int i = 0; i < cfg->n_intrinsics; i++)
+            for (int k = 0; k < cfg->intrinsics[i].replicas; k++)
+                if (al_cluster_worker_name(cfg, cfg->intrinsics[i].name, b, k, NULL, 0, url, sizeof url) == AL_OK)
+                    sup_unlink_ipc(url);
+    }
     /* any other socket left in run_dir */
     DIR *d = cfg->run_dir ? opendir(cfg->run_dir) : NULL;
     if (d) {
@@ -403,12 +406,13 @@ static void sup_poll(sup *s, int timeout_ms, bool *ready_evt)
     }
 }
 
-static bool sup_add(sup *s, const char *name, int role, char *const *args)
+static bool sup_add(sup *s, const char *name, int role, int base, char *const *args)
 {
     sup_child *c = &s->c[s->n++];
     memset(c, 0, sizeof *c);
     c->fd = -1;
     c->role = role;
+    c->base = base;
     snprintf(c->name, sizeof c->name, "%s", name);
     for (int i = 0; args[i] && i < SUP_MAX_ARGS - 1; i++)
         if (!(c->argv[i] = strdup(args[i])))
@@ -436,29 +440,45 @@ int sup_run(const al_cluster_cfg *cfg, const sup_opts *o)
     }
     snprintf(s->router_url, sizeof s->router_url, "%s", cfg->router.listen);
 
-    int total = 2;
+    /* children: bases [0, nb), the router, then the workers of every base */
+    int nb = cfg->base.instances > 0 ? cfg->base.instances : 1;
+    int total = nb + 1;
     for (int i = 0; i < cfg->n_intrinsics; i++)
-        total += cfg->intrinsics[i].replicas;
+        total += nb * cfg->intrinsics[i].replicas;
     s->c = calloc((size_t)total, sizeof *s->c);
     if (!s->c)
         return 1;
     char *cpath = (char *)o->cfg_path;
-    {
-        char *a[] = {bin[0], "-c", cpath, NULL};
-        sup_add(s, "base", 0, a);
+    for (int b = 0; b < nb; b++) {
+        char name[32], inst[16];
+        if (b)
+            snprintf(name, sizeof name, "base-%d", b);
+        else
+            snprintf(name, sizeof name, "base");
+        snprintf(inst, sizeof inst, "%d", b);
+        char *a1[] = {bin[0], "-c", cpath, NULL}, *a2[] = {bin[0], "-c", cpath, "--instance", inst, NULL};
+        sup_add(s, name, 0, b, b ? a2 : a1);
     }
     {
         char *a[] = {bin[2], "-c", cpath, NULL};
-        sup_add(s, "router", 2, a);
+        sup_add(s, "router", 2, -1, a);
     }
-    for (int i = 0; i < cfg->n_intrinsics; i++)
-        for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
-            char name[96], rep[16];
-            snprintf(name, sizeof name, "worker %s-%d", cfg->intrinsics[i].name, k);
-            snprintf(rep, sizeof rep, "%d", k);
-            char *a[] = {bin[1], "-c", cpath, "--intrinsic", cfg->intrinsics[i].name, "--replica", rep, NULL};
-            sup_add(s, name, 1, a);
-        }
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < cfg->n_intrinsics; i++)
+            for (int k = 0; k < cfg->intrinsics[i].replicas; k++) {
+                char id[160], name[192], rep[16], bs[16];
+                if (al_cluster_worker_name(cfg, cfg->intrinsics[i].name, b, k, id, sizeof id, NULL, 0) != AL_OK) {
+                    fprintf(stderr, "alora up: %s\n", al_errmsg());
+                    return 1;
+                }
+                snprintf(name, sizeof name, "worker %s", id);
+                snprintf(rep, sizeof rep, "%d", k);
+                snprintf(bs, sizeof bs, "%d", b);
+                char *a1[] = {bin[1], "-c", cpath, "--intrinsic", cfg->intrinsics[i].name, "--replica", rep, NULL};
+                char *a2[] = {bin[1], "-c",   cpath, "--intrinsic", cfg->intrinsics[i].name,
+                              "--replica", rep, "--base", bs, NULL};
+                sup_add(s, name, 1, b, b ? a2 : a1);
+            }
 
     if (pipe2(s->sigpipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         perror("alora up: pipe");
@@ -476,10 +496,16 @@ int sup_run(const al_cluster_cfg *cfg, const sup_opts *o)
     snprintf(envpid, sizeof envpid, "%d", (int)getpid());
     setenv("ALORA_SUPERVISOR_PID", envpid, 1);
 
-    /* Phase 1: base and router; phase 2 (the base answers): workers. Nothing here uses NNG. */
-    ino_t base_ino = sup_sock_inode(cfg->base.listen);
-    sup_spawn(s, &s->c[0]);
-    sup_spawn(s, &s->c[1]);
+    /* Phase 1: bases and router; phase 2 (every base answers): workers. Nothing here uses NNG. */
+    char burl[64][320];
+    ino_t base_ino[64];
+    for (int b = 0; b < nb && b < 64; b++) {
+        if (al_cluster_base_url(cfg, b, burl[b], sizeof burl[b]) != AL_OK)
+            snprintf(burl[b], sizeof burl[b], "%s", cfg->base.listen);
+        base_ino[b] = sup_sock_inode(burl[b]);
+    }
+    for (int i = 0; i <= nb; i++)
+        sup_spawn(s, &s->c[i]);
     double t_base = al_now();
     bool workers_started = false, ready_thread = false, ready_evt = false, printed = false;
     pthread_t rt;
@@ -492,8 +518,11 @@ int sup_run(const al_cluster_cfg *cfg, const sup_opts *o)
         if (sup_sig_stop)
             break;
         double now = al_now();
-        if (!workers_started && (sup_base_listening(cfg->base.listen, base_ino) || now - t_base > 120.0)) {
-            for (int i = 2; i < s->n; i++)
+        bool bases_up = true;
+        for (int b = 0; b < nb && b < 64; b++)
+            bases_up = bases_up && sup_base_listening(burl[b], base_ino[b]);
+        if (!workers_started && (bases_up || now - t_base > 120.0)) {
+            for (int i = nb + 1; i < s->n; i++)
                 sup_spawn(s, &s->c[i]);
             workers_started = true;
             /* every child has been spawned once: the ready poller may use NNG now */

@@ -60,6 +60,7 @@ typedef struct base_lease {
 typedef struct base_ctx {
     al_cluster_cfg cfg;
     char instance_id[33];
+    int instance;       /* which of base.instances (--instance) */
     double t_start;
 
     /* backend + arenas: weights and KV in the backend's memory (shm for the CPU, CUDA IPC for a

@@ -22,13 +22,22 @@ al_err base_config_load(const char *path, base_ctx *b)
 {
     AL_TRY(al_cluster_cfg_load(path, &b->cfg));
     al_log_set_level((al_log_level)b->cfg.log_level);
+    al_err e = al_cluster_cfg_use_base(&b->cfg, b->instance);
+    if (e != AL_OK)
+        return ali_errctx(e, "%s: --instance %d", path, b->instance);
     static const char *const names[] = {"auto", "cpu", "cuda"};
     int d = b->cfg.base.device;
     if (d < 0 || d > 2)
         return ali_errf(AL_EINVAL, "%s: base.device %d", path, d);
-    al_err e = al_ops_select(names[d], &b->ops);
+    e = al_ops_select(names[d], &b->ops);
     if (e != AL_OK)
         return ali_errctx(e, "%s: base.device", path);
+    if (!b->ops->host_memory) { /* instance k on GPU k % n: one base per GPU */
+        int n = 0;
+        if ((e = al_cuda_available(&n)) != AL_OK || (e = al_cuda_use_device(b->instance % n)) != AL_OK)
+            return ali_errctx(e, "%s: base instance %d", path, b->instance);
+        AL_INFO("base instance %d: GPU %d of %d", b->instance, b->instance % n, n);
+    }
     AL_INFO("base.device = %s: running on the %s backend", names[d], b->ops->name);
     return base_random_hex(b->instance_id, 16);
 }

@@ -1,20 +1,35 @@
 /* main.c: alora-base: loads the model into shared arenas and serves prefill, generation and leases. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
 #include "log.h"
 #include "proc.h"
 
-static void usage(FILE *f) { fprintf(f, "usage: alora-base -c FILE\n"); }
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: alora-base -c FILE [--instance K]\n"
+               "--instance: which of base.instances this process is (default 0): its listen address and,\n"
+               "on CUDA, its GPU (K %% the number of GPUs)\n");
+}
 
 int main(int argc, char **argv)
 {
     const char *cfg_path = NULL;
+    int instance = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) {
             cfg_path = argv[++i];
+        } else if (!strcmp(argv[i], "--instance") && i + 1 < argc) {
+            char *end;
+            long k = strtol(argv[++i], &end, 10);
+            if (!*argv[i] || *end || k < 0 || k > 1023) {
+                usage(stderr);
+                return 2;
+            }
+            instance = (int)k;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -27,7 +42,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    al_log_set_tag("base");
+    char tag[32];
+    if (instance)
+        snprintf(tag, sizeof tag, "base-%d", instance);
+    else
+        snprintf(tag, sizeof tag, "base");
+    al_log_set_tag(tag);
     if (al_proc_bind_supervisor() != 0)
         return 1; /* started by an `alora up` that is already gone */
     if (al_proc_catch_signals() != 0) {
@@ -37,6 +57,7 @@ int main(int argc, char **argv)
 
     static base_ctx b;
     b.t_start = al_now();
+    b.instance = instance;
     int rc = 0;
     al_err e = base_config_load(cfg_path, &b);
     if (e == AL_OK)

@@ -74,8 +74,25 @@ typedef struct router_intr {
     uint64_t requests, rejected;
 } router_intr;
 
+/* One base instance (base.instances of them): its client and what the monitor last saw. */
+typedef struct router_base {
+    int index;
+    char url[320];
+    al_rpc_client *cli;
+    /* under r->mu */
+    char id[64];              /* instance id ("" = never seen) */
+    uint32_t pid;
+    alora_Health health;
+    double seen;              /* al_now() of the last good health check, 0 = never */
+    alora_BaseStatsReply stats;
+    bool stats_ok;
+    int sessions;             /* sessions pinned to it */
+    uint64_t routed;          /* stateless requests routed to it */
+} router_base;
+
 typedef struct router_session {
     char id[64];
+    router_base *base; /* where its sequence lives */
     uint64_t seq_id;
     int32_t *toks;     /* the conversation so far */
     int32_t n, cap;
@@ -90,7 +107,8 @@ struct router {
     double t0;
     al_rpc_server *srv;
     char bound[256];
-    al_rpc_client *base;
+    router_base *bases;    /* [n_bases]: base.instances */
+    int n_bases;
     router_pool pool;      /* invocations, sessions */
     router_pool ctl;       /* registration, status */
     al_tokenizer *tok;     /* optional (text requests) */
@@ -103,13 +121,6 @@ struct router {
     router_session *sessions;
     int n_sessions;
     uint64_t next_sess;
-    /* the base, as the monitor last saw it */
-    char base_id[64];
-    uint32_t base_pid;
-    alora_Health base_health;
-    double base_seen;         /* al_now() of the last good health check, 0 = never */
-    alora_BaseStatsReply base_stats;
-    bool base_stats_ok;
     uint64_t n_requests;
 
     struct router_http *http; /* the HTTP front door (router_http*.c), NULL when router.http is unset */
@@ -125,17 +136,17 @@ void router_stop(router *r);
 
 /* Registry (router_registry.c). */
 al_err router_registry_register_handlers(router *r);
-/* Least-loaded live worker of intrinsic attached to the current base (NULL + error when none);
- * skips `exclude`. Takes a reference: release with router_worker_put(ok = call succeeded). */
-al_err router_worker_pick(router *r, const char *intrinsic, bool need_lora, const router_worker *exclude,
-                          router_worker **out);
+/* Least-loaded live worker of intrinsic attached to base b (NULL + error when none); skips
+ * `exclude`. Takes a reference: release with router_worker_put(ok = call succeeded). */
+al_err router_worker_pick(router *r, const router_base *b, const char *intrinsic, bool need_lora,
+                          const router_worker *exclude, router_worker **out);
 void router_worker_put(router *r, router_worker *w, bool ok);
 /* The intrinsic's invocation tokens from its registered workers (copies); AL_EUNAVAILABLE none. */
 al_err router_intr_invocation(router *r, const char *intrinsic, int32_t *inv, int *n_inv);
 /* Monitor pass: expire workers that missed heartbeats, close removed ones (not on NNG threads). */
 void router_registry_sweep(router *r, bool all);
 int router_intr_index(const router *r, const char *name);
-/* Live workers of an intrinsic (on the current base) and their total capacity. */
+/* Live workers of an intrinsic (on live bases) and their total capacity. */
 void router_intr_workers(router *r, int idx, int *n, uint32_t *capacity, uint32_t *active);
 
 /* Invocation (router_invoke.c). */
@@ -143,6 +154,7 @@ al_err router_invoke_register_handlers(router *r);
 /* The core flow shared by ROUTER_INVOKE and ROUTER_SESSION_INVOKE. seq_id != 0: lease the
  * session's sequence (toks = its history, n_hist = its length, the invocation is appended). */
 typedef struct router_invoke_args {
+    router_base *base;  /* the session's base; NULL = route the conversation (router_base_route) */
     const char *intrinsic;
     const int32_t *toks;
     int32_t n;
@@ -176,8 +188,22 @@ void router_http_stop(router *r);
 
 /* Status (router_status.c). */
 al_err router_status_register_handlers(router *r);
-/* One base health check (monitor); updates r->base_*. */
+
+/* Base instances (router_bases.c). */
+al_err router_bases_open(router *r);
+void router_bases_close(router *r);
+/* Health + stats of every base (monitor); updates r->bases[i] under r->mu. */
 void router_base_poll(router *r);
+/* Answered its last health check (r->mu held). */
+bool router_base_live_locked(const router_base *b);
+/* The base for a conversation: prefix affinity (the same leading tokens go to the same base, so its
+ * prefix cache holds them) by rendezvous hashing over the live bases, skipping `exclude`. NULL with
+ * AL_EUNAVAILABLE set when no base is live. */
+router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const router_base *exclude);
+/* The live base with the fewest sessions (a new session's home); NULL + AL_EUNAVAILABLE. */
+router_base *router_base_for_session(router *r);
+/* Tokens of a conversation's start that pick its base: a conversation keeps its base once longer. */
+#define ROUTER_AFFINITY_TOKENS 256
 
 /* Bounded C-string copy into a fixed array. */
 #define ROUTER_STRCPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))

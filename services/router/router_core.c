@@ -16,27 +16,45 @@
 
 double router_ms_since(double t) { return (al_now() - t) * 1e3; }
 
-/* Readiness: the base answers and every intrinsic has its configured replicas registered. */
+/* Readiness: every base answers and every intrinsic has its configured replicas registered on
+ * each. Some base down (others serving): degraded. */
 alora_Health router_health_locked(router *r, char *detail, size_t cap)
 {
     detail[0] = 0;
-    if (!r->base_seen || r->base_health != alora_Health_HEALTH_OK) {
-        snprintf(detail, cap, "base %s not available", r->cfg.base.listen);
-        return r->base_seen ? alora_Health_HEALTH_DEGRADED : alora_Health_HEALTH_STARTING;
+    int up = 0, seen = 0;
+    for (int b = 0; b < r->n_bases; b++) {
+        const router_base *rb = &r->bases[b];
+        seen += rb->seen > 0;
+        if (rb->seen && rb->health == alora_Health_HEALTH_OK)
+            up++;
+        else if (!detail[0])
+            snprintf(detail, cap, "base %s not available", rb->url);
     }
-    alora_Health h = alora_Health_HEALTH_OK;
-    for (int i = 0; i < r->cfg.n_intrinsics; i++) {
-        int n = 0;
-        const char *name = r->cfg.intrinsics[i].name;
-        for (router_worker *w = r->workers; w; w = w->next)
-            if (!w->removed && !strcmp(w->intrinsic, name) && !strcmp(w->base_id, r->base_id) &&
-                w->health == alora_Health_HEALTH_OK)
-                n++;
-        if (n < r->cfg.intrinsics[i].replicas) {
-            if (!detail[0])
-                snprintf(detail, cap, "intrinsic %s: %d of %d workers", name, n, r->cfg.intrinsics[i].replicas);
-            if (n == 0 || h == alora_Health_HEALTH_OK)
-                h = n == 0 ? alora_Health_HEALTH_STARTING : alora_Health_HEALTH_DEGRADED;
+    if (up == 0)
+        return seen ? alora_Health_HEALTH_DEGRADED : alora_Health_HEALTH_STARTING;
+    alora_Health h = up < r->n_bases ? alora_Health_HEALTH_DEGRADED : alora_Health_HEALTH_OK;
+    for (int b = 0; b < r->n_bases; b++) {
+        const router_base *rb = &r->bases[b];
+        if (!rb->seen || rb->health != alora_Health_HEALTH_OK)
+            continue;
+        for (int i = 0; i < r->cfg.n_intrinsics; i++) {
+            int n = 0;
+            const char *name = r->cfg.intrinsics[i].name;
+            for (router_worker *w = r->workers; w; w = w->next)
+                if (!w->removed && !strcmp(w->intrinsic, name) && !strcmp(w->base_id, rb->id) &&
+                    w->health == alora_Health_HEALTH_OK)
+                    n++;
+            if (n < r->cfg.intrinsics[i].replicas) {
+                if (!detail[0]) {
+                    if (r->n_bases > 1)
+                        snprintf(detail, cap, "intrinsic %s: %d of %d workers on base %d", name, n,
+                                 r->cfg.intrinsics[i].replicas, b);
+                    else
+                        snprintf(detail, cap, "intrinsic %s: %d of %d workers", name, n, r->cfg.intrinsics[i].replicas);
+                }
+                if (n == 0 || h == alora_Health_HEALTH_OK)
+                    h = n == 0 && up == 1 ? alora_Health_HEALTH_STARTING : alora_Health_HEALTH_DEGRADED;
+            }
         }
     }
     return h;
@@ -137,16 +155,12 @@ al_err router_start(router *r, const char *cfg_path)
     for (int i = 0; i < r->cfg.n_intrinsics; i++)
         r->intr[i].cfg = &r->cfg.intrinsics[i];
 
-    al_rpc_client_opts co;
-    al_rpc_client_opts_default(&co);
-    co.connect_wait_ms = 500;
-    co.reconnect_max_ms = 500;
-    AL_TRY(al_rpc_client_open(&r->base, r->cfg.base.listen, &co));
+    AL_TRY(router_bases_open(r));
 
     int total_cap = 0;
     for (int i = 0; i < r->cfg.n_intrinsics; i++) {
         int c = r->cfg.intrinsics[i].capacity > 0 ? r->cfg.intrinsics[i].capacity : 8;
-        total_cap += c * (r->cfg.intrinsics[i].replicas > 0 ? r->cfg.intrinsics[i].replicas : 1);
+        total_cap += c * (r->cfg.intrinsics[i].replicas > 0 ? r->cfg.intrinsics[i].replicas : 1) * r->n_bases;
     }
     int nth = total_cap + 8;
     nth = nth < 16 ? 16 : nth > 128 ? 128 : nth;
@@ -170,8 +184,12 @@ al_err router_start(router *r, const char *cfg_path)
     r->monitor_on = true;
     router_ipc_dir(r->cfg.router.listen);
     AL_TRY(al_rpc_server_listen(r->srv, r->cfg.router.listen, r->bound, sizeof r->bound));
-    AL_INFO("router: %s listening on %s (base %s, %d intrinsics, %d pool threads)", r->id, r->bound,
-            r->cfg.base.listen, r->cfg.n_intrinsics, nth);
+    if (r->n_bases > 1)
+        AL_INFO("router: %s listening on %s (%d bases %s .. %s, %d intrinsics, %d pool threads)", r->id, r->bound,
+                r->n_bases, r->bases[0].url, r->bases[r->n_bases - 1].url, r->cfg.n_intrinsics, nth);
+    else
+        AL_INFO("router: %s listening on %s (base %s, %d intrinsics, %d pool threads)", r->id, r->bound,
+                r->bases[0].url, r->cfg.n_intrinsics, nth);
     if (r->cfg.router.http && r->cfg.router.http[0])
         AL_TRY(router_http_start(r));
     return AL_OK;
@@ -193,10 +211,8 @@ void router_stop(router *r)
     router_pool_stop(&r->pool);
     router_pool_stop(&r->ctl);
     router_registry_sweep(r, true);
-    if (r->base)
-        al_rpc_client_close(r->base);
-    r->base = NULL;
-    router_sessions_free(r);
+    router_sessions_free(r); /* before the bases: sessions point at them */
+    router_bases_close(r);
     al_tokenizer_free(r->tok);
     free(r->intr);
     al_cluster_cfg_free(&r->cfg);

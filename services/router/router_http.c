@@ -301,17 +301,30 @@ static void rh_metrics(rh_call *c)
                                           alora_Health_HEALTH_DOWN};
     int cnt[5] = {0};
     pthread_mutex_lock(&r->mu);
-    if (r->base_stats_ok) {
+    /* KV and leases summed over the bases that answered */
+    int64_t used = 0, fre = 0, leases = 0;
+    bool any = false;
+    for (int b = 0; b < r->n_bases; b++)
+        if (r->bases[b].stats_ok) {
+            any = true;
+            used += r->bases[b].stats.kv_blocks_used;
+            fre += r->bases[b].stats.kv_blocks_free;
+            leases += r->bases[b].stats.leases;
+        }
+    if (any) {
         const char *u[1] = {"used"}, *f[1] = {"free"};
-        al_metric_set(am->kv_blocks, u, r->base_stats.kv_blocks_used);
-        al_metric_set(am->kv_blocks, f, r->base_stats.kv_blocks_free);
-        al_metric_set(am->leases, NULL, r->base_stats.leases);
+        al_metric_set(am->kv_blocks, u, (double)used);
+        al_metric_set(am->kv_blocks, f, (double)fre);
+        al_metric_set(am->leases, NULL, (double)leases);
     }
     for (router_worker *w = r->workers; w; w = w->next) {
         if (w->removed)
             continue;
         alora_Health hl = w->health;
-        if (r->base_id[0] && strcmp(w->base_id, r->base_id))
+        bool current = false; /* attached to a base instance that still runs */
+        for (int b = 0; b < r->n_bases; b++)
+            current = current || !r->bases[b].id[0] || !strcmp(w->base_id, r->bases[b].id);
+        if (!current)
             hl = alora_Health_HEALTH_DEGRADED;
         for (int i = 0; i < 5; i++)
             cnt[i] += hl == states[i];

@@ -105,8 +105,10 @@ typedef struct rh_iout {
     double ttft_ms;
 } rh_iout;
 /* Runs intrinsic `name` on toks through router_invoke_run (admission, lease, worker): stateless
- * (seq_id 0: toks include the invocation) or on base sequence seq_id holding toks (invocation appended). */
+ * (seq_id 0: toks include the invocation; routed by prefix) or on base sequence seq_id of base `base`
+ * holding toks (invocation appended). */
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
+                        router_base *base,
                         int max_tokens, int top_logprobs, double t_accept, rh_iout *o);
 al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, const alora_InvokeReply *rep,
                           rh_iout *o);

@@ -150,14 +150,14 @@ al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, co
 }
 
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
-                        int max_tokens, int top_logprobs, double t_accept, rh_iout *o)
+                        router_base *base, int max_tokens, int top_logprobs, double t_accept, rh_iout *o)
 {
     router *r = h->r;
     memset(o, 0, sizeof *o);
     int idx = router_intr_index(r, name);
     if (idx < 0)
         return ali_errf(AL_ENOTFOUND, "model: unknown intrinsic '%s'", name);
-    router_invoke_args a = {.intrinsic = name, .toks = toks, .n = n, .seq_id = seq_id,
+    router_invoke_args a = {.base = base, .intrinsic = name, .toks = toks, .n = n, .seq_id = seq_id,
                             .mode = alora_InvokeMode_MODE_ALORA, .t_accept = t_accept};
     router_sampling_defaults(r->intr[idx].cfg, &a.sampling, max_tokens > 0 ? (uint32_t)max_tokens : 0,
                              top_logprobs > 0 ? (uint32_t)top_logprobs : 0);

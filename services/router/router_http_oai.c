@@ -202,8 +202,10 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
     size_t emitted = 0;
     const char *finish = NULL;
     bool seq = false;
-    al_err e = al_pb_ref_i32(&cq.tokens, &m, prompt, (size_t)np);
-    if (e == AL_OK && (e = al_rpc_call(r->base, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, rh_timeout(r))) != AL_OK)
+    /* the conversation's base (prefix affinity: a resent conversation meets its cached KV) */
+    router_base *rb = router_base_route(r, prompt, np, NULL);
+    al_err e = rb ? al_pb_ref_i32(&cq.tokens, &m, prompt, (size_t)np) : AL_EUNAVAILABLE;
+    if (e == AL_OK && (e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, rh_timeout(r))) != AL_OK)
         e = ali_errctx(e, "base");
     seq = e == AL_OK;
     uint32_t cached = seq ? cr.prefix_cached_tokens : 0;
@@ -240,7 +242,7 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
         gq.sampling.max_tokens = (uint32_t)step;
         gq.sampling.seed = seed ? seed + (uint64_t)o.n : 0;
         alora_SeqGenerateReply gr;
-        if ((e = al_rpc_call(r->base, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, rh_timeout(r))) != AL_OK) {
+        if ((e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, rh_timeout(r))) != AL_OK) {
             e = ali_errctx(e, "base");
             al_pbmem_free(&m);
             break;
@@ -337,7 +339,7 @@ out:
     if (seq) {
         alora_SeqReleaseRequest rq = {.seq_id = seq_id};
         alora_Empty er;
-        if (al_rpc_call(r->base, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000) != AL_OK)
+        if (al_rpc_call(rb->cli, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000) != AL_OK)
             AL_WARN("router: http: releasing base sequence %llu: %s", (unsigned long long)seq_id, al_errmsg());
         al_pbmem_free(&m);
     }
@@ -353,7 +355,7 @@ static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, in
 {
     router_http *h = c->h;
     rh_iout o;
-    al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, q->max_tokens > 0 ? q->max_tokens : 0, q->top_logprobs, c->t0, &o);
+    al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, NULL, q->max_tokens > 0 ? q->max_tokens : 0, q->top_logprobs, c->t0, &o);
     if (e != AL_OK) {
         rh_error(c, e, rh_errmsg());
         return;

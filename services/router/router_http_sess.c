@@ -152,8 +152,9 @@ static al_err rh_router_sess(router *r, const char *id, int32_t *n, int32_t **to
     return e;
 }
 
-/* The session's tokens (copy) and base sequence. */
-static al_err rh_router_sess_seq(router *r, const char *id, int32_t *n, int32_t **toks, uint64_t *seq)
+/* The session's tokens (copy), base sequence and base. */
+static al_err rh_router_sess_seq(router *r, const char *id, int32_t *n, int32_t **toks, uint64_t *seq,
+                                 router_base **base)
 {
     AL_TRY(rh_router_sess(r, id, n, toks));
     pthread_mutex_lock(&r->mu);
@@ -161,6 +162,7 @@ static al_err rh_router_sess_seq(router *r, const char *id, int32_t *n, int32_t 
     while (s && (s->deleted || strcmp(s->id, id)))
         s = s->next;
     *seq = s ? s->seq_id : 0;
+    *base = s ? s->base : NULL;
     pthread_mutex_unlock(&r->mu);
     if (!*seq) {
         free(*toks);
@@ -576,7 +578,8 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
          * (sharing its KV blocks) gets the turn, the intrinsic runs on the fork, the fork is released. */
         int32_t *ext = NULL, ne = 0;
         uint64_t seq = 0, fork = 0;
-        e = rh_router_sess_seq(r, id, &n, &toks, &seq);
+        router_base *rb = NULL;
+        e = rh_router_sess_seq(r, id, &n, &toks, &seq, &rb);
         if (e == AL_OK && (e = rh_sess_push(s, "user", instr ? instr : "")) == AL_OK) {
             e = rh_diff(h, s, s->n - 1, 0, &turn);
             s->n--;
@@ -594,13 +597,13 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
             memcpy(toks + n, ext, sizeof(int32_t) * (size_t)ne);
             alora_SeqForkRequest fq = {.seq_id = seq, .n_tokens = (uint32_t)n};
             alora_SeqForkReply fr;
-            e = al_rpc_call(r->base, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
+            e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
             fork = e == AL_OK ? fr.seq_id : 0;
             al_pbmem_free(&m);
             alora_SeqAppendRequest aq = {.seq_id = fork};
             alora_SeqAppendReply apr;
             if (e == AL_OK && ne > 0 && (e = al_pb_ref_i32(&aq.tokens, &m, ext, (size_t)ne)) == AL_OK)
-                e = al_rpc_call(r->base, alora_Method_BASE_SEQ_APPEND, &aq, &apr, &m, rh_timeout(r));
+                e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_APPEND, &aq, &apr, &m, rh_timeout(r));
             al_pbmem_free(&m);
             if (e != AL_OK)
                 e = ali_errctx(e, "base");
@@ -608,13 +611,13 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         }
         free(ext);
         if (e == AL_OK)
-            e = rh_run_intrinsic(h, name, toks, n, fork, max_tokens, top, c->t0, &o);
+            e = rh_run_intrinsic(h, name, toks, n, fork, rb, max_tokens, top, c->t0, &o);
         if (fork) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s", al_errmsg());
             alora_SeqReleaseRequest rq = {.seq_id = fork};
             alora_Empty er;
-            if (al_rpc_call(r->base, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000) != AL_OK)
+            if (al_rpc_call(rb->cli, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000) != AL_OK)
                 AL_WARN("router: http: releasing fork %llu: %s", (unsigned long long)fork, al_errmsg());
             al_pbmem_free(&m);
             if (e != AL_OK)

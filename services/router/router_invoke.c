@@ -57,15 +57,15 @@ static bool router_retryable(al_err e)
 }
 
 /* WORKER_INVOKE on the least-loaded worker, once more on another replica when that one fails. */
-static al_err router_call_worker(router *r, const char *intrinsic, const alora_WorkerInvokeRequest *wq,
-                                 alora_WorkerInvokeReply *wr, al_pbmem *wm, char *worker_id, size_t cap,
-                                 char *wbase, size_t wbase_cap)
+static al_err router_call_worker(router *r, const router_base *b, const char *intrinsic,
+                                 const alora_WorkerInvokeRequest *wq, alora_WorkerInvokeReply *wr, al_pbmem *wm,
+                                 char *worker_id, size_t cap, char *wbase, size_t wbase_cap)
 {
     router_worker *w = NULL, *prev = NULL;
     al_err e = AL_OK;
     char first[600] = "";
     for (int attempt = 0; attempt < 2; attempt++) {
-        al_err pe = router_worker_pick(r, intrinsic, wq->mode == alora_InvokeMode_MODE_LORA, prev, &w);
+        al_err pe = router_worker_pick(r, b, intrinsic, wq->mode == alora_InvokeMode_MODE_LORA, prev, &w);
         if (prev) {
             router_worker_put(r, prev, false);
             prev = NULL;
@@ -95,12 +95,12 @@ static al_err router_call_worker(router *r, const char *intrinsic, const alora_W
     return ali_errf(AL_EINTERNAL, "unreachable");
 }
 
-static void router_unlease(router *r, uint64_t lease_id)
+static void router_unlease(router_base *b, uint64_t lease_id)
 {
     alora_UnleaseRequest uq = {.lease_id = lease_id};
     alora_Empty ur;
     al_pbmem um = AL_PBMEM_INIT;
-    if (al_rpc_call(r->base, alora_Method_BASE_UNLEASE, &uq, &ur, &um, 5000) != AL_OK)
+    if (al_rpc_call(b->cli, alora_Method_BASE_UNLEASE, &uq, &ur, &um, 5000) != AL_OK)
         AL_WARN("router: unlease %llu: %s (the lease expires by TTL)", (unsigned long long)lease_id, al_errmsg());
     al_pbmem_free(&um);
 }
@@ -145,6 +145,14 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     wq.mode = a->mode;
     wq.deadline_ms = (uint32_t)router_timeout(r);
     double t_lease = al_now(), t_worker;
+    /* The base: the session's, or the conversation's by prefix affinity (its tokens before the
+     * activation start, so every intrinsic called on a conversation meets the same cached KV). */
+    router_base *b = a->base;
+    int32_t pkey = s >= 0 && s < N ? s : N;
+    if (!b && !(b = router_base_route(r, seq, pkey, NULL))) {
+        e = AL_EUNAVAILABLE;
+        goto out;
+    }
 
     if (a->mode == alora_InvokeMode_MODE_LORA) {
         /* Plain-LoRA baseline: the whole sequence through the adapter, no base KV. */
@@ -165,9 +173,19 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
             } else if ((e = al_pb_ref_i32(&lq.tokens, &lm, seq, (size_t)p)) != AL_OK) {
                 goto out;
             }
-            e = al_rpc_call(r->base, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+            e = al_rpc_call(b->cli, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+            if (e != AL_OK && !a->base && router_retryable(e) && e != AL_EOVERLOADED && r->n_bases > 1) {
+                /* that base is gone: the conversation moves to the next base in its order */
+                router_base *nb = router_base_route(r, seq, pkey, b);
+                if (nb) {
+                    AL_WARN("router: base %d: lease failed (%s: %s); moving the conversation to base %d", b->index,
+                            al_strerror(e), al_errmsg(), nb->index);
+                    b = nb;
+                    e = al_rpc_call(b->cli, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+                }
+            }
             if (e != AL_OK) {
-                e = ali_errctx(e, "base lease");
+                e = ali_errctx(e, r->n_bases > 1 ? "base %d lease" : "base lease", b->index);
                 goto out;
             }
             leased = true;
@@ -187,7 +205,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     }
     t_worker = al_now();
     char wbase[64] = "";
-    e = router_call_worker(r, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
+    e = router_call_worker(r, b, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
     if (e != AL_OK && e != AL_EUNAVAILABLE && wbase[0]) {
         /* A worker still attached to a base that just restarted rejects the new base's lease: check
          * the base now and answer `unavailable` (retry later) instead of a confusing lease error. */
@@ -195,7 +213,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
         snprintf(msg, sizeof msg, "%s", al_errmsg());
         router_base_poll(r);
         pthread_mutex_lock(&r->mu);
-        bool moved = r->base_id[0] && strcmp(r->base_id, wbase) != 0;
+        bool moved = b->id[0] && strcmp(b->id, wbase) != 0;
         pthread_mutex_unlock(&r->mu);
         e = moved ? ali_errf(AL_EUNAVAILABLE, "base restarted (instance changed); workers of %s are re-attaching: %s",
                              a->intrinsic, msg)
@@ -258,7 +276,7 @@ out:;
     char msg[600];
     snprintf(msg, sizeof msg, "%s", al_errmsg());
     if (leased)
-        router_unlease(r, lr.lease_id);
+        router_unlease(b, lr.lease_id);
     al_pbmem_free(&qm);
     al_pbmem_free(&wm);
     al_pbmem_free(&lm);

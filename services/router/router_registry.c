@@ -43,11 +43,17 @@ static void router_remove_locked(router *r, router_worker *w, const char *why)
     AL_INFO("router: worker %s (%s, pid %u) removed: %s", w->id, w->intrinsic, w->pid, why);
 }
 
-/* A worker is eligible when it is live, attached to the base the router sees, and healthy. */
-static bool router_live_locked(const router *r, const router_worker *w)
+/* A worker is eligible when it is live, healthy and attached to base b (any live base: b NULL). */
+static bool router_live_locked(const router *r, const router_base *b, const router_worker *w)
 {
-    return !w->removed && (!r->base_id[0] || !strcmp(w->base_id, r->base_id)) &&
-           w->health != alora_Health_HEALTH_DOWN && w->health != alora_Health_HEALTH_DRAINING;
+    if (w->removed || w->health == alora_Health_HEALTH_DOWN || w->health == alora_Health_HEALTH_DRAINING)
+        return false;
+    if (b)
+        return b->id[0] && !strcmp(w->base_id, b->id);
+    for (int i = 0; i < r->n_bases; i++)
+        if (router_base_live_locked(&r->bases[i]) && !strcmp(w->base_id, r->bases[i].id))
+            return true;
+    return false;
 }
 
 void router_intr_workers(router *r, int idx, int *n, uint32_t *capacity, uint32_t *active)
@@ -57,15 +63,15 @@ void router_intr_workers(router *r, int idx, int *n, uint32_t *capacity, uint32_
     *active = 0;
     const char *name = r->cfg.intrinsics[idx].name;
     for (router_worker *w = r->workers; w; w = w->next)
-        if (router_live_locked(r, w) && !strcmp(w->intrinsic, name)) {
+        if (router_live_locked(r, NULL, w) && !strcmp(w->intrinsic, name)) {
             (*n)++;
             *capacity += w->capacity;
             *active += (uint32_t)w->inflight;
         }
 }
 
-al_err router_worker_pick(router *r, const char *intrinsic, bool need_lora, const router_worker *exclude,
-                          router_worker **out)
+al_err router_worker_pick(router *r, const router_base *b, const char *intrinsic, bool need_lora,
+                          const router_worker *exclude, router_worker **out)
 {
     *out = NULL;
     router_worker *best = NULL;
@@ -73,7 +79,7 @@ al_err router_worker_pick(router *r, const char *intrinsic, bool need_lora, cons
     int seen = 0;
     pthread_mutex_lock(&r->mu);
     for (router_worker *w = r->workers; w; w = w->next) {
-        if (strcmp(w->intrinsic, intrinsic) || !router_live_locked(r, w))
+        if (strcmp(w->intrinsic, intrinsic) || !router_live_locked(r, b, w))
             continue;
         seen++;
         if (w == exclude || (need_lora && !w->supports_lora))
@@ -102,8 +108,11 @@ al_err router_worker_pick(router *r, const char *intrinsic, bool need_lora, cons
             return ali_errf(AL_EUNAVAILABLE, "intrinsic %s: no other worker to retry on", intrinsic);
         if (need_lora && seen)
             return ali_errf(AL_EUNAVAILABLE, "intrinsic %s: no worker supports mode=lora", intrinsic);
+        if (r->n_bases > 1)
+            return ali_errf(AL_EUNAVAILABLE, "intrinsic %s: no worker available on base %d%s", intrinsic, b->index,
+                            b->id[0] ? "" : " (base not reachable)");
         return ali_errf(AL_EUNAVAILABLE, "intrinsic %s: no worker available%s", intrinsic,
-                        r->base_id[0] ? "" : " (base not reachable)");
+                        b->id[0] ? "" : " (base not reachable)");
     }
     *out = best;
     return AL_OK;
@@ -128,7 +137,7 @@ al_err router_intr_invocation(router *r, const char *intrinsic, int32_t *inv, in
             memcpy(inv, w->inv, sizeof(int32_t) * (size_t)w->n_inv);
             *n_inv = w->n_inv;
             e = AL_OK;
-            if (router_live_locked(r, w))
+            if (router_live_locked(r, NULL, w))
                 break;
         }
     pthread_mutex_unlock(&r->mu);

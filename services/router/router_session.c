@@ -64,6 +64,7 @@ static void router_sess_release(router *r, router_session *s)
                 break;
             }
         r->n_sessions--;
+        s->base->sessions--;
         free(s->toks);
         free(s);
     }
@@ -130,7 +131,13 @@ static void router_task_create(router_task *t)
     alora_SeqCreateReply cr;
     if (n && (e = al_pb_ref_i32(&cq.tokens, &m, toks, n)) != AL_OK)
         goto out;
-    if ((e = al_rpc_call(r->base, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, router_timeout(r))) != AL_OK) {
+    /* the session lives on one base for its whole life: the least loaded one now */
+    router_base *rb = router_base_for_session(r);
+    if (!rb) {
+        e = AL_EUNAVAILABLE;
+        goto out;
+    }
+    if ((e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, router_timeout(r))) != AL_OK) {
         e = ali_errctx(e, "base");
         goto out;
     }
@@ -140,6 +147,7 @@ static void router_task_create(router_task *t)
         goto release_seq;
     }
     s->seq_id = cr.seq_id;
+    s->base = rb;
     pthread_mutex_lock(&r->mu);
     if (q->session_id[0]) {
         if (router_sess_find_locked(r, q->session_id)) {
@@ -154,8 +162,9 @@ static void router_task_create(router_task *t)
     s->next = r->sessions;
     r->sessions = s;
     r->n_sessions++;
+    rb->sessions++;
     ROUTER_STRCPY(rep->session_id, s->id);
-    ROUTER_STRCPY(rep->base_instance_id, r->base_id);
+    ROUTER_STRCPY(rep->base_instance_id, rb->id);
     pthread_mutex_unlock(&r->mu);
     rep->n_tokens = (uint32_t)n;
     s = NULL;
@@ -165,7 +174,7 @@ release_seq:;
     snprintf(msg, sizeof msg, "%s", al_errmsg());
     alora_SeqReleaseRequest rq = {.seq_id = cr.seq_id};
     alora_Empty er;
-    al_rpc_call(r->base, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000);
+    al_rpc_call(rb->cli, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 5000);
     ali_errf(e, "%s", msg);
 out:
     if (s) {
@@ -221,7 +230,7 @@ static void router_task_append(router_task *t)
     alora_SeqAppendReply ar;
     if ((e = al_pb_ref_i32(&aq.tokens, &m, toks, n)) != AL_OK)
         goto out;
-    if ((e = al_rpc_call(r->base, alora_Method_BASE_SEQ_APPEND, &aq, &ar, &m, router_timeout(r))) != AL_OK) {
+    if ((e = al_rpc_call(s->base->cli, alora_Method_BASE_SEQ_APPEND, &aq, &ar, &m, router_timeout(r))) != AL_OK) {
         e = ali_errctx(e, "base");
         goto out;
     }
@@ -267,7 +276,7 @@ static void router_task_generate(router_task *t)
         goto out2;
     alora_SeqGenerateRequest gq = {.seq_id = s->seq_id, .sampling = q->sampling, .discard = q->discard};
     alora_SeqGenerateReply gr;
-    if ((e = al_rpc_call(r->base, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, router_timeout(r))) != AL_OK) {
+    if ((e = al_rpc_call(s->base->cli, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, router_timeout(r))) != AL_OK) {
         e = ali_errctx(e, "base");
         goto out;
     }
@@ -325,7 +334,7 @@ static void router_task_delete(router_task *t)
         goto out;
     alora_SeqReleaseRequest rq = {.seq_id = s->seq_id};
     alora_Empty er;
-    if (al_rpc_call(r->base, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, router_timeout(r)) != AL_OK)
+    if (al_rpc_call(s->base->cli, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, router_timeout(r)) != AL_OK)
         AL_WARN("router: session %s: releasing base sequence %llu: %s", s->id, (unsigned long long)s->seq_id,
                 al_errmsg());
     pthread_mutex_lock(&r->mu);
@@ -359,7 +368,8 @@ static void router_task_sinvoke(router_task *t)
         if (s->n == 0) {
             e = ali_errf(AL_EINVAL, "session_id: session '%s' is empty", s->id);
         } else {
-            router_invoke_args a = {.intrinsic = q->intrinsic, .toks = s->toks, .n = s->n, .seq_id = s->seq_id,
+            router_invoke_args a = {.base = s->base, .intrinsic = q->intrinsic, .toks = s->toks, .n = s->n,
+                                    .seq_id = s->seq_id,
                                     .mode = q->mode, .sampling = q->sampling, .t_accept = t->t_accept};
             router_sampling_defaults(r->intr[t->intr].cfg, &a.sampling, 0, 0);
             e = router_invoke_run(r, &a, t->rep, al_rpc_job_mem(t->job));

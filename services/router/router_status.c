@@ -1,4 +1,4 @@
-/* router_status.c: the base monitor, ROUTER_STATUS (every process) and ROUTER_INTRINSICS. */
+/* router_status.c: ROUTER_STATUS (every process) and ROUTER_INTRINSICS. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,34 +7,6 @@
 #include "log.h"
 #include "router.h"
 #include "util.h"
-
-void router_base_poll(router *r)
-{
-    alora_Empty q = alora_Empty_init_zero;
-    alora_HealthReply h;
-    alora_BaseStatsReply st;
-    al_pbmem m = AL_PBMEM_INIT;
-    al_err e = al_rpc_call(r->base, alora_Method_BASE_HEALTH, &q, &h, &m, 1000);
-    al_err es = e == AL_OK ? al_rpc_call(r->base, alora_Method_BASE_STATS, &q, &st, &m, 1000) : e;
-    al_pbmem_free(&m);
-    pthread_mutex_lock(&r->mu);
-    if (e == AL_OK) {
-        if (strcmp(r->base_id, h.instance_id))
-            AL_INFO("router: base instance %s (pid %u) at %s", h.instance_id, h.pid, r->cfg.base.listen);
-        ROUTER_STRCPY(r->base_id, h.instance_id);
-        r->base_pid = h.pid;
-        r->base_health = h.health;
-        r->base_seen = al_now();
-    } else {
-        if (r->base_health != alora_Health_HEALTH_DOWN && r->base_seen)
-            AL_WARN("router: base %s is down: %s", r->cfg.base.listen, al_errmsg());
-        r->base_health = alora_Health_HEALTH_DOWN;
-    }
-    r->base_stats_ok = es == AL_OK;
-    if (es == AL_OK)
-        r->base_stats = st;
-    pthread_mutex_unlock(&r->mu);
-}
 
 /* Snapshot of one worker for the status (copied under the lock; stats fetched outside it). */
 typedef struct router_wsnap {
@@ -73,8 +45,11 @@ static void router_task_status(router_task *t)
         s->leases_held = w->leases_held;
         s->active = (uint32_t)w->inflight;
         s->health = w->health;
-        if (r->base_id[0] && strcmp(w->base_id, r->base_id))
-            s->health = alora_Health_HEALTH_DEGRADED; /* attached to a base that is gone */
+        bool current = false; /* attached to a base instance that still runs */
+        for (int i = 0; i < r->n_bases; i++)
+            current = current || !r->bases[i].id[0] || !strcmp(w->base_id, r->bases[i].id);
+        if (!current)
+            s->health = alora_Health_HEALTH_DEGRADED;
         s->requests = w->requests;
         s->last_seen = w->last_seen;
         s->w = w;
@@ -85,27 +60,30 @@ static void router_task_status(router_task *t)
     p->role = alora_Role_ROLE_ROUTER;
     p->pid = (uint32_t)getpid();
     ROUTER_STRCPY(p->id, r->id);
-    ROUTER_STRCPY(p->base_instance_id, r->base_id);
+    ROUTER_STRCPY(p->base_instance_id, r->n_bases ? r->bases[0].id : "");
     snprintf(p->url, sizeof p->url, "%.127s", r->bound);
     p->health = alora_Health_HEALTH_OK;
     for (int i = 0; i < r->cfg.n_intrinsics; i++)
         p->active += (uint32_t)r->intr[i].pending;
     p->requests = r->n_requests;
-    /* base */
-    p = &rep->processes[rep->processes_count++];
-    p->role = alora_Role_ROLE_BASE;
-    p->pid = r->base_pid;
-    ROUTER_STRCPY(p->id, r->base_id);
-    ROUTER_STRCPY(p->base_instance_id, r->base_id);
-    snprintf(p->url, sizeof p->url, "%.127s", r->cfg.base.listen);
-    p->health = r->base_seen ? r->base_health : alora_Health_HEALTH_DOWN;
-    p->last_seen_ms = r->base_seen ? (uint64_t)router_ms_since(r->base_seen) : 0;
-    if (r->base_stats_ok) {
-        p->leases_held = r->base_stats.leases;
-        p->kv_blocks_used = r->base_stats.kv_blocks_used;
-        p->kv_blocks_free = r->base_stats.kv_blocks_free;
-        p->active = r->base_stats.running + r->base_stats.queued;
-        p->requests = r->base_stats.requests;
+    /* bases */
+    for (int i = 0; i < r->n_bases && rep->processes_count < 128; i++) {
+        const router_base *b = &r->bases[i];
+        p = &rep->processes[rep->processes_count++];
+        p->role = alora_Role_ROLE_BASE;
+        p->pid = b->pid;
+        ROUTER_STRCPY(p->id, b->id);
+        ROUTER_STRCPY(p->base_instance_id, b->id);
+        snprintf(p->url, sizeof p->url, "%.127s", b->url);
+        p->health = b->seen ? b->health : alora_Health_HEALTH_DOWN;
+        p->last_seen_ms = b->seen ? (uint64_t)router_ms_since(b->seen) : 0;
+        if (b->stats_ok) {
+            p->leases_held = b->stats.leases;
+            p->kv_blocks_used = b->stats.kv_blocks_used;
+            p->kv_blocks_free = b->stats.kv_blocks_free;
+            p->active = b->stats.running + b->stats.queued;
+            p->requests = b->stats.requests;
+        }
     }
     rep->sessions = (uint32_t)r->n_sessions;
     pthread_mutex_unlock(&r->mu);

@@ -10,10 +10,12 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: alora-worker -c FILE --intrinsic NAME --replica K [--router URL|none]\n");
+    fprintf(f, "usage: alora-worker -c FILE --intrinsic NAME --replica K [--base B] [--router URL|none]\n"
+               "--base: the base instance (0 .. base.instances-1) to attach to (default 0)\n");
 }
 
-static int parse(int argc, char **argv, const char **cfg, const char **name, int *replica, const char **router)
+static int parse(int argc, char **argv, const char **cfg, const char **name, int *replica, int *base,
+                 const char **router)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -30,12 +32,12 @@ static int parse(int argc, char **argv, const char **cfg, const char **name, int
             *name = v;
         else if (!strcmp(a, "--router"))
             *router = v;
-        else if (!strcmp(a, "--replica")) {
+        else if (!strcmp(a, "--replica") || !strcmp(a, "--base")) {
             char *end;
             long k = strtol(v, &end, 10);
-            if (*end || k < 0 || k > 1023)
+            if (!*v || *end || k < 0 || k > 1023)
                 return -1;
-            *replica = (int)k;
+            *(!strcmp(a, "--base") ? base : replica) = (int)k;
         } else
             return -1;
     }
@@ -45,8 +47,8 @@ static int parse(int argc, char **argv, const char **cfg, const char **name, int
 int main(int argc, char **argv)
 {
     const char *cfg_path = NULL, *name = NULL, *router = NULL;
-    int replica = 0;
-    if (parse(argc, argv, &cfg_path, &name, &replica, &router) != 0) {
+    int replica = 0, base = 0;
+    if (parse(argc, argv, &cfg_path, &name, &replica, &base, &router) != 0) {
         usage(stderr);
         return 2;
     }
@@ -60,7 +62,10 @@ int main(int argc, char **argv)
     w.t_start = al_now();
     w.replica = replica;
     char tag[96];
-    snprintf(tag, sizeof tag, "worker-%s-%d", name, replica);
+    if (base > 0)
+        snprintf(tag, sizeof tag, "worker-%s-b%d-%d", name, base, replica);
+    else
+        snprintf(tag, sizeof tag, "worker-%s-%d", name, replica);
     al_log_set_tag(tag);
     if (al_proc_bind_supervisor() != 0)
         return 1; /* started by an `alora up` that is already gone */
@@ -72,11 +77,13 @@ int main(int argc, char **argv)
         if (!w.intr)
             e = ali_errf(AL_ENOTFOUND, "--intrinsic: '%s' is not in %s's intrinsics", name, cfg_path);
     }
+    if (e == AL_OK && (e = al_cluster_cfg_use_base(&w.cfg, base)) != AL_OK)
+        e = ali_errctx(e, "--base %d", base);
     if (e == AL_OK) {
-        snprintf(w.worker_id, sizeof w.worker_id, "%s-%d", name, replica);
         snprintf(w.router_url, sizeof w.router_url, "%s", router ? router : w.cfg.router.listen);
         w.no_router = router && !strcmp(router, "none");
-        e = al_cluster_worker_url(&w.cfg, name, replica, w.url, sizeof w.url);
+        e = al_cluster_worker_name(&w.cfg, name, base, replica, w.worker_id, sizeof w.worker_id, w.url,
+                                   sizeof w.url);
     }
     if (e == AL_OK)
         e = worker_attach(&w);

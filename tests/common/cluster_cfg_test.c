@@ -29,10 +29,47 @@ static void test_example(void **state)
     assert_string_equal(c.router.tokenizer, "build/run/model");
     assert_non_null(al_cluster_cfg_intrinsic(&c, "certainty"));
     assert_null(al_cluster_cfg_intrinsic(&c, "nope"));
-    char url[256];
-    assert_int_equal(al_cluster_worker_url(&c, "certainty", 1, url, sizeof url), AL_OK);
+    char url[256], id[64];
+    assert_int_equal(al_cluster_worker_name(&c, "certainty", 0, 1, id, sizeof id, url, sizeof url), AL_OK);
     assert_string_equal(url, "ipc:///tmp/alora-local/worker-certainty-1.ipc");
+    assert_string_equal(id, "certainty-1");
+    assert_int_equal(c.base.instances, 1);
+    assert_int_equal(al_cluster_base_url(&c, 0, url, sizeof url), AL_OK);
+    assert_string_equal(url, c.base.listen);
+    assert_int_equal(al_cluster_base_url(&c, 1, url, sizeof url), AL_ERANGE); /* one instance */
     al_cluster_cfg_free(&c);
+}
+
+/* base.instances: derived addresses per instance, worker names per base, bad combinations */
+static void test_instances(void **state)
+{
+    al_cluster_cfg c;
+    char url[256], id[64];
+    assert_int_equal(al_cluster_cfg_load_string("run_dir = \"/r\"; base = { model = \"m\"; instances = 3; };", &c),
+                     AL_OK);
+    assert_int_equal(c.base.instances, 3);
+    assert_int_equal(al_cluster_base_url(&c, 0, url, sizeof url), AL_OK);
+    assert_string_equal(url, "ipc:///r/base.ipc");
+    assert_int_equal(al_cluster_base_url(&c, 2, url, sizeof url), AL_OK);
+    assert_string_equal(url, "ipc:///r/base-2.ipc");
+    assert_int_equal(al_cluster_base_url(&c, 3, url, sizeof url), AL_ERANGE);
+    assert_int_equal(al_cluster_worker_name(&c, "cert", 2, 0, id, sizeof id, url, sizeof url), AL_OK);
+    assert_string_equal(id, "cert-b2-0");
+    assert_string_equal(url, "ipc:///r/worker-cert-b2-0.ipc");
+    al_cluster_cfg_free(&c);
+    assert_int_equal(al_cluster_cfg_load_string(
+                         "base = { model = \"m\"; listen = \"tcp://127.0.0.1:7000\"; instances = 2; };", &c), AL_OK);
+    assert_int_equal(al_cluster_base_url(&c, 1, url, sizeof url), AL_OK);
+    assert_string_equal(url, "tcp://127.0.0.1:7001");
+    al_cluster_cfg_free(&c);
+    /* no port to derive from, port overflow, out of range */
+    assert_int_equal(al_cluster_cfg_load_string(
+                         "base = { model = \"m\"; listen = \"tcp://127.0.0.1:65535\"; instances = 2; };", &c), AL_ERANGE);
+    assert_non_null(strstr(al_errmsg(), "65535"));
+    assert_int_equal(al_cluster_cfg_load_string(
+                         "base = { model = \"m\"; listen = \"ws://h/x\"; instances = 2; };", &c), AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "base.instances"));
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; instances = 65; };", &c), AL_ERANGE);
 }
 
 static void test_defaults(void **state)
@@ -119,6 +156,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_instances),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_http_keys),
     };
