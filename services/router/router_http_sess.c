@@ -322,9 +322,9 @@ static void rh_s_create(rh_call *c)
     s->next = h->sess;
     h->sess = s;
     pthread_mutex_unlock(&h->mu);
-    rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i}", "id", cr.session_id, "object", "session", "model",
+    rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", cr.session_id, "object", "session", "model",
                                     h->r->cfg.router.model_name, "n_tokens", (json_int_t)cr.n_tokens, "messages",
-                                    chat->n_msgs));
+                                    chat->n_msgs, "base_instance", cr.base_instance_id));
     s = NULL;
 out:
     if (e != AL_OK && !c->replied)
