@@ -87,8 +87,32 @@ typedef struct router_base {
     alora_BaseStatsReply stats;
     bool stats_ok;
     int sessions;             /* sessions pinned to it */
+    int inflight;             /* stateless requests routed to it and not done */
     uint64_t routed;          /* stateless requests routed to it */
 } router_base;
+
+/* Which bases hold which conversation prefixes, as far as the router's own routing implies:
+ * block-chain hash (h_j = H(h_{j-1}, tokens of block j)) -> bit mask of bases. Fixed-size
+ * open-addressing table with approximate LRU eviction (router_affinity.c). Under r->mu. */
+typedef struct router_affinity {
+    uint64_t *key;   /* [cap] chain hash, 0 = empty slot */
+    uint64_t *mask;  /* [cap] bit b: base b was sent this prefix */
+    uint32_t *tick;  /* [cap] last use */
+    size_t cap;      /* power of two */
+    uint32_t now;
+    int block;       /* tokens per block (base.block_size) */
+} router_affinity;
+
+al_err router_affinity_init(router_affinity *a, size_t entries, int block);
+void router_affinity_free(router_affinity *a);
+/* Chain hashes of the full blocks of toks[0, n) into h (at most cap); returns how many. */
+int router_affinity_hash(const router_affinity *a, const int32_t *toks, int32_t n, uint64_t *h, int cap);
+/* For every base b < n_bases: the number of leading blocks of h the table says it holds. */
+void router_affinity_match(const router_affinity *a, const uint64_t *h, int m, int n_bases, int *depth);
+/* Records that base b now holds blocks h[0, m). */
+void router_affinity_record(router_affinity *a, const uint64_t *h, int m, int b);
+/* Base b restarted (its cache is empty): forget it. */
+void router_affinity_forget(router_affinity *a, int b);
 
 typedef struct router_session {
     char id[64];
@@ -109,6 +133,7 @@ struct router {
     char bound[256];
     router_base *bases;    /* [n_bases]: base.instances */
     int n_bases;
+    router_affinity aff;   /* prefix -> bases (under mu) */
     router_pool pool;      /* invocations, sessions */
     router_pool ctl;       /* registration, status */
     al_tokenizer *tok;     /* optional (text requests) */
@@ -196,14 +221,18 @@ void router_bases_close(router *r);
 void router_base_poll(router *r);
 /* Answered its last health check (r->mu held). */
 bool router_base_live_locked(const router_base *b);
-/* The base for a conversation: prefix affinity (the same leading tokens go to the same base, so its
- * prefix cache holds them) by rendezvous hashing over the live bases, skipping `exclude`. NULL with
+/* The base for a conversation toks[0, n) (the tokens before the activation start), skipping
+ * `exclude`: the live base that holds the longest prefix of it (router_affinity), unless that base
+ * is loaded well above the least loaded one; ties go to the least loaded, then by rendezvous hash.
+ * Counts the request in the base's inflight: call router_base_done when it ends. NULL with
  * AL_EUNAVAILABLE set when no base is live. */
 router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const router_base *exclude);
+void router_base_done(router *r, router_base *b);
 /* The live base with the fewest sessions (a new session's home); NULL + AL_EUNAVAILABLE. */
 router_base *router_base_for_session(router *r);
-/* Tokens of a conversation's start that pick its base: a conversation keeps its base once longer. */
-#define ROUTER_AFFINITY_TOKENS 256
+/* A base more loaded than the least loaded one by this many requests (and twice as loaded) loses
+ * its cached conversations to it: the load bound of cache-aware routing. */
+#define ROUTER_AFFINITY_SLACK 4
 
 /* Bounded C-string copy into a fixed array. */
 #define ROUTER_STRCPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))

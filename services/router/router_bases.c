@@ -1,5 +1,5 @@
 /* router_bases.c: the base instances behind the router: clients, health, and which base a
- * conversation goes to (prefix affinity by rendezvous hashing; sessions to the least-loaded base). */
+ * conversation goes to (cache-aware with a load bound; sessions to the least-loaded base). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,10 @@ al_err router_bases_open(router *r)
     if (!r->bases)
         return ali_errf(AL_ENOMEM, "router: out of memory");
     r->n_bases = n;
+    if (n > 64)
+        return ali_errf(AL_ERANGE, "router: %d bases (at most 64)", n);
+    /* room for what the bases can cache: twice their blocks */
+    AL_TRY(router_affinity_init(&r->aff, (size_t)2 * (size_t)n * (size_t)r->cfg.base.kv_blocks, r->cfg.base.block_size));
     al_rpc_client_opts co;
     al_rpc_client_opts_default(&co);
     co.connect_wait_ms = 500;
@@ -39,6 +43,7 @@ void router_bases_close(router *r)
     free(r->bases);
     r->bases = NULL;
     r->n_bases = 0;
+    router_affinity_free(&r->aff);
 }
 
 static void router_base_poll_one(router *r, router_base *b)
@@ -52,8 +57,11 @@ static void router_base_poll_one(router *r, router_base *b)
     al_pbmem_free(&m);
     pthread_mutex_lock(&r->mu);
     if (e == AL_OK) {
-        if (strcmp(b->id, h.instance_id))
+        if (strcmp(b->id, h.instance_id)) {
             AL_INFO("router: base %d: instance %s (pid %u) at %s", b->index, h.instance_id, h.pid, b->url);
+            if (b->id[0])
+                router_affinity_forget(&r->aff, b->index); /* a new process: its prefix cache is empty */
+        }
         ROUTER_STRCPY(b->id, h.instance_id);
         b->pid = h.pid;
         b->health = h.health;
@@ -80,33 +88,64 @@ bool router_base_live_locked(const router_base *b)
     return b->seen > 0 && b->id[0] && b->health != alora_Health_HEALTH_DOWN;
 }
 
+/* Tie-break between bases of equal claim: a rendezvous weight of the conversation's start, so ties
+ * are stable per conversation and spread across conversations. */
+static uint64_t router_rdv(uint64_t key, int b) { return XXH3_64bits_withSeed(&key, sizeof key, (uint64_t)b + 1); }
+
 router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const router_base *exclude)
 {
-    /* Rendezvous (highest random weight) hashing: every base scores hash(key, base index) and the
-     * best live one wins, so a base that goes away only moves its own conversations. The key is the
-     * conversation's first ROUTER_AFFINITY_TOKENS tokens: a conversation keeps its base as it grows
-     * past them (below that, a move costs at most that many tokens of prefill). */
-    int32_t k = n < ROUTER_AFFINITY_TOKENS ? n : ROUTER_AFFINITY_TOKENS;
+    enum { MAXB = 8192 }; /* blocks looked at: 128k tokens of 16 */
+    uint64_t *h = malloc(sizeof(uint64_t) * MAXB);
+    int *depth = malloc(sizeof(int) * (size_t)r->n_bases);
+    if (!h || !depth) {
+        free(h);
+        free(depth);
+        ali_errf(AL_ENOMEM, "router: out of memory");
+        return NULL;
+    }
+    int32_t k = n < 64 ? n : 64;
     uint64_t key = XXH3_64bits(toks, sizeof(int32_t) * (size_t)(k > 0 ? k : 0));
-    router_base *best = NULL;
-    uint64_t best_w = 0;
     pthread_mutex_lock(&r->mu);
+    int m = router_affinity_hash(&r->aff, toks, n, h, MAXB);
+    router_affinity_match(&r->aff, h, m, r->n_bases, depth);
+    router_base *best = NULL, *least = NULL;
     for (int i = 0; i < r->n_bases; i++) {
         router_base *b = &r->bases[i];
         if (b == exclude || !router_base_live_locked(b))
             continue;
-        uint64_t w = XXH3_64bits_withSeed(&key, sizeof key, (uint64_t)i + 1);
-        if (!best || w > best_w) {
+        /* the longest cached prefix; then the least loaded; then the rendezvous weight */
+        if (!best || depth[i] > depth[best->index] ||
+            (depth[i] == depth[best->index] &&
+             (b->inflight < best->inflight ||
+              (b->inflight == best->inflight && router_rdv(key, i) > router_rdv(key, best->index)))))
             best = b;
-            best_w = w;
-        }
+        if (!least || b->inflight < least->inflight ||
+            (b->inflight == least->inflight && router_rdv(key, i) > router_rdv(key, least->index)))
+            least = b;
     }
-    if (best)
+    if (best && least && best != least && best->inflight >= least->inflight + ROUTER_AFFINITY_SLACK &&
+        best->inflight >= 2 * least->inflight)
+        best = least; /* load bound: the busy base's cache is not worth the queue */
+    if (best) {
+        best->inflight++;
         best->routed++;
+        router_affinity_record(&r->aff, h, m, best->index);
+    }
     pthread_mutex_unlock(&r->mu);
+    free(h);
+    free(depth);
     if (!best)
         ali_errf(AL_EUNAVAILABLE, "no base available%s (%d configured)", exclude ? " to retry on" : "", r->n_bases);
     return best;
+}
+
+void router_base_done(router *r, router_base *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&r->mu);
+    b->inflight--;
+    pthread_mutex_unlock(&r->mu);
 }
 
 router_base *router_base_for_session(router *r)

@@ -336,6 +336,7 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
         free(body);
     }
 out:
+    router_base_done(r, rb);
     if (seq) {
         alora_SeqReleaseRequest rq = {.seq_id = seq_id};
         alora_Empty er;

@@ -147,9 +147,9 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     double t_lease = al_now(), t_worker;
     /* The base: the session's, or the conversation's by prefix affinity (its tokens before the
      * activation start, so every intrinsic called on a conversation meets the same cached KV). */
-    router_base *b = a->base;
+    router_base *b = a->base, *routed = NULL;
     int32_t pkey = s >= 0 && s < N ? s : N;
-    if (!b && !(b = router_base_route(r, seq, pkey, NULL))) {
+    if (!b && !(b = routed = router_base_route(r, seq, pkey, NULL))) {
         e = AL_EUNAVAILABLE;
         goto out;
     }
@@ -180,7 +180,8 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
                 if (nb) {
                     AL_WARN("router: base %d: lease failed (%s: %s); moving the conversation to base %d", b->index,
                             al_strerror(e), al_errmsg(), nb->index);
-                    b = nb;
+                    router_base_done(r, routed);
+                    b = routed = nb;
                     e = al_rpc_call(b->cli, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
                 }
             }
@@ -277,6 +278,7 @@ out:;
     snprintf(msg, sizeof msg, "%s", al_errmsg());
     if (leased)
         router_unlease(b, lr.lease_id);
+    router_base_done(r, routed);
     al_pbmem_free(&qm);
     al_pbmem_free(&wm);
     al_pbmem_free(&lm);

@@ -3,8 +3,8 @@
 # each base with every intrinsic's workers; the router sends a conversation to the same base every
 # time (its prefix cache then holds it, for every intrinsic called on it), spreads conversations
 # over the bases, pins sessions, gives the same answers as the single-process engine on either
-# base, survives kill -9 of one base (its conversations move to the other, then come back), and
-# stops cleanly.
+# base, survives kill -9 of one base (its conversations move to the other and stay there, where
+# their KV now is; new conversations use the restarted base again), and stops cleanly.
 NEEDS=curl TMP_TAG=bases
 source "$(dirname "$0")/lib.sh"
 TOK="$SRC/deploy/tokenizer"
@@ -107,15 +107,27 @@ for _ in $(seq 1 100); do
 done
 [ $moved = 1 ] && ok "base-1 killed: its conversation $victim was served by base 0" ||
   fail "base-1 killed: conversation $victim not served elsewhere"
-back=0
+nb=0
 for _ in $(seq 1 300); do
-  out=$("$ALORA" invoke --router "$R" --intrinsic certainty --tokens "$convo,600,601,602" --json 2>/dev/null) &&
-    [ "$(base_of "$(jq -r .worker <<<"$out")")" = 1 ] && { back=1; break; }
+  nb=$("$ALORA" status --router "$R" --json | jq '[.processes[] | select(.role == "base" and .health == "ok")] | length')
+  [ "$nb" = 2 ] && "$ALORA" status --router "$R" --json |
+    jq -e '[.processes[] | select(.role == "worker" and .health == "ok")] | length == 4' >/dev/null && break
   sleep 0.1
 done
-nb=$("$ALORA" status --router "$R" --json | jq '[.processes[] | select(.role == "base" and .health == "ok")] | length')
-[ $back = 1 ] && [ "$nb" = 2 ] && ok "base-1 restarted; the conversation went home to it" ||
-  fail "after the restart: home=$back, live bases $nb"
+[ "$nb" = 2 ] && ok "base-1 restarted, its workers re-attached" || fail "after the restart: $nb live bases"
+out=$("$ALORA" invoke --router "$R" --intrinsic certainty --tokens "$convo,600,601,602" --json)
+s=$(jq .activation_start <<<"$out")
+[ "$(base_of "$(jq -r .worker <<<"$out")")" = 0 ] && [ "$(jq .prefix_cached_tokens <<<"$out")" = "$s" ] &&
+  ok "the moved conversation stays on base 0, where its KV now is ($s tokens cached)" ||
+  fail "the moved conversation: $(jq -c '{worker, prefix_cached_tokens, activation_start}' <<<"$out")"
+spread=(0 0)
+for i in $(seq 30 45); do
+  convo="$((20 + i * 7)),$(seq -s, $((100 + i)) 3 $((400 + i)))"
+  out=$("$ALORA" invoke --router "$R" --intrinsic certainty --tokens "$convo,600,601,602" --json) || { fail "invoke $i"; continue; }
+  b=$(base_of "$(jq -r .worker <<<"$out")"); spread[$b]=$((spread[$b] + 1))
+done
+[ "${spread[1]}" -ge 3 ] && ok "new conversations use the restarted base again: ${spread[0]} / ${spread[1]}" ||
+  fail "new conversations after the restart: ${spread[0]} / ${spread[1]}"
 ls /dev/shm/alora-*-"$b1"-* >/dev/null 2>&1 && fail "the killed base-1's shm segments remain" ||
   ok "the killed base-1's shm segments were reclaimed"
 
