@@ -22,7 +22,7 @@ run_dir = "$T/run-b";
 base = { model = "$T/model"; kv_blocks = 512; block_size = 16; threads = 1; instances = 2; };
 worker = { kv_blocks = 64; heartbeat_ms = 200; };
 router = { max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 20000; http = "$H"; tokenizer = "$TOK"; };
-up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
+up = { grace_ms = 5000; backoff_min_ms = 1500; backoff_max_ms = 3000; };  # base-1 stays down >= 1.5 s after kill -9
 intrinsics = (
   { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 4; },
   { name = "answerability"; adapter = "$T/ans"; replicas = 1; max_tokens = 4; }
