@@ -192,38 +192,57 @@ static float *run_logits(const al_model *m, const al_ops *ops, const al_weights 
     return pl;
 }
 
+/* A model, an adapter, a config-only copy of the model and the model's weights stored in one
+ * backend buffer (what alora-base puts in its weight arena), bound as w. */
+typedef struct ext_fixture {
+    al_model *m, *shell;
+    al_adapter *a;
+    void *buf;
+    al_weights w;
+    size_t n_logits; /* floats run_logits returns */
+} ext_fixture;
+
+static void ext_open(ext_fixture *f, const char *model, const al_ops *o)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(al_model_load(model, &f->m), AL_OK);
+    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qkvo", &f->m->cfg, &f->a), AL_OK);
+    assert_int_equal(al_model_view(&f->m->cfg, NULL, &f->shell), AL_OK);
+    f->buf = o->alloc(al_weights_backend_bytes(&f->m->cfg, o));
+    assert_non_null(f->buf);
+    assert_int_equal(al_weights_backend_store(f->m, o, f->buf), AL_OK);
+    assert_int_equal(al_weights_backend_bind(&f->m->cfg, o, f->buf, &f->w), AL_OK);
+    f->n_logits = (size_t)(18 + 4) * f->m->cfg.vocab_size;
+}
+
+static void ext_close(ext_fixture *f, const al_ops *o)
+{
+    al_weights_unbind(&f->w);
+    o->free(f->buf);
+    al_adapter_free(f->a);
+    al_model_free(f->shell);
+    al_model_free(f->m);
+}
+
 /* An engine over opts.weights and a config-only model (the GPU worker's shape) equals one over the
  * model's own weights, bitwise; a config-only model without opts.weights is refused. */
 static void test_engine_external_weights_cpu(void **st)
 {
-    al_model *m = NULL, *shell = NULL;
-    al_adapter *a = NULL;
-    assert_int_equal(al_model_load(ORACLE "/llama_f32", &m), AL_OK);
-    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qkvo", &m->cfg, &a), AL_OK);
-    assert_int_equal(al_model_view(&m->cfg, NULL, &shell), AL_OK);
     const al_ops *o = al_ops_cpu();
-    size_t bytes = al_weights_backend_bytes(&m->cfg, o);
-    void *buf = ali_aligned_alloc(bytes);
-    assert_int_equal(al_weights_backend_store(m, o, buf), AL_OK);
-    al_weights w;
-    assert_int_equal(al_weights_backend_bind(&m->cfg, o, buf, &w), AL_OK);
-    size_t n = (size_t)(18 + 4) * m->cfg.vocab_size;
-    float *ref = run_logits(m, o, NULL, a);
-    float *got = run_logits(shell, o, &w, a);
-    assert_memory_equal(ref, got, n * sizeof(float));
+    ext_fixture f;
+    ext_open(&f, ORACLE "/llama_f32", o);
+    float *ref = run_logits(f.m, o, NULL, f.a);
+    float *got = run_logits(f.shell, o, &f.w, f.a);
+    assert_memory_equal(ref, got, f.n_logits * sizeof(float));
     /* the store refuses a model without host weights; the engine a model without any weights */
-    assert_int_equal(al_weights_backend_store(shell, o, buf), AL_EINVAL);
+    assert_int_equal(al_weights_backend_store(f.shell, o, f.buf), AL_EINVAL);
     al_engine *e = NULL;
     al_engine_opts eo = {.n_blocks = 16};
-    assert_int_equal(al_engine_create(shell, &eo, &e), AL_EINVAL);
+    assert_int_equal(al_engine_create(f.shell, &eo, &e), AL_EINVAL);
     assert_non_null(strstr(al_errmsg(), "no host weights"));
     free(ref);
     free(got);
-    al_weights_unbind(&w);
-    ali_aligned_free(buf);
-    al_adapter_free(a);
-    al_model_free(shell);
-    al_model_free(m);
+    ext_close(&f, o);
 }
 
 /* GPU: weights stored into one device buffer (what alora-base puts in its CUDA weight arena) and
@@ -235,25 +254,15 @@ static void test_engine_external_weights_cuda(void **st)
         fprintf(stderr, "no usable CUDA backend: GPU part skipped\n");
         skip();
     }
-    al_model *m = NULL, *shell = NULL;
-    al_adapter *a = NULL;
-    assert_int_equal(al_model_load(ORACLE "/llama_bf16", &m), AL_OK);
-    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qkvo", &m->cfg, &a), AL_OK);
-    assert_int_equal(al_model_view(&m->cfg, NULL, &shell), AL_OK);
-    size_t bytes = al_weights_backend_bytes(&m->cfg, o);
-    void *dev = o->alloc(bytes);
-    assert_non_null(dev);
-    assert_int_equal(al_weights_backend_store(m, o, dev), AL_OK);
-    al_weights w;
-    assert_int_equal(al_weights_backend_bind(&m->cfg, o, dev, &w), AL_OK);
-    size_t n = (size_t)(18 + 4) * m->cfg.vocab_size;
-    float *ref = run_logits(m, o, NULL, a);
-    float *got = run_logits(shell, o, &w, a);
-    assert_memory_equal(ref, got, n * sizeof(float));
+    ext_fixture f;
+    ext_open(&f, ORACLE "/llama_bf16", o);
+    float *ref = run_logits(f.m, o, NULL, f.a);
+    float *got = run_logits(f.shell, o, &f.w, f.a);
+    assert_memory_equal(ref, got, f.n_logits * sizeof(float));
     /* and within the bf16 tolerance of the CPU */
-    float *cpu = run_logits(m, al_ops_cpu(), NULL, a);
+    float *cpu = run_logits(f.m, al_ops_cpu(), NULL, f.a);
     float mx = 1, d = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < f.n_logits; i++) {
         mx = fmaxf(mx, fabsf(cpu[i]));
         d = fmaxf(d, fabsf(cpu[i] - got[i]));
     }
@@ -262,11 +271,7 @@ static void test_engine_external_weights_cuda(void **st)
     free(ref);
     free(got);
     free(cpu);
-    al_weights_unbind(&w);
-    o->free(dev);
-    al_adapter_free(a);
-    al_model_free(shell);
-    al_model_free(m);
+    ext_close(&f, o);
 }
 
 int main(void)

@@ -7,16 +7,7 @@
 # their KV now is; new conversations use the restarted base again), and stops cleanly.
 NEEDS=curl TMP_TAG=bases
 source "$(dirname "$0")/lib.sh"
-TOK="$SRC/deploy/tokenizer"
-[ -f "$TOK/tokenizer.json" ] || { echo "SKIP: $TOK missing"; exit 77; }
-
-"$ALORA" make-model --arch llama --preset small --seed 13 "$T/model" >/dev/null || exit 1
-"$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 600,601,602 \
-  --seed 3 "$T/cert" >/dev/null || exit 1
-"$ALORA" make-adapter --model "$T/model" --targets q,v,up,down --rank 4 --alpha 8 --invocation 605,606 \
-  --seed 4 "$T/ans" >/dev/null || exit 1
-PORT=$(free_port)
-H="http://127.0.0.1:$PORT"
+text_models 13
 cat >"$T/b.cfg" <<CFG
 run_dir = "$T/run-b";
 base = { model = "$T/model"; kv_blocks = 512; block_size = 16; threads = 1; instances = 2; };

@@ -4,17 +4,7 @@
 # official `openai` Python client (streaming, model = an intrinsic), and `promtool check metrics`.
 NEEDS=curl TMP_TAG=http
 source "$(dirname "$0")/lib.sh"
-TOK="$SRC/deploy/tokenizer"
-[ -f "$TOK/tokenizer.json" ] || { echo "SKIP: $TOK missing"; exit 77; }
-
-"$ALORA" make-model --arch llama --preset small --seed 11 "$T/model" >/dev/null || exit 1
-"$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 600,601,602 \
-  --seed 3 "$T/cert" >/dev/null || exit 1
-"$ALORA" make-adapter --model "$T/model" --targets q,v,up,down --rank 4 --alpha 8 --invocation 605,606 \
-  --seed 4 "$T/ans" >/dev/null || exit 1
-
-PORT=$(free_port)
-H="http://127.0.0.1:$PORT"
+text_models 11
 KEY="sk-http-test-0123456789"
 # write_cfg NAME EXTRA_ROUTER_KEYS
 write_cfg() {

@@ -81,3 +81,18 @@ stop_up() {
     fail "$1: sanitizer reports:"; grep -E -A8 "runtime error|AddressSanitizer|LeakSanitizer" "$T/$1.err" | head -40
   fi
 }
+
+# text_models SEED: the HTTP-capable fixtures: $TOK (deploy/tokenizer; skips without it), the
+# "small" model $T/model and two aLoRA adapters $T/cert (invocation 600,601,602) and $T/ans
+# (605,606); PORT and H, a free HTTP address.
+text_models() {
+  TOK="$SRC/deploy/tokenizer"
+  [ -f "$TOK/tokenizer.json" ] || { echo "SKIP: $TOK missing"; exit 77; }
+  "$ALORA" make-model --arch llama --preset small --seed "$1" "$T/model" >/dev/null || exit 1
+  "$ALORA" make-adapter --model "$T/model" --targets q,k,v,o --rank 8 --alpha 16 --invocation 600,601,602 \
+    --seed 3 "$T/cert" >/dev/null || exit 1
+  "$ALORA" make-adapter --model "$T/model" --targets q,v,up,down --rank 4 --alpha 8 --invocation 605,606 \
+    --seed 4 "$T/ans" >/dev/null || exit 1
+  PORT=$(free_port)
+  H="http://127.0.0.1:$PORT"
+}
