@@ -31,6 +31,10 @@ static inline float ali_expf(float x)
     return p * scale.f;
 }
 
+/* pool.c: runs fn(ctx, 0 .. n_tasks-1) on al_cpu_threads() threads (the caller included) and
+ * returns when all are done. Serial when one thread is configured or another job is running. */
+void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
+
 void ali_cpu_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
 void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps);
 void ali_cpu_rope(float *x, const float *cs, int T, int n_heads, int head_dim);

@@ -50,6 +50,51 @@ static void test_rmsnorm_swiglu_embedding(void **state)
     assert_memory_equal(emb, want, sizeof want);
 }
 
+/* The matmul paths (streaming kernel for 1-8 rows with its 16/8/4-row weight tiles and 1-4 row
+ * activation tiles, sgemm above) against a double-precision loop: every row count 1..12, K with
+ * and without a 16-multiple tail, N not a multiple of any tile, accumulate, 1 and 2 threads (the
+ * pool splits N); the threads must not change a single bit. */
+static void test_matmul_paths(void **state)
+{
+    const al_ops *ops = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 9);
+    static const int Ks[] = {16, 37, 768}, Ns[] = {1, 5, 23, 130, 1000};
+    int saved = al_cpu_threads();
+    for (size_t ki = 0; ki < AL_ARRAY_LEN(Ks); ki++)
+        for (size_t ni = 0; ni < AL_ARRAY_LEN(Ns); ni++) {
+            int K = Ks[ki], N = Ns[ni];
+            float *x = malloc(sizeof(float) * 12 * K), *w = malloc(sizeof(float) * (size_t)N * K);
+            float *y = malloc(sizeof(float) * 12 * N), *y2 = malloc(sizeof(float) * 12 * N);
+            fill(x, (size_t)12 * K, &r, 1);
+            fill(w, (size_t)N * K, &r, 1);
+            for (int T = 1; T <= 12; T++)
+                for (int acc = 0; acc < 2; acc++) {
+                    for (int i = 0; i < T * N; i++)
+                        y[i] = y2[i] = (float)i * 0.25f;
+                    al_cpu_set_threads(1);
+                    ops->matmul(y, x, w, T, K, N, acc);
+                    al_cpu_set_threads(2);
+                    ops->matmul(y2, x, w, T, K, N, acc);
+                    assert_memory_equal(y, y2, sizeof(float) * (size_t)T * N);
+                    for (int t = 0; t < T; t++)
+                        for (int n = 0; n < N; n++) {
+                            double s = acc ? (double)(t * N + n) * 0.25 : 0;
+                            for (int k = 0; k < K; k++)
+                                s += (double)x[t * K + k] * w[(size_t)n * K + k];
+                            if (fabs(y[t * N + n] - s) > 1e-4 * (1 + sqrt((double)K)))
+                                fail_msg("T %d K %d N %d acc %d: y[%d,%d] = %g, want %g", T, K, N, acc, t, n,
+                                         y[t * N + n], s);
+                        }
+                }
+            free(x);
+            free(w);
+            free(y);
+            free(y2);
+        }
+    al_cpu_set_threads(saved);
+}
+
 static void test_rope_hand_values(void **state)
 {
     /* head_dim 4, theta 10000: inv_freq = [1, 0.01]; position 1 rotates pair (x0, x2) by 1 rad
@@ -240,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_swiglu_embedding), cmocka_unit_test(test_rope_hand_values),
         cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_matmul_paths),
         cmocka_unit_test(test_logprobs_topk),
         cmocka_unit_test(test_fast_expf),
     };
