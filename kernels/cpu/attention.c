@@ -61,47 +61,8 @@ static void ali_kv_gather(const al_kv_geom *g, const al_seq_view *s, int layer, 
     }
 }
 
-/* Single query row: scores over every position, straight from the blocks. */
-static void ali_attn_one(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
-                         int j, const float *q, float *out, float *scores)
-{
-    int hd = g->head_dim, group = n_heads / g->n_kv_heads;
-    size_t qd = (size_t)n_heads * hd;
-    int32_t n_ctx = s->pos0 + j + 1;
-    const float *qr = q + (size_t)(s->row0 + j) * qd;
-    float *orow = out + (size_t)(s->row0 + j) * qd;
-    for (int h = 0; h < n_heads; h++) {
-        int kh = h / group;
-        const float *qh = qr + (size_t)h * hd;
-        float m = -FLT_MAX;
-        for (int32_t p = 0; p < n_ctx; p++) {
-            const float *kr = ali_kv_row(g, s, layer, 0, p) + (size_t)kh * hd;
-            float d = 0.0f;
-            for (int i = 0; i < hd; i++)
-                d += qh[i] * kr[i];
-            d *= scale;
-            scores[p] = d;
-            if (d > m)
-                m = d;
-        }
-        float sum = 0.0f;
-        for (int32_t p = 0; p < n_ctx; p++)
-            scores[p] = ali_expf(scores[p] - m);
-        for (int32_t p = 0; p < n_ctx; p++)
-            sum += scores[p];
-        float inv = 1.0f / sum;
-        float *oh = orow + (size_t)h * hd;
-        memset(oh, 0, sizeof(float) * (size_t)hd);
-        for (int32_t p = 0; p < n_ctx; p++) {
-            const float *vr = ali_kv_row(g, s, layer, 1, p) + (size_t)kh * hd;
-            float w = scores[p] * inv;
-            for (int i = 0; i < hd; i++)
-                oh[i] += w * vr[i];
-        }
-    }
-}
-
 #define ALI_ATTN_TILE 128
+#define ALI_ATTN_FEW 8 /* up to this many query rows: straight from the blocks, K and V read once */
 
 /* Per-thread scratch buffers that only grow, so steady-state steps never touch the allocator. */
 static _Thread_local float *ali_scr[4];
@@ -133,6 +94,59 @@ static float *ali_scratch(int i, size_t n)
         ali_scr_n[i] = n;
     }
     return ali_scr[i];
+}
+
+/* A few query rows (an intrinsic's invocation tokens, a short chunk) over a long context: one
+ * pass over K and one over V straight from the blocks, every row and head served from each K/V
+ * row while it is in cache (no gather: copying the whole context per layer cost more than the
+ * products). scores holds [n_rows, n_heads, n_ctx]. */
+static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
+                         const float *q, float *out, float *scores)
+{
+    int hd = g->head_dim, group = n_heads / g->n_kv_heads, nt = s->n_rows;
+    size_t qd = (size_t)n_heads * hd;
+    int32_t n_ctx = s->pos0 + nt;
+    for (int32_t p = 0; p < n_ctx; p++) {
+        const float *kr = ali_kv_row(g, s, layer, 0, p);
+        for (int r = p > s->pos0 ? p - s->pos0 : 0; r < nt; r++) { /* causal: rows at or after p */
+            const float *qr = q + (size_t)(s->row0 + r) * qd;
+            float *sc = scores + (size_t)r * n_heads * n_ctx + p;
+            for (int h = 0; h < n_heads; h++)
+                sc[(size_t)h * n_ctx] = ali_dot(qr + (size_t)h * hd, kr + (size_t)(h / group) * hd, hd) * scale;
+        }
+    }
+    for (int r = 0; r < nt; r++) {
+        int32_t lim = s->pos0 + r + 1;
+        float *orow = out + (size_t)(s->row0 + r) * qd;
+        memset(orow, 0, sizeof(float) * qd);
+        for (int h = 0; h < n_heads; h++) {
+            float *row = scores + ((size_t)r * n_heads + h) * n_ctx;
+            float m = -FLT_MAX, sum = 0.0f;
+            for (int32_t p = 0; p < lim; p++)
+                m = row[p] > m ? row[p] : m;
+            for (int32_t p = 0; p < lim; p++)
+                row[p] = ali_expf(row[p] - m);
+            for (int32_t p = 0; p < lim; p++)
+                sum += row[p];
+            float inv = 1.0f / sum;
+            for (int32_t p = 0; p < lim; p++)
+                row[p] *= inv;
+        }
+    }
+    for (int32_t p = 0; p < n_ctx; p++) {
+        const float *vr = ali_kv_row(g, s, layer, 1, p);
+        for (int r = p > s->pos0 ? p - s->pos0 : 0; r < nt; r++) {
+            float *orow = out + (size_t)(s->row0 + r) * qd;
+            const float *w = scores + (size_t)r * n_heads * n_ctx + p;
+            for (int h = 0; h < n_heads; h++) {
+                float wp = w[(size_t)h * n_ctx];
+                float *oh = orow + (size_t)h * hd;
+                const float *vh = vr + (size_t)(h / group) * hd;
+                for (int i = 0; i < hd; i++)
+                    oh[i] += wp * vh[i];
+            }
+        }
+    }
 }
 
 /* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm. */
@@ -192,18 +206,18 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
     if (max_ctx == 0)
         return;
     size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
-    float *scores = ali_scratch(0, (size_t)max_ctx);
+    float *scores = ali_scratch(0, (size_t)max_ctx * (size_t)n_heads * AL_TILE_MIN(max_rows, ALI_ATTN_FEW));
     float *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
-    if (max_rows > 1) {
+    if (max_rows > ALI_ATTN_FEW) {
         kbuf = ali_scratch(1, (size_t)max_ctx * kvd);
         vbuf = ali_scratch(2, (size_t)max_ctx * kvd);
         sbuf = ali_scratch(3, (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
     }
     for (int s = 0; s < n_seqs; s++) {
         const al_seq_view *sv = &seqs[s];
-        if (sv->n_rows == 1)
-            ali_attn_one(g, layer, n_heads, scale, sv, 0, q, out, scores);
-        else if (sv->n_rows > 1)
+        if (sv->n_rows >= 1 && sv->n_rows <= ALI_ATTN_FEW)
+            ali_attn_few(g, layer, n_heads, scale, sv, q, out, scores);
+        else if (sv->n_rows > ALI_ATTN_FEW)
             ali_attn_chunk(g, layer, n_heads, scale, sv, q, out, kbuf, vbuf, sbuf);
     }
 }

@@ -31,6 +31,37 @@ static inline float ali_expf(float x)
     return p * scale.f;
 }
 
+/* 16 floats as one vector (AVX-512 with -march=native, pairs/quads of narrower registers otherwise). */
+typedef float ali_v16 __attribute__((vector_size(64)));
+
+static inline ali_v16 ali_ld16(const float *p)
+{
+    ali_v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float ali_hsum16(ali_v16 v)
+{
+    float s = 0;
+    for (int i = 0; i < 16; i++)
+        s += v[i];
+    return s;
+}
+
+/* a · b over n floats: 16 lanes at a time, then the tail (a fixed order: deterministic). */
+static inline float ali_dot(const float *a, const float *b, int n)
+{
+    int n16 = n & ~15;
+    ali_v16 acc = {0};
+    for (int i = 0; i < n16; i += 16)
+        acc += ali_ld16(a + i) * ali_ld16(b + i);
+    float s = ali_hsum16(acc);
+    for (int i = n16; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
 /* pool.c: runs fn(ctx, 0 .. n_tasks-1) on al_cpu_threads() threads (the caller included) and
  * returns when all are done. Serial when one thread is configured or another job is running. */
 void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);

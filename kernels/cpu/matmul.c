@@ -11,23 +11,6 @@
 #define ALI_NB 16 /* weight rows per tile (at most) */
 #define ALI_TB 4 /* activation rows per tile */
 
-typedef float ali_v16 __attribute__((vector_size(64)));
-
-static inline ali_v16 ali_ld16(const float *p)
-{
-    ali_v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline float ali_hsum16(ali_v16 v)
-{
-    float s = 0;
-    for (int i = 0; i < 16; i++)
-        s += v[i];
-    return s;
-}
-
 typedef struct ali_small_job {
     float *y;
     const float *x, *w;
