@@ -9,7 +9,6 @@
  * 1 thread: 2.2-2.4x faster at 1-4 rows, 1.3x at 8, even at ~12). */
 #define ALI_SMALL_T 8
 #define ALI_NB 16 /* weight rows per tile (at most) */
-#define ALI_TB 4 /* activation rows per tile */
 
 typedef struct ali_small_job {
     float *y;
@@ -17,72 +16,65 @@ typedef struct ali_small_job {
     int T, K, N, accumulate, rows_per_task;
 } ali_small_job;
 
-/* One tile: activation rows xr[0, TB) against weight rows wr[0, NB) (TB, NB compile-time
- * constants once inlined), written to y rows starting at yr. */
-static inline __attribute__((always_inline)) void ali_tile(const ali_small_job *j, const float *const *xr,
-                                                           const float *const *wr, float *yr, int tb, int nb,
-                                                           const int TB, const int NB)
-{
-    const int K = j->K, K16 = K & ~15;
-    ali_v16 acc[ALI_TB][ALI_NB];
-    for (int i = 0; i < TB; i++)
-        for (int c = 0; c < NB; c++)
-            acc[i][c] = (ali_v16){0};
-    for (int k = 0; k < K16; k += 16) {
-        ali_v16 wv[ALI_NB];
-        for (int c = 0; c < NB; c++)
-            wv[c] = ali_ld16(wr[c] + k);
-        for (int i = 0; i < TB; i++) {
-            ali_v16 xv = ali_ld16(xr[i] + k);
-            for (int c = 0; c < NB; c++)
-                acc[i][c] += xv * wv[c];
-        }
+/* One tile: activation rows xr[0, TB) against weight rows wr[0, NB), written to the y rows from
+ * yr (tb, nb: how many of them are real). One function per shape, each with an accumulator array
+ * of exactly TB x NB vectors, so the compiler keeps them all in registers. */
+#define ALI_TILE_FN(TB, NB)                                                                             \
+    static void ali_tile_##TB##x##NB(const ali_small_job *j, const float *const *xr, const float *const *wr, \
+                                     float *yr, int tb, int nb)                                          \
+    {                                                                                                   \
+        const int K = j->K, K16 = K & ~15;                                                              \
+        ali_v16 acc[TB][NB];                                                                            \
+        for (int i = 0; i < TB; i++)                                                                    \
+            for (int c = 0; c < NB; c++)                                                                \
+                acc[i][c] = (ali_v16){0};                                                               \
+        for (int k = 0; k < K16; k += 16) {                                                             \
+            ali_v16 wv[NB];                                                                             \
+            for (int c = 0; c < NB; c++)                                                                \
+                wv[c] = ali_ld16(wr[c] + k);                                                            \
+            for (int i = 0; i < TB; i++) {                                                              \
+                ali_v16 xv = ali_ld16(xr[i] + k);                                                       \
+                for (int c = 0; c < NB; c++)                                                            \
+                    acc[i][c] += xv * wv[c];                                                            \
+            }                                                                                           \
+        }                                                                                               \
+        for (int i = 0; i < tb; i++)                                                                    \
+            for (int c = 0; c < nb; c++) {                                                              \
+                float s = ali_hsum16(acc[i][c]);                                                        \
+                for (int k = K16; k < K; k++)                                                           \
+                    s += xr[i][k] * wr[c][k];                                                           \
+                float *o = yr + (size_t)i * j->N + c;                                                   \
+                *o = j->accumulate ? *o + s : s;                                                        \
+            }                                                                                           \
     }
-    for (int i = 0; i < tb; i++)
-        for (int c = 0; c < nb; c++) {
-            float s = ali_hsum16(acc[i][c]);
-            for (int k = K16; k < K; k++)
-                s += xr[i][k] * wr[c][k];
-            float *o = yr + (size_t)i * j->N + c;
-            *o = j->accumulate ? *o + s : s;
-        }
-}
+ALI_TILE_FN(1, 16)
+ALI_TILE_FN(1, 8)
+ALI_TILE_FN(2, 8)
 
 /* y[t, n] (+)= x[t, :] · w[n, :] for the weight rows [n0, n1): each block of ALI_NB weight rows
  * is read from memory once and used for every activation row (they stay in L1). */
 static void ali_small_rows(const ali_small_job *j, int n0, int n1)
 {
     const int K = j->K, T = j->T;
-    /* weight rows per tile: as many as the accumulators allow (16 zmm of the 32), so more weight
-     * streams are in flight when there are few activation rows */
-    const int NBK = T == 1 ? 16 : T == 2 ? 8 : 4;
+    /* weight rows per tile: 16 for one activation row, else 8 (16 accumulators of the 32 zmm;
+     * enough weight streams in flight to keep memory busy); activation rows 2 at a time while
+     * the weight rows stay in cache */
+    const int NBK = T == 1 ? 16 : 8;
     for (int n = n0; n < n1; n += NBK) {
         int nb = n1 - n < NBK ? n1 - n : NBK;
         const float *wr[ALI_NB];
         for (int c = 0; c < ALI_NB; c++)
             wr[c] = j->w + (size_t)(n + (c < nb ? c : 0)) * K;
-        for (int t0 = 0; t0 < T; t0 += ALI_TB) {
-            int tb = T - t0 < ALI_TB ? T - t0 : ALI_TB;
-            const float *xr[ALI_TB];
-            for (int i = 0; i < ALI_TB; i++)
-                xr[i] = j->x + (size_t)(t0 + (i < tb ? i : 0)) * K;
+        for (int t0 = 0; t0 < T; t0 += 2) {
+            int tb = T - t0 < 2 ? T - t0 : 2;
+            const float *xr[2] = {j->x + (size_t)t0 * K, j->x + (size_t)(t0 + tb - 1) * K};
             float *yr = j->y + (size_t)t0 * j->N + n;
-            switch (tb) { /* one specialised tile per row count: no wasted products */
-            case 1:
-                if (NBK == 16)
-                    ali_tile(j, xr, wr, yr, tb, nb, 1, 16);
-                else
-                    ali_tile(j, xr, wr, yr, tb, nb, 1, 4);
-                break;
-            case 2:
-                if (NBK == 8)
-                    ali_tile(j, xr, wr, yr, tb, nb, 2, 8);
-                else
-                    ali_tile(j, xr, wr, yr, tb, nb, 2, 4);
-                break;
-            case 3: ali_tile(j, xr, wr, yr, tb, nb, 3, 4); break;
-            default: ali_tile(j, xr, wr, yr, tb, nb, 4, 4); break;
-            }
+            if (tb == 2)
+                ali_tile_2x8(j, xr, wr, yr, tb, nb);
+            else if (NBK == 16)
+                ali_tile_1x16(j, xr, wr, yr, tb, nb);
+            else
+                ali_tile_1x8(j, xr, wr, yr, tb, nb);
         }
     }
 }

@@ -528,6 +528,8 @@ static int base_lease_finish(base_ctx *b, base_cmd *c)
     bool by_seq = rq->seq_id != 0;
     rp->n_cached = (uint32_t)(by_seq ? c->cached0 : AL_MIN(r.cached_tokens, c->n0));
     base_timings(c, by_seq ? NULL : &r, by_seq ? c->n0 - c->cached0 : r.computed_tokens, &rp->timings);
+    AL_DEBUG("lease: queued %.2f ms, ran %.2f ms, %u of %d tokens cached", (c->t_start - c->t_queued) * 1e3,
+             (al_now() - c->t_start) * 1e3, rp->n_cached, c->n0);
     return base_done(b, c, AL_OK);
 }
 

@@ -50,7 +50,7 @@ static void test_rmsnorm_swiglu_embedding(void **state)
     assert_memory_equal(emb, want, sizeof want);
 }
 
-/* The matmul paths (streaming kernel for 1-8 rows with its 16/8/4-row weight tiles and 1-4 row
+/* The matmul paths (streaming kernel for 1-8 rows with its 16- and 8-row weight tiles and 1-2 row
  * activation tiles, sgemm above) against a double-precision loop: every row count 1..12, K with
  * and without a 16-multiple tail, N not a multiple of any tile, accumulate, 1 and 2 threads (the
  * pool splits N); the threads must not change a single bit. */
