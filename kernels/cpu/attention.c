@@ -100,26 +100,39 @@ static float *ali_scratch(int i, size_t n)
  * pass over K and one over V straight from the blocks, every row and head served from each K/V
  * row while it is in cache (no gather: copying the whole context per layer cost more than the
  * products). scores holds [n_rows, n_heads, n_ctx]. */
-static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
-                         const float *q, float *out, float *scores)
+typedef struct ali_few_job {
+    const al_kv_geom *g;
+    int layer, n_heads, n_tasks;
+    float scale;
+    const al_seq_view *s;
+    const float *q;
+    float *out, *scores;
+} ali_few_job;
+
+/* Heads [h0, h1) of ali_attn_few (each head is computed whole by one caller: results do not
+ * depend on how heads are split over threads). */
+static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
 {
-    int hd = g->head_dim, group = n_heads / g->n_kv_heads, nt = s->n_rows;
+    const al_kv_geom *g = j->g;
+    const al_seq_view *s = j->s;
+    int n_heads = j->n_heads, hd = g->head_dim, group = n_heads / g->n_kv_heads, nt = s->n_rows;
     size_t qd = (size_t)n_heads * hd;
     int32_t n_ctx = s->pos0 + nt;
+    float *scores = j->scores;
     for (int32_t p = 0; p < n_ctx; p++) {
-        const float *kr = ali_kv_row(g, s, layer, 0, p);
+        const float *kr = ali_kv_row(g, s, j->layer, 0, p);
         for (int r = p > s->pos0 ? p - s->pos0 : 0; r < nt; r++) { /* causal: rows at or after p */
-            const float *qr = q + (size_t)(s->row0 + r) * qd;
+            const float *qr = j->q + (size_t)(s->row0 + r) * qd;
             float *sc = scores + (size_t)r * n_heads * n_ctx + p;
-            for (int h = 0; h < n_heads; h++)
-                sc[(size_t)h * n_ctx] = ali_dot(qr + (size_t)h * hd, kr + (size_t)(h / group) * hd, hd) * scale;
+            for (int h = h0; h < h1; h++)
+                sc[(size_t)h * n_ctx] = ali_dot(qr + (size_t)h * hd, kr + (size_t)(h / group) * hd, hd) * j->scale;
         }
     }
     for (int r = 0; r < nt; r++) {
         int32_t lim = s->pos0 + r + 1;
-        float *orow = out + (size_t)(s->row0 + r) * qd;
-        memset(orow, 0, sizeof(float) * qd);
-        for (int h = 0; h < n_heads; h++) {
+        float *orow = j->out + (size_t)(s->row0 + r) * qd;
+        memset(orow + (size_t)h0 * hd, 0, sizeof(float) * (size_t)(h1 - h0) * hd);
+        for (int h = h0; h < h1; h++) {
             float *row = scores + ((size_t)r * n_heads + h) * n_ctx;
             float m = -FLT_MAX, sum = 0.0f;
             for (int32_t p = 0; p < lim; p++)
@@ -134,11 +147,11 @@ static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scal
         }
     }
     for (int32_t p = 0; p < n_ctx; p++) {
-        const float *vr = ali_kv_row(g, s, layer, 1, p);
+        const float *vr = ali_kv_row(g, s, j->layer, 1, p);
         for (int r = p > s->pos0 ? p - s->pos0 : 0; r < nt; r++) {
-            float *orow = out + (size_t)(s->row0 + r) * qd;
+            float *orow = j->out + (size_t)(s->row0 + r) * qd;
             const float *w = scores + (size_t)r * n_heads * n_ctx + p;
-            for (int h = 0; h < n_heads; h++) {
+            for (int h = h0; h < h1; h++) {
                 float wp = w[(size_t)h * n_ctx];
                 float *oh = orow + (size_t)h * hd;
                 const float *vh = vr + (size_t)(h / group) * hd;
@@ -147,6 +160,29 @@ static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scal
             }
         }
     }
+}
+
+static void ali_attn_few_task(void *ctx, int task)
+{
+    const ali_few_job *j = ctx;
+    ali_attn_few_heads(j, task * j->n_heads / j->n_tasks, (task + 1) * j->n_heads / j->n_tasks);
+}
+
+/* A few query rows (an intrinsic's invocation tokens, a short chunk, decode) over a long context:
+ * one pass over K and one over V straight from the blocks, every row and head served from each
+ * K/V row while it is in cache (no gather: copying the whole context per layer cost more than the
+ * products); heads split over the threads when there is enough work. scores holds
+ * [n_rows, n_heads, n_ctx]. */
+static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
+                         const float *q, float *out, float *scores)
+{
+    ali_few_job j = {.g = g, .layer = layer, .n_heads = n_heads, .scale = scale, .s = s, .q = q, .out = out,
+                     .scores = scores, .n_tasks = 1};
+    int64_t work = (int64_t)(s->pos0 + s->n_rows) * s->n_rows * n_heads * g->head_dim;
+    int threads = al_cpu_threads();
+    if (threads > 1 && work >= (1 << 20))
+        j.n_tasks = n_heads < 2 * threads ? n_heads : 2 * threads;
+    ali_par_run(j.n_tasks, ali_attn_few_task, &j);
 }
 
 /* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm. */

@@ -249,6 +249,50 @@ static void test_paged_attention(void **state)
     }
 }
 
+/* A few rows over a long context (the intrinsic / decode path) split over threads by head: the same
+ * bits with 1 and 2 threads, and equal to the dense reference. */
+static void test_attention_long_threads(void **state)
+{
+    const al_ops *ops = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 5);
+    int bs = 16, nh = 8, nkv = 2, hd = 64, n_ctx = 1500, kvd = nkv * hd, qd = nh * hd;
+    al_kv_geom g = {.n_layers = 1, .n_kv_heads = nkv, .head_dim = hd, .block_size = bs};
+    int nb = (n_ctx + bs - 1) / bs;
+    float *pool = calloc(al_kv_block_floats(&g) * (size_t)nb, 4);
+    int32_t *tab = malloc(sizeof(int32_t) * (size_t)nb);
+    for (int i = 0; i < nb; i++)
+        tab[i] = (i * 37 + 5) % nb; /* scrambled (37 is prime to nb = 94) */
+    float *K = malloc(sizeof(float) * (size_t)n_ctx * kvd), *V = malloc(sizeof(float) * (size_t)n_ctx * kvd);
+    float *q = malloc(sizeof(float) * 3 * qd), *o1 = malloc(sizeof(float) * 3 * qd), *o2 = malloc(sizeof(float) * 3 * qd);
+    float *oref = malloc(sizeof(float) * 3 * qd);
+    fill(K, (size_t)n_ctx * kvd, &r, 1);
+    fill(V, (size_t)n_ctx * kvd, &r, 1);
+    fill(q, (size_t)3 * qd, &r, 1);
+    al_seq_view all = {.rw = {pool, tab, 0, n_ctx}, .row0 = 0, .n_rows = n_ctx, .pos0 = 0};
+    ops->kv_write(&g, 0, &all, 1, K, V);
+    int saved = al_cpu_threads();
+    for (int rows = 1; rows <= 3; rows++) {
+        al_seq_view sv = {.rw = {pool, tab, 0, n_ctx}, .row0 = 0, .n_rows = rows, .pos0 = n_ctx - rows};
+        al_cpu_set_threads(1);
+        ops->attention(&g, 0, nh, 0.125f, &sv, 1, q, o1);
+        al_cpu_set_threads(2);
+        ops->attention(&g, 0, nh, 0.125f, &sv, 1, q, o2);
+        assert_memory_equal(o1, o2, sizeof(float) * (size_t)rows * qd);
+        attn_ref(q, K, V, rows, n_ctx - rows, nh, nkv, hd, 0.125f, oref);
+        assert_true(maxdiff(o1, oref, (size_t)rows * qd) < 1e-5f);
+    }
+    al_cpu_set_threads(saved);
+    free(pool);
+    free(tab);
+    free(K);
+    free(V);
+    free(q);
+    free(o1);
+    free(o2);
+    free(oref);
+}
+
 static void test_logprobs_topk(void **state)
 {
     float l[2 * 6] = {1, 3, 2, 3, 0, -1, /* row 2 */ 5, 5, 5, 5, 5, 5};
@@ -286,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_swiglu_embedding), cmocka_unit_test(test_rope_hand_values),
         cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),
         cmocka_unit_test(test_matmul_paths),
+        cmocka_unit_test(test_attention_long_threads),
         cmocka_unit_test(test_logprobs_topk),
         cmocka_unit_test(test_fast_expf),
     };
