@@ -47,6 +47,8 @@ int main(int argc, char **argv)
     int threads = argc > 1 ? atoi(argv[1]) : 0;
     int n_prompt = argc > 2 ? atoi(argv[2]) : 512;
     int n_decode = argc > 3 ? atoi(argv[3]) : 128;
+    const char *wfmt = argc > 4 ? argv[4] : "f32"; /* f32 | bf16: matrix weights in memory */
+    const al_ops *ops = !strcmp(wfmt, "bf16") ? al_ops_cpu_bf16() : al_ops_cpu();
     al_cpu_set_threads(threads);
     threads = al_cpu_threads();
     al_model *m = bench_model(768, 12, 12, 12, 2048, 512);
@@ -59,7 +61,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_prompt; i++)
         prompt[i] = 3 + (i * 37) % (c->vocab_size - 3);
     al_engine *e = NULL;
-    al_engine_opts eo = {.max_seqs = 1, .max_batch_tokens = 512, .n_blocks = (n_prompt + n_decode) / 16 + 4};
+    al_engine_opts eo = {.max_seqs = 1, .max_batch_tokens = 512, .n_blocks = (n_prompt + n_decode) / 16 + 4,
+                         .ops = ops};
     if (al_engine_create(m, &eo, &e) != AL_OK) {
         fprintf(stderr, "bench: %s\n", al_errmsg());
         return 1;
@@ -91,20 +94,22 @@ int main(int argc, char **argv)
     double prefill_tps = n_prompt / best_prefill;
     double prefill_gflops = 2.0 * params * n_prompt / best_prefill * 1e-9;
     double decode_tps = n_decode / best_decode;
-    double bytes_per_tok = (params + (double)c->vocab_size * c->hidden_size) * sizeof(float);
+    /* bytes of matrix weights streamed per token (the embedding row is negligible; lm_head counts) */
+    double bytes_per_tok = (params + (double)c->vocab_size * c->hidden_size) * (double)ops->weight_bytes;
     double decode_gbs = bytes_per_tok * decode_tps * 1e-9;
-    printf("alora engine bench: 85m preset shape (hidden %d, %d layers, %d heads, inter %d, vocab %d), f32, "
-           "%d thread(s)\n",
-           c->hidden_size, c->n_layers, c->n_heads, c->intermediate_size, c->vocab_size, threads);
+    printf("alora engine bench: 85m preset shape (hidden %d, %d layers, %d heads, inter %d, vocab %d), %s "
+           "weights, %d thread(s)\n",
+           c->hidden_size, c->n_layers, c->n_heads, c->intermediate_size, c->vocab_size, wfmt, threads);
     printf("| measure | value | bound (same run) | ratio |\n|---|---|---|---|\n");
     printf("| prefill %d tokens | %.1f tok/s, %.1f GFLOP/s | sgemm 512x768x2048 %.1f GFLOP/s | %.2f |\n", n_prompt,
            prefill_tps, prefill_gflops, sgemm, prefill_gflops / sgemm);
     printf("| decode %d tokens | %.1f tok/s, %.2f GB/s of weights | memcpy %.2f GB/s | %.2f |\n", n_decode,
            decode_tps, decode_gbs, copy, decode_gbs / copy);
     printf("{\"prefill_tok_s\":%.2f,\"prefill_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"prefill_ratio\":%.3f,"
-           "\"decode_tok_s\":%.2f,\"decode_gbs\":%.3f,\"copy_gbs\":%.3f,\"decode_ratio\":%.3f,\"threads\":%d}\n",
+           "\"decode_tok_s\":%.2f,\"decode_gbs\":%.3f,\"copy_gbs\":%.3f,\"decode_ratio\":%.3f,\"threads\":%d,"
+           "\"weights\":\"%s\"}\n",
            prefill_tps, prefill_gflops, sgemm, prefill_gflops / sgemm, decode_tps, decode_gbs, copy,
-           decode_gbs / copy, threads);
+           decode_gbs / copy, threads, wfmt);
     al_engine_free(e);
     al_model_free(m);
     free(prompt);

@@ -506,6 +506,18 @@ fail:
 
 al_err al_model_load(const char *dir, al_model **out) { return al_model_load_ex(dir, NULL, NULL, out); }
 
+al_err al_model_weights_dtype(const char *dir, al_dtype *dt)
+{
+    al_st *st = NULL;
+    AL_TRY(al_st_open_dir(dir, "model", &st));
+    const al_st_tensor *t = al_st_find(st, "model.embed_tokens.weight");
+    al_err e = t ? AL_OK : ali_errf(AL_ENOTFOUND, "%s: tensor 'model.embed_tokens.weight' not found", dir);
+    if (t)
+        *dt = t->dtype;
+    al_st_close(st);
+    return e;
+}
+
 al_err al_model_view(const al_model_config *cfg, void *base, al_model **out)
 {
     *out = NULL;

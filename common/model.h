@@ -92,6 +92,9 @@ al_err al_model_load_ex(const char *dir, al_alloc_fn alloc, void *alloc_ctx, al_
 al_err al_model_view(const al_model_config *cfg, void *base, al_model **out);
 void al_model_free(al_model *m);
 
+/* The dtype of a checkpoint's weights on disk (its embedding's), without loading them. */
+al_err al_model_weights_dtype(const char *dir, al_dtype *dt);
+
 int al_model_is_eos(const al_model_config *cfg, int32_t tok);
 
 #endif

@@ -125,6 +125,11 @@ al_err al_weights_backend_store(const al_model *m, const al_ops *ops, void *dst)
 /* Points w into dst (allocates w->layers: free with al_weights_unbind). */
 al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void *dst, al_weights *w);
 
+/* The backend for a model directory: device "auto|cpu|cpu-bf16|cuda", weights "auto|f32|bf16".
+ * CUDA keeps weights in bf16 (weights "f32" is refused there); on the CPU "auto" keeps a bf16
+ * checkpoint in bf16 (cpu-bf16: half the memory, exact) and anything else in f32. */
+al_err al_ops_for_model(const char *device, const char *weights, const char *model_dir, const al_ops **out);
+
 /* Sampling (engine/sample.c) from raw logits [V] (not modified). */
 int32_t al_sample(const float *logits, int32_t V, const al_sampling *s, al_rng *rng);
 

@@ -64,7 +64,7 @@ al_err ali_weights_upload(al_engine *e)
     if (!e->m->base)
         return ali_errf(AL_EINVAL, "engine: model '%s' has no host weights and no backend weights were given",
                         c->name);
-    if (e->ops->host_memory) {
+    if (al_ops_canonical_weights(e->ops)) {
         e->w = e->m->w;
         return AL_OK;
     }

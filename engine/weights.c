@@ -1,5 +1,6 @@
 /* weights.c: base weights in a backend's own format in one buffer (an engine's upload or a shared
  * weight arena): the deterministic layout, the store and the view a worker rebuilds from a config. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,19 +77,25 @@ static size_t ali_wl_walk(const al_model_config *c, const al_ops *ops, char *bas
 
 size_t al_weights_backend_bytes(const al_model_config *c, const al_ops *ops)
 {
-    if (ops->host_memory)
+    if (al_ops_canonical_weights(ops))
         return al_weights_layout_bytes(c);
     return ali_wl_walk(c, ops, NULL, NULL, NULL);
 }
 
+/* Device memory must sit on a 256-byte boundary (cuBLAS); host memory on a cache line. */
+static int ali_wl_misaligned(const al_ops *ops, const void *p)
+{
+    return !p || ((uintptr_t)p % (ops->host_memory ? 64 : ALI_WALIGN));
+}
+
 al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void *dst, al_weights *w)
 {
-    if (ops->host_memory)
+    if (al_ops_canonical_weights(ops))
         return al_weights_bind(c, dst, w);
     memset(w, 0, sizeof *w);
-    if (!dst || ((uintptr_t)dst % ALI_WALIGN))
+    if (ali_wl_misaligned(ops, dst))
         return ali_errf(AL_EINVAL, "weights: the %s buffer must be non-NULL and %d-byte aligned", ops->name,
-                        ALI_WALIGN);
+                        ops->host_memory ? 64 : ALI_WALIGN);
     if (c->n_layers <= 0)
         return ali_errf(AL_EINVAL, "weights: the config has no layers");
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
@@ -98,14 +105,44 @@ al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void
     return AL_OK;
 }
 
+al_err al_ops_for_model(const char *device, const char *weights, const char *model_dir, const al_ops **out)
+{
+    const al_ops *o = NULL;
+    AL_TRY(al_ops_select(device, &o));
+    if (!weights)
+        weights = "auto";
+    if (strcmp(weights, "auto") && strcmp(weights, "f32") && strcmp(weights, "bf16"))
+        return ali_errf(AL_EINVAL, "weights '%s' is not one of auto, f32, bf16", weights);
+    if (!o->host_memory) {
+        if (!strcmp(weights, "f32"))
+            return ali_errf(AL_EUNSUPPORTED, "weights = \"f32\": the %s backend keeps matrix weights in bf16", o->name);
+    } else if (o->weight_bytes == 2) {
+        if (!strcmp(weights, "f32"))
+            return ali_errf(AL_EINVAL, "device %s with weights = \"f32\": pick one", o->name);
+    } else {
+        bool bf16 = !strcmp(weights, "bf16");
+        if (!strcmp(weights, "auto")) {
+            al_dtype dt = AL_DT_F32;
+            AL_TRY(al_model_weights_dtype(model_dir, &dt));
+            bf16 = dt == AL_DT_BF16;
+        }
+        if (bf16)
+            o = al_ops_cpu_bf16();
+    }
+    *out = o;
+    return AL_OK;
+}
+
 al_err al_weights_backend_store(const al_model *m, const al_ops *ops, void *dst)
 {
     if (!m->base)
         return ali_errf(AL_EINVAL, "weights: model '%s' has no host weights to store", m->cfg.name);
-    if (!dst || (!ops->host_memory && ((uintptr_t)dst % ALI_WALIGN)))
+    if (ali_wl_misaligned(ops, dst) && !al_ops_canonical_weights(ops))
         return ali_errf(AL_EINVAL, "weights: the %s buffer must be non-NULL and %d-byte aligned", ops->name,
-                        ALI_WALIGN);
-    if (ops->host_memory) {
+                        ops->host_memory ? 64 : ALI_WALIGN);
+    if (!dst)
+        return ali_errf(AL_EINVAL, "weights: no buffer");
+    if (al_ops_canonical_weights(ops)) {
         if (dst != m->base)
             memcpy(dst, m->base, al_weights_layout_bytes(&m->cfg));
         return AL_OK;

@@ -117,6 +117,10 @@ al_err al_ops_select(const char *name, const al_ops **out)
         *out = al_ops_cpu();
         return AL_OK;
     }
+    if (!strcmp(name, "cpu-bf16")) {
+        *out = al_ops_cpu_bf16();
+        return AL_OK;
+    }
     if (!strcmp(name, "cuda")) {
         const al_ops *c = al_ops_cuda();
         if (!c)
@@ -128,5 +132,5 @@ al_err al_ops_select(const char *name, const al_ops **out)
         *out = c;
         return AL_OK;
     }
-    return ali_errf(AL_EINVAL, "device '%s' is not one of auto, cpu, cuda", name);
+    return ali_errf(AL_EINVAL, "device '%s' is not one of auto, cpu, cpu-bf16, cuda", name);
 }

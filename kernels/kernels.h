@@ -109,14 +109,21 @@ typedef struct al_ops {
     void (*logprobs_topk)(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
 } al_ops;
 
+/* 1 when the backend computes straight from a model's canonical f32 host layout (al_weights_bind);
+ * otherwise base weights are stored in its own layout (al_weights_backend_*). */
+static inline int al_ops_canonical_weights(const al_ops *o) { return o->host_memory && o->weight_bytes == 4; }
+
 const al_ops *al_ops_cpu(void);
+/* The CPU backend with bf16 matrix weights (half the memory; products in f32). */
+const al_ops *al_ops_cpu_bf16(void);
 /* The CUDA backend, or NULL (with a logged reason) when not built or no device is present. */
 const al_ops *al_ops_cuda(void);
 /* Pins the CUDA backend to device dev (an ordinal of this process) for every thread that uses it.
  * Call before its first op; AL_EINVAL when it already runs on another device, AL_ENODEV without
  * CUDA. Without a call the backend uses each thread's current device (0 unless set). */
 al_err al_cuda_use_device(int dev);
-/* Backend by name: "cpu", "cuda", or "auto" (CUDA when available, else CPU; logged once). */
+/* Backend by name: "cpu", "cpu-bf16", "cuda", or "auto" (CUDA when available, else CPU; logged
+ * once). */
 al_err al_ops_select(const char *name, const al_ops **out);
 
 /* Sets the CPU backend's thread count (OpenBLAS and the op loops); 0 = all cores. */

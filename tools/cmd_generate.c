@@ -23,15 +23,17 @@ static void gen_usage(FILE *f)
             "                      [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]\n"
             "                      [--top-logprobs K] [--ignore-eos] [--threads N] [--block-size N]\n"
             "                      [--chunk N] [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
-            "                      [--device auto|cpu|cuda]\n"
+            "                      [--device auto|cpu|cuda] [--weights auto|f32|bf16]\n"
             "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n"
             "--prompt and --chat need DIR/tokenizer.json; --chat takes OpenAI-style messages\n"
             "([{\"role\":..,\"content\":..}] or {\"messages\":[..],\"documents\":[..]}).\n"
-            "--device picks the backend (default cpu; auto = CUDA when a GPU is usable).\n");
+            "--device picks the backend (default cpu; auto = CUDA when a GPU is usable). --weights: matrix\n"
+            "weights in memory on the CPU (default auto: bf16 for a bf16 checkpoint, half the memory,\n"
+            "same results; f32 otherwise); CUDA always keeps them in bf16.\n");
 }
 
 typedef struct gen_args {
-    const char *model, *adapter, *tokens, *prompt, *chat, *chat_format, *device;
+    const char *model, *adapter, *tokens, *prompt, *chat, *chat_format, *device, *weights;
     long max_tokens, top_k, top_logprobs, threads, block_size, chunk;
     double temperature, top_p;
     unsigned long long seed;
@@ -40,7 +42,8 @@ typedef struct gen_args {
 
 static int gen_parse(int argc, char **argv, gen_args *a)
 {
-    *a = (gen_args){.max_tokens = 32, .top_p = 1.0, .block_size = 16, .chunk = 512, .device = "cpu"};
+    *a = (gen_args){.max_tokens = 32, .top_p = 1.0, .block_size = 16, .chunk = 512, .device = "cpu",
+                     .weights = "auto"};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = NULL;
         al_err err = AL_OK;
@@ -94,6 +97,8 @@ static int gen_parse(int argc, char **argv, gen_args *a)
             err = cli_parse_long(o, v, 1, 65536, &a->chunk);
         else if (!strcmp(o, "--device"))
             a->device = v;
+        else if (!strcmp(o, "--weights"))
+            a->weights = v;
         else {
             fprintf(stderr, "alora generate: unknown option '%s'\n", o);
             gen_usage(stderr);
@@ -271,8 +276,8 @@ int cmd_generate(int argc, char **argv)
     }
     int64_t need = (int64_t)n_toks + a.max_tokens;
     const al_ops *ops = NULL;
-    if (al_ops_select(a.device, &ops) != AL_OK) {
-        fprintf(stderr, "alora generate: --device: %s\n", al_errmsg());
+    if (al_ops_for_model(a.device, a.weights, a.model, &ops) != AL_OK) {
+        fprintf(stderr, "alora generate: --device %s --weights %s: %s\n", a.device, a.weights, al_errmsg());
         goto out;
     }
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,

@@ -64,37 +64,6 @@ static void ali_kv_gather(const al_kv_geom *g, const al_seq_view *s, int layer, 
 #define ALI_ATTN_TILE 128
 #define ALI_ATTN_FEW 8 /* up to this many query rows: straight from the blocks, K and V read once */
 
-/* Per-thread scratch buffers that only grow, so steady-state steps never touch the allocator. */
-static _Thread_local float *ali_scr[4];
-static _Thread_local size_t ali_scr_n[4];
-static pthread_key_t ali_scr_key;
-static pthread_once_t ali_scr_once = PTHREAD_ONCE_INIT;
-
-/* Runs when a thread that used the scratch exits (engine threads of the services). */
-static void ali_scr_release(void *unused)
-{
-    for (int i = 0; i < 4; i++) {
-        free(ali_scr[i]);
-        ali_scr[i] = NULL;
-        ali_scr_n[i] = 0;
-    }
-}
-
-static void ali_scr_key_init(void) { pthread_key_create(&ali_scr_key, ali_scr_release); }
-
-static float *ali_scratch(int i, size_t n)
-{
-    if (n > ali_scr_n[i]) {
-        pthread_once(&ali_scr_once, ali_scr_key_init);
-        pthread_setspecific(ali_scr_key, (void *)1); /* arms the destructor for this thread */
-        free(ali_scr[i]);
-        ali_scr[i] = malloc(sizeof(float) * n);
-        if (!ali_scr[i])
-            abort(); /* a few MB of scratch: treated like a stack overflow */
-        ali_scr_n[i] = n;
-    }
-    return ali_scr[i];
-}
 
 /* A few query rows (an intrinsic's invocation tokens, a short chunk) over a long context: one
  * pass over K and one over V straight from the blocks, every row and head served from each K/V
@@ -242,12 +211,12 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
     if (max_ctx == 0)
         return;
     size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
-    float *scores = ali_scratch(0, (size_t)max_ctx * (size_t)n_heads * AL_TILE_MIN(max_rows, ALI_ATTN_FEW));
+    float *scores = ali_cpu_scratch(0, (size_t)max_ctx * (size_t)n_heads * AL_TILE_MIN(max_rows, ALI_ATTN_FEW));
     float *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
     if (max_rows > ALI_ATTN_FEW) {
-        kbuf = ali_scratch(1, (size_t)max_ctx * kvd);
-        vbuf = ali_scratch(2, (size_t)max_ctx * kvd);
-        sbuf = ali_scratch(3, (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
+        kbuf = ali_cpu_scratch(1, (size_t)max_ctx * kvd);
+        vbuf = ali_cpu_scratch(2, (size_t)max_ctx * kvd);
+        sbuf = ali_cpu_scratch(3, (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
     }
     for (int s = 0; s < n_seqs; s++) {
         const al_seq_view *sv = &seqs[s];

@@ -62,6 +62,56 @@ static inline float ali_dot(const float *a, const float *b, int n)
     return s;
 }
 
+/* bf16 <-> f32. Widening is exact (bf16 is the top half of an f32); narrowing rounds to nearest
+ * even and keeps NaN a NaN. */
+static inline float ali_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t ali_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+typedef uint16_t ali_u16x16 __attribute__((vector_size(32)));
+typedef uint32_t ali_u32x16 __attribute__((vector_size(64)));
+
+/* 16 bf16 weights at p as f32 lanes. */
+static inline ali_v16 ali_ld16_bf16(const uint16_t *p)
+{
+    ali_u16x16 h;
+    memcpy(&h, p, sizeof h);
+    ali_u32x16 u = __builtin_convertvector(h, ali_u32x16) << 16;
+    ali_v16 f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline void ali_bf16_widen(float *dst, const uint16_t *src, size_t n)
+{
+    size_t n16 = n & ~(size_t)15;
+    for (size_t i = 0; i < n16; i += 16) {
+        ali_v16 v = ali_ld16_bf16(src + i);
+        memcpy(dst + i, &v, sizeof v);
+    }
+    for (size_t i = n16; i < n; i++)
+        dst[i] = ali_bf16_to_f32(src[i]);
+}
+
+/* pool.c: per-thread grow-only scratch (slot 0-3: attention, 4: bf16 widening, 5: bf16 activation
+ * layout), freed when the thread exits. Aborts when out of memory (a few MB: a stack overflow). */
+#define ALI_SCRATCH_SLOTS 6
+float *ali_cpu_scratch(int slot, size_t n);
+
 /* pool.c: runs fn(ctx, 0 .. n_tasks-1) on al_cpu_threads() threads (the caller included) and
  * returns when all are done. Serial when one thread is configured or another job is running. */
 void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
@@ -70,6 +120,8 @@ void ali_cpu_embedding(float *out, const void *table, const int32_t *ids, int T,
 void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps);
 void ali_cpu_rope(float *x, const float *cs, int T, int n_heads, int head_dim);
 void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
+void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
+void ali_cpu_embedding_bf16(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
 void ali_cpu_add_scaled(float *y, const float *x, float alpha, size_t n);
 void ali_cpu_scale(float *y, float alpha, size_t n);
 void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n);

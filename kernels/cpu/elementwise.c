@@ -4,6 +4,18 @@
 
 #include "cpu_ops.h"
 
+void ali_cpu_embedding_bf16(float *out, const void *table_, const int32_t *ids, int T, int H, float scale)
+{
+    const uint16_t *table = table_;
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * H;
+        ali_bf16_widen(o, table + (size_t)ids[t] * H, (size_t)H);
+        if (scale != 1.0f)
+            for (int i = 0; i < H; i++)
+                o[i] *= scale;
+    }
+}
+
 void ali_cpu_embedding(float *out, const void *table_, const int32_t *ids, int T, int H, float scale)
 {
     const float *table = table_;

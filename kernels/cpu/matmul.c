@@ -12,96 +12,116 @@
 
 typedef struct ali_small_job {
     float *y;
-    const float *x, *w;
+    const float *x;
+    const float *xl; /* x in the lane order of the weight format (x itself for f32) */
+    const void *w; /* [N, K] in the instantiation's weight format */
     int T, K, N, accumulate, rows_per_task;
 } ali_small_job;
 
-/* One tile: activation rows xr[0, TB) against weight rows wr[0, NB), written to the y rows from
- * yr (tb, nb: how many of them are real). One function per shape, each with an accumulator array
- * of exactly TB x NB vectors, so the compiler keeps them all in registers. */
-#define ALI_TILE_FN(TB, NB)                                                                             \
-    static void ali_tile_##TB##x##NB(const ali_small_job *j, const float *const *xr, const float *const *wr, \
-                                     float *yr, int tb, int nb)                                          \
-    {                                                                                                   \
-        const int K = j->K, K16 = K & ~15;                                                              \
-        ali_v16 acc[TB][NB];                                                                            \
-        for (int i = 0; i < TB; i++)                                                                    \
-            for (int c = 0; c < NB; c++)                                                                \
-                acc[i][c] = (ali_v16){0};                                                               \
-        for (int k = 0; k < K16; k += 16) {                                                             \
-            ali_v16 wv[NB];                                                                             \
-            for (int c = 0; c < NB; c++)                                                                \
-                wv[c] = ali_ld16(wr[c] + k);                                                            \
-            for (int i = 0; i < TB; i++) {                                                              \
-                ali_v16 xv = ali_ld16(xr[i] + k);                                                       \
-                for (int c = 0; c < NB; c++)                                                            \
-                    acc[i][c] += xv * wv[c];                                                            \
-            }                                                                                           \
-        }                                                                                               \
-        for (int i = 0; i < tb; i++)                                                                    \
-            for (int c = 0; c < nb; c++) {                                                              \
-                float s = ali_hsum16(acc[i][c]);                                                        \
-                for (int k = K16; k < K; k++)                                                           \
-                    s += xr[i][k] * wr[c][k];                                                           \
-                float *o = yr + (size_t)i * j->N + c;                                                   \
-                *o = j->accumulate ? *o + s : s;                                                        \
-            }                                                                                           \
-    }
-ALI_TILE_FN(1, 16)
-ALI_TILE_FN(1, 8)
-ALI_TILE_FN(2, 8)
+/* f32 weights */
+#define ALI_WT float
+#define ALI_NV 1
+#define ALI_WLOAD(v, p) ((v)[0] = ali_ld16(p))
+#define ALI_WSCALAR(p) (*(p))
+#define ALI_SFX _f32
+#include "matmul_tiles.h"
+#undef ALI_WT
+#undef ALI_NV
+#undef ALI_WLOAD
+#undef ALI_WSCALAR
+#undef ALI_SFX
 
-/* y[t, n] (+)= x[t, :] · w[n, :] for the weight rows [n0, n1): each block of ALI_NB weight rows
- * is read from memory once and used for every activation row (they stay in L1). */
-static void ali_small_rows(const ali_small_job *j, int n0, int n1)
+/* bf16 weights, 32 per step from one 64-byte load: each 32-bit lane holds an even and an odd
+ * weight; `lane << 16` is the even one as f32, `lane & 0xffff0000` the odd one (exact, two cheap
+ * instructions); the activations are laid out evens-then-odds per 32 to match (ali_x_bf16). */
+static inline void ali_wload_bf16(ali_v16 *v, const uint16_t *p)
 {
-    const int K = j->K, T = j->T;
-    /* weight rows per tile: 16 for one activation row, else 8 (16 accumulators of the 32 zmm;
-     * enough weight streams in flight to keep memory busy); activation rows 2 at a time while
-     * the weight rows stay in cache */
-    const int NBK = T == 1 ? 16 : 8;
-    for (int n = n0; n < n1; n += NBK) {
-        int nb = n1 - n < NBK ? n1 - n : NBK;
-        const float *wr[ALI_NB];
-        for (int c = 0; c < ALI_NB; c++)
-            wr[c] = j->w + (size_t)(n + (c < nb ? c : 0)) * K;
-        for (int t0 = 0; t0 < T; t0 += 2) {
-            int tb = T - t0 < 2 ? T - t0 : 2;
-            const float *xr[2] = {j->x + (size_t)t0 * K, j->x + (size_t)(t0 + tb - 1) * K};
-            float *yr = j->y + (size_t)t0 * j->N + n;
-            if (tb == 2)
-                ali_tile_2x8(j, xr, wr, yr, tb, nb);
-            else if (NBK == 16)
-                ali_tile_1x16(j, xr, wr, yr, tb, nb);
-            else
-                ali_tile_1x8(j, xr, wr, yr, tb, nb);
-        }
-    }
+    ali_u32x16 u;
+    memcpy(&u, p, sizeof u);
+    ali_u32x16 ev = u << 16, od = u & 0xffff0000u;
+    memcpy(&v[0], &ev, sizeof ev);
+    memcpy(&v[1], &od, sizeof od);
 }
 
-static void ali_small_task(void *ctx, int task)
+#define ALI_WT uint16_t
+#define ALI_NV 2
+#define ALI_WLOAD(v, p) ali_wload_bf16((v), (p))
+#define ALI_WSCALAR(p) ali_bf16_to_f32(*(p))
+#define ALI_SFX _bf16
+#include "matmul_tiles.h"
+#undef ALI_WT
+#undef ALI_NV
+#undef ALI_WLOAD
+#undef ALI_WSCALAR
+#undef ALI_SFX
+
+/* x [T, K] laid out for the bf16 tiles: per 32 columns the 16 even ones then the 16 odd ones; the
+ * tail (K mod 32) as is. */
+static const float *ali_x_bf16(const float *x, int T, int K)
 {
-    const ali_small_job *j = ctx;
-    int n0 = task * j->rows_per_task, n1 = n0 + j->rows_per_task;
-    ali_small_rows(j, n0, n1 < j->N ? n1 : j->N);
+    float *xl = ali_cpu_scratch(5, (size_t)T * (size_t)K);
+    int K32 = K & ~31;
+    for (int t = 0; t < T; t++) {
+        const float *s = x + (size_t)t * K;
+        float *d = xl + (size_t)t * K;
+        for (int k = 0; k < K32; k += 32)
+            for (int i = 0; i < 16; i++) {
+                d[k + i] = s[k + 2 * i];
+                d[k + 16 + i] = s[k + 2 * i + 1];
+            }
+        for (int k = K32; k < K; k++)
+            d[k] = s[k];
+    }
+    return xl;
 }
 
-void ali_cpu_matmul(float *y, const float *x, const void *w_, int T, int K, int N, int accumulate)
+/* Runs the few-row kernel `task` over N split into whole tiles, ~4 tasks per thread. */
+static void ali_small_run(void (*task)(void *, int), float *y, const float *x, const float *xl, const void *w,
+                          int T, int K, int N, int accumulate)
 {
-    const float *w = w_;
+    int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
+    int rows = (N + tasks - 1) / tasks;
+    rows = (rows + 15) / 16 * 16;
+    if (rows < 64)
+        rows = 64;
+    ali_small_job j = {.y = y, .x = x, .xl = xl, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
+                       .rows_per_task = rows};
+    ali_par_run((N + rows - 1) / rows, task, &j);
+}
+
+void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+{
     if (T <= ALI_SMALL_T) {
-        /* tasks of whole tiles, ~4 per thread so uneven progress evens out */
-        int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
-        int rows = (N + tasks - 1) / tasks;
-        rows = (rows + 15) / 16 * 16;
-        if (rows < 64)
-            rows = 64;
-        ali_small_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
-                           .rows_per_task = rows};
-        ali_par_run((N + rows - 1) / rows, ali_small_task, &j);
+        ali_small_run(ali_small_task_f32, y, x, x, w, T, K, N, accumulate);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, (const float *)w, K,
+                accumulate ? 1.0f : 0.0f, y, N);
+}
+
+/* bf16 weights, many rows: widen a block of weight rows into f32 scratch, sgemm it (the widening
+ * is O(N K), the product O(T N K)). */
+#define ALI_BF16_BLOCK_FLOATS ((size_t)1 << 20) /* 4 MB of widened weights per block */
+
+void ali_cpu_matmul_bf16(float *y, const float *x, const void *w_, int T, int K, int N, int accumulate)
+{
+    if (T <= ALI_SMALL_T) {
+        ali_small_run(ali_small_task_bf16, y, x, ali_x_bf16(x, T, K), w_, T, K, N, accumulate);
+        return;
+    }
+    const uint16_t *w = w_;
+    int rows = (int)(ALI_BF16_BLOCK_FLOATS / (size_t)K);
+    if (rows < 16)
+        rows = 16;
+    if (rows > N)
+        rows = N;
+    float *buf = ali_cpu_scratch(4, (size_t)rows * (size_t)K);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int nb = N - n0 < rows ? N - n0 : rows;
+        ali_bf16_widen(buf, w + (size_t)n0 * K, (size_t)nb * K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, K, 1.0f, x, K, buf, K, accumulate ? 1.0f : 0.0f,
+                    y + n0, N);
+    }
 }
 
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,

@@ -65,3 +65,54 @@ static const al_ops ali_cpu_ops = {
 };
 
 const al_ops *al_ops_cpu(void) { return &ali_cpu_ops; }
+
+/* ---- cpu-bf16: the same ops with bf16 matrix weights (half the memory and bandwidth; computed
+ * in f32, exact for bf16 checkpoints). Vectors and LoRA factors stay f32. */
+
+static void ali_cpu_bf16_store(void *dst, const float *host, size_t n, int matrix)
+{
+    if (!matrix) {
+        ali_cpu_weight_store(dst, host, n, 0);
+        return;
+    }
+    uint16_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = ali_f32_to_bf16(host[i]);
+}
+
+/* A copy in the backend's format (tests, benches; the engine stores base weights itself). */
+static void *ali_cpu_bf16_upload(const float *host, size_t n, int matrix)
+{
+    void *d = ali_aligned_alloc(n * (matrix ? sizeof(uint16_t) : sizeof(float)) + 64);
+    if (d)
+        ali_cpu_bf16_store(d, host, n, matrix);
+    return d;
+}
+
+static const al_ops ali_cpu_bf16_ops = {
+    .name = "cpu-bf16",
+    .host_memory = 1,
+    .weight_bytes = 2,
+    .alloc = ali_cpu_alloc,
+    .free = ali_cpu_free,
+    .upload = ali_cpu_memcpy,
+    .download = ali_cpu_memcpy,
+    .copy = ali_cpu_memcpy,
+    .sync = ali_cpu_sync,
+    .weight_upload = ali_cpu_bf16_upload,
+    .weight_free = ali_cpu_free,
+    .weight_store = ali_cpu_bf16_store,
+    .scale = ali_cpu_scale,
+    .embedding = ali_cpu_embedding_bf16,
+    .rmsnorm = ali_cpu_rmsnorm,
+    .rope = ali_cpu_rope,
+    .matmul = ali_cpu_matmul_bf16,
+    .add_scaled = ali_cpu_add_scaled,
+    .swiglu = ali_cpu_swiglu,
+    .kv_write = ali_cpu_kv_write,
+    .attention = ali_cpu_attention,
+    .lora = ali_cpu_lora,
+    .logprobs_topk = ali_cpu_logprobs_topk,
+};
+
+const al_ops *al_ops_cpu_bf16(void) { return &ali_cpu_bf16_ops; }

@@ -120,6 +120,43 @@ static void ali_pool_resize_locked(ali_pool *p, int want)
     pthread_attr_destroy(&at);
 }
 
+/* ---- per-thread scratch ---------------------------------------------------------------------- */
+
+static _Thread_local float *ali_scr[ALI_SCRATCH_SLOTS];
+static _Thread_local size_t ali_scr_n[ALI_SCRATCH_SLOTS];
+static pthread_key_t ali_scr_key;
+static pthread_once_t ali_scr_once = PTHREAD_ONCE_INIT;
+
+/* Runs when a thread that used the scratch exits (engine threads of the services). */
+static void ali_scr_release(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < ALI_SCRATCH_SLOTS; i++) {
+        free(ali_scr[i]);
+        ali_scr[i] = NULL;
+        ali_scr_n[i] = 0;
+    }
+}
+
+static void ali_scr_key_init(void) { pthread_key_create(&ali_scr_key, ali_scr_release); }
+
+float *ali_cpu_scratch(int slot, size_t n)
+{
+    if (n > ali_scr_n[slot]) {
+        pthread_once(&ali_scr_once, ali_scr_key_init);
+        pthread_setspecific(ali_scr_key, (void *)1); /* arms the destructor for this thread */
+        free(ali_scr[slot]);
+        void *p = NULL;
+        if (posix_memalign(&p, 64, sizeof(float) * n) != 0)
+            abort(); /* a few MB of scratch: treated like a stack overflow */
+        ali_scr[slot] = p;
+        ali_scr_n[slot] = n;
+    }
+    return ali_scr[slot];
+}
+
+/* ---- the pool ---------------------------------------------------------------------------------- */
+
 void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 {
     ali_pool *p = &ali_P;

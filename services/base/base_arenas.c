@@ -47,9 +47,10 @@ static al_err base_weights_host(base_ctx *b)
     return AL_OK;
 }
 
-/* Device backend: load into host memory, store into a device arena in the backend's layout (bf16
- * matrices on CUDA), then drop the host copy: the base keeps only the config. */
-static al_err base_weights_device(base_ctx *b)
+/* Other layouts (bf16 matrices on CUDA or cpu-bf16): load into private memory, store into the
+ * arena (CUDA IPC or shm) in the backend's layout, then drop the private copy: the base keeps only
+ * the config. */
+static al_err base_weights_converted(base_ctx *b, al_arena_kind kind)
 {
     const al_cluster_cfg *cfg = &b->cfg;
     al_model *host = NULL;
@@ -58,7 +59,7 @@ static al_err base_weights_device(base_ctx *b)
         return ali_errctx(e, "base.model");
     size_t bytes = al_weights_backend_bytes(&host->cfg, b->ops);
     b->manifest_offset = base_round(bytes, BASE_MANIFEST_ALIGN);
-    e = al_arena_create(AL_ARENA_CUDA, "weights", b->manifest_offset + BASE_MANIFEST_ALIGN, &b->weights);
+    e = al_arena_create(kind, "weights", b->manifest_offset + BASE_MANIFEST_ALIGN, &b->weights);
     if (e != AL_OK) {
         al_model_free(host);
         return ali_errctx(e, "base.model %s: %.1f MiB %s weight arena", cfg->base.model, bytes / 1048576.0,
@@ -84,7 +85,7 @@ al_err base_arenas_create(base_ctx *b)
     /* manifest: the model config as this build lays it out; weights follow al_weights_backend_bind */
     _Static_assert(sizeof(al_model_config) <= BASE_MANIFEST_ALIGN, "manifest fits");
     b->manifest_bytes = sizeof(al_model_config);
-    AL_TRY(kind == AL_ARENA_CPU ? base_weights_host(b) : base_weights_device(b));
+    AL_TRY(al_ops_canonical_weights(b->ops) ? base_weights_host(b) : base_weights_converted(b, kind));
     const al_model_config *mc = &b->model->cfg;
     AL_TRY(al_weights_backend_bind(mc, b->ops, al_arena_ptr(b->weights), &b->wview));
 

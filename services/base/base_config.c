@@ -29,15 +29,16 @@ al_err base_config_load(const char *path, base_ctx *b)
     int d = b->cfg.base.device;
     if (d < 0 || d > 2)
         return ali_errf(AL_EINVAL, "%s: base.device %d", path, d);
-    e = al_ops_select(names[d], &b->ops);
+    const char *wn = al_cluster_weights_names[b->cfg.base.weights];
+    e = al_ops_for_model(names[d], wn, b->cfg.base.model, &b->ops);
     if (e != AL_OK)
-        return ali_errctx(e, "%s: base.device", path);
+        return ali_errctx(e, "%s: base.device = \"%s\", base.weights = \"%s\"", path, names[d], wn);
     if (!b->ops->host_memory) { /* instance k on GPU k % n: one base per GPU */
         int n = 0;
         if ((e = al_cuda_available(&n)) != AL_OK || (e = al_cuda_use_device(b->instance % n)) != AL_OK)
             return ali_errctx(e, "%s: base instance %d", path, b->instance);
         AL_INFO("base instance %d: GPU %d of %d", b->instance, b->instance % n, n);
     }
-    AL_INFO("base.device = %s: running on the %s backend", names[d], b->ops->name);
+    AL_INFO("base.device = %s, base.weights = %s: running on the %s backend", names[d], wn, b->ops->name);
     return base_random_hex(b->instance_id, 16);
 }

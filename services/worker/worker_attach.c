@@ -45,7 +45,7 @@ static al_err worker_map(const alora_ArenaRef *ref, const char *what, al_arena *
 static al_err worker_pick_backend(worker_ctx *w, const alora_AttachReply *rp)
 {
     if (al_arena_kind_of(w->weights) == AL_ARENA_CPU) {
-        w->ops = al_ops_cpu();
+        w->ops = rp->model.dtype == alora_Dtype_DTYPE_BF16 ? al_ops_cpu_bf16() : al_ops_cpu();
     } else {
         int dev = al_arena_device(w->weights);
         al_err e = al_cuda_use_device(dev);
@@ -114,7 +114,7 @@ al_err worker_attach(worker_ctx *w)
     if (al_weights_backend_bytes(&mc, w->ops) > rp.manifest_offset)
         return ali_errf(AL_EINVAL, "attach: weights need %zu bytes on the %s backend, the manifest sits at %llu",
                         al_weights_backend_bytes(&mc, w->ops), w->ops->name, (unsigned long long)rp.manifest_offset);
-    AL_TRY(al_model_view(&mc, w->ops->host_memory ? wbase : NULL, &w->model));
+    AL_TRY(al_model_view(&mc, al_ops_canonical_weights(w->ops) ? wbase : NULL, &w->model));
     AL_TRY(al_weights_backend_bind(&mc, w->ops, wbase, &w->wview));
 
     /* KV pool */

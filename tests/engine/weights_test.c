@@ -168,10 +168,11 @@ static void test_cpu_layout(void **st)
     al_model_free(m);
 }
 
-/* Runs one aLoRA request (invocation 7,8,9 inside the prompt) and returns its prompt logits. */
+/* Runs one aLoRA request and returns its prompt and generation logits. The prompt holds both
+ * fixture invocations: [5,6] (alora_qv, llama_bf16) at 9 and [7,8,9] (alora_qkvo, llama_f32) at 12. */
 static float *run_logits(const al_model *m, const al_ops *ops, const al_weights *w, const al_adapter *a)
 {
-    static const int32_t prompt[] = {1, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 7, 8, 9, 40, 41};
+    static const int32_t prompt[] = {1, 20, 21, 22, 23, 24, 25, 26, 27, 5, 6, 31, 7, 8, 9, 40, 41, 42};
     int32_t n = (int32_t)AL_ARRAY_LEN(prompt), V = m->cfg.vocab_size;
     al_engine *e = NULL;
     al_engine_opts eo = {.block_size = 4, .max_batch_tokens = 8, .n_blocks = 64, .ops = ops, .weights = w};
@@ -186,7 +187,7 @@ static float *run_logits(const al_model *m, const al_ops *ops, const al_weights 
     assert_int_equal(al_engine_run(e), AL_OK);
     al_result res;
     assert_int_equal(al_engine_result(e, id, &res), AL_OK);
-    assert_int_equal(res.activation_start, 13);
+    assert_int_equal(res.activation_start, a->invocation[0] == 5 ? 9 : 12);
     assert_int_equal(res.n_tokens, 4);
     al_engine_free(e);
     return pl;
@@ -202,11 +203,11 @@ typedef struct ext_fixture {
     size_t n_logits; /* floats run_logits returns */
 } ext_fixture;
 
-static void ext_open(ext_fixture *f, const char *model, const al_ops *o)
+static void ext_open(ext_fixture *f, const char *model, const char *adapter, const al_ops *o)
 {
     memset(f, 0, sizeof *f);
     assert_int_equal(al_model_load(model, &f->m), AL_OK);
-    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qkvo", &f->m->cfg, &f->a), AL_OK);
+    assert_int_equal(al_adapter_load(adapter, &f->m->cfg, &f->a), AL_OK);
     assert_int_equal(al_model_view(&f->m->cfg, NULL, &f->shell), AL_OK);
     f->buf = o->alloc(al_weights_backend_bytes(&f->m->cfg, o));
     assert_non_null(f->buf);
@@ -230,7 +231,7 @@ static void test_engine_external_weights_cpu(void **st)
 {
     const al_ops *o = al_ops_cpu();
     ext_fixture f;
-    ext_open(&f, ORACLE "/llama_f32", o);
+    ext_open(&f, ORACLE "/llama_f32", ORACLE "/adapters/alora_qkvo", o);
     float *ref = run_logits(f.m, o, NULL, f.a);
     float *got = run_logits(f.shell, o, &f.w, f.a);
     assert_memory_equal(ref, got, f.n_logits * sizeof(float));
@@ -255,7 +256,7 @@ static void test_engine_external_weights_cuda(void **st)
         skip();
     }
     ext_fixture f;
-    ext_open(&f, ORACLE "/llama_bf16", o);
+    ext_open(&f, ORACLE "/llama_bf16", ORACLE "/adapters/alora_qv", o);
     float *ref = run_logits(f.m, o, NULL, f.a);
     float *got = run_logits(f.shell, o, &f.w, f.a);
     assert_memory_equal(ref, got, f.n_logits * sizeof(float));
@@ -274,6 +275,62 @@ static void test_engine_external_weights_cuda(void **st)
     ext_close(&f, o);
 }
 
+/* cpu-bf16: a bf16 checkpoint gives the f32 engine's logits (up to the order of f32 sums) with half
+ * the weight memory;
+ * an f32 checkpoint rounded to bf16 stays within the bf16 tolerance. */
+static void test_cpu_bf16_engine(void **st)
+{
+    const al_ops *o = al_ops_cpu_bf16();
+    al_model *m = NULL;
+    al_adapter *a = NULL;
+    assert_int_equal(al_model_load(ORACLE "/llama_bf16", &m), AL_OK);
+    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qv", &m->cfg, &a), AL_OK);
+    size_t n = (size_t)(18 + 4) * m->cfg.vocab_size;
+    assert_true(al_weights_backend_bytes(&m->cfg, o) < al_weights_layout_bytes(&m->cfg) * 6 / 10);
+    float *ref = run_logits(m, al_ops_cpu(), NULL, a);
+    float *got = run_logits(m, o, NULL, a);
+    float mx = 1, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmaxf(mx, fabsf(ref[i]));
+        d = fmaxf(d, fabsf(ref[i] - got[i]));
+    }
+    /* the same weights exactly; only the order of the f32 sums differs */
+    fprintf(stderr, "cpu-bf16 vs cpu on a bf16 checkpoint: max |logit diff| %g (largest %g)\n", d, mx);
+    assert_true(d <= 1e-5f * mx);
+    free(ref);
+    free(got);
+    al_adapter_free(a);
+    al_model_free(m);
+    /* f32 weights rounded to bf16 */
+    assert_int_equal(al_model_load(ORACLE "/llama_f32", &m), AL_OK);
+    assert_int_equal(al_adapter_load(ORACLE "/adapters/alora_qkvo", &m->cfg, &a), AL_OK);
+    n = (size_t)(18 + 4) * m->cfg.vocab_size;
+    ref = run_logits(m, al_ops_cpu(), NULL, a);
+    got = run_logits(m, o, NULL, a);
+    mx = 1, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmaxf(mx, fabsf(ref[i]));
+        d = fmaxf(d, fabsf(ref[i] - got[i]));
+    }
+    fprintf(stderr, "cpu-bf16 vs cpu on an f32 checkpoint: max |logit diff| %g (largest %g)\n", d, mx);
+    assert_true(d > 0 && d <= 3e-2f * mx);
+    free(ref);
+    free(got);
+    al_adapter_free(a);
+    al_model_free(m);
+    /* the backend choice: auto follows the checkpoint, explicit choices conflict loudly */
+    const al_ops *sel = NULL;
+    assert_int_equal(al_ops_for_model("cpu", "auto", ORACLE "/llama_bf16", &sel), AL_OK);
+    assert_ptr_equal(sel, o);
+    assert_int_equal(al_ops_for_model("cpu", "auto", ORACLE "/llama_f32", &sel), AL_OK);
+    assert_ptr_equal(sel, al_ops_cpu());
+    assert_int_equal(al_ops_for_model("cpu", "bf16", ORACLE "/llama_f32", &sel), AL_OK);
+    assert_ptr_equal(sel, o);
+    assert_int_equal(al_ops_for_model("cpu-bf16", "f32", ORACLE "/llama_f32", &sel), AL_EINVAL);
+    assert_int_equal(al_ops_for_model("cpu", "f16", ORACLE "/llama_f32", &sel), AL_EINVAL);
+    assert_int_equal(al_ops_for_model("cpu", "auto", "/nonexistent", &sel) != AL_OK, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_device_layout_granite),
         cmocka_unit_test(test_engine_external_weights_cpu),
         cmocka_unit_test(test_engine_external_weights_cuda),
+        cmocka_unit_test(test_cpu_bf16_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

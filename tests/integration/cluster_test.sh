@@ -190,6 +190,10 @@ write_cfg tcp "tcp://127.0.0.1:$pb" "tcp://127.0.0.1:$pr"
 R="tcp://127.0.0.1:$pr"
 start_up tcp || { fail "tcp cluster did not become ready"; exit 1; }
 ok "tcp cluster ready: $(cat "$T/tcp.out")"
+# a bf16 checkpoint stays bf16 in memory (base.weights = auto): the base and its workers run cpu-bf16
+grep -q "running on the cpu-bf16 backend" "$T/tcp.err" && grep -q "arenas (shm): weights .*bf16" "$T/tcp.err" &&
+  ok "bf16 checkpoint: the base keeps bf16 weights in its shm arena (cpu-bf16)" ||
+  fail "bf16 checkpoint not served as bf16: $(grep -m2 -E 'running on|arenas' "$T/tcp.err")"
 run_parity
 stop_up tcp
 

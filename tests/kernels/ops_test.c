@@ -95,6 +95,57 @@ static void test_matmul_paths(void **state)
     al_cpu_set_threads(saved);
 }
 
+/* cpu-bf16: matmul (few-row kernel and widened sgemm blocks) and embedding against the same
+ * reference over bf16-rounded weights; 1 and 2 threads bitwise; the bf16 <-> f32 conversions. */
+static void test_bf16_ops(void **state)
+{
+    const al_ops *ops = al_ops_cpu_bf16();
+    assert_int_equal(ops->weight_bytes, 2);
+    /* conversions: exact round trip of bf16 values, round to nearest even, NaN stays NaN */
+    assert_true(ali_bf16_to_f32(ali_f32_to_bf16(1.5f)) == 1.5f);
+    assert_int_equal(ali_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80); /* a tie: to even */
+    assert_int_equal(ali_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
+    assert_true(isnan(ali_bf16_to_f32(ali_f32_to_bf16(NAN))));
+    al_rng r;
+    al_rng_seed(&r, 11);
+    int K = 37, N = 300, saved = al_cpu_threads();
+    float *x = malloc(sizeof(float) * 12 * K), *w = malloc(sizeof(float) * (size_t)N * K);
+    float *y = malloc(sizeof(float) * 12 * N), *y2 = malloc(sizeof(float) * 12 * N);
+    fill(x, (size_t)12 * K, &r, 1);
+    fill(w, (size_t)N * K, &r, 1);
+    void *wb = ops->weight_upload(w, (size_t)N * K, 1);
+    assert_non_null(wb);
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        w[i] = ali_bf16_to_f32(ali_f32_to_bf16(w[i])); /* what the backend holds */
+    for (int T = 1; T <= 12; T++) {
+        al_cpu_set_threads(1);
+        ops->matmul(y, x, wb, T, K, N, 0);
+        al_cpu_set_threads(2);
+        ops->matmul(y2, x, wb, T, K, N, 0);
+        assert_memory_equal(y, y2, sizeof(float) * (size_t)T * N);
+        for (int t = 0; t < T; t++)
+            for (int n = 0; n < N; n++) {
+                double s = 0;
+                for (int k = 0; k < K; k++)
+                    s += (double)x[t * K + k] * w[(size_t)n * K + k];
+                if (fabs(y[t * N + n] - s) > 1e-4)
+                    fail_msg("bf16 T %d: y[%d,%d] = %g, want %g", T, t, n, y[t * N + n], s);
+            }
+    }
+    al_cpu_set_threads(saved);
+    int32_t ids[3] = {7, 0, 299};
+    float e[3 * 37];
+    ops->embedding(e, wb, ids, 3, K, 2.0f);
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < K; k++)
+            assert_true(e[t * K + k] == 2.0f * w[(size_t)ids[t] * K + k]);
+    ops->weight_free(wb);
+    free(x);
+    free(w);
+    free(y);
+    free(y2);
+}
+
 static void test_rope_hand_values(void **state)
 {
     /* head_dim 4, theta 10000: inv_freq = [1, 0.01]; position 1 rotates pair (x0, x2) by 1 rad
@@ -331,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),
         cmocka_unit_test(test_matmul_paths),
         cmocka_unit_test(test_attention_long_threads),
+        cmocka_unit_test(test_bf16_ops),
         cmocka_unit_test(test_logprobs_topk),
         cmocka_unit_test(test_fast_expf),
     };
