@@ -427,19 +427,36 @@ static al_err ali_read_tensor(const al_st *st, const char *dir, const char *name
     return al_st_read_f32(t, dst, nd, want);
 }
 
+/* Where tensors go: straight into f32 destinations (put NULL), or through tmp into put(). */
+typedef struct ali_sink {
+    al_tensor_put_fn put;
+    void *ctx;
+    float *tmp; /* f32 buffer of the largest tensor (put != NULL) */
+} ali_sink;
+
+static al_err ali_read_into(const al_st *st, const char *dir, const char *name, void *dst, int nd, int64_t d0,
+                            int64_t d1, const ali_sink *k)
+{
+    if (!k->put)
+        return ali_read_tensor(st, dir, name, dst, nd, d0, d1);
+    AL_TRY(ali_read_tensor(st, dir, name, k->tmp, nd, d0, d1));
+    k->put(k->ctx, dst, k->tmp, (size_t)d0 * (size_t)(nd == 2 ? d1 : 1), nd == 2);
+    return AL_OK;
+}
+
 static al_err ali_load_weights(const al_st *st, const char *dir, const al_model_config *c,
-                               const al_weights *w)
+                               const al_weights *w, const ali_sink *k)
 {
     int64_t V = c->vocab_size, H = c->hidden_size, I = c->intermediate_size;
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     char n[256];
-    AL_TRY(ali_read_tensor(st, dir, "model.embed_tokens.weight", w->embed, 2, V, H));
+    AL_TRY(ali_read_into(st, dir, "model.embed_tokens.weight", w->embed, 2, V, H, k));
     for (int l = 0; l < c->n_layers; l++) {
         const al_layer_weights *lw = &w->layers[l];
 #define ALI_T(suffix, dst, nd, a, b)                                            \
     do {                                                                        \
         snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                 \
-        AL_TRY(ali_read_tensor(st, dir, n, dst, nd, a, b));                     \
+        AL_TRY(ali_read_into(st, dir, n, dst, nd, a, b, k));                    \
     } while (0)
         ALI_T("input_layernorm.weight", lw->attn_norm, 1, H, 0);
         ALI_T("self_attn.q_proj.weight", lw->wq, 2, q, H);
@@ -452,10 +469,32 @@ static al_err ali_load_weights(const al_st *st, const char *dir, const al_model_
         ALI_T("mlp.down_proj.weight", lw->w_down, 2, H, I);
 #undef ALI_T
     }
-    AL_TRY(ali_read_tensor(st, dir, "model.norm.weight", w->norm, 1, H, 0));
+    AL_TRY(ali_read_into(st, dir, "model.norm.weight", w->norm, 1, H, 0, k));
     if (!c->tie_word_embeddings)
-        AL_TRY(ali_read_tensor(st, dir, "lm_head.weight", w->lm_head, 2, V, H));
+        AL_TRY(ali_read_into(st, dir, "lm_head.weight", w->lm_head, 2, V, H, k));
     return AL_OK;
+}
+
+al_err al_model_load_via(const char *dir, const al_model_config *cfg, const al_weights *w, al_tensor_put_fn put,
+                         void *ctx)
+{
+    size_t H = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size, I = (size_t)cfg->intermediate_size;
+    size_t q = (size_t)cfg->n_heads * cfg->head_dim, big = V * H;
+    big = big > I * H ? big : I * H;
+    big = big > q * H ? big : q * H;
+    ali_sink k = {.put = put, .ctx = ctx, .tmp = ali_aligned_alloc(big * sizeof(float))};
+    if (!k.tmp)
+        return ali_errf(AL_ENOMEM, "%s: out of memory for a %.1f MiB tensor buffer", dir, big * 4 / 1048576.0);
+    al_st *st = NULL;
+    al_err e = al_st_open_dir(dir, "model", &st);
+    double t0 = al_now();
+    if (e == AL_OK)
+        e = ali_load_weights(st, dir, cfg, w, &k);
+    if (e == AL_OK && al_now() - t0 > 5)
+        AL_INFO("loaded %s tensor by tensor in %.1f s", dir, al_now() - t0);
+    al_st_close(st);
+    ali_aligned_free(k.tmp);
+    return e;
 }
 
 al_err al_model_load_ex(const char *dir, al_alloc_fn alloc, void *alloc_ctx, al_model **out)
@@ -487,7 +526,8 @@ al_err al_model_load_ex(const char *dir, al_alloc_fn alloc, void *alloc_ctx, al_
     e = al_weights_bind(&m->cfg, m->base, &m->w);
     if (e != AL_OK)
         goto fail;
-    e = ali_load_weights(st, dir, &m->cfg, &m->w);
+    ali_sink direct = {0};
+    e = ali_load_weights(st, dir, &m->cfg, &m->w, &direct);
     if (e != AL_OK)
         goto fail;
     const al_st_tensor *emb = al_st_find(st, "model.embed_tokens.weight");

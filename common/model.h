@@ -92,6 +92,13 @@ al_err al_model_load_ex(const char *dir, al_alloc_fn alloc, void *alloc_ctx, al_
 al_err al_model_view(const al_model_config *cfg, void *base, al_model **out);
 void al_model_free(al_model *m);
 
+/* Reads a checkpoint's weights one tensor at a time through an f32 buffer the size of the largest
+ * tensor and hands each to put(ctx, dst, data, n, matrix), dst being that tensor's pointer in w (a
+ * view in some other layout, e.g. al_weights_backend_bind): no full f32 copy is ever held. */
+typedef void (*al_tensor_put_fn)(void *ctx, void *dst, const float *data, size_t n, int matrix);
+al_err al_model_load_via(const char *dir, const al_model_config *cfg, const al_weights *w, al_tensor_put_fn put,
+                         void *ctx);
+
 /* The dtype of a checkpoint's weights on disk (its embedding's), without loading them. */
 al_err al_model_weights_dtype(const char *dir, al_dtype *dt);
 

@@ -125,6 +125,13 @@ al_err al_weights_backend_store(const al_model *m, const al_ops *ops, void *dst)
 /* Points w into dst (allocates w->layers: free with al_weights_unbind). */
 al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void *dst, al_weights *w);
 
+/* Loads a checkpoint straight into one buffer in the backend's layout, one tensor at a time (never
+ * a full f32 copy: a bf16 8B model needs 16 GB, not 48). The buffer comes from alloc(ctx, bytes)
+ * (e.g. a shared arena; it stays the caller's) or, alloc NULL, from ops->alloc (free with
+ * ops->free). *model is config-only unless the backend reads the canonical layout. */
+al_err al_weights_backend_load(const char *dir, const al_ops *ops, al_alloc_fn alloc, void *alloc_ctx,
+                               al_model **model, void **buf);
+
 /* The backend for a model directory: device "auto|cpu|cpu-bf16|cuda", weights "auto|f32|bf16".
  * CUDA keeps weights in bf16 (weights "f32" is refused there); on the CPU "auto" keeps a bf16
  * checkpoint in bf16 (cpu-bf16: half the memory, exact) and anything else in f32. */

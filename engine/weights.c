@@ -105,6 +105,42 @@ al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void
     return AL_OK;
 }
 
+static void ali_put(void *ctx, void *dst, const float *data, size_t n, int matrix)
+{
+    const al_ops *ops = ctx;
+    ops->weight_store(dst, data, n, matrix);
+}
+
+al_err al_weights_backend_load(const char *dir, const al_ops *ops, al_alloc_fn alloc, void *alloc_ctx,
+                               al_model **model, void **buf)
+{
+    *model = NULL;
+    *buf = NULL;
+    al_model_config cfg;
+    AL_TRY(al_config_load(dir, &cfg));
+    al_dtype dt = AL_DT_F32;
+    AL_TRY(al_model_weights_dtype(dir, &dt));
+    cfg.dtype = dt;
+    size_t bytes = al_weights_backend_bytes(&cfg, ops);
+    void *dst = alloc ? alloc(alloc_ctx, bytes) : ops->alloc(bytes);
+    if (!dst)
+        return ali_errf(AL_ENOMEM, "%s: cannot allocate %.1f MiB of %s weights", dir, bytes / 1048576.0, ops->name);
+    al_weights w;
+    al_err e = al_weights_backend_bind(&cfg, ops, dst, &w);
+    if (e == AL_OK)
+        e = al_model_load_via(dir, &cfg, &w, ali_put, (void *)ops);
+    al_weights_unbind(&w);
+    if (e == AL_OK) {
+        ops->sync();
+        e = al_model_view(&cfg, al_ops_canonical_weights(ops) ? dst : NULL, model);
+    }
+    if (e != AL_OK && !alloc)
+        ops->free(dst);
+    if (e == AL_OK)
+        *buf = dst;
+    return e;
+}
+
 al_err al_ops_for_model(const char *device, const char *weights, const char *model_dir, const al_ops **out)
 {
     const al_ops *o = NULL;

@@ -233,8 +233,18 @@ int cmd_generate(int argc, char **argv)
     al_model *m = NULL;
     al_adapter *ad = NULL;
     al_engine *e = NULL;
+    const al_ops *ops = NULL;
+    void *wbuf = NULL; /* the weights in the backend's own layout (not the canonical f32 one) */
+    al_weights wv = {0};
     rc = 1;
-    if (al_model_load(a.model, &m) != AL_OK) {
+    if (al_ops_for_model(a.device, a.weights, a.model, &ops) != AL_OK) {
+        fprintf(stderr, "alora generate: --device %s --weights %s: %s\n", a.device, a.weights, al_errmsg());
+        goto out;
+    }
+    /* canonical f32 layout: load as is; another layout: tensor by tensor into it (no f32 copy) */
+    if (al_ops_canonical_weights(ops) ? al_model_load(a.model, &m) != AL_OK
+                                      : (al_weights_backend_load(a.model, ops, NULL, NULL, &m, &wbuf) != AL_OK ||
+                                         al_weights_backend_bind(&m->cfg, ops, wbuf, &wv) != AL_OK)) {
         fprintf(stderr, "alora generate: %s\n", al_errmsg());
         goto out;
     }
@@ -275,14 +285,9 @@ int cmd_generate(int argc, char **argv)
         free(ctx);
     }
     int64_t need = (int64_t)n_toks + a.max_tokens;
-    const al_ops *ops = NULL;
-    if (al_ops_for_model(a.device, a.weights, a.model, &ops) != AL_OK) {
-        fprintf(stderr, "alora generate: --device %s --weights %s: %s\n", a.device, a.weights, al_errmsg());
-        goto out;
-    }
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
                          .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1),
-                         .ops = ops};
+                         .ops = ops, .weights = wbuf ? &wv : NULL};
     if (al_engine_create(m, &eo, &e) != AL_OK) {
         fprintf(stderr, "alora generate: %s\n", al_errmsg());
         goto out;
@@ -333,6 +338,9 @@ int cmd_generate(int argc, char **argv)
     rc = 0;
 out:
     al_engine_free(e);
+    al_weights_unbind(&wv);
+    if (wbuf)
+        ops->free(wbuf);
     al_adapter_free(ad);
     al_model_free(m);
     al_tokenizer_free(tok);

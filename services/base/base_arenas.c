@@ -47,32 +47,40 @@ static al_err base_weights_host(base_ctx *b)
     return AL_OK;
 }
 
-/* Other layouts (bf16 matrices on CUDA or cpu-bf16): load into private memory, store into the
- * arena (CUDA IPC or shm) in the backend's layout, then drop the private copy: the base keeps only
- * the config. */
+/* Other layouts (bf16 matrices on CUDA or cpu-bf16): the checkpoint is read tensor by tensor
+ * straight into the arena (CUDA IPC or shm) in the backend's layout; the base keeps the config. */
+typedef struct base_conv_ctx {
+    base_ctx *b;
+    al_arena_kind kind;
+    al_err err;
+    char msg[256];
+} base_conv_ctx;
+
+static void *base_weights_conv_alloc(void *ctx, size_t bytes)
+{
+    base_conv_ctx *c = ctx;
+    c->b->manifest_offset = base_round(bytes, BASE_MANIFEST_ALIGN);
+    c->err = al_arena_create(c->kind, "weights", c->b->manifest_offset + BASE_MANIFEST_ALIGN, &c->b->weights);
+    if (c->err != AL_OK) {
+        snprintf(c->msg, sizeof c->msg, "%s", al_errmsg());
+        return NULL;
+    }
+    return al_arena_ptr(c->b->weights);
+}
+
 static al_err base_weights_converted(base_ctx *b, al_arena_kind kind)
 {
     const al_cluster_cfg *cfg = &b->cfg;
-    al_model *host = NULL;
-    al_err e = al_model_load(cfg->base.model, &host);
-    if (e != AL_OK)
-        return ali_errctx(e, "base.model");
-    size_t bytes = al_weights_backend_bytes(&host->cfg, b->ops);
-    b->manifest_offset = base_round(bytes, BASE_MANIFEST_ALIGN);
-    e = al_arena_create(kind, "weights", b->manifest_offset + BASE_MANIFEST_ALIGN, &b->weights);
+    base_conv_ctx cc = {.b = b, .kind = kind};
+    void *dst = NULL;
+    al_err e = al_weights_backend_load(cfg->base.model, b->ops, base_weights_conv_alloc, &cc, &b->model, &dst);
     if (e != AL_OK) {
-        al_model_free(host);
-        return ali_errctx(e, "base.model %s: %.1f MiB %s weight arena", cfg->base.model, bytes / 1048576.0,
-                          b->ops->name);
+        if (cc.err != AL_OK)
+            return ali_errf(cc.err, "base.model %s: %s weight arena: %s", cfg->base.model, b->ops->name, cc.msg);
+        return ali_errctx(e, "base.model");
     }
-    char *dst = al_arena_ptr(b->weights);
-    e = al_weights_backend_store(host, b->ops, dst);
-    if (e == AL_OK) {
-        b->ops->upload(dst + b->manifest_offset, &host->cfg, sizeof(al_model_config));
-        e = al_model_view(&host->cfg, NULL, &b->model);
-    }
-    al_model_free(host);
-    return e;
+    b->ops->upload((char *)dst + b->manifest_offset, &b->model->cfg, sizeof(al_model_config));
+    return AL_OK;
 }
 
 al_err base_arenas_create(base_ctx *b)
