@@ -172,7 +172,7 @@ for _ in $(seq 1 300); do
 done
 newbase=$("$ALORA" status --router "$R" --json | jq -r '.processes[] | select(.role == "base") | .pid')
 [ $back -eq 1 ] && [ "$newbase" != "$basepid" ] && ok "base restarted (pid $basepid -> $newbase), workers re-attached" ||
-  fail "cluster did not recover after the base was killed"
+  { fail "cluster did not recover after the base was killed"; tail -40 "$T/ipc.err"; }
 # its arenas were unlinked when alora up reaped it (not at stop): a restart must not need them twice
 if ls /dev/shm/alora-*-"$basepid"-* >/dev/null 2>&1; then
   fail "the killed base's shm segments remain: $(ls /dev/shm/alora-*-"$basepid"-*)"
