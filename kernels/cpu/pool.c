@@ -24,7 +24,7 @@ typedef struct ali_pool {
     _Atomic int done;        /* tasks of the current job finished */
     _Atomic int sleepers;
     _Atomic bool stop;
-    int n_tasks;
+    _Atomic int n_tasks;
     void (*fn)(void *ctx, int task);
     void *ctx;
 } ali_pool;
@@ -39,7 +39,8 @@ static void ali_pool_work(ali_pool *p, uint64_t g)
 {
     for (;;) {
         uint64_t x = atomic_load_explicit(&p->next, memory_order_acquire);
-        if ((uint32_t)(x >> 32) != (uint32_t)g || (uint32_t)x >= (uint32_t)p->n_tasks)
+        if ((uint32_t)(x >> 32) != (uint32_t)g ||
+            (uint32_t)x >= (uint32_t)atomic_load_explicit(&p->n_tasks, memory_order_relaxed))
             return;
         if (!atomic_compare_exchange_weak_explicit(&p->next, &x, x + 1, memory_order_acq_rel, memory_order_acquire))
             continue;
@@ -171,7 +172,7 @@ void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
     uint64_t g = atomic_load(&p->gen) + 1;
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store(&p->done, 0);
     atomic_store_explicit(&p->next, g << 32, memory_order_release); /* publishes the job */
     /* store gen, then read sleepers (a helper does the opposite, both seq_cst): a helper that is
