@@ -31,6 +31,7 @@ static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char 
     printf("base.model = %s\n", cfg->base.model);
     printf("base.listen = %s\n", cfg->base.listen);
     printf("base.device = %s\n", cfg->base.device >= 0 && cfg->base.device <= 2 ? devices[cfg->base.device] : "?");
+    printf("base.weights = %s\n", al_cluster_weights_names[cfg->base.weights]);
     printf("base.instances = %d\n", cfg->base.instances);
     printf("base.kv_blocks = %d\n", cfg->base.kv_blocks);
     printf("base.block_size = %d\n", cfg->base.block_size);
