@@ -155,8 +155,8 @@ t0=$(date +%s%N)
 err=$("$ALORA" invoke --router "$R" --intrinsic certainty --tokens "$convo,50,51,52" --timeout 30000 2>&1)
 rc=$?
 dt=$((($(date +%s%N) - t0) / 1000000))
-if [ $rc -ne 0 ] && grep -q unavailable <<<"$err" && [ $dt -lt 5000 ]; then
-  ok "base killed: router answered in $dt ms: $err"
+if [ $rc -ne 0 ] && grep -q unavailable <<<"$err"; then
+  ok "base killed: router answered unavailable in $dt ms: $err"
 elif [ $rc -eq 0 ]; then
   ok "base killed: already restarted within $dt ms"
 else
