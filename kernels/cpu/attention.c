@@ -69,6 +69,21 @@ static void ali_kv_gather(const al_kv_geom *g, const al_seq_view *s, int layer, 
  * pass over K and one over V straight from the blocks, every row and head served from each K/V
  * row while it is in cache (no gather: copying the whole context per layer cost more than the
  * products). scores holds [n_rows, n_heads, n_ctx]. */
+/* In place over row[0, n): the max-shifted exponentials, normalised (separate loops vectorise). */
+static void ali_softmax(float *row, int32_t n)
+{
+    float m = -FLT_MAX, sum = 0.0f;
+    for (int32_t p = 0; p < n; p++)
+        m = row[p] > m ? row[p] : m;
+    for (int32_t p = 0; p < n; p++)
+        row[p] = ali_expf(row[p] - m);
+    for (int32_t p = 0; p < n; p++)
+        sum += row[p];
+    float inv = 1.0f / sum;
+    for (int32_t p = 0; p < n; p++)
+        row[p] *= inv;
+}
+
 typedef struct ali_few_job {
     const al_kv_geom *g;
     int layer, n_heads, n_tasks;
@@ -101,19 +116,8 @@ static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
         int32_t lim = s->pos0 + r + 1;
         float *orow = j->out + (size_t)(s->row0 + r) * qd;
         memset(orow + (size_t)h0 * hd, 0, sizeof(float) * (size_t)(h1 - h0) * hd);
-        for (int h = h0; h < h1; h++) {
-            float *row = scores + ((size_t)r * n_heads + h) * n_ctx;
-            float m = -FLT_MAX, sum = 0.0f;
-            for (int32_t p = 0; p < lim; p++)
-                m = row[p] > m ? row[p] : m;
-            for (int32_t p = 0; p < lim; p++)
-                row[p] = ali_expf(row[p] - m);
-            for (int32_t p = 0; p < lim; p++)
-                sum += row[p];
-            float inv = 1.0f / sum;
-            for (int32_t p = 0; p < lim; p++)
-                row[p] *= inv;
-        }
+        for (int h = h0; h < h1; h++)
+            ali_softmax(scores + ((size_t)r * n_heads + h) * n_ctx, lim);
     }
     for (int32_t p = 0; p < n_ctx; p++) {
         const float *vr = ali_kv_row(g, s, j->layer, 1, p);
@@ -175,18 +179,7 @@ static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float sc
             for (int r = 0; r < nt; r++) {
                 float *row = sbuf + (size_t)r * ctx;
                 int32_t lim = s->pos0 + t0 + r + 1; /* causal: keys [0, lim) */
-                float m = -FLT_MAX;
-                for (int32_t p = 0; p < lim; p++)
-                    if (row[p] > m)
-                        m = row[p];
-                float sum = 0.0f;
-                for (int32_t p = 0; p < lim; p++)
-                    row[p] = ali_expf(row[p] - m);
-                for (int32_t p = 0; p < lim; p++)
-                    sum += row[p];
-                float inv = 1.0f / sum;
-                for (int32_t p = 0; p < lim; p++)
-                    row[p] *= inv;
+                ali_softmax(row, lim);
                 for (int32_t p = lim; p < ctx; p++)
                     row[p] = 0.0f;
             }

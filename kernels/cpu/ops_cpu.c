@@ -1,5 +1,6 @@
 /* ops_cpu.c: the CPU backend's ops table and thread control. */
 #include <cblas.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -89,30 +90,24 @@ static void *ali_cpu_bf16_upload(const float *host, size_t n, int matrix)
     return d;
 }
 
-static const al_ops ali_cpu_bf16_ops = {
-    .name = "cpu-bf16",
-    .host_memory = 1,
-    .weight_bytes = 2,
-    .alloc = ali_cpu_alloc,
-    .free = ali_cpu_free,
-    .upload = ali_cpu_memcpy,
-    .download = ali_cpu_memcpy,
-    .copy = ali_cpu_memcpy,
-    .sync = ali_cpu_sync,
-    .weight_upload = ali_cpu_bf16_upload,
-    .weight_free = ali_cpu_free,
-    .weight_store = ali_cpu_bf16_store,
-    .scale = ali_cpu_scale,
-    .embedding = ali_cpu_embedding_bf16,
-    .rmsnorm = ali_cpu_rmsnorm,
-    .rope = ali_cpu_rope,
-    .matmul = ali_cpu_matmul_bf16,
-    .add_scaled = ali_cpu_add_scaled,
-    .swiglu = ali_cpu_swiglu,
-    .kv_write = ali_cpu_kv_write,
-    .attention = ali_cpu_attention,
-    .lora = ali_cpu_lora,
-    .logprobs_topk = ali_cpu_logprobs_topk,
-};
+static al_ops ali_cpu_bf16_ops;
 
-const al_ops *al_ops_cpu_bf16(void) { return &ali_cpu_bf16_ops; }
+/* The CPU table with the four entries that see matrix weights replaced. */
+static void ali_cpu_bf16_init(void)
+{
+    ali_cpu_bf16_ops = ali_cpu_ops;
+    ali_cpu_bf16_ops.name = "cpu-bf16";
+    ali_cpu_bf16_ops.weight_bytes = 2;
+    ali_cpu_bf16_ops.weight_upload = ali_cpu_bf16_upload;
+    ali_cpu_bf16_ops.weight_free = ali_cpu_free;
+    ali_cpu_bf16_ops.weight_store = ali_cpu_bf16_store;
+    ali_cpu_bf16_ops.embedding = ali_cpu_embedding_bf16;
+    ali_cpu_bf16_ops.matmul = ali_cpu_matmul_bf16;
+}
+
+const al_ops *al_ops_cpu_bf16(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ali_cpu_bf16_init);
+    return &ali_cpu_bf16_ops;
+}

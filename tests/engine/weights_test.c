@@ -168,6 +168,18 @@ static void test_cpu_layout(void **st)
     al_model_free(m);
 }
 
+/* max |a - b| over n floats; *mx = max(1, max |a|) */
+static float max_diff(const float *a, const float *b, size_t n, float *mx)
+{
+    float m = 1, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fmaxf(m, fabsf(a[i]));
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+    }
+    *mx = m;
+    return d;
+}
+
 /* Runs one aLoRA request and returns its prompt and generation logits. The prompt holds both
  * fixture invocations: [5,6] (alora_qv, llama_bf16) at 9 and [7,8,9] (alora_qkvo, llama_f32) at 12. */
 static float *run_logits(const al_model *m, const al_ops *ops, const al_weights *w, const al_adapter *a)
@@ -262,11 +274,7 @@ static void test_engine_external_weights_cuda(void **st)
     assert_memory_equal(ref, got, f.n_logits * sizeof(float));
     /* and within the bf16 tolerance of the CPU */
     float *cpu = run_logits(f.m, al_ops_cpu(), NULL, f.a);
-    float mx = 1, d = 0;
-    for (size_t i = 0; i < f.n_logits; i++) {
-        mx = fmaxf(mx, fabsf(cpu[i]));
-        d = fmaxf(d, fabsf(cpu[i] - got[i]));
-    }
+    float mx, d = max_diff(cpu, got, f.n_logits, &mx);
     fprintf(stderr, "cuda vs cpu: max |logit diff| %g (largest logit %g)\n", d, mx);
     assert_true(d <= 3e-2f * mx);
     free(ref);
@@ -289,11 +297,7 @@ static void test_cpu_bf16_engine(void **st)
     assert_true(al_weights_backend_bytes(&m->cfg, o) < al_weights_layout_bytes(&m->cfg) * 6 / 10);
     float *ref = run_logits(m, al_ops_cpu(), NULL, a);
     float *got = run_logits(m, o, NULL, a);
-    float mx = 1, d = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmaxf(mx, fabsf(ref[i]));
-        d = fmaxf(d, fabsf(ref[i] - got[i]));
-    }
+    float mx, d = max_diff(ref, got, n, &mx);
     /* the same weights exactly; only the order of the f32 sums differs */
     fprintf(stderr, "cpu-bf16 vs cpu on a bf16 checkpoint: max |logit diff| %g (largest %g)\n", d, mx);
     assert_true(d <= 1e-5f * mx);
@@ -307,11 +311,7 @@ static void test_cpu_bf16_engine(void **st)
     n = (size_t)(18 + 4) * m->cfg.vocab_size;
     ref = run_logits(m, al_ops_cpu(), NULL, a);
     got = run_logits(m, o, NULL, a);
-    mx = 1, d = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmaxf(mx, fabsf(ref[i]));
-        d = fmaxf(d, fabsf(ref[i] - got[i]));
-    }
+    d = max_diff(ref, got, n, &mx);
     fprintf(stderr, "cpu-bf16 vs cpu on an f32 checkpoint: max |logit diff| %g (largest %g)\n", d, mx);
     assert_true(d > 0 && d <= 3e-2f * mx);
     free(ref);
