@@ -5,6 +5,9 @@ BUILD=${1:-build}
 echo "== engine: prefill / decode on the 85m preset shape vs sgemm peak and memcpy bandwidth"
 "$BUILD/bench_engine"
 echo
+echo "== engine, bf16 weights (cpu-bf16)"
+"$BUILD/bench_engine" 0 512 128 bf16
+echo
 echo "== tokenizer: encode / decode MB/s"
 "$BUILD/bench_tokenizer"
 echo
