@@ -44,5 +44,7 @@ int golden_load(golden *g);
 void golden_free(golden *g);
 golden_case *golden_find(golden *g, const char *name);
 float golden_maxdiff(const float *a, const float *b, size_t n);
+/* The worker's read-only-prefix path for case c on ops (NULL = CPU); see golden.c.inc. */
+float *golden_readonly_prefix(const golden_case *c, const al_ops *ops, int32_t toks[8]);
 
 #endif
