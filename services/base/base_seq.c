@@ -75,6 +75,18 @@ static int base_done(base_ctx *b, base_cmd *c, al_err e)
     return 1;
 }
 
+/* The sequence a command names. NULL when the command must not start now, with *rc what the start
+ * function returns: 1 after failing the command (no such sequence), -1 to retry (it is busy). */
+static base_seq *base_cmd_seq(base_ctx *b, base_cmd *c, uint64_t id, int *rc)
+{
+    base_seq *s = base_seq_find(b, id);
+    if (!s)
+        *rc = base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist", (unsigned long long)id));
+    else if (s->busy)
+        *rc = -1;
+    return s && !s->busy ? s : NULL;
+}
+
 static int32_t base_seq_len(base_ctx *b, int32_t eseq, int32_t *n_computed)
 {
     const int32_t *t;
@@ -210,12 +222,10 @@ static int base_seq_append_start(base_ctx *b, base_cmd *c)
 {
     const alora_SeqAppendRequest *rq = c->req;
     alora_SeqAppendReply *rp = c->rep;
-    base_seq *s = base_seq_find(b, rq->seq_id);
+    int rc;
+    base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
     if (!s)
-        return base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist",
-                                        (unsigned long long)rq->seq_id));
-    if (s->busy)
-        return -1;
+        return rc;
     const int32_t *t;
     size_t n = al_pb_i32(&rq->tokens, &t);
     int32_t len = base_seq_len(b, s->eseq, NULL);
@@ -299,12 +309,10 @@ static al_err base_sampling(base_ctx *b, const alora_Sampling *in, al_sampling *
 static int base_seq_generate_start(base_ctx *b, base_cmd *c)
 {
     const alora_SeqGenerateRequest *rq = c->req;
-    base_seq *s = base_seq_find(b, rq->seq_id);
+    int rc;
+    base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
     if (!s)
-        return base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist",
-                                        (unsigned long long)rq->seq_id));
-    if (s->busy)
-        return -1;
+        return rc;
     if (s->eseq < 0)
         return base_done(b, c, ali_errf(AL_EINVAL, "seq_id: sequence %llu has no tokens to continue",
                                         (unsigned long long)rq->seq_id));
@@ -380,12 +388,10 @@ static int base_seq_fork_start(base_ctx *b, base_cmd *c)
 {
     const alora_SeqForkRequest *rq = c->req;
     alora_SeqForkReply *rp = c->rep;
-    base_seq *s = base_seq_find(b, rq->seq_id);
+    int rc;
+    base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
     if (!s)
-        return base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist",
-                                        (unsigned long long)rq->seq_id));
-    if (s->busy)
-        return -1;
+        return rc;
     const int32_t *t = NULL;
     int32_t n = 0, nc = 0;
     if (s->eseq >= 0 && al_engine_seq_tokens(b->engine, s->eseq, &t, &n, &nc) != AL_OK)
@@ -438,12 +444,10 @@ static int base_seq_fork_finish(base_ctx *b, base_cmd *c)
 static int base_seq_release_start(base_ctx *b, base_cmd *c)
 {
     const alora_SeqReleaseRequest *rq = c->req;
-    base_seq *s = base_seq_find(b, rq->seq_id);
+    int rc;
+    base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
     if (!s)
-        return base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist",
-                                        (unsigned long long)rq->seq_id));
-    if (s->busy)
-        return -1;
+        return rc;
     base_seq_remove(b, rq->seq_id); /* its leases keep their pinned blocks */
     c->seq_id = 0;
     return base_done(b, c, AL_OK);
@@ -460,12 +464,10 @@ static int base_lease_start(base_ctx *b, base_cmd *c)
     if ((rq->seq_id != 0) == (n > 0))
         return base_done(b, c, ali_errf(AL_EINVAL, "lease: exactly one of seq_id and tokens must be set"));
     if (rq->seq_id) {
-        base_seq *s = base_seq_find(b, rq->seq_id);
+        int rc;
+        base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
         if (!s)
-            return base_done(b, c, ali_errf(AL_ENOTFOUND, "seq_id: sequence %llu does not exist",
-                                            (unsigned long long)rq->seq_id));
-        if (s->busy)
-            return -1;
+            return rc;
         int32_t nc, len = base_seq_len(b, s->eseq, &nc);
         int64_t want = rq->n_tokens ? (int64_t)rq->n_tokens : len;
         if (want <= 0)
