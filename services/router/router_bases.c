@@ -94,19 +94,18 @@ static uint64_t router_rdv(uint64_t key, int b) { return XXH3_64bits_withSeed(&k
 
 router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const router_base *exclude)
 {
-    enum { MAXB = 8192 }; /* blocks looked at: 128k tokens of 16 */
-    uint64_t *h = malloc(sizeof(uint64_t) * MAXB);
-    int *depth = malloc(sizeof(int) * (size_t)r->n_bases);
-    if (!h || !depth) {
-        free(h);
-        free(depth);
+    /* the prefix's block hashes (outside the lock: only the immutable block size is read) */
+    int cap = n > 0 ? n / r->aff.block : 0;
+    uint64_t hbuf[256], *h = cap <= 256 ? hbuf : malloc(sizeof(uint64_t) * (size_t)cap);
+    if (!h) {
         ali_errf(AL_ENOMEM, "router: out of memory");
         return NULL;
     }
+    int m = router_affinity_hash(&r->aff, toks, n, h, cap);
+    int depth[64]; /* n_bases <= 64 (router_bases_open) */
     int32_t k = n < 64 ? n : 64;
     uint64_t key = XXH3_64bits(toks, sizeof(int32_t) * (size_t)(k > 0 ? k : 0));
     pthread_mutex_lock(&r->mu);
-    int m = router_affinity_hash(&r->aff, toks, n, h, MAXB);
     router_affinity_match(&r->aff, h, m, r->n_bases, depth);
     router_base *best = NULL, *least = NULL;
     for (int i = 0; i < r->n_bases; i++) {
@@ -132,8 +131,8 @@ router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const 
         router_affinity_record(&r->aff, h, m, best->index);
     }
     pthread_mutex_unlock(&r->mu);
-    free(h);
-    free(depth);
+    if (h != hbuf)
+        free(h);
     if (!best)
         ali_errf(AL_EUNAVAILABLE, "no base available%s (%d configured)", exclude ? " to retry on" : "", r->n_bases);
     return best;
