@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 /* Best-of sgemm GFLOP/s for an M x K x N product (row-major, B transposed like nn.Linear). */
 static inline double bench_sgemm_gflops(int M, int K, int N, double min_seconds)

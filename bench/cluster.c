@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "rpc.h"
+#include "common/ipc/rpc.h"
 
 static double now_ms(void)
 {

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
-#include "engine.h"
+#include "bench/bench_util.h"
+#include "common/model/model.h"
+#include "engine/engine.h"
 #include "kernels/kernels.h"
-#include "model.h"
 
 static al_model *bench_model(int hidden, int layers, int heads, int kv_heads, int inter, int vocab)
 {

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "adapter.h"
-#include "engine.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/util.h"
+#include "engine/engine.h"
 #include "kernels/kernels.h"
-#include "model.h"
-#include "util.h"
 
 #ifndef ALORA_HAVE_CUDA
 int main(void)

@@ -1,4 +1,4 @@
-/* rpc.c: round-trip latency of bare NNG req/rep versus the framed nanopb RPC (common/rpc), ipc and tcp. */
+/* rpc.c: round-trip latency of bare NNG req/rep versus the framed nanopb RPC (common/ipc/rpc), ipc and tcp. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "rpc.h"
+#include "common/ipc/rpc.h"
 
 enum { WARMUP = 200, DEFAULT_ITERS = 5000 };
 

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "common/text/tokenizer.h"
+#include "common/util.h"
 
 /* usage: bench_tokenizer [TOKENIZER(.json|DIR) [TEXT_FILE [MB]]]
  * Defaults: the byte-level Llama-3-style fixture tokenizer and its English training text,

@@ -1,5 +1,5 @@
 /* cfg.c: table-driven libconfig 1.5 loading with strict keys, types, ranges and 64-bit safety. */
-#include "cfg.h"
+#include "common/cfg.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define ALI_CFG_MAX_FILES 32
 #define ALI_CFG_MAX_PATH 256

@@ -1,5 +1,5 @@
 /* err.c: error names and the per-thread detail message. */
-#include "err.h"
+#include "common/err.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* log.c: leveled logging to stderr; level from ALORA_LOG (debug|info|warn|error). */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

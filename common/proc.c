@@ -1,5 +1,5 @@
 /* proc.c: process helpers for the services: stop signals and binding a child to its supervisor. */
-#include "proc.h"
+#include "common/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* utf8.c: UTF-8 validation, decoding and U+FFFD repair (maximal-subpart rule). */
-#include "utf8.h"
+#include "common/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

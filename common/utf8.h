@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "common/err.h"
 
 /* Decodes one well-formed character at s[0..n). Returns its length (1..4) and sets *cp, or
  * returns 0 when s does not start with a well-formed character; then *bad (if not NULL) is the

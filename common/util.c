@@ -1,5 +1,5 @@
 /* util.c: time, allocation, rng, file and float-format helpers. */
-#include "util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <math.h>

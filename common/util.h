@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "common/err.h"
 
 #define AL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AL_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -5,12 +5,12 @@
 
 #include <stdint.h>
 
-#include "adapter.h"
-#include "err.h"
+#include "common/err.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/util.h"
+#include "engine/kvpool.h"
 #include "kernels/kernels.h"
-#include "kvpool.h"
-#include "model.h"
-#include "util.h"
 
 #define AL_ACT_AUTO (-2) /* activation start from the adapter's invocation matcher */
 #define AL_ACT_NONE (-1) /* no match: base model everywhere */
@@ -35,6 +35,8 @@ typedef struct al_engine_opts {
                                   engine uses the model's host weights (uploaded if the backend
                                   needs its own copy) */
     int32_t prefix_cache;     /* 1: reuse the KV of identical token prefixes across sequences */
+    int32_t threads;          /* CPU threads of the backend (process-wide): n > 0, -1 = all cores,
+                                 0 = leave the process's setting */
 } al_engine_opts;
 
 typedef struct al_request {

@@ -2,8 +2,8 @@
 #ifndef AL_ENGINE_INT_H
 #define AL_ENGINE_INT_H
 
-#include "engine.h"
-#include "prefix.h"
+#include "engine/engine.h"
+#include "engine/prefix.h"
 
 #define ALI_MAX_ADAPTERS 64
 #define ALI_LOGIT_ROWS 32 /* rows of logits computed per lm_head matmul */

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_int.h"
-#include "util.h"
+#include "common/util.h"
+#include "engine/engine_int.h"
 
 al_err ali_runstate_init(ali_runstate *rs, const al_ops *ops, const al_model_config *c, int32_t T, int32_t max_rank)
 {

@@ -1,12 +1,12 @@
 /* prefix.c: block-level prefix cache: a hash chain over token blocks, LRU of unreferenced blocks. */
-#include "prefix.h"
+#include "engine/prefix.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "util.h"
+#include "common/util.h"
 
 uint64_t ali_pcache_key(uint64_t parent, const int32_t *t, int32_t n)
 {

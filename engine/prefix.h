@@ -4,8 +4,8 @@
 
 #include <stdint.h>
 
-#include "err.h"
-#include "kvpool.h"
+#include "common/err.h"
+#include "engine/kvpool.h"
 
 typedef struct ali_pcache {
     al_kvpool *pool;

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 typedef struct ali_cand {
     float v;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_int.h"
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "engine/engine_int.h"
 
 static al_err ali_grow(void **p, int32_t *cap, int32_t need, size_t elem)
 {
@@ -52,6 +52,8 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
     e->m = m;
     e->o = o;
     e->ops = o.ops ? o.ops : al_ops_cpu();
+    if (o.threads != 0 && e->ops->set_threads)
+        e->ops->set_threads(o.threads < 0 ? 0 : o.threads);
     e->g = (al_kv_geom){.n_layers = c->n_layers, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                         .block_size = o.block_size};
     void *kv_mem = o.kv_mem;

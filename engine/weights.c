@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 #define ALI_WALIGN 256 /* every tensor starts on a 256-byte boundary (cuBLAS, vector loads) */
 

@@ -1,8 +1,8 @@
 /* backend.c: run-time backend choice (cpu, cuda, auto) and the loader of the CUDA plugin. */
 #include <string.h>
 
-#include "kernels.h"
-#include "log.h"
+#include "common/log.h"
+#include "kernels/kernels.h"
 
 #ifdef ALORA_HAVE_CUDA
 #include <dlfcn.h>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/err.h"
+#include "common/err.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,6 +107,9 @@ typedef struct al_ops {
     /* Per row of logits [n,V] (backend memory): log-softmax top-k (sorted, k <= 64) into the host
      * array topk [n,k]; and the greedy argmax into the host array argmax[n] (may be NULL). */
     void (*logprobs_topk)(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
+
+    /* Threads the backend's host-side work uses (n <= 0: all cores); NULL when it has none to set. */
+    void (*set_threads)(int n);
 } al_ops;
 
 /* 1 when the backend computes straight from a model's canonical f32 host layout (al_weights_bind);

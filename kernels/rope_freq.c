@@ -1,7 +1,7 @@
 /* rope_freq.c: RoPE inverse frequencies, Hugging Face convention incl. llama3 scaling. */
 #include <math.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, float factor,
                       float low_freq_factor, float high_freq_factor, int original_max_pos)

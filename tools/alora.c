@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "tools/cmds.h"
 
 typedef struct cli_cmd {
     const char *name;

@@ -1,5 +1,5 @@
 /* cli_util.c: small helpers shared by the CLI subcommands. */
-#include "cli_util.h"
+#include "tools/cli_util.h"
 
 #include <errno.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "err.h"
+#include "common/err.h"
 
 /* Parses "1,2,3" into a malloc'd array. */
 al_err cli_parse_int_list(const char *s, int32_t **out, int32_t *n);

@@ -6,15 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapter.h"
-#include "adapter_text.h"
-#include "chat.h"
-#include "cli_util.h"
-#include "cmds.h"
-#include "engine.h"
-#include "model.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/text/adapter_text.h"
+#include "common/text/chat.h"
+#include "common/text/tokenizer.h"
+#include "common/util.h"
+#include "engine/engine.h"
+#include "tools/cli_util.h"
+#include "tools/cmds.h"
 
 static void gen_usage(FILE *f)
 {
@@ -229,7 +229,6 @@ int cmd_generate(int argc, char **argv)
         al_tokenizer_free(tok);
         return 2;
     }
-    al_cpu_set_threads((int)a.threads);
     al_model *m = NULL;
     al_adapter *ad = NULL;
     al_engine *e = NULL;
@@ -287,7 +286,7 @@ int cmd_generate(int argc, char **argv)
     int64_t need = (int64_t)n_toks + a.max_tokens;
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,
                          .max_seqs = 1, .n_blocks = (int32_t)((need + a.block_size - 1) / a.block_size + 1),
-                         .ops = ops, .weights = wbuf ? &wv : NULL};
+                         .ops = ops, .weights = wbuf ? &wv : NULL, .threads = a.threads > 0 ? (int32_t)a.threads : -1};
     if (al_engine_create(m, &eo, &e) != AL_OK) {
         fprintf(stderr, "alora generate: %s\n", al_errmsg());
         goto out;

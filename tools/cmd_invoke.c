@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_util.h"
-#include "cmds.h"
-#include "rpc.h"
+#include "common/ipc/rpc.h"
+#include "tools/cli_util.h"
+#include "tools/cmds.h"
 
 static void inv_usage(FILE *f)
 {

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "adapter.h"
-#include "cli_util.h"
-#include "cmds.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/model/safetensors.h"
+#include "common/util.h"
+#include "tools/cli_util.h"
+#include "tools/cmds.h"
 
 static void cli_ma_usage(FILE *f)
 {

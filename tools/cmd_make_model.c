@@ -7,11 +7,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli_util.h"
-#include "cmds.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "common/model/model.h"
+#include "common/model/safetensors.h"
+#include "common/util.h"
+#include "tools/cli_util.h"
+#include "tools/cmds.h"
 
 typedef struct cli_preset {
     const char *name;

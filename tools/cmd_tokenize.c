@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
-#include "tokenizer.h"
+#include "common/text/tokenizer.h"
+#include "tools/cmds.h"
 
 static void tok_usage(FILE *f)
 {

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli_util.h"
-#include "cluster_cfg.h"
-#include "cmds.h"
-#include "supervisor.h"
+#include "services/common/cluster_cfg.h"
+#include "tools/cli_util.h"
+#include "tools/cmds.h"
+#include "tools/supervisor.h"
 
 static void up_usage(FILE *f)
 {

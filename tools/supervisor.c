@@ -1,6 +1,6 @@
 /* supervisor.c: `alora up`: spawns base, workers and router, relays their output with a role
  * prefix, restarts crashed children with exponential backoff, stops everything cleanly. */
-#include "supervisor.h"
+#include "tools/supervisor.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arena.h"
-#include "rpc.h"
-#include "util.h"
+#include "common/ipc/arena.h"
+#include "common/ipc/rpc.h"
+#include "common/util.h"
 
 extern char **environ;
 

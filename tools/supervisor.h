@@ -2,7 +2,7 @@
 #ifndef AL_SUPERVISOR_H
 #define AL_SUPERVISOR_H
 
-#include "cluster_cfg.h"
+#include "services/common/cluster_cfg.h"
 
 typedef struct sup_opts {
     const char *cfg_path;   /* passed to every child as -c */

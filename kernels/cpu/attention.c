@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 /* Address of K (kv = 0) or V (kv = 1) rows of one block for one layer: [block_size, kv_dim]. */
 static inline float *ali_kv_block(const al_kv_geom *g, float *pool, int32_t block, int layer, int kv)

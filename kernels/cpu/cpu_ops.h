@@ -2,7 +2,7 @@
 #ifndef AL_CPU_OPS_H
 #define AL_CPU_OPS_H
 
-#include "../kernels.h"
+#include "kernels/kernels.h"
 
 #define AL_TILE_MIN(a, b) ((a) < (b) ? (a) : (b))
 

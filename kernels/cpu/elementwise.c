@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 void ali_cpu_embedding_bf16(float *out, const void *table_, const int32_t *ids, int T, int H, float scale)
 {

@@ -1,7 +1,7 @@
 /* logprobs.c: CPU log-softmax top-k and greedy argmax over logits rows. */
 #include <math.h>
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 void ali_cpu_logprobs_topk(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax)
 {

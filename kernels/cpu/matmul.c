@@ -2,7 +2,7 @@
  * tokens of an intrinsic), OpenBLAS sgemm for more; the masked LoRA shrink/expand. */
 #include <cblas.h>
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 /* Up to this many rows the streaming kernel wins: OpenBLAS packs the whole weight matrix for
  * every sgemm call, which for a few rows costs more than the product (measured on the 85m shapes,
@@ -24,7 +24,7 @@ typedef struct ali_small_job {
 #define ALI_WLOAD(v, p) ((v)[0] = ali_ld16(p))
 #define ALI_WSCALAR(p) (*(p))
 #define ALI_SFX _f32
-#include "matmul_tiles.h"
+#include "kernels/cpu/matmul_tiles.h"
 #undef ALI_WT
 #undef ALI_NV
 #undef ALI_WLOAD
@@ -48,7 +48,7 @@ static inline void ali_wload_bf16(ali_v16 *v, const uint16_t *p)
 #define ALI_WLOAD(v, p) ali_wload_bf16((v), (p))
 #define ALI_WSCALAR(p) ali_bf16_to_f32(*(p))
 #define ALI_SFX _bf16
-#include "matmul_tiles.h"
+#include "kernels/cpu/matmul_tiles.h"
 #undef ALI_WT
 #undef ALI_NV
 #undef ALI_WLOAD

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "common/util.h"
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 static int ali_cpu_nthreads = 0;
 
@@ -63,6 +63,7 @@ static const al_ops ali_cpu_ops = {
     .attention = ali_cpu_attention,
     .lora = ali_cpu_lora,
     .logprobs_topk = ali_cpu_logprobs_topk,
+    .set_threads = al_cpu_set_threads,
 };
 
 const al_ops *al_ops_cpu(void) { return &ali_cpu_ops; }

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "cpu_ops.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #define ALI_POOL_MAX 64
 #define ALI_POOL_SPIN 20000 /* polls (~tens of µs) before a helper sleeps */

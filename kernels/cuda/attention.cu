@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cuda_ops.h"
+#include "kernels/cuda/cuda_ops.h"
 
 /* One sequence view as the kernels read it. Tables are offsets into the packed int32 table array. */
 struct alc_seq {

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../kernels.h"
+#include "kernels/kernels.h"
 
 /* A failing CUDA / cuBLAS call is a programmer error here (bad pointer, bad launch): log file:line
  * and the error, then abort. Allocation failures are handled where they happen (NULL returns). */

@@ -1,5 +1,5 @@
 /* elementwise.cu: CUDA embedding (bf16 table), RMSNorm, RoPE, residual add, scale and SwiGLU. */
-#include "cuda_ops.h"
+#include "kernels/cuda/cuda_ops.h"
 
 static __global__ void alc_embedding_k(float *out, const __nv_bfloat16 *table, const int32_t *ids, int H, float scale)
 {

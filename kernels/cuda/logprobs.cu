@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cuda_ops.h"
+#include "kernels/cuda/cuda_ops.h"
 
 #define ALC_TOPK_THREADS 1024
 

@@ -2,7 +2,7 @@
  * with fp32 accumulation otherwise) and the masked LoRA shrink/expand in fp32 cuBLAS. */
 #include <stdint.h>
 
-#include "cuda_ops.h"
+#include "kernels/cuda/cuda_ops.h"
 
 #define ALC_GEMV_MAX_T 8
 

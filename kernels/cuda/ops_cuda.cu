@@ -2,7 +2,7 @@
  * weight upload (bf16 matrices, f32 vectors) and grow-only device scratch. */
 #include <string.h>
 
-#include "cuda_ops.h"
+#include "kernels/cuda/cuda_ops.h"
 
 static int alc_state = -1; /* -1 unknown, 0 no device, 1 usable */
 static cudaStream_t alc_strm;

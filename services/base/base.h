@@ -6,11 +6,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "cluster_cfg.h"
-#include "engine.h"
-#include "model.h"
-#include "rpc.h"
+#include "common/ipc/arena.h"
+#include "common/ipc/rpc.h"
+#include "common/model/model.h"
+#include "engine/engine.h"
+#include "services/common/cluster_cfg.h"
+#include "services/common/wire.h"
 
 /* ---- commands: RPC handlers queue them, the engine thread executes them ----------------------- */
 

@@ -3,9 +3,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base.h"
-#include "lease_table.h"
-#include "log.h"
+#include "common/ipc/lease_table.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 #define BASE_MANIFEST_ALIGN 4096
 
@@ -88,7 +88,7 @@ al_err base_arenas_create(base_ctx *b)
     const al_cluster_cfg *cfg = &b->cfg;
     double t0 = al_now();
     if (!b->ops)
-        b->ops = al_ops_cpu();
+        AL_TRY(al_ops_select("cpu", &b->ops));
     al_arena_kind kind = b->ops->host_memory ? AL_ARENA_CPU : AL_ARENA_CUDA;
     /* manifest: the model config as this build lays it out; weights follow al_weights_backend_bind */
     _Static_assert(sizeof(al_model_config) <= BASE_MANIFEST_ALIGN, "manifest fits");

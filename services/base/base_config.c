@@ -3,8 +3,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "base.h"
-#include "log.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 al_err base_random_hex(char *out, size_t n_bytes)
 {

@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
-#include "lease_table.h"
-#include "log.h"
+#include "common/ipc/lease_table.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 al_err base_leases_init(base_ctx *b)
 {

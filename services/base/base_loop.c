@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "base.h"
-#include "log.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 /* Fails every command (shutdown). */
 static void base_fail_all(base_ctx *b, base_cmd *list)
@@ -173,10 +173,10 @@ al_err base_loop_start(base_ctx *b)
                         .kv_mem = al_arena_ptr(b->kv),
                         .ops = b->ops,
                         .weights = &b->wview,
-                        .prefix_cache = 1};
+                        .prefix_cache = 1,
+                        .threads = b->cfg.base.threads > 0 ? b->cfg.base.threads : -1};
     AL_TRY(al_engine_create(b->model, &o, &b->engine));
     AL_TRY(base_leases_init(b));
-    al_cpu_set_threads(b->cfg.base.threads);
     b->next_seq_id = 1;
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "base.h"
-#include "log.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 /* ---- base sequences ------------------------------------------------------------------------- */
 

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base.h"
-#include "log.h"
+#include "common/log.h"
+#include "services/base/base.h"
 
 static al_err base_h_attach(al_rpc_job *job, const void *req, void *rep, void *user)
 {

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base.h"
-#include "log.h"
-#include "proc.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "services/base/base.h"
 
 static void usage(FILE *f)
 {

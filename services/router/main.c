@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "proc.h"
-#include "router.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "services/router/router.h"
 
 static void router_usage(FILE *f)
 {

@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cluster_cfg.h"
-#include "rpc.h"
-#include "tokenizer.h"
+#include "common/ipc/rpc.h"
+#include "common/text/tokenizer.h"
+#include "services/common/cluster_cfg.h"
 
 #define ROUTER_MAX_INV 64
 #define ROUTER_MAX_REQ_TOKENS (1 << 20) /* tokens in one request */

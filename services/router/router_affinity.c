@@ -5,7 +5,7 @@
 
 #include <xxhash.h>
 
-#include "router.h"
+#include "services/router/router.h"
 
 #define AFF_PROBE 16 /* slots looked at per key */
 

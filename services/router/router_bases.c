@@ -6,9 +6,9 @@
 
 #include <xxhash.h>
 
-#include "log.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 al_err router_bases_open(router *r)
 {

@@ -7,10 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "model.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/model/model.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 #define ROUTER_VERSION "0.1"
 

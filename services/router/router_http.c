@@ -1,6 +1,6 @@
 /* router_http.c: the router's HTTP front door: NNG HTTP server, auth, body cap, routing, replies, SSE,
  * /healthz, /metrics, /v1/models, /v1/intrinsics. */
-#include "router_http.h"
+#include "services/router/router_http.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/front/metrics.h"
 
 /* ---- replies ------------------------------------------------------------------------------------ */
 

@@ -10,10 +10,10 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
-#include "chat.h"
-#include "intrinsics.h"
-#include "openai.h"
-#include "router.h"
+#include "common/text/chat.h"
+#include "services/router/front/intrinsics.h"
+#include "services/router/front/openai.h"
+#include "services/router/router.h"
 
 /* HTTP-side state of a session: its messages (for rendering the next turn) and the exact text whose
  * tokens the session holds (the next append sends only what the template adds after it). */

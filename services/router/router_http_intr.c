@@ -1,14 +1,14 @@
 /* router_http_intr.c: intrinsics over HTTP: prompt building (instruction turn, documents, invocation),
  * the stateless invocation through router_invoke_run, output parsing, logprob rendering. */
-#include "router_http.h"
+#include "services/router/router_http.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 al_err rh_intrinsic_prompt(router_http *h, const char *name, const al_chat_msg *msgs, int n, const al_chat_doc *docs,
                            int n_docs, int32_t **ids, int32_t *n_ids)

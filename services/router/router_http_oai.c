@@ -1,15 +1,15 @@
 /* router_http_oai.c: POST /v1/chat/completions and /v1/completions: the base model (SeqCreate +
  * stepwise SeqGenerate, streamed as SSE) or an intrinsic (model = its name; parsed result added). */
-#include "router_http.h"
+#include "services/router/router_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/front/metrics.h"
 
 #define RH_STREAM_STEP 8 /* tokens per SeqGenerate call while streaming (the first call makes 1) */
 

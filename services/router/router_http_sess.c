@@ -1,15 +1,15 @@
 /* router_http_sess.c: /v1/sessions over HTTP, on top of the router's session API (ROUTER_SESSION_*,
  * called on this router's own RPC socket). Messages are rendered with the chat template; each append
  * sends only the text the template adds after what the session already holds. */
-#include "router_http.h"
+#include "services/router/router_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 static int rh_timeout(const router *r)
 {

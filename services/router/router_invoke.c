@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "log.h"
-#include "metrics.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/model/adapter.h"
+#include "common/util.h"
+#include "services/router/front/metrics.h"
+#include "services/router/router.h"
 
 static int router_timeout(const router *r)
 {

@@ -1,9 +1,9 @@
 /* router_pool.c: a small thread pool that runs deferred RPC calls off NNG's threads. */
 #include <stdlib.h>
 
-#include "log.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 static void *router_pool_main(void *arg)
 {

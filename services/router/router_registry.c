@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 static bool router_name_ok(const char *s)
 {

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 #define ROUTER_MAX_SESSIONS 4096
 

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "router.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "services/router/router.h"
 
 /* Snapshot of one worker for the status (copied under the lock; stats fetched outside it). */
 typedef struct router_wsnap {

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "proc.h"
-#include "worker.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "services/worker/worker.h"
 
 static void usage(FILE *f)
 {

@@ -6,12 +6,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "adapter.h"
-#include "arena.h"
-#include "cluster_cfg.h"
-#include "engine.h"
-#include "model.h"
-#include "rpc.h"
+#include "common/ipc/arena.h"
+#include "common/ipc/rpc.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "engine/engine.h"
+#include "services/common/cluster_cfg.h"
+#include "services/common/wire.h"
 
 #define WORKER_EXIT_BASE_GONE 3 /* exit code when the base disappears (the supervisor restarts us) */
 

@@ -5,11 +5,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter_text.h"
-#include "lease_table.h"
-#include "log.h"
-#include "tokenizer.h"
-#include "worker.h"
+#include "common/ipc/lease_table.h"
+#include "common/log.h"
+#include "common/text/adapter_text.h"
+#include "common/text/tokenizer.h"
+#include "services/worker/worker.h"
 
 static char worker_model_path[256];
 
@@ -45,7 +45,7 @@ static al_err worker_map(const alora_ArenaRef *ref, const char *what, al_arena *
 static al_err worker_pick_backend(worker_ctx *w, const alora_AttachReply *rp)
 {
     if (al_arena_kind_of(w->weights) == AL_ARENA_CPU) {
-        w->ops = rp->model.dtype == alora_Dtype_DTYPE_BF16 ? al_ops_cpu_bf16() : al_ops_cpu();
+        AL_TRY(al_ops_select(rp->model.dtype == alora_Dtype_DTYPE_BF16 ? "cpu-bf16" : "cpu", &w->ops));
     } else {
         int dev = al_arena_device(w->weights);
         al_err e = al_cuda_use_device(dev);

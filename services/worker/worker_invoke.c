@@ -5,9 +5,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "lease_table.h"
-#include "log.h"
-#include "worker.h"
+#include "common/ipc/lease_table.h"
+#include "common/log.h"
+#include "services/worker/worker.h"
 
 void worker_cmd_done(worker_ctx *w, worker_cmd *c, al_err e)
 {

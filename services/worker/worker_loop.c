@@ -4,8 +4,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "log.h"
-#include "worker.h"
+#include "common/log.h"
+#include "services/worker/worker.h"
 
 static void worker_fail_list(worker_ctx *w, worker_cmd *c)
 {
@@ -128,10 +128,10 @@ al_err worker_loop_start(worker_ctx *w)
                         .kv_mem = w->scratch_kv,
                         .ops = w->ops,
                         .weights = &w->wview,
-                        .prefix_cache = 0};
+                        .prefix_cache = 0,
+                        .threads = w->cfg.worker.threads > 0 ? w->cfg.worker.threads : -1};
     AL_TRY(al_engine_create(w->model, &o, &w->engine));
     AL_TRY(al_engine_add_adapter(w->engine, w->adapter, &w->slot));
-    al_cpu_set_threads(w->cfg.worker.threads);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->mu_init = true;

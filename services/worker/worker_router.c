@@ -5,8 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "worker.h"
+#include "common/log.h"
+#include "services/worker/worker.h"
 
 static int worker_bg_sleep(worker_ctx *w, int ms)
 {

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "worker.h"
+#include "common/log.h"
+#include "services/worker/worker.h"
 
 static al_err worker_h_invoke(al_rpc_job *job, const void *req, void *rep, void *user)
 {

@@ -3,8 +3,8 @@
 
 #include <sys/stat.h>
 
-#include "cfg.h"
-#include "util.h"
+#include "common/cfg.h"
+#include "common/util.h"
 
 typedef struct {
     char *name, *adapter;

@@ -6,9 +6,9 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "adapter.h"
-#include "engine.h"
-#include "model.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "engine/engine.h"
 
 static const char *shared;
 static char model_dir[1024], adapter_dir[1024], expected_path[1024];

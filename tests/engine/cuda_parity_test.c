@@ -6,8 +6,8 @@
 
 #include <math.h>
 
+#include "common/util.h"
 #include "engine/golden.c.inc"
-#include "util.h"
 
 static golden G;
 static const al_ops *OPS;

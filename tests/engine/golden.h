@@ -4,10 +4,10 @@
 
 #include <jansson.h>
 
-#include "adapter.h"
-#include "engine.h"
-#include "model.h"
-#include "safetensors.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/model/safetensors.h"
+#include "engine/engine.h"
 
 #define GOLDEN_DIR "tests/fixtures/oracle"
 #define GOLDEN_MAX 64

@@ -5,8 +5,8 @@
 
 #include <math.h>
 
+#include "common/util.h"
 #include "engine/golden.c.inc"
-#include "util.h"
 
 static golden G;
 

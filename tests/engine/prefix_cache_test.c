@@ -4,8 +4,8 @@
 
 #include <math.h>
 
+#include "common/util.h"
 #include "engine/golden.c.inc"
-#include "util.h"
 
 static golden G;
 

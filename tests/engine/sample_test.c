@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 static void test_greedy_and_degenerate_filters(void **state)
 {

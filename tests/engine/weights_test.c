@@ -10,10 +10,10 @@
 
 #include <math.h>
 
-#include "adapter.h"
-#include "engine.h"
-#include "model.h"
-#include "util.h"
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/util.h"
+#include "engine/engine.h"
 
 #define ORACLE "tests/fixtures/oracle"
 

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "al_test.h"
-#include "rpc.h"
+#include "common/ipc/rpc.h"
 
 extern char **environ;
 

@@ -7,8 +7,8 @@
 
 #include <math.h>
 
+#include "common/util.h"
 #include "kernels/kernels.h"
-#include "util.h"
 
 static const al_ops *KT_CPU, *KT_GPU;
 

@@ -3,9 +3,9 @@
 
 #include <math.h>
 
+#include "common/util.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/kernels.h"
-#include "util.h"
 
 static void fill(float *x, size_t n, al_rng *r, float scale)
 {

@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "arena.h"
-#include "rpc.h"
+#include "common/ipc/arena.h"
+#include "common/ipc/rpc.h"
 
 #define BS 16
 

@@ -12,10 +12,10 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "arena.h"
+#include "common/ipc/arena.h"
+#include "common/ipc/lease_table.h"
+#include "common/ipc/rpc.h"
 #include "engine/golden.c.inc"
-#include "lease_table.h"
-#include "rpc.h"
 
 #define CASE_TOL 1e-4f
 

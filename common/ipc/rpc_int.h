@@ -1,0 +1,36 @@
+/* rpc_int.h: internals shared by rpc_pb.c, rpc_server.c and rpc_client.c (method table, codec). */
+#ifndef ALI_RPC_INT_H
+#define ALI_RPC_INT_H
+
+#include <pb.h>
+
+#include "common/ipc/rpc.h"
+
+#define ALI_RPC_MAX_METHOD 256
+
+typedef struct ali_method {
+    const char *name;
+    const pb_msgdesc_t *req;
+    size_t req_size;
+    const pb_msgdesc_t *rep;
+    size_t rep_size;
+    bool idempotent;
+} ali_method;
+
+/* NULL when method is unknown. */
+const ali_method *ali_rpc_method(uint16_t method);
+
+/* The payload type of a frame with this header: request, reply or alora_Status. */
+al_err ali_frame_desc(const al_rpc_hdr *h, const pb_msgdesc_t **d, size_t *struct_size);
+
+/* Encoded size of msg, then the encoding itself into dst[len]. */
+al_err ali_pb_size(const pb_msgdesc_t *d, const void *msg, size_t *len);
+al_err ali_pb_write(const pb_msgdesc_t *d, const void *msg, uint8_t *dst, size_t len);
+/* Zeroes msg (struct_size bytes), attaches decode arrays to its callback fields, decodes. */
+al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *msg,
+                   size_t struct_size, al_pbmem *m, size_t max_elems);
+
+/* Best-effort header fields of a frame that failed al_rpc_hdr_read (for the error reply). */
+void ali_hdr_peek(const uint8_t *buf, size_t len, al_rpc_hdr *h);
+
+#endif

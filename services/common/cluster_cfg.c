@@ -1,0 +1,297 @@
+/* cluster_cfg.c: key table, derived defaults and validation of the cluster config file. */
+#include "services/common/cluster_cfg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define C(f) offsetof(al_cluster_cfg, f)
+#define I(f) offsetof(al_intrinsic_cfg, f)
+
+static const char *const ali_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const ali_devices[] = {"auto", "cpu", "cuda", NULL};
+const char *const al_cluster_weights_names[] = {"auto", "f32", "bf16", NULL};
+static const char *const ali_docs[] = {"auto", "template", "none", "instruction", NULL}; /* al_intr_docs */
+
+static const al_cfg_key ali_intr_keys[] = {
+    {.path = "name", .type = AL_CFG_STRING, .offset = I(name), .required = true, .help = "intrinsic name"},
+    {.path = "adapter", .type = AL_CFG_STRING, .offset = I(adapter), .required = true,
+     .help = "PEFT adapter directory"},
+    {.path = "replicas", .type = AL_CFG_INT, .offset = I(replicas), .min = 1, .max = 64, .def_i = 1,
+     .help = "worker processes"},
+    {.path = "max_tokens", .type = AL_CFG_INT, .offset = I(max_tokens), .min = 1, .max = 65536, .def_i = 8,
+     .help = "default tokens generated per invocation"},
+    {.path = "capacity", .type = AL_CFG_INT, .offset = I(capacity), .min = 1, .max = 4096, .def_i = 8,
+     .help = "concurrent invocations per worker"},
+    {.path = "max_queue", .type = AL_CFG_INT, .offset = I(max_queue), .min = 0, .max = 1000000, .def_i = 0,
+     .help = "router queue bound (0 = router.max_queue)"},
+    {.path = "top_logprobs", .type = AL_CFG_INT, .offset = I(top_logprobs), .min = 0, .max = 20, .def_i = 5,
+     .help = "default alternatives per generated token"},
+    {.path = "parser", .type = AL_CFG_STRING, .offset = I(parser), .help = "output parser"},
+    {.path = "instruction", .type = AL_CFG_STRING, .offset = I(instruction),
+     .help = "text inserted before the invocation"},
+    {.path = "invocation_string", .type = AL_CFG_STRING, .offset = I(invocation_string),
+     .help = "activation sequence as text"},
+    {.path = "invocation_tokens", .type = AL_CFG_STRING, .offset = I(invocation_tokens),
+     .help = "activation sequence as token ids \"1, 2, 3\""},
+    {.path = "documents", .type = AL_CFG_ENUM, .offset = I(documents), .choices = ali_docs, .def_i = 0,
+     .help = "where documents go: template, none, instruction"},
+    {.path = "outputs", .type = AL_CFG_STRINGS, .offset = I(outputs), .min = 1, .max = 256,
+     .help = "closed set of allowed outputs"},
+};
+
+static const al_cfg_key ali_keys[] = {
+    {.path = "run_dir", .type = AL_CFG_STRING, .offset = C(run_dir), .def_s = "/tmp/alora-local",
+     .help = "directory of the ipc sockets"},
+    {.path = "log_level", .type = AL_CFG_ENUM, .offset = C(log_level), .choices = ali_levels, .def_i = 1},
+    /* base */
+    {.path = "base.model", .type = AL_CFG_STRING, .offset = C(base.model), .required = true,
+     .help = "HF model directory"},
+    {.path = "base.listen", .type = AL_CFG_STRING, .offset = C(base.listen),
+     .help = "default ipc://<run_dir>/base.ipc"},
+    {.path = "base.kv_blocks", .type = AL_CFG_INT, .offset = C(base.kv_blocks), .min = 1, .max = 1 << 24,
+     .def_i = 2048},
+    {.path = "base.block_size", .type = AL_CFG_INT, .offset = C(base.block_size), .min = 1, .max = 1024,
+     .def_i = 16},
+    {.path = "base.max_batch_tokens", .type = AL_CFG_INT, .offset = C(base.max_batch_tokens), .min = 1,
+     .max = 65536, .def_i = 512},
+    {.path = "base.max_seqs", .type = AL_CFG_INT, .offset = C(base.max_seqs), .min = 1, .max = 4096, .def_i = 64},
+    {.path = "base.threads", .type = AL_CFG_INT, .offset = C(base.threads), .min = 0, .max = 1024, .def_i = 1},
+    {.path = "base.lease_ttl_ms", .type = AL_CFG_INT, .offset = C(base.lease_ttl_ms), .min = 1,
+     .max = 86400000, .def_i = 30000},
+    {.path = "base.max_leases", .type = AL_CFG_INT, .offset = C(base.max_leases), .min = 1, .max = 1 << 20,
+     .def_i = 256},
+    {.path = "base.default_max_tokens", .type = AL_CFG_INT, .offset = C(base.default_max_tokens), .min = 1,
+     .max = 1 << 20, .def_i = 256},
+    {.path = "base.device", .type = AL_CFG_ENUM, .offset = C(base.device), .choices = ali_devices, .def_i = 0,
+     .help = "auto|cpu|cuda"},
+    {.path = "base.weights", .type = AL_CFG_ENUM, .offset = C(base.weights), .choices = al_cluster_weights_names,
+     .def_i = 0, .help = "auto|f32|bf16: matrix weights in memory (auto: bf16 for a bf16 checkpoint)"},
+    {.path = "base.instances", .type = AL_CFG_INT, .offset = C(base.instances), .min = 1, .max = 64, .def_i = 1,
+     .help = "base processes the router shards conversations across (each with every intrinsic's replicas)"},
+    /* worker */
+    {.path = "worker.kv_blocks", .type = AL_CFG_INT, .offset = C(worker.kv_blocks), .min = 1, .max = 1 << 24,
+     .def_i = 256},
+    {.path = "worker.max_batch_tokens", .type = AL_CFG_INT, .offset = C(worker.max_batch_tokens), .min = 1,
+     .max = 65536, .def_i = 256},
+    {.path = "worker.threads", .type = AL_CFG_INT, .offset = C(worker.threads), .min = 0, .max = 1024, .def_i = 1},
+    {.path = "worker.heartbeat_ms", .type = AL_CFG_INT, .offset = C(worker.heartbeat_ms), .min = 10,
+     .max = 600000, .def_i = 1000},
+    {.path = "worker.health_ms", .type = AL_CFG_INT, .offset = C(worker.health_ms), .min = 10, .max = 600000,
+     .def_i = 1000},
+    /* router */
+    {.path = "router.listen", .type = AL_CFG_STRING, .offset = C(router.listen),
+     .help = "default ipc://<run_dir>/router.ipc"},
+    {.path = "router.http", .type = AL_CFG_STRING, .offset = C(router.http), .help = "HTTP listen address"},
+    {.path = "router.max_queue", .type = AL_CFG_INT, .offset = C(router.max_queue), .min = 0, .max = 1000000,
+     .def_i = 64},
+    {.path = "router.heartbeat_ms", .type = AL_CFG_INT, .offset = C(router.heartbeat_ms), .min = 10,
+     .max = 600000, .def_i = 1000},
+    {.path = "router.worker_ttl_ms", .type = AL_CFG_INT, .offset = C(router.worker_ttl_ms), .min = 10,
+     .max = 3600000, .def_i = 5000},
+    {.path = "router.request_timeout_ms", .type = AL_CFG_INT, .offset = C(router.request_timeout_ms), .min = 1,
+     .max = 86400000, .def_i = 60000},
+    {.path = "router.chat_template", .type = AL_CFG_STRING, .offset = C(router.chat_template)},
+    {.path = "router.tokenizer", .type = AL_CFG_STRING, .offset = C(router.tokenizer),
+     .help = "tokenizer directory (default base.model)"},
+    {.path = "router.model_name", .type = AL_CFG_STRING, .offset = C(router.model_name),
+     .help = "the base model's name in the HTTP API (default: basename of base.model)"},
+    {.path = "router.api_keys", .type = AL_CFG_STRINGS, .offset = C(router.api_keys), .max = 1024,
+     .help = "HTTP API keys (Authorization: Bearer KEY); none = no authentication"},
+    {.path = "router.allow_insecure", .type = AL_CFG_BOOL, .offset = C(router.allow_insecure), .def_i = 0,
+     .help = "serve HTTP without api_keys on a non-loopback address"},
+    {.path = "router.max_body", .type = AL_CFG_SIZE, .offset = C(router.max_body), .min = 1024,
+     .max = (int64_t)1 << 30, .def_i = 4 << 20, .help = "HTTP request body cap (default 4MiB)"},
+    {.path = "router.http_threads", .type = AL_CFG_INT, .offset = C(router.http_threads), .min = 1, .max = 1024,
+     .def_i = 16, .help = "HTTP worker threads"},
+    /* up */
+    {.path = "up.grace_ms", .type = AL_CFG_INT, .offset = C(up.grace_ms), .min = 0, .max = 600000, .def_i = 5000},
+    {.path = "up.backoff_min_ms", .type = AL_CFG_INT, .offset = C(up.backoff_min_ms), .min = 1, .max = 600000,
+     .def_i = 200},
+    {.path = "up.backoff_max_ms", .type = AL_CFG_INT, .offset = C(up.backoff_max_ms), .min = 1, .max = 3600000,
+     .def_i = 10000},
+    /* intrinsics */
+    {.path = "intrinsics", .type = AL_CFG_GROUPS, .offset = C(intrinsics_list), .sub = ali_intr_keys,
+     .n_sub = (int)AL_ARRAY_LEN(ali_intr_keys), .elem_size = sizeof(al_intrinsic_cfg), .max = 64},
+};
+#define ALI_NKEYS ((int)AL_ARRAY_LEN(ali_keys))
+
+const al_cfg_key *al_cluster_cfg_keys(int *n_keys)
+{
+    if (n_keys)
+        *n_keys = ALI_NKEYS;
+    return ali_keys;
+}
+
+static int ali_name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 48)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+static al_err ali_default_url(char **dst, const char *run_dir, const char *file)
+{
+    if (*dst)
+        return AL_OK;
+    size_t n = strlen(run_dir) + strlen(file) + 16;
+    *dst = malloc(n);
+    if (!*dst)
+        return ali_errf(AL_ENOMEM, "config: out of memory");
+    snprintf(*dst, n, "ipc://%s/%s", run_dir, file);
+    return AL_OK;
+}
+
+static al_err ali_finish(al_cluster_cfg *c, const char *what)
+{
+    if (!c->run_dir || !*c->run_dir)
+        return ali_errf(AL_EFORMAT, "%s: run_dir must not be empty", what);
+    if (strlen(c->run_dir) > 200)
+        return ali_errf(AL_ERANGE, "%s: run_dir is longer than 200 characters", what);
+    AL_TRY(ali_default_url(&c->base.listen, c->run_dir, "base.ipc"));
+    AL_TRY(ali_default_url(&c->router.listen, c->run_dir, "router.ipc"));
+    if (!c->router.tokenizer) {
+        c->router.tokenizer = strdup(c->base.model);
+        if (!c->router.tokenizer)
+            return ali_errf(AL_ENOMEM, "config: out of memory");
+    }
+    if (!c->router.model_name) {
+        const char *m = c->base.model;
+        size_t n = strlen(m);
+        while (n > 1 && m[n - 1] == '/')
+            n--;
+        size_t b = n;
+        while (b > 0 && m[b - 1] != '/')
+            b--;
+        c->router.model_name = strndup(m + b, n - b);
+        if (!c->router.model_name)
+            return ali_errf(AL_ENOMEM, "config: out of memory");
+    }
+    if (!c->router.model_name[0])
+        return ali_errf(AL_EFORMAT, "%s: router.model_name must not be empty", what);
+    for (int i = 0; i < c->router.api_keys.n; i++)
+        if (strlen(c->router.api_keys.v[i]) < 8)
+            return ali_errf(AL_EFORMAT, "%s: router.api_keys[%d] is shorter than 8 characters", what, i);
+    for (int k = 1; k < c->base.instances; k++) { /* every instance needs a distinct address */
+        char u[320];
+        al_err e = al_cluster_base_url(c, k, u, sizeof u);
+        if (e != AL_OK)
+            return ali_errctx(e, "%s", what);
+    }
+    if (c->up.backoff_max_ms < c->up.backoff_min_ms)
+        return ali_errf(AL_ERANGE, "%s: up.backoff_max_ms %d < up.backoff_min_ms %d", what, c->up.backoff_max_ms,
+                        c->up.backoff_min_ms);
+    for (int i = 0; i < c->n_intrinsics; i++) {
+        const al_intrinsic_cfg *a = &c->intrinsics[i];
+        if (!ali_name_ok(a->name))
+            return ali_errf(AL_EFORMAT, "%s: intrinsics[%d].name '%s' must be 1-48 characters of [A-Za-z0-9_.-]",
+                            what, i, a->name ? a->name : "");
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->intrinsics[j].name, a->name))
+                return ali_errf(AL_EFORMAT, "%s: intrinsics[%d].name '%s' is also intrinsics[%d].name", what, i,
+                                a->name, j);
+    }
+    return AL_OK;
+}
+
+al_err al_cluster_cfg_load(const char *path, al_cluster_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    al_err e = al_cfg_load(path, ali_keys, ALI_NKEYS, cfg);
+    if (e == AL_OK)
+        e = ali_finish(cfg, path);
+    if (e != AL_OK)
+        al_cluster_cfg_free(cfg);
+    return e;
+}
+
+al_err al_cluster_cfg_load_string(const char *text, al_cluster_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    al_err e = al_cfg_load_string(text, NULL, ali_keys, ALI_NKEYS, cfg);
+    if (e == AL_OK)
+        e = ali_finish(cfg, "<string>");
+    if (e != AL_OK)
+        al_cluster_cfg_free(cfg);
+    return e;
+}
+
+void al_cluster_cfg_free(al_cluster_cfg *cfg)
+{
+    if (!cfg)
+        return;
+    al_cfg_free(ali_keys, ALI_NKEYS, cfg);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+const al_intrinsic_cfg *al_cluster_cfg_intrinsic(const al_cluster_cfg *cfg, const char *name)
+{
+    for (int i = 0; name && i < cfg->n_intrinsics; i++)
+        if (!strcmp(cfg->intrinsics[i].name, name))
+            return &cfg->intrinsics[i];
+    return NULL;
+}
+
+al_err al_cluster_base_url(const al_cluster_cfg *cfg, int k, char *buf, size_t cap)
+{
+    const char *u = cfg->base.listen;
+    size_t n = strlen(u);
+    int w = -1;
+    if (k < 0 || k >= (cfg->base.instances > 0 ? cfg->base.instances : 1))
+        return ali_errf(AL_ERANGE, "base instance %d: base.instances is %d", k, cfg->base.instances);
+    if (k == 0) {
+        w = snprintf(buf, cap, "%s", u);
+    } else if (!strncmp(u, "ipc://", 6) && n > 10 && !strcmp(u + n - 4, ".ipc")) {
+        w = snprintf(buf, cap, "%.*s-%d.ipc", (int)(n - 4), u, k);
+    } else if (!strncmp(u, "tcp://", 6)) {
+        const char *colon = strrchr(u, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || colon < u + 6 || !end || *end || port <= 0)
+            return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an explicit tcp port", u);
+        if (port + k > 65535)
+            return ali_errf(AL_ERANGE, "base.listen %s: port %ld + instance %d is above 65535", u, port, k);
+        w = snprintf(buf, cap, "%.*s:%ld", (int)(colon - u), u, port + k);
+    } else {
+        return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an ipc://...ipc or tcp://host:port URL", u);
+    }
+    if (w < 0 || (size_t)w >= cap)
+        return ali_errf(AL_ERANGE, "base instance %d: url too long", k);
+    return AL_OK;
+}
+
+al_err al_cluster_cfg_use_base(al_cluster_cfg *cfg, int k)
+{
+    char u[320];
+    AL_TRY(al_cluster_base_url(cfg, k, u, sizeof u));
+    char *d = strdup(u);
+    if (!d)
+        return ali_errf(AL_ENOMEM, "config: out of memory");
+    free(cfg->base.listen);
+    cfg->base.listen = d;
+    return AL_OK;
+}
+
+al_err al_cluster_worker_name(const al_cluster_cfg *cfg, const char *intrinsic, int base, int replica, char *id,
+                              size_t id_cap, char *url, size_t url_cap)
+{
+    char tmp[160];
+    int n = base > 0 ? snprintf(tmp, sizeof tmp, "%s-b%d-%d", intrinsic, base, replica)
+                     : snprintf(tmp, sizeof tmp, "%s-%d", intrinsic, replica);
+    if (n < 0 || (size_t)n >= sizeof tmp || (id && (size_t)n >= id_cap))
+        return ali_errf(AL_ERANGE, "worker id for '%s' replica %d is too long", intrinsic, replica);
+    if (id)
+        snprintf(id, id_cap, "%s", tmp);
+    if (url) {
+        n = snprintf(url, url_cap, "ipc://%s/worker-%s.ipc", cfg->run_dir, tmp);
+        if (n < 0 || (size_t)n >= url_cap)
+            return ali_errf(AL_ERANGE, "worker url for '%s' replica %d is too long", intrinsic, replica);
+    }
+    return AL_OK;
+}

@@ -1,0 +1,142 @@
+/* openai.h: OpenAI-compatible request parsing/validation, response and SSE chunk builders, JSON error bodies.
+ */
+#ifndef AL_OPENAI_H
+#define AL_OPENAI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/err.h"
+#include "common/text/chat.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum al_oai_kind { AL_OAI_CHAT, AL_OAI_COMPLETION } al_oai_kind;
+
+#define AL_OAI_MAX_STOP 4
+#define AL_OAI_MAX_TOP_LOGPROBS 20
+#define AL_OAI_DEFAULT_MAX_BODY ((size_t)8 << 20)
+
+typedef struct al_oai_limits {
+    size_t max_body;       /* request body bytes (0 = AL_OAI_DEFAULT_MAX_BODY) */
+    int max_tokens;        /* upper bound of max_tokens (0 = 1 << 20) */
+    int max_prompt_tokens; /* upper bound of a token-list prompt (0 = 1 << 20) */
+} al_oai_limits;
+
+/* A validated request. Absent optional fields keep the defaults noted. Owned by the struct. */
+typedef struct al_oai_request {
+    al_oai_kind kind;
+    char *model;            /* required: the base model or an intrinsic name */
+    al_chat *chat;          /* chat: messages and (extension) documents */
+    char *prompt;           /* completions: text prompt, NULL when given as token ids */
+    int32_t *prompt_tokens; /* completions: [n_prompt_tokens] ids when given as a list */
+    int n_prompt_tokens;
+    int max_tokens;           /* max_completion_tokens, else max_tokens; -1 = not given */
+    double temperature;       /* [0, 2], default 1 */
+    double top_p;             /* (0, 1], default 1 */
+    double presence_penalty;  /* [-2, 2], default 0 (validated only) */
+    double frequency_penalty; /* [-2, 2], default 0 (validated only) */
+    int has_seed;
+    int64_t seed;
+    char *stop[AL_OAI_MAX_STOP]; /* stop strings (a string or a list of up to 4) */
+    int n_stop;
+    int logprobs;      /* 1 = return the chosen tokens' logprobs */
+    int top_logprobs;  /* alternatives per token, 0..20 (completions: the logprobs integer) */
+    int stream;        /* SSE */
+    int include_usage; /* stream_options.include_usage */
+} al_oai_request;
+
+/* Parse and validate a request body. Every error names the field:
+ *   body too large -> AL_ERANGE ("body: N bytes exceeds the limit of M bytes") = HTTP 413;
+ *   invalid JSON / not an object / wrong type / bad value -> AL_EINVAL (e.g. "temperature: expected
+ *   a number in [0, 2]"), unsupported values (n > 1, echo) -> AL_EUNSUPPORTED: both HTTP 400.
+ * null counts as absent; unknown fields are ignored, as OpenAI does. On error *out is zeroed. */
+al_err al_oai_parse_chat(const char *body, size_t len, const al_oai_limits *lim, al_oai_request *out);
+al_err al_oai_parse_completion(const char *body, size_t len, const al_oai_limits *lim, al_oai_request *out);
+void al_oai_request_free(al_oai_request *r);
+
+/* ---- errors ----
+ * al_err -> HTTP status and stable code:
+ *   AL_EINVAL, AL_EFORMAT, AL_EUNSUPPORTED, AL_EPROTO     400 invalid_argument
+ *   AL_ENOTFOUND                                          404 not_found
+ *   AL_ERANGE                                             413 request_too_large
+ *   AL_EOVERLOADED, AL_ECAPACITY                          429 overloaded  (send Retry-After)
+ *   AL_EUNAVAILABLE, AL_ECLOSED, AL_ETIMEDOUT, AL_ENODEV  503 unavailable
+ *   anything else                                         500 internal */
+int al_oai_http_status(al_err e);
+const char *al_oai_error_code(al_err e);
+/* {"error":{"code":"invalid_argument","message":"...","type":"invalid_request_error"}} */
+al_err al_oai_error_body(al_err e, const char *message, char **out, size_t *len);
+/* data: {"error":{...}}\n\n (an error after a stream has started) */
+al_err al_oai_sse_error(al_err e, const char *message, char **out, size_t *len);
+
+/* ---- responses ---- */
+typedef struct al_oai_top {
+    const char *token; /* token text (may be a partial UTF-8 sequence: "bytes" keeps it exact) */
+    double logprob;
+} al_oai_top;
+
+typedef struct al_oai_token_logprob {
+    const char *token;
+    double logprob;
+    const al_oai_top *top; /* [n_top] alternatives */
+    int n_top;
+} al_oai_token_logprob;
+
+typedef struct al_oai_usage {
+    int prompt_tokens, completion_tokens, cached_tokens;
+} al_oai_usage;
+
+typedef struct al_oai_response {
+    al_oai_kind kind;
+    const char *id; /* al_oai_make_id */
+    const char *model;
+    int64_t created;                      /* unix seconds */
+    const char *text;                     /* chat: message content; completions: text */
+    const char *finish_reason;            /* "stop", "length", NULL */
+    int has_logprobs;                     /* render logprobs (else null) */
+    const al_oai_token_logprob *logprobs; /* [n_logprobs] */
+    int n_logprobs;
+    al_oai_usage usage;
+    json_t *extra; /* optional, borrowed: its members are added to the top-level object */
+} al_oai_response;
+
+/* Non-streaming body: {"id","object":"chat.completion"|"text_completion","created","model",
+ * "choices":[{"index":0,"message":{"role":"assistant","content":..}|"text":..,"logprobs":..,
+ * "finish_reason":..}],"usage":{"prompt_tokens","completion_tokens","total_tokens",
+ * "prompt_tokens_details":{"cached_tokens"}}} (compact JSON). */
+al_err al_oai_response_json(const al_oai_response *r, char **out, size_t *len);
+
+typedef struct al_oai_chunk {
+    al_oai_kind kind;
+    const char *id, *model;
+    int64_t created;
+    int role;                  /* chat: delta carries "role":"assistant" (the first chunk) */
+    const char *text;          /* delta content / text (NULL: chat omits "content"; completions "") */
+    const char *finish_reason; /* NULL until the last content chunk */
+    int has_logprobs;
+    const al_oai_token_logprob *logprobs;
+    int n_logprobs;
+    const al_oai_usage *usage; /* non-NULL: the usage chunk ("choices":[] and "usage") */
+} al_oai_chunk;
+
+/* "data: {...}\n\n" with object "chat.completion.chunk" / "text_completion". */
+al_err al_oai_sse_chunk(const al_oai_chunk *c, char **out, size_t *len);
+/* "data: [DONE]\n\n" */
+const char *al_oai_sse_done(void);
+
+/* GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by"}, ...]} */
+al_err al_oai_models_json(const char *const *ids, int n, int64_t created, const char *owned_by, char **out,
+                          size_t *len);
+
+/* prefix + "-" + 24 random hex digits, e.g. "chatcmpl-1f3a...". */
+void al_oai_make_id(const char *prefix, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
