@@ -9,12 +9,20 @@ comma-separated; a source "!f" excludes dir/f from the unit. Every file directly
 of its own unit and of the units its unit links, directly or through them; and every unit a target
 links directly must be used by at least one of its files. "alora.pb.h" (generated) belongs to
 alora_ipc.
+
+Private headers are for their own unit only: a backend's internals (kernels/cpu/, kernels/cuda/)
+and any *_int.h / *_impl.h.
 """
 import os
 import re
 import sys
 
 EXTS = ('.c', '.h', '.cu', '.inc')
+PRIVATE_DIRS = ('kernels/cpu/', 'kernels/cuda/')
+
+
+def private(path):
+    return path.startswith(PRIVATE_DIRS) or path.endswith(('_int.h', '_impl.h'))
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -76,7 +84,10 @@ def main():
                 errors.append(f'{path}: #include "{inc}" must name the file from the repository root '
                               f'(e.g. "common/err.h")')
                 continue
-            if target not in allowed:
+            if target != name and private(os.path.normpath(inc)):
+                errors.append(f'{path}: includes "{inc}", a private header of {target} (use its public '
+                              f'interface: kernels/kernels.h, the engine, ...)')
+            elif target not in allowed:
                 errors.append(f'{path}: includes "{inc}" of {target}, but {name} does not link {target} '
                               f'(it links: {", ".join(units[name]["deps"]) or "nothing"})')
             elif target != name:
