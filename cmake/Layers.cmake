@@ -1,8 +1,10 @@
 # Layers.cmake: one static library per folder with its layer dependencies declared, and the check
 # that keeps the arrows pointing down (cmake/check_layers.py).
 #
-#   alora_layer(<name> DIRS <dir>... [EXCLUDE <file>...] [DEPS <alora libs>...] [LIBS <other>...])
-#       a static library of the *.c files directly in each dir (not subfolders)
+#   alora_layer(<name> DIRS <dir>... [EXCLUDE <file>...] [OWNS <path>...] [DEPS <alora libs>...]
+#               [LIBS <other>...])
+#       a static library of the *.c files directly in each dir (not subfolders); OWNS: files the
+#       target builds some other way (e.g. once per ISA variant) that still belong to the layer
 #   alora_executable(<name> [DIRS <dir>...] [SOURCES <file>...] [DEPS ...] [LIBS ...])
 #   alora_layer_record(<name> DIRS <dir>... DEPS ...)   a unit the check knows but CMake builds itself
 #   alora_layer_check_setup()                         after every unit: the check target and alora_all
@@ -39,14 +41,14 @@ function(ali_layer_sources out)
 endfunction()
 
 function(alora_layer name)
-  cmake_parse_arguments(L "" "" "DIRS;EXCLUDE;DEPS;LIBS" ${ARGN})
+  cmake_parse_arguments(L "" "" "DIRS;EXCLUDE;OWNS;DEPS;LIBS" ${ARGN})
   ali_layer_sources(src DIRS ${L_DIRS} EXCLUDE ${L_EXCLUDE})
   add_library(${name} STATIC ${src})
   target_include_directories(${name} PUBLIC ${CMAKE_SOURCE_DIR})
   target_link_libraries(${name} PUBLIC ${L_DEPS} ${L_LIBS})
   add_dependencies(${name} alora_layer_check)
   set_property(GLOBAL APPEND PROPERTY ALORA_LAYER_LIBS ${name})
-  set(files)
+  set(files ${L_OWNS})
   foreach(x ${L_EXCLUDE})
     list(APPEND files "!${x}")
   endforeach()

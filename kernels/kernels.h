@@ -132,6 +132,11 @@ al_err al_ops_select(const char *name, const al_ops **out);
 /* Sets the CPU backend's thread count (OpenBLAS and the op loops); 0 = all cores. */
 void al_cpu_set_threads(int n);
 int al_cpu_threads(void);
+/* The CPU kernels' instruction-set variant in use ("avx512", "avx2", "sse4.2", or "native" in a
+ * -march=native build), chosen once from cpuid, or forced with $ALORA_CPU_ISA; and why ("auto",
+ * "ALORA_CPU_ISA=avx2", ...). */
+const char *al_cpu_isa(void);
+const char *al_cpu_isa_reason(void);
 
 /* RoPE inverse frequencies (HF convention incl. llama3 scaling) into inv_freq [head_dim/2]. */
 void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, float factor,

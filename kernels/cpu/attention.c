@@ -158,36 +158,55 @@ static void ali_attn_few(const al_kv_geom *g, int layer, int n_heads, float scal
     ali_par_run(j.n_tasks, ali_attn_few_task, &j);
 }
 
-/* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm. */
-static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
-                           const float *q, float *out, float *kbuf, float *vbuf, float *sbuf)
+/* Several query rows: gather K/V once, then S = Q·K^T and O = P·V per head with sgemm; the heads
+ * are split over the pool (each head computed by the same single-threaded calls whatever the
+ * thread count). */
+typedef struct ali_chunk_job {
+    const al_kv_geom *g;
+    const al_seq_view *s;
+    int n_heads;
+    float scale;
+    const float *q, *kbuf, *vbuf; /* kbuf, vbuf [n_ctx, kv_dim] gathered */
+    float *out;
+    int32_t sbuf_floats;          /* per-thread scores: [ALI_ATTN_TILE, n_ctx] */
+} ali_chunk_job;
+
+static void ali_attn_chunk_head(void *ctx, int h)
 {
-    int hd = g->head_dim, group = n_heads / g->n_kv_heads;
-    int kvd = g->n_kv_heads * hd;
-    int qd = n_heads * hd;
+    const ali_chunk_job *j = ctx;
+    const al_kv_geom *g = j->g;
+    const al_seq_view *s = j->s;
+    int hd = g->head_dim, group = j->n_heads / g->n_kv_heads, kh = h / group;
+    int kvd = g->n_kv_heads * hd, qd = j->n_heads * hd;
+    float *sbuf = ali_cpu_scratch(3, (size_t)j->sbuf_floats);
+    for (int t0 = 0; t0 < s->n_rows; t0 += ALI_ATTN_TILE) {
+        int nt = AL_TILE_MIN(ALI_ATTN_TILE, s->n_rows - t0);
+        int32_t ctx_n = s->pos0 + t0 + nt; /* keys needed by the last row of the tile */
+        const float *qh = j->q + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, ctx_n, hd, j->scale, qh, qd,
+                    j->kbuf + (size_t)kh * hd, kvd, 0.0f, sbuf, ctx_n);
+        for (int r = 0; r < nt; r++) {
+            float *row = sbuf + (size_t)r * ctx_n;
+            int32_t lim = s->pos0 + t0 + r + 1; /* causal: keys [0, lim) */
+            ali_softmax(row, lim);
+            for (int32_t p = lim; p < ctx_n; p++)
+                row[p] = 0.0f;
+        }
+        float *oh = j->out + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, ctx_n, 1.0f, sbuf, ctx_n,
+                    j->vbuf + (size_t)kh * hd, kvd, 0.0f, oh, qd);
+    }
+}
+
+static void ali_attn_chunk(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *s,
+                           const float *q, float *out, float *kbuf, float *vbuf)
+{
     int32_t n_ctx = s->pos0 + s->n_rows;
     ali_kv_gather(g, s, layer, 0, n_ctx, kbuf);
     ali_kv_gather(g, s, layer, 1, n_ctx, vbuf);
-    for (int t0 = 0; t0 < s->n_rows; t0 += ALI_ATTN_TILE) {
-        int nt = AL_TILE_MIN(ALI_ATTN_TILE, s->n_rows - t0);
-        int32_t ctx = s->pos0 + t0 + nt; /* keys needed by the last row of the tile */
-        for (int h = 0; h < n_heads; h++) {
-            int kh = h / group;
-            const float *qh = q + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, ctx, hd, scale, qh, qd, kbuf + (size_t)kh * hd,
-                        kvd, 0.0f, sbuf, ctx);
-            for (int r = 0; r < nt; r++) {
-                float *row = sbuf + (size_t)r * ctx;
-                int32_t lim = s->pos0 + t0 + r + 1; /* causal: keys [0, lim) */
-                ali_softmax(row, lim);
-                for (int32_t p = lim; p < ctx; p++)
-                    row[p] = 0.0f;
-            }
-            float *oh = out + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, ctx, 1.0f, sbuf, ctx,
-                        vbuf + (size_t)kh * hd, kvd, 0.0f, oh, qd);
-        }
-    }
+    ali_chunk_job j = {.g = g, .s = s, .n_heads = n_heads, .scale = scale, .q = q, .kbuf = kbuf, .vbuf = vbuf,
+                       .out = out, .sbuf_floats = n_ctx * AL_TILE_MIN(s->n_rows, ALI_ATTN_TILE)};
+    ali_par_run(n_heads, ali_attn_chunk_head, &j);
 }
 
 void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *seqs,
@@ -205,17 +224,16 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
         return;
     size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
     float *scores = ali_cpu_scratch(0, (size_t)max_ctx * (size_t)n_heads * AL_TILE_MIN(max_rows, ALI_ATTN_FEW));
-    float *kbuf = NULL, *vbuf = NULL, *sbuf = NULL;
+    float *kbuf = NULL, *vbuf = NULL;
     if (max_rows > ALI_ATTN_FEW) {
         kbuf = ali_cpu_scratch(1, (size_t)max_ctx * kvd);
         vbuf = ali_cpu_scratch(2, (size_t)max_ctx * kvd);
-        sbuf = ali_cpu_scratch(3, (size_t)max_ctx * AL_TILE_MIN(max_rows, ALI_ATTN_TILE));
     }
     for (int s = 0; s < n_seqs; s++) {
         const al_seq_view *sv = &seqs[s];
         if (sv->n_rows >= 1 && sv->n_rows <= ALI_ATTN_FEW)
             ali_attn_few(g, layer, n_heads, scale, sv, q, out, scores);
         else if (sv->n_rows > ALI_ATTN_FEW)
-            ali_attn_chunk(g, layer, n_heads, scale, sv, q, out, kbuf, vbuf, sbuf);
+            ali_attn_chunk(g, layer, n_heads, scale, sv, q, out, kbuf, vbuf);
     }
 }

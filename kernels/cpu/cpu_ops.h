@@ -1,4 +1,4 @@
-/* cpu_ops.h: declarations of the CPU twins of every op in kernels.h. */
+/* cpu_ops.h: the CPU backend's internals: inline vector helpers, scratch, the pool, the ops. */
 #ifndef AL_CPU_OPS_H
 #define AL_CPU_OPS_H
 
@@ -116,21 +116,13 @@ float *ali_cpu_scratch(int slot, size_t n);
  * returns when all are done. Serial when one thread is configured or another job is running. */
 void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
 
-void ali_cpu_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
-void ali_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps);
-void ali_cpu_rope(float *x, const float *cs, int T, int n_heads, int head_dim);
-void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
-void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
-void ali_cpu_embedding_bf16(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
-void ali_cpu_add_scaled(float *y, const float *x, float alpha, size_t n);
-void ali_cpu_scale(float *y, float alpha, size_t n);
-void ali_cpu_swiglu(float *out, const float *gate, const float *up, size_t n);
-void ali_cpu_kv_write(const al_kv_geom *g, int layer, const al_seq_view *seqs, int n_seqs, const float *k,
-                      const float *v);
-void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale, const al_seq_view *seqs,
-                       int n_seqs, const float *q, float *out);
-void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,
-                  const float *B, const float *bias, int in, int out, int r, float scale, float *tmp);
-void ali_cpu_logprobs_topk(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
+/* The ops themselves: in a variant's translation unit (ALI_CPU_ISA_SFX set by CMake) under that
+ * variant's names; ops_cpu.c declares every compiled variant (kernels/cpu/cpu_isa.h). */
+#ifdef ALI_CPU_ISA_SFX
+#include "kernels/cpu/cpu_isa.h"
+#endif
+
+/* ops_cpu.c: the variant in use (its name: "avx512", "avx2", "sse4.2", "native"). */
+const char *ali_cpu_isa_name(void);
 
 #endif

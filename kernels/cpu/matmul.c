@@ -89,39 +89,68 @@ static void ali_small_run(void (*task)(void *, int), float *y, const float *x, c
     ali_par_run((N + rows - 1) / rows, task, &j);
 }
 
-void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+/* Many rows: OpenBLAS sgemm (single-threaded, see ops_cpu.c) over a fixed partition of the weight
+ * rows into tiles; the pool runs the tiles. The partition depends on N alone, so every output
+ * element comes from the same call whatever the thread count: results are bitwise the same at any
+ * thread count by construction. ~12 tiles (a multiple of 16 rows, at least 64) keep 1-4 threads
+ * busy while a tile stays big enough for sgemm (one call per tile re-packs x: ~5-10% on the 85m
+ * shapes, measured). */
+static int ali_big_tile(int N)
 {
-    if (T <= ALI_SMALL_T) {
-        ali_small_run(ali_small_task_f32, y, x, x, w, T, K, N, accumulate);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, (const float *)w, K,
-                accumulate ? 1.0f : 0.0f, y, N);
+    int w = (N + 11) / 12;
+    w = (w + 15) / 16 * 16;
+    return w < 64 ? 64 : w;
 }
 
-/* bf16 weights, many rows: widen a block of weight rows into f32 scratch, sgemm it (the widening
- * is O(N K), the product O(T N K)). */
-#define ALI_BF16_BLOCK_FLOATS ((size_t)1 << 20) /* 4 MB of widened weights per block */
+typedef struct ali_big_job {
+    float *y;
+    const float *x;
+    const void *w; /* [N, K] f32 or bf16 */
+    int T, K, N, tile;
+    float beta;
+} ali_big_job;
 
-void ali_cpu_matmul_bf16(float *y, const float *x, const void *w_, int T, int K, int N, int accumulate)
+static void ali_big_task_f32(void *ctx, int task)
 {
-    if (T <= ALI_SMALL_T) {
-        ali_small_run(ali_small_task_bf16, y, x, ali_x_bf16(x, T, K), w_, T, K, N, accumulate);
-        return;
-    }
-    const uint16_t *w = w_;
-    int rows = (int)(ALI_BF16_BLOCK_FLOATS / (size_t)K);
-    if (rows < 16)
-        rows = 16;
-    if (rows > N)
-        rows = N;
-    float *buf = ali_cpu_scratch(4, (size_t)rows * (size_t)K);
-    for (int n0 = 0; n0 < N; n0 += rows) {
-        int nb = N - n0 < rows ? N - n0 : rows;
-        ali_bf16_widen(buf, w + (size_t)n0 * K, (size_t)nb * K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, K, 1.0f, x, K, buf, K, accumulate ? 1.0f : 0.0f,
-                    y + n0, N);
-    }
+    const ali_big_job *j = ctx;
+    int n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, j->K, 1.0f, j->x, j->K,
+                (const float *)j->w + (size_t)n0 * j->K, j->K, j->beta, j->y + n0, j->N);
+}
+
+/* bf16 weights: the task widens its tile into its thread's scratch (O(nb K)), then sgemm (O(T nb K)). */
+static void ali_big_task_bf16(void *ctx, int task)
+{
+    const ali_big_job *j = ctx;
+    int n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
+    float *buf = ali_cpu_scratch(4, (size_t)nb * (size_t)j->K);
+    ali_bf16_widen(buf, (const uint16_t *)j->w + (size_t)n0 * j->K, (size_t)nb * j->K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, j->K, 1.0f, j->x, j->K, buf, j->K, j->beta,
+                j->y + n0, j->N);
+}
+
+static void ali_big_run(void (*task)(void *, int), float *y, const float *x, const void *w, int T, int K, int N,
+                        int accumulate)
+{
+    ali_big_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .tile = ali_big_tile(N),
+                     .beta = accumulate ? 1.0f : 0.0f};
+    ali_par_run((N + j.tile - 1) / j.tile, task, &j);
+}
+
+void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+{
+    if (T <= ALI_SMALL_T)
+        ali_small_run(ali_small_task_f32, y, x, x, w, T, K, N, accumulate);
+    else
+        ali_big_run(ali_big_task_f32, y, x, w, T, K, N, accumulate);
+}
+
+void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+{
+    if (T <= ALI_SMALL_T)
+        ali_small_run(ali_small_task_bf16, y, x, ali_x_bf16(x, T, K), w, T, K, N, accumulate);
+    else
+        ali_big_run(ali_big_task_bf16, y, x, w, T, K, N, accumulate);
 }
 
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,

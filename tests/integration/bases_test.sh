@@ -99,7 +99,8 @@ done
 [ $moved = 1 ] && ok "base-1 killed: its conversation $victim was served by base 0" ||
   fail "base-1 killed: conversation $victim not served elsewhere"
 nb=0
-for _ in $(seq 1 300); do
+deadline=$((SECONDS + 180)) # a restart backs off and reloads the model: slow on a loaded 2-core CI machine
+while [ $SECONDS -lt $deadline ]; do
   nb=$("$ALORA" status --router "$R" --json | jq '[.processes[] | select(.role == "base" and .health == "ok")] | length')
   [ "$nb" = 2 ] && "$ALORA" status --router "$R" --json |
     jq -e '[.processes[] | select(.role == "worker" and .health == "ok")] | length == 4' >/dev/null && break
