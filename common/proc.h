@@ -2,6 +2,11 @@
 #ifndef AL_PROC_H
 #define AL_PROC_H
 
+/* Exit status of a service that stopped on its configuration (a bad or missing setting, or a file
+ * the config names): restarting it cannot help, so `alora up` stops the cluster and exits non-zero
+ * instead of restarting it (sysexits.h's EX_CONFIG). Every other failure exits 1. */
+#define AL_EXIT_CONFIG 78
+
 /* Ignores SIGPIPE (logs may go to a supervisor's pipe). Under `alora up` (ALORA_SUPERVISOR_PID
  * set) the process gets SIGTERM when the supervisor dies, even by SIGKILL. Returns -1 when the
  * supervisor is already gone (the caller should exit). */

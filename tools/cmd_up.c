@@ -5,6 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/model/adapter.h"
+#include "common/model/model.h"
+#include "common/proc.h"
+#include "common/text/chat.h"
 #include "services/common/cluster_cfg.h"
 #include "tools/cli_util.h"
 #include "tools/cmds.h"
@@ -26,6 +30,28 @@ static void up_usage(FILE *f)
 static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char *bin_dir)
 {
     static const char *const devices[] = {"auto", "cpu", "cuda"};
+    /* what the services check at start, beyond the config file itself (al_cluster_cfg_load):
+     * the model's config, every adapter against it, the chat template name */
+    al_model_config mc;
+    if (al_config_load(cfg->base.model, &mc) != AL_OK) {
+        fprintf(stderr, "alora up --check: %s: base.model: %s\n", cfg_path, al_errmsg());
+        return AL_EXIT_CONFIG;
+    }
+    for (int i = 0; i < cfg->n_intrinsics; i++) {
+        al_adapter *a = NULL;
+        if (al_adapter_load(cfg->intrinsics[i].adapter, &mc, &a) != AL_OK) {
+            fprintf(stderr, "alora up --check: %s: intrinsics[%d] (%s).adapter: %s\n", cfg_path, i,
+                    cfg->intrinsics[i].name, al_errmsg());
+            return AL_EXIT_CONFIG;
+        }
+        al_adapter_free(a);
+    }
+    al_chat_format fmt;
+    if (cfg->router.chat_template && cfg->router.chat_template[0] &&
+        al_chat_format_parse(cfg->router.chat_template, &fmt) != AL_OK) {
+        fprintf(stderr, "alora up --check: %s: router.chat_template: %s\n", cfg_path, al_errmsg());
+        return AL_EXIT_CONFIG;
+    }
     printf("config %s: ok\n", cfg_path);
     printf("run_dir = %s\n", cfg->run_dir);
     printf("base.model = %s\n", cfg->base.model);
@@ -137,7 +163,7 @@ int cmd_up(int argc, char **argv)
     memset(&cfg, 0, sizeof cfg);
     if (al_cluster_cfg_load(cfg_path, &cfg) != AL_OK) {
         fprintf(stderr, "alora up: %s\n", al_errmsg());
-        return 1;
+        return AL_EXIT_CONFIG;
     }
     if (check) {
         int rc = up_check(&cfg, cfg_path, bin_dir);

@@ -21,6 +21,7 @@
 
 #include "common/ipc/arena.h"
 #include "common/ipc/rpc.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -50,6 +51,7 @@ typedef struct sup {
     int n;
     int sigpipe[2];
     _Atomic bool ready, ready_failed, stop_ready;
+    bool fatal; /* a child stopped on its configuration (AL_EXIT_CONFIG): stop, do not restart */
     char router_url[256];
     pid_t *all_pids; /* every pid ever spawned (stale shm reclaim) */
     int n_pids, cap_pids;
@@ -345,6 +347,12 @@ static void sup_reap(sup *s, bool stopping)
                 sup_log("alora up: %s (pid %d) %s", c->name, (int)pid, why);
                 break;
             }
+            if (WIFEXITED(st) && WEXITSTATUS(st) == AL_EXIT_CONFIG) {
+                sup_log("alora up: %s (pid %d) stopped on a configuration error (its message is above); not "
+                        "restarting it: stopping the cluster", c->name, (int)pid);
+                s->fatal = true;
+                break;
+            }
             /* a crashed base leaves its arenas in /dev/shm: unlink them now (mappings that workers
              * still hold stay valid), or its restart would need the memory twice */
             int left = 0;
@@ -517,6 +525,10 @@ int sup_run(const al_cluster_cfg *cfg, const sup_opts *o)
         }
         if (sup_sig_stop)
             break;
+        if (s->fatal) {
+            rc = AL_EXIT_CONFIG;
+            break;
+        }
         double now = al_now();
         bool bases_up = true;
         for (int b = 0; b < nb && b < 64; b++)

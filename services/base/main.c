@@ -60,6 +60,8 @@ int main(int argc, char **argv)
     b.instance = instance;
     int rc = 0;
     al_err e = base_config_load(cfg_path, &b);
+    if (e != AL_OK)
+        rc = AL_EXIT_CONFIG; /* the config, or the model it names: a restart cannot help */
     if (e == AL_OK)
         e = base_arenas_create(&b);
     if (e == AL_OK)
@@ -68,7 +70,8 @@ int main(int argc, char **argv)
         e = base_server_start(&b);
     if (e != AL_OK) {
         AL_ERROR("%s: %s", al_strerror(e), al_errmsg());
-        rc = 1;
+        if (!rc)
+            rc = 1;
     } else {
         int sig = al_proc_wait_signal();
         AL_INFO("signal %d: shutting down", sig);

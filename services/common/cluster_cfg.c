@@ -45,6 +45,8 @@ static const al_cfg_key ali_intr_keys[] = {
 static const al_cfg_key ali_keys[] = {
     {.path = "run_dir", .type = AL_CFG_STRING, .offset = C(run_dir), .def_s = "/tmp/alora-local",
      .help = "directory of the ipc sockets"},
+    {.path = "allow_insecure_rpc", .type = AL_CFG_BOOL, .offset = C(allow_insecure_rpc), .def_i = 0,
+     .help = "let base.listen / router.listen use a non-loopback TCP address (the RPC has no authentication)"},
     {.path = "log_level", .type = AL_CFG_ENUM, .offset = C(log_level), .choices = ali_levels, .def_i = 1},
     /* base */
     {.path = "base.model", .type = AL_CFG_STRING, .offset = C(base.model), .required = true,
@@ -136,6 +138,60 @@ static int ali_name_ok(const char *s)
     return 1;
 }
 
+/* The host of "scheme://HOST[:PORT][/...]" ("[v6]" keeps its brackets) into out; "" for ipc:// and
+ * inproc:// (no network), NULL when the URL has no "://". */
+static const char *ali_url_host(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return NULL;
+    if (!strncmp(url, "ipc://", 6) || !strncmp(url, "inproc://", 9) || !strncmp(url, "abstract://", 11)) {
+        out[0] = 0;
+        return out;
+    }
+    p += 3;
+    size_t k = p[0] == '[' ? strcspn(p, "]") + (p[strcspn(p, "]")] == ']') : strcspn(p, ":/");
+    if (k >= n)
+        k = n - 1;
+    memcpy(out, p, k);
+    out[k] = 0;
+    return out;
+}
+
+bool al_cluster_url_loopback(const char *url)
+{
+    char h[256];
+    if (!ali_url_host(url, h, sizeof h))
+        return false;
+    return !h[0] || !strcmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1") || !strcmp(h, "[::1]");
+}
+
+/* Who can reach the cluster without a key: HTTP off loopback needs router.api_keys (or
+ * router.allow_insecure); RPC off loopback has no authentication at all (allow_insecure_rpc). */
+static al_err ali_check_exposure(const al_cluster_cfg *c, const char *what)
+{
+    const char *http = c->router.http;
+    if (http && *http) {
+        if (strncmp(http, "http://", 7) != 0 || !http[7])
+            return ali_errf(AL_EFORMAT, "%s: router.http: '%s' is not an http://HOST:PORT URL", what, http);
+        if (!c->router.api_keys.n && !al_cluster_url_loopback(http) && !c->router.allow_insecure)
+            return ali_errf(AL_EFORMAT,
+                            "%s: router.http: %s is not a loopback address and router.api_keys is empty; set "
+                            "api_keys (or router.allow_insecure = true to serve without authentication)",
+                            what, http);
+    }
+    const char *const names[] = {"base.listen", "router.listen"};
+    const char *const urls[] = {c->base.listen, c->router.listen};
+    for (int i = 0; i < 2; i++)
+        if (!c->allow_insecure_rpc && !al_cluster_url_loopback(urls[i]))
+            return ali_errf(AL_EFORMAT,
+                            "%s: %s: %s is not ipc:// or a loopback address, and the RPC has no authentication: "
+                            "anyone who reaches it bypasses router.api_keys. Use ipc:// (or 127.0.0.1), or set "
+                            "allow_insecure_rpc = true on a private network",
+                            what, names[i], urls[i]);
+    return AL_OK;
+}
+
 static al_err ali_default_url(char **dst, const char *run_dir, const char *file)
 {
     if (*dst)
@@ -184,6 +240,7 @@ static al_err ali_finish(al_cluster_cfg *c, const char *what)
         if (e != AL_OK)
             return ali_errctx(e, "%s", what);
     }
+    AL_TRY(ali_check_exposure(c, what));
     if (c->up.backoff_max_ms < c->up.backoff_min_ms)
         return ali_errf(AL_ERANGE, "%s: up.backoff_max_ms %d < up.backoff_min_ms %d", what, c->up.backoff_max_ms,
                         c->up.backoff_min_ms);

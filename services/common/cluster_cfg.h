@@ -37,6 +37,7 @@ typedef struct al_intrinsic_cfg {
 typedef struct al_cluster_cfg {
     char *run_dir;      /* ipc sockets live here (default "/tmp/alora-local") */
     int log_level;      /* al_log_level: "debug", "info", "warn", "error" */
+    bool allow_insecure_rpc; /* RPC (base.listen, router.listen) on a non-loopback TCP address (default false) */
     struct {
         char *model;           /* required: HF model directory */
         char *listen;          /* default ipc://<run_dir>/base.ipc */
@@ -107,6 +108,11 @@ const al_intrinsic_cfg *al_cluster_cfg_intrinsic(const al_cluster_cfg *cfg, cons
 /* Listen URL of base instance k: base.listen for k = 0; for k > 0 "-<k>" before an ipc URL's
  * ".ipc" (ipc://<run_dir>/base-1.ipc) or the tcp port + k. */
 al_err al_cluster_base_url(const al_cluster_cfg *cfg, int k, char *buf, size_t cap);
+
+/* True for ipc:// (and inproc://) URLs and TCP / HTTP URLs whose host is loopback (127.x,
+ * localhost, ::1): addresses no other machine can reach. */
+bool al_cluster_url_loopback(const char *url);
+
 /* Makes this process's view of the config that of base instance k: base.listen = its URL. */
 al_err al_cluster_cfg_use_base(al_cluster_cfg *cfg, int k);
 /* The worker of replica K of an intrinsic on base instance b: its id ("<NAME>-<K>", on b > 0

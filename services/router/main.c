@@ -47,8 +47,9 @@ int main(int argc, char **argv)
     static router r;
     if (router_start(&r, cfg) != AL_OK) {
         fprintf(stderr, "alora-router: %s\n", al_errmsg());
+        bool config_error = r.config_error;
         router_stop(&r);
-        return 1;
+        return config_error ? AL_EXIT_CONFIG : 1;
     }
     int sig = al_proc_wait_signal();
     AL_INFO("router: signal %d, stopping", sig);

@@ -150,6 +150,7 @@ struct router {
 
     struct router_http *http; /* the HTTP front door (router_http*.c), NULL when router.http is unset */
     char cfg_path[512];
+    bool config_error; /* router_start failed on the configuration: exit AL_EXIT_CONFIG */
 
     pthread_t monitor;
     bool monitor_on;

@@ -134,7 +134,11 @@ al_err router_start(router *r, const char *cfg_path)
     r->t0 = al_now();
     snprintf(r->id, sizeof r->id, "router-%d", (int)getpid());
     snprintf(r->cfg_path, sizeof r->cfg_path, "%s", cfg_path);
-    AL_TRY(al_cluster_cfg_load(cfg_path, &r->cfg));
+    al_err e = al_cluster_cfg_load(cfg_path, &r->cfg);
+    if (e != AL_OK) {
+        r->config_error = true;
+        return e;
+    }
     al_log_set_level((al_log_level)r->cfg.log_level);
 
     al_model_config mc;

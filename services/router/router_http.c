@@ -599,12 +599,6 @@ static void rh_handle(nng_aio *aio)
 
 /* ---- lifecycle ---------------------------------------------------------------------------------- */
 
-static bool rh_loopback(const char *host)
-{
-    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
-           !strcmp(host, "[::1]");
-}
-
 static al_err rh_add(router_http *h, const char *uri, bool tree)
 {
     nng_http_handler *hd;
@@ -635,19 +629,20 @@ al_err router_http_start(router *r)
     pthread_mutex_init(&h->mu, NULL);
     h->created = (int64_t)time(NULL);
     int rv = nng_url_parse(&h->url, url);
-    if (rv != 0 || strcmp(h->url->u_scheme, "http") != 0)
+    if (rv != 0 || strcmp(h->url->u_scheme, "http") != 0) {
+        r->config_error = true;
         return ali_errf(AL_EINVAL, "router.http: '%s' is not an http://HOST:PORT URL", url);
-    if (!r->cfg.router.api_keys.n && !rh_loopback(h->url->u_hostname) && !r->cfg.router.allow_insecure)
-        return ali_errf(AL_EINVAL,
-                        "router.http: %s is not a loopback address and router.api_keys is empty; set api_keys "
-                        "(or router.allow_insecure = true to serve without authentication)",
-                        url);
-
+    }
+    /* the API-key rule for non-loopback addresses is the config's (al_cluster_cfg_load) */
     /* Chat template: router.chat_template, else detected from the tokenizer's config. */
-    if (r->cfg.router.chat_template && r->cfg.router.chat_template[0])
-        AL_TRY(ali_errctx(al_chat_format_parse(r->cfg.router.chat_template, &h->fmt), "router.chat_template"));
-    else
+    if (r->cfg.router.chat_template && r->cfg.router.chat_template[0]) {
+        if (al_chat_format_parse(r->cfg.router.chat_template, &h->fmt) != AL_OK) {
+            r->config_error = true;
+            return ali_errctx(AL_EFORMAT, "router.chat_template");
+        }
+    } else {
         h->fmt = r->tok ? al_chat_detect(al_tokenizer_chat_template(r->tok)) : AL_CHAT_RAW;
+    }
     if (r->tok) {
         int32_t eos = al_tokenizer_eos(r->tok);
         if (eos >= 0)

@@ -85,10 +85,11 @@ int main(int argc, char **argv)
         e = al_cluster_worker_name(&w.cfg, name, base, replica, w.worker_id, sizeof w.worker_id, w.url,
                                    sizeof w.url);
     }
+    bool config_error = e != AL_OK; /* the config itself, or the adapter it names: fatal */
     if (e == AL_OK)
         e = worker_attach(&w);
-    if (e == AL_OK)
-        e = worker_load_adapter(&w);
+    if (e == AL_OK && (e = worker_load_adapter(&w)) != AL_OK)
+        config_error = e == AL_ENOTFOUND || e == AL_EFORMAT || e == AL_EUNSUPPORTED;
     if (e == AL_OK)
         e = worker_loop_start(&w);
     if (e == AL_OK)
@@ -100,7 +101,9 @@ int main(int argc, char **argv)
             AL_INFO("%s", al_errmsg());
         } else {
             AL_ERROR("%s: %s", al_strerror(e), al_errmsg());
-            rc = e == AL_EUNAVAILABLE || e == AL_ETIMEDOUT ? WORKER_EXIT_BASE_GONE : 1;
+            rc = config_error                                   ? AL_EXIT_CONFIG
+                 : e == AL_EUNAVAILABLE || e == AL_ETIMEDOUT ? WORKER_EXIT_BASE_GONE
+                                                             : 1;
         }
     } else {
         int sig = al_proc_wait_signal();

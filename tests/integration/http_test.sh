@@ -242,8 +242,8 @@ stop_up keys
 sed "s#http = \"$H\"#http = \"http://0.0.0.0:$PORT\"#" "$T/open.cfg" >"$T/insecure.cfg"
 timeout 20 "$BIN_DIR/alora-router" -c "$T/insecure.cfg" >"$T/insecure.out" 2>&1
 rc=$?
-check "router refuses 0.0.0.0 without api_keys (exit $rc)" \
-  bash -c "[ $rc -ne 0 ] && grep -q 'allow_insecure' '$T/insecure.out'"
+check "router refuses 0.0.0.0 without api_keys, exits 78 (AL_EXIT_CONFIG: up does not restart it) (exit $rc)" \
+  bash -c "[ $rc -eq 78 ] && grep -q 'allow_insecure' '$T/insecure.out'"
 
 [ $FAILS -eq 0 ] && echo "all http tests passed" || echo "$FAILS failure(s)"
 [ $FAILS -eq 0 ]
