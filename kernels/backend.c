@@ -1,4 +1,5 @@
 /* backend.c: run-time backend choice (cpu, cuda, auto) and the loader of the CUDA plugin. */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -102,6 +103,14 @@ al_err al_cuda_use_device(int dev)
     return ali_errf(AL_ENODEV, "this build has no CUDA backend (nvcc was not found)");
 }
 #endif
+
+void al_ops_describe(const al_ops *ops, char *buf, size_t n)
+{
+    if (ops->host_memory)
+        snprintf(buf, n, "%s %s", ops->name, al_cpu_isa());
+    else
+        snprintf(buf, n, "%s", ops->name);
+}
 
 al_err al_ops_select(const char *name, const al_ops **out)
 {

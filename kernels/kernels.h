@@ -137,6 +137,11 @@ int al_cpu_threads(void);
  * "ALORA_CPU_ISA=avx2", ...). */
 const char *al_cpu_isa(void);
 const char *al_cpu_isa_reason(void);
+/* The variants this binary holds, best first ("avx512 avx2 sse4.2" or "native"). */
+const char *al_cpu_isa_built(void);
+/* One line naming a backend as status and --version print it: "cpu avx512" (the name and, on the
+ * CPU, the kernels' ISA variant) or "cuda". */
+void al_ops_describe(const al_ops *ops, char *buf, size_t n);
 
 /* RoPE inverse frequencies (HF convention incl. llama3 scaling) into inv_freq [head_dim/2]. */
 void al_rope_inv_freq(float *inv_freq, int head_dim, float theta, int llama3, float factor,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# run.sh: the main job (`make run`): starts a local cluster (deploy/local.cfg: base + 2 intrinsics x 2
-# worker replicas + router) under `alora up`, runs a multi-turn conversation through it, invokes both
-# intrinsics after every turn in aLoRA mode and in plain-LoRA mode, prints the latency table, then
-# stops the cluster with SIGTERM and checks that no process, socket or shm segment is left.
+# run.sh: the main job (`make run`): makes a random 85m model and four aLoRA adapters, starts a local
+# cluster (deploy/local.cfg: base + 4 intrinsics in 6 worker processes + router) under `alora up`,
+# runs a multi-turn conversation through it, invokes intrinsics after every turn in aLoRA mode and
+# in plain-LoRA mode, prints the latency table, makes one HTTP call, then stops the cluster with
+# SIGTERM and checks that no process, socket or shm segment is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}

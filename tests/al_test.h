@@ -54,4 +54,38 @@ static inline void al_test_rmrf(const char *dir)
     }
 }
 
+/* Bitwise equality of float arrays viewed as rows x cols (row-major). On failure prints the first
+ * differing element with its row, column and both values (and their bits), then fails the test. */
+#define al_assert_floats_identical(got, want, rows, cols)                                                   \
+    ali_test_floats_identical((const float *)(got), (const float *)(want), (size_t)(rows), (size_t)(cols), \
+                              #got, #want, __FILE__, __LINE__)
+static inline void ali_test_floats_identical(const float *a, const float *b, size_t rows, size_t cols,
+                                             const char *na, const char *nb, const char *file, int line)
+{
+    for (size_t i = 0; i < rows * cols; i++) {
+        uint32_t x, y;
+        memcpy(&x, a + i, 4);
+        memcpy(&y, b + i, 4);
+        if (x != y) {
+            print_error("%s:%d: %s and %s (%zu x %zu) differ first at [%zu][%zu]: %.9g (0x%08x) vs %.9g (0x%08x)\n",
+                        file, line, na, nb, rows, cols, i / cols, i % cols, (double)a[i], x, (double)b[i], y);
+            fail();
+        }
+    }
+}
+
+/* Equality of int32 arrays (token ids): on failure prints the first differing index and values. */
+#define al_assert_ints_equal(got, want, n) \
+    ali_test_ints_equal((const int32_t *)(got), (const int32_t *)(want), (size_t)(n), #got, #want, __FILE__, __LINE__)
+static inline void ali_test_ints_equal(const int32_t *a, const int32_t *b, size_t n, const char *na, const char *nb,
+                                       const char *file, int line)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            print_error("%s:%d: %s and %s (%zu ints) differ first at [%zu]: %d vs %d\n", file, line, na, nb, n, i,
+                        (int)a[i], (int)b[i]);
+            fail();
+        }
+}
+
 #endif

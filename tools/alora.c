@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "tools/cmds.h"
 
 typedef struct cli_cmd {
@@ -27,12 +28,31 @@ static void cli_usage(FILE *f)
         fprintf(f, "  %-14s %s\n", cli_cmds[i].name, cli_cmds[i].help);
 }
 
+/* alora --version: the release, the CPU kernels this machine runs and why, the CUDA plugin. */
+static int cli_version(void)
+{
+    const al_ops *cuda = NULL;
+    printf("alora %s\n", ALORA_VERSION);
+    printf("cpu kernels: %s (%s; variants built: %s)\n", al_cpu_isa(), al_cpu_isa_reason(), al_cpu_isa_built());
+    printf("cpu threads: %d\n", al_cpu_threads());
+#ifdef ALORA_HAVE_CUDA
+    cuda = al_ops_cuda();
+    printf("cuda: %s\n", cuda ? "plugin loaded, device available" : "plugin built, no usable device");
+#else
+    printf("cuda: not built (no nvcc at build time)\n");
+#endif
+    (void)cuda;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         cli_usage(stderr);
         return 2;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version"))
+        return cli_version();
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         cli_usage(stdout);
         return 0;

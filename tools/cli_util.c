@@ -2,6 +2,7 @@
 #include "tools/cli_util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <math.h>
@@ -74,8 +75,20 @@ al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, dou
     return AL_OK;
 }
 
-const char *cli_value(const char *cmd, int argc, char **argv, int *i)
+const char *cli_value(const char *cmd, const char *known, int argc, char **argv, int *i)
 {
+    const char *o = argv[*i];
+    size_t n = strlen(o);
+    bool ok = false;
+    for (const char *k = known; *k && !ok;) {
+        size_t w = strcspn(k, " ");
+        ok = w == n && !strncmp(k, o, n);
+        k += w + (k[w] == ' ');
+    }
+    if (!ok) {
+        fprintf(stderr, "alora %s: unknown option '%s' (alora %s --help lists them)\n", cmd, o, cmd);
+        return NULL;
+    }
     if (*i + 1 >= argc) {
         fprintf(stderr, "alora %s: option %s needs a value\n", cmd, argv[*i]);
         return NULL;

@@ -11,8 +11,9 @@ al_err cli_parse_int_list(const char *s, int32_t **out, int32_t *n);
 /* Strict number parsing: the whole string must be a number within [lo, hi]. */
 al_err cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
 al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
-/* Returns argv[*i + 1] and advances, or NULL (and prints an error) when missing. */
-const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* The value of option argv[*i]: argv[*i + 1], advancing *i; NULL (with a message) when argv[*i] is not
+ * one of `known` (space-separated option names that take a value) or has no value after it. */
+const char *cli_value(const char *cmd, const char *known, int argc, char **argv, int *i);
 
 /* mkdir -p; 0 on success. */
 int cli_mkdirs(const char *dir);

@@ -1,9 +1,12 @@
 /* cmd_generate.c: `alora generate`: the single-process engine on one prompt. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/model/adapter.h"
@@ -15,6 +18,9 @@
 #include "engine/engine.h"
 #include "tools/cli_util.h"
 #include "tools/cmds.h"
+
+/* the options that take a value */
+#define GENERATE_VALUE_OPTS "--model --adapter --tokens --prompt --chat --chat-format --max-tokens --temperature --top-k --top-p --seed --top-logprobs --threads --block-size --chunk --device --weights"
 
 static void gen_usage(FILE *f)
 {
@@ -35,6 +41,7 @@ static void gen_usage(FILE *f)
 typedef struct gen_args {
     const char *model, *adapter, *tokens, *prompt, *chat, *chat_format, *device, *weights;
     long max_tokens, top_k, top_logprobs, threads, block_size, chunk;
+    bool max_tokens_set; /* --max-tokens given: past the context is an error, not a clamp */
     double temperature, top_p;
     unsigned long long seed;
     int json, ignore_eos;
@@ -62,7 +69,7 @@ static int gen_parse(int argc, char **argv, gen_args *a)
             fprintf(stderr, "alora generate: unexpected argument '%s'\n", o);
             return 2;
         }
-        if (!(v = cli_value("generate", argc, argv, &i)))
+        if (!(v = cli_value("generate", GENERATE_VALUE_OPTS, argc, argv, &i)))
             return 2;
         if (!strcmp(o, "--model"))
             a->model = v;
@@ -76,9 +83,10 @@ static int gen_parse(int argc, char **argv, gen_args *a)
             a->chat = v;
         else if (!strcmp(o, "--chat-format"))
             a->chat_format = v;
-        else if (!strcmp(o, "--max-tokens"))
+        else if (!strcmp(o, "--max-tokens")) {
             err = cli_parse_long(o, v, 0, 1 << 20, &a->max_tokens);
-        else if (!strcmp(o, "--temperature"))
+            a->max_tokens_set = true;
+        } else if (!strcmp(o, "--temperature"))
             err = cli_parse_float(o, v, 0.0, 100.0, &a->temperature);
         else if (!strcmp(o, "--top-k"))
             err = cli_parse_long(o, v, 0, 1 << 24, &a->top_k);
@@ -201,6 +209,12 @@ int cmd_generate(int argc, char **argv)
     al_tokenizer *tok = NULL;
     char *text = NULL;
     {
+        struct stat st;
+        if (stat(a.model, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "alora generate: --model %s: %s\n", a.model,
+                    stat(a.model, &st) != 0 ? strerror(errno) : "not a directory (a model directory holds config.json)");
+            return 1;
+        }
         char path[4096];
         if (ali_path_join(path, sizeof path, a.model, "tokenizer.json") == AL_OK && access(path, R_OK) == 0 &&
             al_tokenizer_load(a.model, &tok) != AL_OK) {
@@ -282,6 +296,26 @@ int cmd_generate(int argc, char **argv)
         }
         free(inv_text);
         free(ctx);
+    }
+    /* the context: as the HTTP API, an explicit --max-tokens past it is an error, the default is
+     * clamped with a warning */
+    int32_t ctx_len = m->cfg.max_position_embeddings;
+    if (ctx_len > 0 && n_toks >= ctx_len) {
+        fprintf(stderr, "alora generate: the prompt has %d tokens; the model's context is %d (max_position_embeddings)\n",
+                n_toks, ctx_len);
+        goto out;
+    }
+    if (ctx_len > 0 && n_toks + a.max_tokens > ctx_len) {
+        if (a.max_tokens_set) {
+            fprintf(stderr,
+                    "alora generate: --max-tokens %ld: the prompt's %d tokens + %ld exceed the model's context of %d "
+                    "tokens (max_position_embeddings); use --max-tokens %d or less\n",
+                    a.max_tokens, n_toks, a.max_tokens, ctx_len, ctx_len - n_toks);
+            goto out;
+        }
+        fprintf(stderr, "alora generate: warning: generating at most %d tokens (the model's context is %d)\n",
+                ctx_len - n_toks, ctx_len);
+        a.max_tokens = ctx_len - n_toks;
     }
     int64_t need = (int64_t)n_toks + a.max_tokens;
     al_engine_opts eo = {.block_size = (int32_t)a.block_size, .max_batch_tokens = (int32_t)a.chunk,

@@ -8,6 +8,9 @@
 #include "tools/cli_util.h"
 #include "tools/cmds.h"
 
+/* the options that take a value */
+#define INVOKE_VALUE_OPTS "--router --intrinsic --tokens --text --mode --max-tokens --top-logprobs --top-k --seed --timeout --temperature --top-p"
+
 static void inv_usage(FILE *f)
 {
     fprintf(f, "usage: alora invoke --router URL --intrinsic NAME (--tokens 1,2,3 | --text TEXT)\n"
@@ -97,7 +100,7 @@ int cmd_invoke(int argc, char **argv)
             ignore_eos = 1;
             continue;
         }
-        if (!(v = cli_value("invoke", argc, argv, &i)))
+        if (!(v = cli_value("invoke", INVOKE_VALUE_OPTS, argc, argv, &i)))
             return 2;
         if (!strcmp(o, "--router"))
             url = v;

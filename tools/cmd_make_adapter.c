@@ -284,8 +284,15 @@ int cmd_make_adapter(int argc, char **argv)
         e = ali_path_join(path, sizeof path, o.out, "adapter_model.safetensors");
     if (e == AL_OK)
         e = cli_ma_write_tensors(path, &o, &mc);
-    if (e != AL_OK)
+    if (e != AL_OK) {
         rc = cli_ma_fail(1, "%s", al_errmsg());
+    } else {
+        printf("alora make-adapter: wrote %s (%s, rank %d, alpha %g, %d target modules, random weights", o.out,
+               o.n_inv ? "aLoRA" : "plain LoRA", o.rank, o.alpha, o.n_targets);
+        for (int i = 0; i < o.n_inv; i++)
+            printf("%s%d", i ? "," : "; invocation tokens ", o.inv[i]);
+        printf(")\n");
+    }
 done:
     free(tcopy);
     free(icopy);

@@ -323,5 +323,10 @@ int cmd_make_model(int argc, char **argv)
         fprintf(stderr, "alora make-model: %s\n", al_errmsg());
         return 1;
     }
+    static const char *const dts[] = {[AL_DT_F32] = "f32", [AL_DT_BF16] = "bf16", [AL_DT_F16] = "f16"};
+    printf("alora make-model: wrote %s (%s %s preset: %d layers, hidden %d, vocab %d, context %d, %s, random "
+           "weights, seed %llu)\n",
+           out, granite ? "granite" : "llama", p->name, p->L, p->H, p->V, p->max_pos, dts[dt],
+           (unsigned long long)seed);
     return 0;
 }

@@ -8,6 +8,9 @@
 #include "tools/cli_util.h"
 #include "tools/cmds.h"
 
+/* the options that take a value */
+#define STATUS_VALUE_OPTS "--router --timeout"
+
 static const char *st_role(alora_Role r)
 {
     switch (r) {
@@ -53,7 +56,7 @@ int cmd_status(int argc, char **argv)
             json = 1;
             continue;
         }
-        if (!(v = cli_value("status", argc, argv, &i)))
+        if (!(v = cli_value("status", STATUS_VALUE_OPTS, argc, argv, &i)))
             return 2;
         if (!strcmp(o, "--router"))
             url = v;
@@ -103,6 +106,7 @@ int cmd_status(int argc, char **argv)
             json_object_set_new(j, "intrinsic", p->intrinsic[0] ? json_string(p->intrinsic) : json_null());
             json_object_set_new(j, "url", json_string(p->url));
             json_object_set_new(j, "health", json_string(st_health(p->health)));
+            json_object_set_new(j, "backend", json_string(p->backend));
             json_object_set_new(j, "leases_held", json_integer(p->leases_held));
             json_object_set_new(j, "kv_blocks_used", json_integer(p->kv_blocks_used));
             json_object_set_new(j, "kv_blocks_free", json_integer(p->kv_blocks_free));
@@ -120,8 +124,8 @@ int cmd_status(int argc, char **argv)
         free(s);
         json_decref(o);
     } else {
-        printf("%-7s %8s  %-24s %-22s %-14s %-9s %6s %8s %8s %6s %8s\n", "ROLE", "PID", "ID", "BASE", "INTRINSIC",
-               "HEALTH", "LEASES", "KV_USED", "KV_FREE", "ACTIVE", "SEEN_MS");
+        printf("%-7s %8s  %-24s %-22s %-14s %-9s %-14s %6s %8s %8s %6s %8s\n", "ROLE", "PID", "ID", "BASE",
+               "INTRINSIC", "HEALTH", "BACKEND", "LEASES", "KV_USED", "KV_FREE", "ACTIVE", "SEEN_MS");
         for (pb_size_t i = 0; i < r->processes_count; i++) {
             const alora_ProcessStatus *p = &r->processes[i];
             bool base = p->role == alora_Role_ROLE_BASE;
@@ -130,9 +134,10 @@ int cmd_status(int argc, char **argv)
                 snprintf(used, sizeof used, "%u", p->kv_blocks_used);
                 snprintf(fr, sizeof fr, "%u", p->kv_blocks_free);
             }
-            printf("%-7s %8u  %-24.24s %-22.22s %-14.14s %-9s %6u %8s %8s %6u %8llu\n", st_role(p->role), p->pid, p->id,
-                   p->base_instance_id[0] ? p->base_instance_id : "-", p->intrinsic[0] ? p->intrinsic : "-",
-                   st_health(p->health), p->leases_held, used, fr, p->active, (unsigned long long)p->last_seen_ms);
+            printf("%-7s %8u  %-24.24s %-22.22s %-14.14s %-9s %-14.14s %6u %8s %8s %6u %8llu\n", st_role(p->role),
+                   p->pid, p->id, p->base_instance_id[0] ? p->base_instance_id : "-",
+                   p->intrinsic[0] ? p->intrinsic : "-", st_health(p->health), p->backend[0] ? p->backend : "-",
+                   p->leases_held, used, fr, p->active, (unsigned long long)p->last_seen_ms);
         }
         printf("sessions: %u, router uptime: %.1f s\n", r->sessions, r->uptime_ms / 1e3);
     }

@@ -1,5 +1,6 @@
 /* cmd_up.c: `alora up -c FILE`: a whole local cluster as supervised child processes. */
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #include "tools/cli_util.h"
 #include "tools/cmds.h"
 #include "tools/supervisor.h"
+
+/* the options that take a value */
+#define UP_VALUE_OPTS "-c --config --bin-dir --ready-file --ready-timeout"
 
 static void up_usage(FILE *f)
 {
@@ -30,16 +34,24 @@ static void up_usage(FILE *f)
 static int up_check(const al_cluster_cfg *cfg, const char *cfg_path, const char *bin_dir)
 {
     static const char *const devices[] = {"auto", "cpu", "cuda"};
-    /* what the services check at start, beyond the config file itself (al_cluster_cfg_load):
-     * the model's config, every adapter against it, the chat template name */
+    /* what the services check at start, beyond the config file itself (al_cluster_cfg_load): the
+     * model's config, every adapter against it, the chat template. A path that does not exist here
+     * only warns (the config may be meant for another host, e.g. a container image). */
     al_model_config mc;
-    if (al_config_load(cfg->base.model, &mc) != AL_OK) {
+    bool have_model = access(cfg->base.model, F_OK) == 0;
+    if (!have_model)
+        fprintf(stderr, "alora up --check: warning: base.model %s does not exist here: not checked\n", cfg->base.model);
+    else if (al_config_load(cfg->base.model, &mc) != AL_OK) {
         fprintf(stderr, "alora up --check: %s: base.model: %s\n", cfg_path, al_errmsg());
         return AL_EXIT_CONFIG;
     }
     for (int i = 0; i < cfg->n_intrinsics; i++) {
+        const char *ad = cfg->intrinsics[i].adapter;
         al_adapter *a = NULL;
-        if (al_adapter_load(cfg->intrinsics[i].adapter, &mc, &a) != AL_OK) {
+        if (access(ad, F_OK) != 0) {
+            fprintf(stderr, "alora up --check: warning: intrinsics[%d] (%s).adapter %s does not exist here: not checked\n",
+                    i, cfg->intrinsics[i].name, ad);
+        } else if (have_model && al_adapter_load(ad, &mc, &a) != AL_OK) {
             fprintf(stderr, "alora up --check: %s: intrinsics[%d] (%s).adapter: %s\n", cfg_path, i,
                     cfg->intrinsics[i].name, al_errmsg());
             return AL_EXIT_CONFIG;
@@ -122,7 +134,7 @@ int cmd_up(int argc, char **argv)
             check = 1;
             continue;
         }
-        if (!(v = cli_value("up", argc, argv, &i)))
+        if (!(v = cli_value("up", UP_VALUE_OPTS, argc, argv, &i)))
             return 2;
         if (!strcmp(o, "-c") || !strcmp(o, "--config"))
             cfg_path = v;

@@ -158,6 +158,15 @@ const char *al_cpu_isa_reason(void)
     return ali_isa_why;
 }
 
+const char *al_cpu_isa_built(void)
+{
+    static char built[96];
+    if (!built[0])
+        for (size_t i = 0; i < AL_ARRAY_LEN(ali_isas); i++)
+            snprintf(built + strlen(built), sizeof built - strlen(built), "%s%s", i ? " " : "", ali_isas[i]->name);
+    return built;
+}
+
 static void *ali_cpu_alloc(size_t bytes) { return ali_aligned_alloc(bytes); }
 static void ali_cpu_free(void *p) { ali_aligned_free(p); }
 static void ali_cpu_memcpy(void *dst, const void *src, size_t bytes)

@@ -25,7 +25,8 @@ static al_err base_h_health(al_rpc_job *job, const void *req, void *rep, void *u
     r->pid = (uint32_t)getpid();
     snprintf(r->instance_id, sizeof r->instance_id, "%s", b->instance_id);
     r->uptime_ms = (uint64_t)((al_now() - b->t_start) * 1e3);
-    snprintf(r->version, sizeof r->version, "alora-base 0.1");
+    snprintf(r->version, sizeof r->version, "alora-base %s", ALORA_VERSION);
+    al_ops_describe(b->ops, r->backend, sizeof r->backend);
     return AL_OK;
 }
 

@@ -81,6 +81,7 @@ typedef struct router_base {
     al_rpc_client *cli;
     /* under r->mu */
     char id[64];              /* instance id ("" = never seen) */
+    char backend[48];         /* HealthReply.backend ("cpu avx512", "cuda") */
     uint32_t pid;
     alora_Health health;
     double seen;              /* al_now() of the last good health check, 0 = never */

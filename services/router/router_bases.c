@@ -63,6 +63,7 @@ static void router_base_poll_one(router *r, router_base *b)
                 router_affinity_forget(&r->aff, b->index); /* a new process: its prefix cache is empty */
         }
         ROUTER_STRCPY(b->id, h.instance_id);
+        ROUTER_STRCPY(b->backend, h.backend);
         b->pid = h.pid;
         b->health = h.health;
         b->seen = al_now();

@@ -34,6 +34,33 @@ void rh_count_error(al_err e)
     al_metric_inc(am->errors, lab);
 }
 
+
+/* The reason phrase of a status we send (NNG's own table lacks some, e.g. 413 and 429, and would
+ * send "Unknown HTTP Status"). */
+static const char *rh_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "OK";
+    }
+}
 static void rh_reply_ex(rh_call *c, int status, const char *ctype, const char *body, size_t len, int retry_after,
                         bool close)
 {
@@ -47,6 +74,7 @@ static void rh_reply_ex(rh_call *c, int status, const char *ctype, const char *b
         return;
     }
     nng_http_res_set_status(res, (uint16_t)status);
+    nng_http_res_set_reason(res, rh_reason(status));
     nng_http_res_set_header(res, "Content-Type", ctype);
     if (retry_after > 0) {
         char ra[16];

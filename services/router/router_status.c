@@ -10,7 +10,7 @@
 
 /* Snapshot of one worker for the status (copied under the lock; stats fetched outside it). */
 typedef struct router_wsnap {
-    char id[64], intrinsic[64], base_id[64], url[256];
+    char id[64], intrinsic[64], base_id[64], url[256], backend[48];
     uint32_t pid, capacity, leases_held, active;
     alora_Health health;
     uint64_t requests;
@@ -74,6 +74,7 @@ static void router_task_status(router_task *t)
         p->pid = b->pid;
         ROUTER_STRCPY(p->id, b->id);
         ROUTER_STRCPY(p->base_instance_id, b->id);
+        ROUTER_STRCPY(p->backend, b->backend);
         snprintf(p->url, sizeof p->url, "%.127s", b->url);
         p->health = b->seen ? b->health : alora_Health_HEALTH_DOWN;
         p->last_seen_ms = b->seen ? (uint64_t)router_ms_since(b->seen) : 0;
@@ -97,6 +98,7 @@ static void router_task_status(router_task *t)
         if (al_rpc_call(s->w->cli, alora_Method_WORKER_STATS, &q, &st, &m, 1000) == AL_OK) {
             s->leases_held = st.leases_held;
             s->active = st.active + st.queued;
+            ROUTER_STRCPY(s->backend, st.backend);
         } else {
             s->health = alora_Health_HEALTH_DOWN;
         }
@@ -109,6 +111,7 @@ static void router_task_status(router_task *t)
             ROUTER_STRCPY(p->base_instance_id, s->base_id);
             ROUTER_STRCPY(p->intrinsic, s->intrinsic);
             snprintf(p->url, sizeof p->url, "%.127s", s->url);
+            ROUTER_STRCPY(p->backend, s->backend);
             p->health = s->health;
             p->leases_held = s->leases_held;
             p->active = s->active;

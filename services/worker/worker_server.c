@@ -29,7 +29,8 @@ static al_err worker_h_health(al_rpc_job *job, const void *req, void *rep, void 
     r->pid = (uint32_t)getpid();
     snprintf(r->instance_id, sizeof r->instance_id, "%s", w->worker_id);
     r->uptime_ms = (uint64_t)((al_now() - w->t_start) * 1e3);
-    snprintf(r->version, sizeof r->version, "alora-worker 0.1");
+    snprintf(r->version, sizeof r->version, "alora-worker %s", ALORA_VERSION);
+    al_ops_describe(w->ops, r->backend, sizeof r->backend);
     return AL_OK;
 }
 
@@ -38,6 +39,7 @@ static al_err worker_h_stats(al_rpc_job *job, const void *req, void *rep, void *
     worker_ctx *w = user;
     alora_WorkerStatsReply *r = rep;
     snprintf(r->worker_id, sizeof r->worker_id, "%s", w->worker_id);
+    al_ops_describe(w->ops, r->backend, sizeof r->backend);
     snprintf(r->intrinsic, sizeof r->intrinsic, "%s", w->intr->name);
     snprintf(r->base_instance_id, sizeof r->base_instance_id, "%s", w->base_instance_id);
     r->active = __atomic_load_n(&w->n_active, __ATOMIC_RELAXED);

@@ -36,7 +36,9 @@ if "$BIN" up -c "$CFG" --check --bin-dir "$BIN_DIR" >"$TMP/plan.txt" 2>"$TMP/pla
 else
   bad "alora up --check $CFG: $(cat "$TMP/plan.err")"
 fi
-grep -q "warning" "$TMP/plan.err" && bad "--check warns: $(cat "$TMP/plan.err")"
+# (the model and adapters live in the container's /models volume: --check says it cannot see them here)
+grep "warning" "$TMP/plan.err" | grep -v "does not exist here: not checked" | grep -q . &&
+  bad "--check warns: $(cat "$TMP/plan.err")"
 python3 -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open("deploy/k8s/configmap.yaml"))["data"]["cluster.cfg"])' \
   >"$TMP/configmap.cfg" || bad "configmap.yaml: no data.cluster.cfg"
 if "$BIN" up -c "$TMP/configmap.cfg" --check --bin-dir "$BIN_DIR" >/dev/null 2>"$TMP/cm.err"; then
@@ -48,7 +50,7 @@ if cmp -s "$TMP/configmap.cfg" "$CFG"; then ok "ConfigMap cluster.cfg == $CFG"; 
 sed 's/replicas = 2;/replicas = 0;/' "$CFG" >"$TMP/broken.cfg"
 "$BIN" up -c "$TMP/broken.cfg" --check >/dev/null 2>&1
 rc=$?
-if [ $rc -eq 1 ]; then ok "--check rejects replicas = 0 (exit 1)"; else bad "--check on a broken config: exit $rc, want 1"; fi
+if [ $rc -eq 78 ]; then ok "--check rejects replicas = 0 (exit 78, a configuration error)"; else bad "--check on a broken config: exit $rc, want 78"; fi
 "$BIN" up -c deploy/local.cfg --check --bin-dir "$BIN_DIR" >/dev/null 2>&1 && ok "--check deploy/local.cfg" ||
   bad "--check deploy/local.cfg"
 

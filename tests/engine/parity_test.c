@@ -54,7 +54,7 @@ static void run_cases(golden_case **cs, int n, run_opts o)
         assert_true(dp <= c->tol);
         assert_true(dg <= c->tol);
         assert_int_equal(r.activation_start, c->act_start);
-        assert_memory_equal(r.tokens, c->greedy, sizeof c->greedy);
+        al_assert_ints_equal(r.tokens, c->greedy, AL_ARRAY_LEN(c->greedy));
         /* top logprobs: the first entry is the greedy token, logprobs sorted and <= 0 */
         assert_int_equal(r.top[0].id, r.tokens[0]);
         for (int k = 1; k < 5; k++)
@@ -113,7 +113,7 @@ static void test_readonly_prefix(void **state)
         if (d > c->tol)
             fprintf(stderr, "readonly prefix %s: diff %g\n", c->name, d);
         assert_true(d <= c->tol);
-        assert_memory_equal(toks, c->greedy, sizeof c->greedy);
+        al_assert_ints_equal(toks, c->greedy, AL_ARRAY_LEN(c->greedy));
         free(pl);
     }
 }

@@ -69,7 +69,7 @@ static void test_reuse_full_and_partial(void **state)
     assert_true(al_engine_kvpool(e)->copied_bytes > copied0); /* copy-on-write happened */
     int32_t rid = submit_ex(ref, c->prompt, n, -1, 8, NULL, plr);
     al_result rr = result(ref, rid);
-    assert_memory_equal(rc.tokens, rr.tokens, sizeof(int32_t) * 8);
+    al_assert_ints_equal(rc.tokens, rr.tokens, 8);
     assert_true(golden_maxdiff(pl, plr, (size_t)8 * V) <= 1e-5f);
     /* the cached partial block was not modified: a 30-token request still hits and matches */
     al_engine_release(e, cid);

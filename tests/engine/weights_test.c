@@ -246,7 +246,7 @@ static void test_engine_external_weights_cpu(void **st)
     ext_open(&f, ORACLE "/llama_f32", ORACLE "/adapters/alora_qkvo", o);
     float *ref = run_logits(f.m, o, NULL, f.a);
     float *got = run_logits(f.shell, o, &f.w, f.a);
-    assert_memory_equal(ref, got, f.n_logits * sizeof(float));
+    al_assert_floats_identical(ref, got, 1, f.n_logits);
     /* the store refuses a model without host weights; the engine a model without any weights */
     assert_int_equal(al_weights_backend_store(f.shell, o, f.buf), AL_EINVAL);
     al_engine *e = NULL;
@@ -271,7 +271,7 @@ static void test_engine_external_weights_cuda(void **st)
     ext_open(&f, ORACLE "/llama_bf16", ORACLE "/adapters/alora_qv", o);
     float *ref = run_logits(f.m, o, NULL, f.a);
     float *got = run_logits(f.shell, o, &f.w, f.a);
-    assert_memory_equal(ref, got, f.n_logits * sizeof(float));
+    al_assert_floats_identical(ref, got, 1, f.n_logits);
     /* and within the bf16 tolerance of the CPU */
     float *cpu = run_logits(f.m, al_ops_cpu(), NULL, f.a);
     float mx, d = max_diff(cpu, got, f.n_logits, &mx);

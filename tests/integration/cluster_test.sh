@@ -41,6 +41,13 @@ CFG
 # Each call gets a fresh first token (unless NOUNIQ=1) so that no prefix is in the base's cache
 # from an earlier case: the base then prefills exactly [0, p) in one chunk.
 PCOUNT=0
+# first_diff A B: the first differing entry of two top_logprobs arrays ([token][rank] {id, logprob})
+first_diff() {
+  jq -rn --argjson a "$1" --argjson b "$2" '[range(0; [($a | length), ($b | length)] | max) as $i
+    | range(0; [($a[$i] // [] | length), ($b[$i] // [] | length)] | max) as $j
+    | select($a[$i][$j] != $b[$i][$j])
+    | "first difference at token \($i), rank \($j): \($a[$i][$j] | tojson) vs \($b[$i][$j] | tojson)"] | first // "none"'
+}
 parity() {
   local intr=$1 ad=$2 toks=$3
   if [ "${NOUNIQ:-0}" != 1 ]; then toks="$((100 + PCOUNT)),$toks"; PCOUNT=$((PCOUNT + 1)); fi
@@ -67,8 +74,9 @@ parity() {
     if [ "$ja" == "$jc" ]; then
       how="bitwise with the prefill split at $p"
     else
-      fail "parity $intr logprobs, tokens=$toks"; echo "  cluster: $ja"; echo "  engine:  $jb"
-      echo "  engine (chunk $p): $jc"; return
+      fail "parity $intr logprobs, tokens=$toks"
+      echo "  cluster vs engine: $(first_diff "$ja" "$jb")"
+      echo "  cluster vs engine with the prefill split at $p: $(first_diff "$ja" "$jc")"; return
     fi
   fi
   ok "parity $intr (activation_start $s, n=$n): tokens equal, logprobs $how"
@@ -121,6 +129,10 @@ nw=$(jq '[.processes[] | select(.role == "worker" and .health == "ok")] | length
 [ "$nw" -eq 4 ] && ok "status: 4 healthy workers, base kv free $(jq '.processes[] | select(.role=="base") | .kv_blocks_free' <<<"$st")" ||
   fail "status: $st"
 "$ALORA" status --router "$R" >/dev/null || fail "status table"
+isa=$("$ALORA" --version | sed -n 's/^cpu kernels: \([^ ]*\).*/\1/p')
+nb=$(jq --arg b "cpu $isa" '[.processes[] | select(.role != "router" and .backend == $b)] | length' <<<"$st")
+[ "$nb" -eq 5 ] && ok "status: base and 4 workers run the '$isa' CPU kernels, as alora --version says" ||
+  fail "status backends: $(jq -c '[.processes[] | {role, backend}]' <<<"$st")"
 
 # kill -9 of one worker replica under a loop of requests: every request succeeds
 victim=$(jq -r '.processes[] | select(.id == "certainty-0") | .pid' <<<"$st")

@@ -148,6 +148,8 @@ expect_err "token id outside the vocabulary" 400 invalid_argument prompt
 head -c 100000 /dev/zero | tr '\0' a >"$T/big"
 req POST /v1/chat/completions "@$T/big"
 expect_err "body over router.max_body (64 KiB)" 413 request_too_large body
+line=$(curl -s -i "$H/v1/chat/completions" -H 'Content-Type: application/json' --data-binary "@$T/big" | head -1 | tr -d '\r')
+[ "$line" = "HTTP/1.1 413 Content Too Large" ] && ok "413 has its reason phrase: $line" || fail "413 status line: '$line'"
 req GET /v1/sessions/nope
 expect_err "unknown session" 404 not_found session
 req POST /v1/sessions/nope/generate '{}'

@@ -141,7 +141,7 @@ static void test_sessions(void **state)
     size_t na = al_pb_i32(&sr.tokens, &a), nb = al_pb_i32(&ir.tokens, &b);
     assert_int_equal(na, 3);
     assert_int_equal(na, nb);
-    assert_memory_equal(a, b, na * sizeof(int32_t));
+    al_assert_ints_equal(a, b, na);
     assert_int_equal(ir.activation_start, 43);
 
     /* mode lora on the session */

@@ -71,8 +71,8 @@ static void run(int hd, int nh, int nkv, int bs, const seq_spec *sp, int n_seqs)
     KT_CPU->attention(&g, layer, nh, scale, vc, n_seqs, q, want);
     KT_GPU->attention(&g, layer, nh, scale, vg, n_seqs, dq, dout);
     float *got_rw = kt_host(d_rw, (size_t)nb_rw * bf), *got_ro = kt_host(d_ro, (size_t)nb_ro * bf);
-    assert_memory_equal(got_rw, rw, sizeof(float) * (size_t)nb_rw * bf); /* kv_write: same bytes, same places */
-    assert_memory_equal(got_ro, ro, sizeof(float) * (size_t)nb_ro * bf); /* the prefix is never written */
+    al_assert_floats_identical(got_rw, rw, nb_rw, bf); /* kv_write: same bytes, same places */
+    al_assert_floats_identical(got_ro, ro, nb_ro, bf); /* the prefix is never written */
     float *got = kt_host(dout, (size_t)T * qd);
     char what[128];
     snprintf(what, sizeof what, "attention hd%d heads %d/%d block %d seqs %d rows %d", hd, nh, nkv, bs, n_seqs, T);

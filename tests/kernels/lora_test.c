@@ -25,7 +25,7 @@ static void run(int T, int in, int out, int r, int with_bias, const al_row_range
         for (int i = 0; i < n_ranges; i++)
             in_range |= t >= ranges[i].row0 && t < ranges[i].row0 + ranges[i].n;
         if (!in_range)
-            assert_memory_equal(got + (size_t)t * out, y + (size_t)t * out, sizeof(float) * (size_t)out);
+            al_assert_floats_identical(got + (size_t)t * out, y + (size_t)t * out, 1, out);
     }
     KT_GPU->free(dx), KT_GPU->free(dy), KT_GPU->free(dtmp);
     KT_GPU->weight_free(dA), KT_GPU->weight_free(dB);

@@ -47,7 +47,7 @@ static void test_rmsnorm_swiglu_embedding(void **state)
     int32_t ids[3] = {3, 0, 2};
     ops->embedding(emb, table, ids, 3, 2, 2.0f);
     float want[6] = {12, 14, 0, 2, 8, 10};
-    assert_memory_equal(emb, want, sizeof want);
+    al_assert_floats_identical(emb, want, 3, 2);
 }
 
 /* The matmul paths (streaming kernel for 1-8 rows with its 16- and 8-row weight tiles and 1-2 row
@@ -76,7 +76,7 @@ static void test_matmul_paths(void **state)
                     ops->matmul(y, x, w, T, K, N, acc);
                     al_cpu_set_threads(2);
                     ops->matmul(y2, x, w, T, K, N, acc);
-                    assert_memory_equal(y, y2, sizeof(float) * (size_t)T * N);
+                    al_assert_floats_identical(y, y2, T, N);
                     for (int t = 0; t < T; t++)
                         for (int n = 0; n < N; n++) {
                             double s = acc ? (double)(t * N + n) * 0.25 : 0;
@@ -122,7 +122,7 @@ static void test_bf16_ops(void **state)
         ops->matmul(y, x, wb, T, K, N, 0);
         al_cpu_set_threads(2);
         ops->matmul(y2, x, wb, T, K, N, 0);
-        assert_memory_equal(y, y2, sizeof(float) * (size_t)T * N);
+        al_assert_floats_identical(y, y2, T, N);
         for (int t = 0; t < T; t++)
             for (int n = 0; n < N; n++) {
                 double s = 0;
@@ -329,7 +329,7 @@ static void test_attention_long_threads(void **state)
         ops->attention(&g, 0, nh, 0.125f, &sv, 1, q, o1);
         al_cpu_set_threads(2);
         ops->attention(&g, 0, nh, 0.125f, &sv, 1, q, o2);
-        assert_memory_equal(o1, o2, sizeof(float) * (size_t)rows * qd);
+        al_assert_floats_identical(o1, o2, rows, qd);
         attn_ref(q, K, V, rows, n_ctx - rows, nh, nkv, hd, 0.125f, oref);
         assert_true(maxdiff(o1, oref, (size_t)rows * qd) < 1e-5f);
     }
@@ -377,6 +377,13 @@ static void test_fast_expf(void **state)
 
 int main(void)
 {
+    /* ctest runs this file again per lower ISA variant ($ALORA_CPU_ISA): make sure it is the one used */
+    const char *want = getenv("ALORA_CPU_ISA");
+    printf("cpu kernels: %s (%s)\n", al_cpu_isa(), al_cpu_isa_reason());
+    if (want && *want && strcmp(al_cpu_isa(), want) != 0) {
+        printf("skip: this CPU cannot run the '%s' kernels\n", want);
+        return AL_TEST_SKIP_CODE;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_swiglu_embedding), cmocka_unit_test(test_rope_hand_values),
         cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),

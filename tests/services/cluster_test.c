@@ -263,8 +263,8 @@ static void invoke_case(const char *name)
     assert_int_equal(ref.act, s);
     const int32_t *toks;
     assert_int_equal(al_pb_i32(&rp.tokens, &toks), 8);
-    assert_memory_equal(toks, ref.tokens, sizeof(int32_t) * 8);
-    assert_memory_equal(toks, c->greedy, sizeof(int32_t) * 8); /* and PEFT's */
+    al_assert_ints_equal(toks, ref.tokens, 8);
+    al_assert_ints_equal(toks, c->greedy, 8); /* and PEFT's */
     check_logprobs(&rp.logprobs, &ref);
     assert_int_equal(rp.reused_tokens, s);
     assert_int_equal(rp.computed_tokens, n - s + 7); /* only the post-activation tokens */
@@ -371,7 +371,7 @@ static void test_invoke_lora_mode(void **state)
     run_ref(c->m, c->a, c->prompt, c->n_prompt, 0, 4, &ref);
     const int32_t *toks;
     assert_int_equal(al_pb_i32(&rp.tokens, &toks), 4);
-    assert_memory_equal(toks, ref.tokens, sizeof(int32_t) * 4);
+    al_assert_ints_equal(toks, ref.tokens, 4);
     assert_int_equal(rp.computed_tokens, c->n_prompt + 3);
     assert_int_equal(rp.reused_tokens, 0);
     al_pbmem_free(&m);
@@ -420,7 +420,7 @@ static void test_concurrent_invokes(void **state)
         assert_int_equal(calls[i].e, AL_OK);
         const int32_t *toks;
         assert_int_equal(al_pb_i32(&calls[i].rep.tokens, &toks), 8);
-        assert_memory_equal(toks, c->greedy, sizeof(int32_t) * 8);
+        al_assert_ints_equal(toks, c->greedy, 8);
         al_pbmem_free(&calls[i].m);
     }
     al_pbmem_free(&m);
@@ -503,7 +503,7 @@ static void test_seq_api(void **state)
         assert_int_equal(al_rpc_call(ca, alora_Method_BASE_SEQ_GENERATE, &gr, &grp, &m, 5000), AL_OK);
         const int32_t *t;
         assert_int_equal(al_pb_i32(&grp.tokens, &t), 4);
-        assert_memory_equal(t, ref.tokens, sizeof(int32_t) * 4);
+        al_assert_ints_equal(t, ref.tokens, 4);
         check_logprobs(&grp.logprobs, &ref);
         assert_int_equal(grp.n_tokens, pass == 0 ? 30 : 34);
     }

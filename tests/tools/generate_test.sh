@@ -83,6 +83,24 @@ truncate -s $((sz - 100)) "$T/trunc/model.safetensors"
 "$BIN" make-model --arch llama --preset huge "$T/x" 2>"$T/err"; expect_rc bad-preset 2 $? "$T/err" "huge"
 "$BIN" make-adapter --model "$T/m" --targets q --rank 4 --alpha 8 --invocation 9999 "$T/x" 2>"$T/err"
 expect_rc bad-invocation 2 $? "$T/err" "9999"
+"$BIN" generate --model "$T/nope" --prompt hi 2>"$T/err"; expect_rc missing-dir-prompt 1 $? "$T/err" "--model $T/nope: No such file"
+"$BIN" generate --model "$T/m" --tokens 1,2 --bogus 2>"$T/err"; expect_rc unknown-last-option 2 $? "$T/err" "unknown option '--bogus'"
+"$BIN" generate --model "$T/m" --bogus 3 --tokens 1,2 2>"$T/err"; expect_rc unknown-option 2 $? "$T/err" "unknown option '--bogus'"
+"$BIN" generate --model "$T/m" --tokens 1,2 --max-tokens 2>"$T/err"; expect_rc option-without-value 2 $? "$T/err" "--max-tokens needs a value"
+# the context (the tiny preset: 512 positions): an explicit --max-tokens past it is an error, the default is clamped
+"$BIN" generate --model "$T/m" --tokens 1,2,3 --max-tokens 1000 2>"$T/err"
+expect_rc max-tokens-past-context 1 $? "$T/err" "use --max-tokens 509 or less"
+"$BIN" generate --model "$T/m" --tokens "$(seq -s, 1 250),$(seq -s, 1 250)" --ignore-eos --json >"$T/out" 2>"$T/err"
+expect_rc default-clamped 0 $? "$T/err" "warning: generating at most 12 tokens"
+[ "$(jq '.tokens | length' "$T/out")" = 12 ] && ok default-clamped-length || bad default-clamped-length "$(cat "$T/out")"
+"$BIN" generate --model "$T/m" --tokens "$(seq -s, 1 250),$(seq -s, 1 250),$(seq -s, 1 12)" 2>"$T/err"
+expect_rc prompt-fills-context 1 $? "$T/err" "the prompt has 512 tokens"
+"$BIN" make-model --arch llama --preset tiny "$T/m2" >"$T/out" 2>&1
+grep -qF "wrote $T/m2 (llama tiny preset" "$T/out" && ok make-model-says-what-it-wrote || bad make-model-output "$(cat "$T/out")"
+"$BIN" make-adapter --model "$T/m2" --targets q --rank 2 --invocation 7,8 "$T/a2" >"$T/out" 2>&1
+grep -qF "wrote $T/a2 (aLoRA, rank 2" "$T/out" && ok make-adapter-says-what-it-wrote || bad make-adapter-output "$(cat "$T/out")"
+"$BIN" --version >"$T/out" 2>/dev/null && grep -q "^alora [0-9]" "$T/out" && grep -q "^cpu kernels: " "$T/out" &&
+    ok "--version: $(tr '\n' ';' <"$T/out")" || bad version "$(cat "$T/out")"
 
 if [ $fail = 0 ]; then echo "generate_test: all passed"; else echo "generate_test: FAILED"; fi
 exit $fail

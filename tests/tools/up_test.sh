@@ -48,9 +48,16 @@ check "--check: allow_insecure_rpc accepts it" rpcok 0 "ok"
 cfg rpclo "http://127.0.0.1:0" "tcp://127.0.0.1:18555" "$T/a"
 check "--check: a loopback RPC listener is fine" rpclo 0 "ok"
 cfg noadapter "http://127.0.0.1:0" "ipc://$T/run-noadapter/base.ipc" "$T/missing-adapter"
-check "--check: a missing adapter is named" noadapter 78 "intrinsics[0] (certainty).adapter"
+check "--check: a missing adapter is named (a warning: the config may be for another host)" noadapter 0 \
+    "intrinsics[0] (certainty).adapter $T/missing-adapter does not exist here"
+mkdir -p "$T/bad-adapter" && echo '{"peft_type": "LORA", "r": 0}' >"$T/bad-adapter/adapter_config.json"
+cfg badadapter "http://127.0.0.1:0" "ipc://$T/run-badadapter/base.ipc" "$T/bad-adapter"
+check "--check: a broken adapter is rejected" badadapter 78 "intrinsics[0] (certainty).adapter"
 sed "s|model = \"$T/m\"|model = \"$T/nomodel\"|" "$T/good.cfg" >"$T/nomodel.cfg"
-check "--check: a missing model is named" nomodel 78 "base.model"
+check "--check: a missing model is named" nomodel 0 "base.model $T/nomodel does not exist here"
+mkdir -p "$T/badmodel" && echo '{"model_type": "llama"}' >"$T/badmodel/config.json"
+sed "s|model = \"$T/m\"|model = \"$T/badmodel\"|" "$T/good.cfg" >"$T/badmodel.cfg"
+check "--check: a broken model config is rejected" badmodel 78 "base.model"
 
 # `alora up` itself: the fatal HTTP rule stops it before anything starts
 timeout 60 "$BIN" up -c "$T/open.cfg" >"$T/out" 2>"$T/err"
