@@ -8,6 +8,10 @@ echo
 echo "== engine, bf16 weights (cpu-bf16)"
 "$BUILD/bench_engine" 0 512 128 bf16
 echo
+echo "== CPU kernels: this portable build (variant chosen at run time: $("$BUILD/alora" --version | sed -n 's/^cpu kernels: //p'))"
+echo "   vs a -march=native build of the same source ($BUILD-native, built here); best of 3 runs each"
+bash bench/dispatch.sh "$BUILD" "$BUILD-native"
+echo
 echo "== tokenizer: encode / decode MB/s"
 "$BUILD/bench_tokenizer"
 echo

@@ -134,6 +134,8 @@ static void ali_seq_clear(al_engine *e, ali_seq *s)
     free(s->gen);
     free(s->lp);
     free(s->top);
+    ali_ctl_free(&s->ctl);
+    free(s->pre_toks);
     memset(s, 0, sizeof *s);
 }
 
@@ -165,6 +167,7 @@ void al_engine_free(al_engine *e)
     free(e->views);
     free(e->view_seq);
     free(e->ranges);
+    free(e->ctl_logits);
     free(e);
 }
 
@@ -199,6 +202,7 @@ static al_err ali_seq_push_tokens(ali_seq *s, const int32_t *t, int32_t n)
 
 static void ali_seq_finish(ali_seq *s, al_finish f, al_err err)
 {
+    ali_ctl_free(&s->ctl); /* the generation is over: its grammar state, counts and tail go */
     s->finish = f;
     s->error = err;
     s->t_end = al_now();
@@ -296,9 +300,13 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         }
     if (id < 0)
         return ali_errf(AL_EOVERLOADED, "engine: all %d sequence slots busy", e->o.max_seqs);
+    ali_ctl ctl;
+    AL_TRY(ali_ctl_init(&ctl, &r->ctl, c->vocab_size, e->o.vocab));
     ali_seq *s = &e->seqs[id];
     memset(s, 0, sizeof *s);
     s->used = 1;
+    s->ctl = ctl;
+    s->stop_index = -1;
     if (ali_seq_push_tokens(s, r->tokens, r->n_tokens) != AL_OK) {
         ali_seq_clear(e, s);
         return AL_ENOMEM;
@@ -358,6 +366,20 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         ali_seq_clear(e, s);
         return ali_errf(AL_EINVAL, "generation needs at least one token after the prefix");
     }
+    if (s->ctl.on) {
+        int32_t n_pre = s->ctl.rep != 0.0f && r->prefix_tokens ? r->prefix.n : 0;
+        al_err err = AL_OK;
+        if (n_pre > 0 && !(s->pre_toks = malloc(sizeof(int32_t) * (size_t)n_pre)))
+            err = ali_errf(AL_ENOMEM, "engine: out of memory");
+        if (err == AL_OK && n_pre > 0)
+            memcpy(s->pre_toks, r->prefix_tokens, sizeof(int32_t) * (size_t)n_pre);
+        if (err == AL_OK)
+            err = ali_ctl_begin(&s->ctl, c->vocab_size, 0, s->pre_toks, n_pre, s->toks, s->n_toks);
+        if (err != AL_OK) {
+            ali_seq_clear(e, s);
+            return err;
+        }
+    }
     if (e->pc && s->prefix.n == 0) {
         int32_t limit = s->n_toks;
         if (s->gen_left > 0)
@@ -414,8 +436,10 @@ static int ali_seq_order_cmp(const void *a, const void *b, void *ctx)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Samples the next token of s from its logits row and records logprobs; updates finish state. */
-static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits, const float *dev_logits)
+/* Samples the next token of s from its raw logits row (not modified) and records logprobs of the
+ * raw distribution; with generation controls the token comes from a processed copy of the row.
+ * Updates the finish state. */
+static al_err ali_seq_sample(al_engine *e, ali_seq *s, const float *logits, const float *dev_logits)
 {
     const al_model_config *c = &e->m->cfg;
     int32_t V = c->vocab_size;
@@ -444,14 +468,32 @@ static al_err ali_seq_sample(al_engine *e, ali_seq *s, float *logits, const floa
     for (int32_t i = 0; i < V; i++)
         se += exp((double)logits[i] - mx);
     float lse = mx + (float)log(se);
-    int32_t tok = al_sample(logits, V, &s->sampling, &s->rng);
+    const float *row = logits;
+    int32_t n_gen = s->n_gen - s->ctl.gen0; /* tokens of this generation so far */
+    if (s->ctl.on) {
+        if (!e->ctl_logits && !(e->ctl_logits = malloc(sizeof(float) * (size_t)V)))
+            return ali_errf(AL_ENOMEM, "engine: out of memory");
+        memcpy(e->ctl_logits, logits, sizeof(float) * (size_t)V);
+        AL_TRY(ali_ctl_logits(&s->ctl, c, e->o.vocab, s->ignore_eos, n_gen, s->gen_left, e->ctl_logits));
+        row = e->ctl_logits;
+    }
+    int32_t tok = al_sample(row, V, &s->sampling, &s->rng);
     s->lp[s->n_gen] = logits[tok] - lse;
     s->gen[s->n_gen++] = tok;
     if (s->n_gen == 1)
         s->t_first = al_now();
     AL_TRY(ali_seq_push_tokens(s, &tok, 1));
     s->gen_left--;
+    int32_t stop = -1;
+    int done = 0;
+    if (s->ctl.on)
+        AL_TRY(ali_ctl_accept(&s->ctl, e->o.vocab, tok, n_gen + 1, &stop, &done));
     if (!s->ignore_eos && al_model_is_eos(c, tok))
+        ali_seq_finish(s, AL_FINISH_STOP, AL_OK);
+    else if (stop >= 0) {
+        s->stop_index = stop;
+        ali_seq_finish(s, AL_FINISH_STOP, AL_OK);
+    } else if (done)
         ali_seq_finish(s, AL_FINISH_STOP, AL_OK);
     else if (s->gen_left <= 0)
         ali_seq_finish(s, AL_FINISH_LENGTH, AL_OK);
@@ -632,7 +674,7 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
     *out = (al_result){.tokens = s->gen, .logprobs = s->lp, .n_tokens = s->n_gen, .top = s->top, .top_logprobs = s->top_logprobs,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
-                       .error = s->error, .computed_tokens = s->computed_tokens,
+                       .stop_index = s->stop_index, .error = s->error, .computed_tokens = s->computed_tokens,
                        .cached_tokens = s->cached_tokens};
     if (s->finish != AL_FINISH_NONE) {
         out->prefill_ms = (s->t_first - s->t_start) * 1e3;
@@ -643,26 +685,57 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
 
 al_err al_engine_continue(al_engine *e, int32_t id, const int32_t *tokens, int32_t n, int32_t max_tokens)
 {
+    return al_engine_continue_ex(e, id, tokens, n, max_tokens, NULL, NULL);
+}
+
+al_err al_engine_continue_ex(al_engine *e, int32_t id, const int32_t *tokens, int32_t n, int32_t max_tokens,
+                             const al_sampling *sp, const al_gen_ctl *ctl)
+{
     ali_seq *s = ali_seq_get(e, id);
+    int32_t V = e->m->cfg.vocab_size;
     if (!s)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
     if (s->finish == AL_FINISH_NONE)
         return ali_errf(AL_EINVAL, "sequence %d is still running", id);
     if (s->finish == AL_FINISH_ERROR)
         return ali_errf(AL_EINVAL, "sequence %d failed", id);
+    if (n < 0 || (n > 0 && !tokens))
+        return ali_errf(AL_EINVAL, "continue: %d tokens without an array", n);
     for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= e->m->cfg.vocab_size)
+        if (tokens[i] < 0 || tokens[i] >= V)
             return ali_errf(AL_ERANGE, "token %d at index %d is outside the vocabulary", tokens[i], i);
-    AL_TRY(ali_seq_push_tokens(s, tokens, n));
+    if (max_tokens < 0)
+        return ali_errf(AL_ERANGE, "max_tokens %d must be >= 0", max_tokens);
+    if (sp && sp->temperature > 0 && (sp->top_p <= 0 || sp->top_p > 1 || sp->top_k < 0))
+        return ali_errf(AL_ERANGE, "sampling: top_p must be in (0, 1] and top_k >= 0");
+    if (n == 0 && s->n_toks == s->n_computed && max_tokens > 0)
+        return ali_errf(AL_EINVAL, "nothing to compute");
+    ali_ctl nc;
+    AL_TRY(ali_ctl_init(&nc, ctl, V, e->o.vocab));
+    al_err err = ali_seq_push_tokens(s, tokens, n);
+    if (err == AL_OK) {
+        err = ali_ctl_begin(&nc, V, s->n_gen, s->pre_toks, s->pre_toks ? s->prefix.n : 0, s->toks, s->n_toks);
+        if (err != AL_OK)
+            s->n_toks -= n; /* the sequence stays as it was */
+    }
+    if (err != AL_OK) {
+        ali_ctl_free(&nc);
+        return err;
+    }
+    ali_ctl_free(&s->ctl);
+    s->ctl = nc;
+    if (sp) {
+        s->sampling = *sp;
+        al_rng_seed(&s->rng, sp->seed);
+    }
     s->prompt_end = s->n_toks;
     s->prompt_logits = NULL;
     s->gen_logits = NULL;
     s->gen_left = max_tokens;
+    s->stop_index = -1;
     s->finish = AL_FINISH_NONE;
     s->t_start = al_now();
     s->t_first = 0;
-    if (s->n_toks == s->n_computed && max_tokens > 0)
-        return ali_errf(AL_EINVAL, "nothing to compute");
     if (s->n_toks == s->n_computed)
         ali_seq_finish(s, AL_FINISH_LENGTH, AL_OK);
     return AL_OK;

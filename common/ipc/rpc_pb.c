@@ -398,6 +398,31 @@ al_err ali_pb_write(const pb_msgdesc_t *d, const void *msg, uint8_t *dst, size_t
     return AL_OK;
 }
 
+/* After a decode: every callback field's node also encodes (the same arg), so a decoded message,
+ * or a submessage of it (e.g. a request's Sampling the router forwards), can be sent on as is. */
+static void ali_arm_encode(const pb_msgdesc_t *d, void *msg)
+{
+    pb_field_iter_t it;
+    if (!pb_field_iter_begin(&it, d, msg))
+        return;
+    do {
+        pb_type_t t = it.type;
+        if (PB_ATYPE(t) == PB_ATYPE_CALLBACK) {
+            pb_callback_t *cb = it.pData;
+            if (cb->funcs.decode == ali_dec_i32)
+                cb->funcs.encode = ali_enc_i32;
+            else if (cb->funcs.decode == ali_dec_f32)
+                cb->funcs.encode = ali_enc_f32;
+            else if (cb->funcs.decode == ali_dec_bytes)
+                cb->funcs.encode = ali_enc_bytes;
+        } else if (PB_ATYPE(t) == PB_ATYPE_STATIC && PB_LTYPE_IS_SUBMSG(t) && PB_HTYPE(t) != PB_HTYPE_ONEOF) {
+            size_t count = PB_HTYPE(t) == PB_HTYPE_REPEATED ? it.array_size : 1;
+            for (size_t i = 0; i < count; i++)
+                ali_arm_encode(it.submsg_desc, (char *)it.pData + i * it.data_size);
+        }
+    } while (pb_field_iter_next(&it));
+}
+
 al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *msg,
                    size_t struct_size, al_pbmem *m, size_t max_elems)
 {
@@ -408,6 +433,7 @@ al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *
     /* NOINIT: msg is zeroed (proto3 defaults) and must keep its callbacks. */
     if (!pb_decode_ex(&is, d, msg, PB_DECODE_NOINIT))
         return ali_errf(AL_EINVAL, "%s", PB_GET_ERROR(&is));
+    ali_arm_encode(d, msg);
     return AL_OK;
 }
 

@@ -46,6 +46,11 @@ al_err al_tokenizer_decode(const al_tokenizer *t, const int32_t *ids, int32_t n,
                            char **text, size_t *len);
 
 const char *al_tokenizer_piece(const al_tokenizer *t, int32_t id); /* vocab string or NULL */
+/* The bytes token id stands for inside a text (the decoder chain without its start-of-text rules:
+ * "▁the" -> " the", "<0x0A>" -> "\n", byte-level "Ġthe" -> " the"; a lone byte of a multi-byte
+ * character stays that byte). *out is malloc'd (len may be 0). AL_ENOTFOUND for ids that are
+ * holes or special tokens (no text). */
+al_err al_tokenizer_token_bytes(const al_tokenizer *t, int32_t id, char **out, size_t *len);
 int32_t al_tokenizer_vocab_size(const al_tokenizer *t);           /* max id + 1 (with added) */
 int32_t al_tokenizer_token_id(const al_tokenizer *t, const char *piece); /* -1 if none */
 int al_tokenizer_is_special(const al_tokenizer *t, int32_t id);

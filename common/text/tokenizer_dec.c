@@ -361,3 +361,82 @@ al_err al_detok_flush(al_detok *d, char **text, size_t *len)
     d->prefix_index = d->ids.n;
     return AL_OK;
 }
+
+/* ---- one token's bytes (structured outputs, stop strings) ------------------------------------ */
+
+/* The decoder chain on one piece as it reads inside a text: no first-token rules (Strip, the
+ * Metaspace prepend), byte-fallback and byte-level pieces to their raw bytes, no UTF-8 repair. */
+al_err al_tokenizer_token_bytes(const al_tokenizer *t, int32_t id, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (id < 0 || id >= t->n_vocab || !t->pieces[id])
+        return ali_errf(AL_ENOTFOUND, "token %d: not in the vocabulary", id);
+    if (t->flags[id] & ALI_TF_SPECIAL)
+        return ali_errf(AL_ENOTFOUND, "token %d: a special token (no text)", id);
+    ali_sbuf cur = {0}, nxt = {0};
+    al_err e = ali_sbuf_add(&cur, t->pieces[id], t->piece_len[id]);
+    for (int k = 0; k < t->n_decs && e == AL_OK; k++) {
+        const ali_dec *d = &t->decs[k];
+        nxt.n = 0;
+        switch (d->kind) {
+        case ALI_D_REPLACE:
+        case ALI_D_METASPACE: {
+            const char *b = d->kind == ALI_D_REPLACE ? d->b : " ";
+            size_t bl = d->kind == ALI_D_REPLACE ? d->blen : 1, p = 0;
+            while (p < cur.n && e == AL_OK) {
+                const char *f = d->alen ? memmem(cur.s + p, cur.n - p, d->a, d->alen) : NULL;
+                size_t q = f ? (size_t)(f - cur.s) : cur.n;
+                e = ali_sbuf_add(&nxt, cur.s + p, q - p);
+                if (!f)
+                    break;
+                if (e == AL_OK)
+                    e = ali_sbuf_add(&nxt, b, bl);
+                p = q + d->alen;
+            }
+            e = e == AL_OK ? ali_sbuf_add(&nxt, "", 0) : e;
+            break;
+        }
+        case ALI_D_BYTEFALLBACK: {
+            int byte = ali_byte_token(cur.s, cur.n);
+            unsigned char c = (unsigned char)byte;
+            e = byte >= 0 ? ali_sbuf_add(&nxt, &c, 1) : ali_sbuf_add(&nxt, cur.s, cur.n);
+            break;
+        }
+        case ALI_D_BYTELEVEL: {
+            size_t j = 0;
+            for (; j < cur.n && e == AL_OK;) {
+                uint32_t cp;
+                int bad, l = al_utf8_decode((const unsigned char *)cur.s + j, cur.n - j, &cp, &bad);
+                int b = l ? ali_bytelevel_byte(cp) : -1;
+                if (b < 0)
+                    break;
+                unsigned char c = (unsigned char)b;
+                e = ali_sbuf_add(&nxt, &c, 1);
+                j += (size_t)l;
+            }
+            if (j < cur.n && e == AL_OK) { /* not a byte-level string: its UTF-8 bytes as they are */
+                nxt.n = 0;
+                e = ali_sbuf_add(&nxt, cur.s, cur.n);
+            }
+            break;
+        }
+        default: /* Fuse: one piece; Strip: only at the start or end of a whole text */
+            e = ali_sbuf_add(&nxt, cur.s, cur.n);
+            break;
+        }
+        ali_sbuf tmp = cur;
+        cur = nxt;
+        nxt = tmp;
+    }
+    free(nxt.s);
+    if (e != AL_OK) {
+        free(cur.s);
+        return e;
+    }
+    if (!cur.s && (e = ali_sbuf_add(&cur, "", 0)) != AL_OK)
+        return e;
+    *out = cur.s;
+    *len = cur.n;
+    return AL_OK;
+}

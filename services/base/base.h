@@ -11,6 +11,7 @@
 #include "common/model/model.h"
 #include "engine/engine.h"
 #include "services/common/cluster_cfg.h"
+#include "services/common/vocab.h"
 #include "services/common/wire.h"
 
 /* ---- commands: RPC handlers queue them, the engine thread executes them ----------------------- */
@@ -70,6 +71,7 @@ typedef struct base_ctx {
     al_arena *weights, *kv, *tables;
     size_t manifest_offset, manifest_bytes;
     al_model *model;         /* config (+ host weights on the CPU backend) */
+    al_vocab *vocab;         /* token bytes for stop strings / constraints; NULL = no tokenizer */
     al_weights wview;        /* the weight arena in the backend's layout (what the engine reads) */
     int32_t max_blocks_per_seq;
     size_t row_stride;

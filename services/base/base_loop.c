@@ -175,6 +175,7 @@ al_err base_loop_start(base_ctx *b)
                         .weights = &b->wview,
                         .prefix_cache = 1,
                         .threads = b->cfg.base.threads > 0 ? b->cfg.base.threads : -1};
+    o.vocab = b->vocab = al_service_vocab(&b->cfg, &b->model->cfg);
     AL_TRY(al_engine_create(b->model, &o, &b->engine));
     AL_TRY(base_leases_init(b));
     b->next_seq_id = 1;
@@ -213,4 +214,6 @@ void base_loop_free(base_ctx *b)
     base_seqs_free(b);
     al_engine_free(b->engine);
     b->engine = NULL;
+    al_vocab_free(b->vocab);
+    b->vocab = NULL;
 }

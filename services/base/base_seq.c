@@ -121,12 +121,14 @@ static al_err base_check_len(base_ctx *b, const char *field, int64_t n)
 /* Submits a prefill-only (max_tokens 0 unless given) base request; EOVERLOADED when all engine slots
  * are busy (the caller retries while other work runs). */
 static al_err base_submit(base_ctx *b, const int32_t *toks, int32_t n, int32_t max_tokens, const al_sampling *smp,
-                          int32_t top_logprobs, int32_t ignore_eos, int32_t *eseq)
+                          const al_gen_ctl *ctl, int32_t top_logprobs, int32_t ignore_eos, int32_t *eseq)
 {
     al_request r = {.tokens = toks, .n_tokens = n, .adapter = -1, .act_start = AL_ACT_NONE,
                     .max_tokens = max_tokens, .top_logprobs = top_logprobs, .ignore_eos = ignore_eos};
     if (smp)
         r.sampling = *smp;
+    if (ctl)
+        r.ctl = *ctl;
     return al_engine_submit(b->engine, &r, eseq);
 }
 
@@ -178,7 +180,7 @@ static int base_seq_create_start(base_ctx *b, base_cmd *c)
         return base_done(b, c, e);
     int32_t eseq = -1;
     if (n > 0) {
-        e = base_submit(b, t, (int32_t)n, 0, NULL, 0, 0, &eseq);
+        e = base_submit(b, t, (int32_t)n, 0, NULL, NULL, 0, 0, &eseq);
         if (e != AL_OK)
             return base_submit_failed(b, c, e, "tokens");
     }
@@ -240,7 +242,7 @@ static int base_seq_append_start(base_ctx *b, base_cmd *c)
     c->n0 = len;
     if (s->eseq < 0) {
         int32_t eseq;
-        e = base_submit(b, t, (int32_t)n, 0, NULL, 0, 0, &eseq);
+        e = base_submit(b, t, (int32_t)n, 0, NULL, NULL, 0, 0, &eseq);
         if (e != AL_OK)
             return base_submit_failed(b, c, e, "tokens");
         s->eseq = eseq;
@@ -262,7 +264,7 @@ static int base_seq_append_start(base_ctx *b, base_cmd *c)
             memcpy(all, old, sizeof(int32_t) * (size_t)no);
             memcpy(all + no, t, sizeof(int32_t) * n);
             int32_t eseq;
-            e = base_submit(b, all, no + (int32_t)n, 0, NULL, 0, 0, &eseq);
+            e = base_submit(b, all, no + (int32_t)n, 0, NULL, NULL, 0, 0, &eseq);
             free(all);
             if (e != AL_OK)
                 return base_submit_failed(b, c, e, "tokens");
@@ -330,7 +332,11 @@ static int base_seq_generate_start(base_ctx *b, base_cmd *c)
     if (e != AL_OK)
         return base_done(b, c, e);
     int32_t eseq;
-    e = base_submit(b, t, n, max_tokens, &smp, AL_MAX(top_n, 1), rq->sampling.ignore_eos, &eseq);
+    al_wire_ctl wc;
+    if ((e = al_pb_get_gen_ctl(&rq->sampling, b->vocab, b->model->cfg.vocab_size, &wc)) != AL_OK)
+        return base_done(b, c, e);
+    e = base_submit(b, t, n, max_tokens, &smp, &wc.ctl, AL_MAX(top_n, 1), rq->sampling.ignore_eos, &eseq);
+    al_pb_gen_ctl_free(&wc); /* the engine copied what it keeps */
     if (e != AL_OK)
         return base_submit_failed(b, c, e, "seq_id");
     s->busy = 1;
@@ -357,7 +363,9 @@ static int base_seq_generate_finish(base_ctx *b, base_cmd *c)
     if (e != AL_OK)
         return base_done(b, c, e);
     int32_t n_out = r.n_tokens;
-    rp->finish_reason = r.finish == AL_FINISH_STOP ? alora_FinishReason_FINISH_EOS : alora_FinishReason_FINISH_LENGTH;
+    rp->finish_reason = r.finish != AL_FINISH_STOP ? alora_FinishReason_FINISH_LENGTH
+                        : r.stop_index >= 0    ? alora_FinishReason_FINISH_STOP
+                                               : alora_FinishReason_FINISH_EOS;
     for (int32_t i = 0; i < n_out; i++)
         for (pb_size_t j = 0; j < rq->sampling.stop_token_ids_count; j++)
             if (r.tokens[i] == rq->sampling.stop_token_ids[j]) {
@@ -401,7 +409,7 @@ static int base_seq_fork_start(base_ctx *b, base_cmd *c)
         return base_done(b, c, ali_errf(AL_ERANGE, "n_tokens: %d > sequence length %d", want, n));
     int32_t eseq = -1;
     if (want > 0) {
-        al_err e = base_submit(b, t, want, 0, NULL, 0, 0, &eseq);
+        al_err e = base_submit(b, t, want, 0, NULL, NULL, 0, 0, &eseq);
         if (e != AL_OK)
             return base_submit_failed(b, c, e, "seq_id");
     }
@@ -499,7 +507,7 @@ static int base_lease_start(base_ctx *b, base_cmd *c)
     if (e != AL_OK)
         return base_done(b, c, e);
     int32_t eseq;
-    e = base_submit(b, t, (int32_t)want, 0, NULL, 0, 0, &eseq);
+    e = base_submit(b, t, (int32_t)want, 0, NULL, NULL, 0, 0, &eseq);
     if (e != AL_OK)
         return base_submit_failed(b, c, e, "tokens");
     c->eseq = eseq;

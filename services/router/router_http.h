@@ -108,8 +108,12 @@ typedef struct rh_iout {
  * (seq_id 0: toks include the invocation; routed by prefix) or on base sequence seq_id of base `base`
  * holding toks (invocation appended). */
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
-                        router_base *base,
-                        int max_tokens, int top_logprobs, double t_accept, rh_iout *o);
+                        router_base *base, int max_tokens, int top_logprobs, const al_oai_request *q,
+                        double t_accept, rh_iout *o);
+/* The generation controls of request q (penalties, logit_bias, min_tokens, stop strings, its
+ * structured output) into s, arrays in m. *stateful: a control that carries state from token to
+ * token (a constraint, penalties, min_tokens): the output must come from one generate call. */
+al_err rh_gen_fill(router *r, const al_oai_request *q, alora_Sampling *s, al_pbmem *m, bool *stateful);
 al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, const alora_InvokeReply *rep,
                           rh_iout *o);
 void rh_iout_free(rh_iout *o);

@@ -149,8 +149,27 @@ al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, co
     return AL_OK;
 }
 
+/* An intrinsic's output contract as its default constraint: its closed set of outputs. */
+static al_err rh_intr_default_constraint(const al_intrinsic_cfg *ic, alora_Sampling *s, al_pbmem *m)
+{
+    if (ic->outputs.n <= 0)
+        return AL_OK;
+    json_t *a = json_array();
+    for (int i = 0; i < ic->outputs.n; i++)
+        json_array_append_new(a, json_string(ic->outputs.v[i]));
+    char *txt = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    if (!txt)
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    s->constraint_kind = alora_ConstraintKind_CONSTRAINT_CHOICE;
+    al_err e = al_pb_set_bytes(&s->constraint, m, txt, strlen(txt));
+    free(txt);
+    return e;
+}
+
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
-                        router_base *base, int max_tokens, int top_logprobs, double t_accept, rh_iout *o)
+                        router_base *base, int max_tokens, int top_logprobs, const al_oai_request *q,
+                        double t_accept, rh_iout *o)
 {
     router *r = h->r;
     memset(o, 0, sizeof *o);
@@ -167,10 +186,19 @@ al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, i
     if (r->max_pos > 0 && (int64_t)n + (seq_id ? ROUTER_MAX_INV : 0) + a.sampling.max_tokens > r->max_pos)
         return ali_errf(AL_EINVAL, "max_tokens: %d prompt tokens + max_tokens %u > the model's context %d", n,
                         a.sampling.max_tokens, r->max_pos);
-    AL_TRY(router_admit(r, idx, NULL));
-    alora_InvokeReply rep = alora_InvokeReply_init_zero;
     al_pbmem m = AL_PBMEM_INIT;
-    al_err e = router_invoke_run(r, &a, &rep, &m);
+    bool stateful = false;
+    al_err e = q ? rh_gen_fill(r, q, &a.sampling, &m, &stateful) : AL_OK;
+    if (e == AL_OK && a.sampling.constraint_kind == alora_ConstraintKind_CONSTRAINT_NONE)
+        e = rh_intr_default_constraint(r->intr[idx].cfg, &a.sampling, &m);
+    if (e == AL_OK)
+        e = router_admit(r, idx, NULL);
+    if (e != AL_OK) {
+        al_pbmem_free(&m);
+        return e;
+    }
+    alora_InvokeReply rep = alora_InvokeReply_init_zero;
+    e = router_invoke_run(r, &a, &rep, &m);
     router_release(r, idx);
     if (e == AL_OK)
         e = rh_iout_from_reply(h, name, n, &rep, o);

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "services/common/wire.h"
 #include "services/router/front/metrics.h"
 
 #define RH_STREAM_STEP 8 /* tokens per SeqGenerate call while streaming (the first call makes 1) */
@@ -146,6 +147,47 @@ static void rh_observe_ttft(double s)
         al_metric_observe(am->ttft, NULL, s);
 }
 
+/* ---- generation controls ------------------------------------------------------------------------ */
+
+static const alora_ConstraintKind rh_kinds[] = {
+    [AL_CONSTRAINT_NONE] = alora_ConstraintKind_CONSTRAINT_NONE,
+    [AL_CONSTRAINT_REGEX] = alora_ConstraintKind_CONSTRAINT_REGEX,
+    [AL_CONSTRAINT_CHOICE] = alora_ConstraintKind_CONSTRAINT_CHOICE,
+    [AL_CONSTRAINT_JSON_SCHEMA] = alora_ConstraintKind_CONSTRAINT_JSON_SCHEMA,
+    [AL_CONSTRAINT_JSON_OBJECT] = alora_ConstraintKind_CONSTRAINT_JSON_OBJECT,
+};
+
+al_err rh_gen_fill(router *r, const al_oai_request *q, alora_Sampling *s, al_pbmem *m, bool *stateful)
+{
+    s->frequency_penalty = (float)q->frequency_penalty;
+    s->presence_penalty = (float)q->presence_penalty;
+    s->repetition_penalty = q->repetition_penalty == 1 ? 0 : (float)q->repetition_penalty;
+    s->min_tokens = (uint32_t)q->min_tokens;
+    if (q->max_tokens > 0 && q->min_tokens > q->max_tokens)
+        return ali_errf(AL_EINVAL, "min_tokens: %d > max_tokens %d", q->min_tokens, q->max_tokens);
+    for (int i = 0; i < q->n_bias; i++)
+        if (r->vocab > 0 && q->bias_ids[i] >= r->vocab)
+            return ali_errf(AL_EINVAL, "logit_bias: token %d is outside the vocabulary [0, %d)", q->bias_ids[i],
+                            r->vocab);
+    if (q->n_bias) {
+        AL_TRY(al_pb_set_i32(&s->logit_bias_ids, m, q->bias_ids, (size_t)q->n_bias));
+        AL_TRY(al_pb_set_f32(&s->logit_bias_values, m, q->bias_vals, (size_t)q->n_bias));
+    }
+    if (q->n_stop) {
+        size_t len[AL_OAI_MAX_STOP];
+        for (int i = 0; i < q->n_stop; i++)
+            len[i] = strlen(q->stop[i]);
+        AL_TRY(ali_errctx(al_pb_set_stop(s, m, (const char *const *)q->stop, len, q->n_stop), "stop"));
+    }
+    if (q->constraint_kind) {
+        s->constraint_kind = rh_kinds[q->constraint_kind];
+        AL_TRY(al_pb_set_bytes(&s->constraint, m, q->constraint, strlen(q->constraint)));
+    }
+    *stateful = q->constraint_kind || q->frequency_penalty != 0 || q->presence_penalty != 0 ||
+                q->repetition_penalty != 1 || q->min_tokens > 0;
+    return AL_OK;
+}
+
 /* ---- base model --------------------------------------------------------------------------------- */
 
 static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, int32_t np)
@@ -190,6 +232,16 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
     uint64_t seed = q->has_seed ? (uint64_t)q->seed : 0;
     if (q->has_seed && !seed)
         seed = 0x9E3779B97F4A7C15ull;
+    al_pbmem sm = AL_PBMEM_INIT; /* the arrays of s: alive for every generate call */
+    bool stateful = false;
+    {
+        al_err ge = rh_gen_fill(r, q, &s, &sm, &stateful);
+        if (ge != AL_OK) {
+            al_pbmem_free(&sm);
+            rh_error(c, ge, al_errmsg());
+            return;
+        }
+    }
 
     char id[64];
     al_oai_make_id(q->kind == AL_OAI_CHAT ? "chatcmpl" : "cmpl", id, sizeof id);
@@ -235,7 +287,9 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
             finish = "length";
             break;
         }
-        int step = q->stream ? (o.n == 0 ? 1 : RH_STREAM_STEP) : left;
+        /* a stream comes in steps (one generate call each), except when a control carries state
+         * from token to token (constraint, penalties, min_tokens): then in one call */
+        int step = q->stream && !stateful ? (o.n == 0 ? 1 : RH_STREAM_STEP) : left;
         if (step > left)
             step = left;
         alora_SeqGenerateRequest gq = {.seq_id = seq_id, .sampling = s};
@@ -348,6 +402,7 @@ out:
         rh_error(c, e != AL_OK ? e : AL_EINTERNAL, rh_errmsg());
     free(text);
     rh_out_free(&o);
+    al_pbmem_free(&sm);
 }
 
 /* ---- intrinsic as a model ----------------------------------------------------------------------- */
@@ -356,7 +411,8 @@ static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, in
 {
     router_http *h = c->h;
     rh_iout o;
-    al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, NULL, q->max_tokens > 0 ? q->max_tokens : 0, q->top_logprobs, c->t0, &o);
+    al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, NULL, q->max_tokens > 0 ? q->max_tokens : 0,
+                                q->top_logprobs, q, c->t0, &o);
     if (e != AL_OK) {
         rh_error(c, e, rh_errmsg());
         return;

@@ -611,7 +611,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         }
         free(ext);
         if (e == AL_OK)
-            e = rh_run_intrinsic(h, name, toks, n, fork, rb, max_tokens, top, c->t0, &o);
+            e = rh_run_intrinsic(h, name, toks, n, fork, rb, max_tokens, top, NULL, c->t0, &o);
         if (fork) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s", al_errmsg());

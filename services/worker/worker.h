@@ -12,6 +12,7 @@
 #include "common/model/model.h"
 #include "engine/engine.h"
 #include "services/common/cluster_cfg.h"
+#include "services/common/vocab.h"
 #include "services/common/wire.h"
 
 #define WORKER_EXIT_BASE_GONE 3 /* exit code when the base disappears (the supervisor restarts us) */
@@ -45,6 +46,7 @@ typedef struct worker_ctx {
     al_arena *weights, *kv, *tables;
     const al_ops *ops;   /* the base's backend: CPU over shm, CUDA over CUDA IPC */
     al_model *model;     /* config (+ host weight view on the CPU) */
+    al_vocab *vocab;     /* token bytes for stop strings / constraints; NULL = no tokenizer */
     al_weights wview;    /* the weight arena in the backend's layout */
     int32_t block_size, kv_n_blocks, max_blocks_per_seq;
 

@@ -119,7 +119,12 @@ int worker_invoke_start(worker_ctx *w, worker_cmd *c)
                                           (long long)total, w->model->cfg.max_position_embeddings));
     r.tokens = t;
     r.n_tokens = (int32_t)n;
+    al_wire_ctl wc;
+    if ((e = al_pb_get_gen_ctl(&rq->sampling, w->vocab, w->model->cfg.vocab_size, &wc)) != AL_OK)
+        return worker_fail(w, c, e);
+    r.ctl = wc.ctl;
     e = al_engine_submit(w->engine, &r, &c->eseq);
+    al_pb_gen_ctl_free(&wc); /* the engine copied what it keeps */
     if (e == AL_EOVERLOADED && w->running) {
         c->eseq = -1;
         return -1;
@@ -146,7 +151,9 @@ int worker_invoke_finish(worker_ctx *w, worker_cmd *c)
         return worker_fail(w, c, e);
     al_pbmem *m = al_rpc_job_mem(c->job);
     int32_t n_out = r.n_tokens;
-    rp->finish_reason = r.finish == AL_FINISH_STOP ? alora_FinishReason_FINISH_EOS : alora_FinishReason_FINISH_LENGTH;
+    rp->finish_reason = r.finish != AL_FINISH_STOP ? alora_FinishReason_FINISH_LENGTH
+                        : r.stop_index >= 0    ? alora_FinishReason_FINISH_STOP
+                                               : alora_FinishReason_FINISH_EOS;
     for (int32_t i = 0; i < n_out; i++)
         for (pb_size_t j = 0; j < rq->sampling.stop_token_ids_count; j++)
             if (r.tokens[i] == rq->sampling.stop_token_ids[j]) {

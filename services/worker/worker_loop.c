@@ -130,6 +130,7 @@ al_err worker_loop_start(worker_ctx *w)
                         .weights = &w->wview,
                         .prefix_cache = 0,
                         .threads = w->cfg.worker.threads > 0 ? w->cfg.worker.threads : -1};
+    o.vocab = w->vocab = al_service_vocab(&w->cfg, &w->model->cfg);
     AL_TRY(al_engine_create(w->model, &o, &w->engine));
     AL_TRY(al_engine_add_adapter(w->engine, w->adapter, &w->slot));
     pthread_mutex_init(&w->mu, NULL);
@@ -167,6 +168,8 @@ void worker_loop_free(worker_ctx *w)
                 (unsigned long long)al_engine_kvpool(w->engine)->copied_bytes);
     al_engine_free(w->engine);
     w->engine = NULL;
+    al_vocab_free(w->vocab);
+    w->vocab = NULL;
     if (w->scratch_kv && w->ops->host_memory)
         munmap(w->scratch_kv, w->scratch_kv_bytes);
     else if (w->scratch_kv)

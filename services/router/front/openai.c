@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
+#include "services/router/front/openai_int.h"
 
 void al_oai_request_free(al_oai_request *r)
 {
@@ -16,6 +17,9 @@ void al_oai_request_free(al_oai_request *r)
     al_chat_free(r->chat);
     free(r->prompt);
     free(r->prompt_tokens);
+    free(r->bias_ids);
+    free(r->bias_vals);
+    free(r->constraint);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);
@@ -152,6 +156,7 @@ static al_err ali_common(json_t *root, const al_oai_limits *lim, al_oai_request 
         r->has_seed = 1;
     }
     AL_TRY(ali_stop(root, r));
+    AL_TRY(ali_oai_parse_gen(root, r));
     json_t *n = ali_get(root, "n");
     if (n && !ali_int_of(n, -1e300, 1e300, &x))
         return ali_errf(AL_EINVAL, "n: expected an integer");

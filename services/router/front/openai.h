@@ -18,6 +18,7 @@ extern "C" {
 typedef enum al_oai_kind { AL_OAI_CHAT, AL_OAI_COMPLETION } al_oai_kind;
 
 #define AL_OAI_MAX_STOP 4
+#define AL_OAI_MAX_LOGIT_BIAS 300
 #define AL_OAI_MAX_TOP_LOGPROBS 20
 #define AL_OAI_DEFAULT_MAX_BODY ((size_t)8 << 20)
 
@@ -38,8 +39,18 @@ typedef struct al_oai_request {
     int max_tokens;           /* max_completion_tokens, else max_tokens; -1 = not given */
     double temperature;       /* [0, 2], default 1 */
     double top_p;             /* (0, 1], default 1 */
-    double presence_penalty;  /* [-2, 2], default 0 (validated only) */
-    double frequency_penalty; /* [-2, 2], default 0 (validated only) */
+    double presence_penalty;  /* [-2, 2], default 0 */
+    double frequency_penalty; /* [-2, 2], default 0 */
+    double repetition_penalty; /* vLLM: (0, 100], default 1 (off) */
+    int min_tokens;            /* vLLM: no end before this many tokens, default 0 */
+    int32_t *bias_ids;         /* [n_bias] logit_bias token ids ... */
+    float *bias_vals;          /* [n_bias] ... and biases in [-100, 100] */
+    int n_bias;
+    /* structured output: response_format (json_object | json_schema), vLLM structured_outputs
+     * (json | choice | regex | json_object) or guided_json / guided_choice / guided_regex */
+    int constraint_kind;          /* al_constraint_kind (engine/constrain), 0 = none */
+    char *constraint;             /* regex | JSON array of choices | schema JSON | "" */
+    const char *constraint_field; /* the field it came from (messages), static */
     int has_seed;
     int64_t seed;
     char *stop[AL_OAI_MAX_STOP]; /* stop strings (a string or a list of up to 4) */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/ipc/rpc.h"
+#include "common/ipc/rpc_int.h"
 
 static double now_ms(void)
 {
@@ -443,6 +444,50 @@ static void call_health(fx *f)
     al_pbmem_free(&m);
 }
 
+/* A decoded message forwards as is: its callback fields (a Sampling's stop / constraint /
+ * logit_bias inside a request, as the router passes a client's Sampling on to a worker) re-encode
+ * to the same contents. */
+static void test_forward_decoded(void **state)
+{
+    (void)state;
+    al_pbmem m0 = AL_PBMEM_INIT, m1 = AL_PBMEM_INIT, m2 = AL_PBMEM_INIT;
+    alora_InvokeRequest a = alora_InvokeRequest_init_zero, b, c;
+    int32_t ids[3] = {5, 7, 9}, toks[4] = {1, 2, 3, 4};
+    float vals[3] = {1.5f, -2, 100};
+    assert_int_equal(al_pb_set_i32(&a.sampling.logit_bias_ids, &m0, ids, 3), AL_OK);
+    assert_int_equal(al_pb_set_f32(&a.sampling.logit_bias_values, &m0, vals, 3), AL_OK);
+    assert_int_equal(al_pb_set_bytes(&a.sampling.stop, &m0, "ab\0cd\0", 6), AL_OK);
+    assert_int_equal(al_pb_set_str(&a.sampling.constraint, &m0, "[0-9]+"), AL_OK);
+    assert_int_equal(al_pb_set_i32(&a.tokens, &m0, toks, 4), AL_OK);
+    a.sampling.constraint_kind = alora_ConstraintKind_CONSTRAINT_REGEX;
+    uint8_t buf[512], buf2[512];
+    size_t n, n2;
+    assert_int_equal(ali_pb_size(alora_InvokeRequest_fields, &a, &n), AL_OK);
+    assert_int_equal(ali_pb_write(alora_InvokeRequest_fields, &a, buf, n), AL_OK);
+    assert_int_equal(ali_pb_read(alora_InvokeRequest_fields, buf, n, &b, sizeof b, &m1, 0), AL_OK);
+    /* forward b as it was decoded */
+    assert_int_equal(ali_pb_size(alora_InvokeRequest_fields, &b, &n2), AL_OK);
+    assert_int_equal(n2, n);
+    assert_int_equal(ali_pb_write(alora_InvokeRequest_fields, &b, buf2, n2), AL_OK);
+    assert_memory_equal(buf, buf2, n);
+    assert_int_equal(ali_pb_read(alora_InvokeRequest_fields, buf2, n2, &c, sizeof c, &m2, 0), AL_OK);
+    const int32_t *gi;
+    const float *gv;
+    const uint8_t *gb;
+    assert_int_equal(al_pb_i32(&c.sampling.logit_bias_ids, &gi), 3);
+    al_assert_ints_equal(gi, ids, 3);
+    assert_int_equal(al_pb_f32(&c.sampling.logit_bias_values, &gv), 3);
+    al_assert_floats_identical(gv, vals, 1, 3);
+    assert_int_equal(al_pb_bytes(&c.sampling.stop, &gb), 6);
+    assert_memory_equal(gb, "ab\0cd\0", 6);
+    assert_int_equal(al_pb_bytes(&c.sampling.constraint, &gb), 6);
+    assert_int_equal(c.sampling.constraint_kind, alora_ConstraintKind_CONSTRAINT_REGEX);
+    assert_int_equal(al_pb_i32(&c.tokens, &gi), 4);
+    al_pbmem_free(&m0);
+    al_pbmem_free(&m1);
+    al_pbmem_free(&m2);
+}
+
 static void test_malformed(void **state)
 {
     fx *f = *state;
@@ -797,6 +842,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_map),
         cmocka_unit_test(test_frame_roundtrip),
+        cmocka_unit_test(test_forward_decoded),
         NET_TESTS(ipc),
         cmocka_unit_test_prestate_setup_teardown(test_ipc_perms, setup, teardown, ipc),
         NET_TESTS(tcp),

@@ -451,9 +451,92 @@ static void test_threads(void **state)
     al_tokenizer_free(t);
 }
 
+/* al_tokenizer_token_bytes: every non-special id's bytes are what it adds to a text after "a"
+ * (decode([a, id]) minus decode([a]), the HF-tested decoder), where that text is valid UTF-8;
+ * byte-fallback pieces are their byte; and hand-checked pieces. */
+static void token_bytes_vs_decode(const char *path, int *checked)
+{
+    al_tokenizer *t = NULL;
+    assert_int_equal(al_tokenizer_load(path, &t), AL_OK);
+    int32_t a_ids[1] = {-1};
+    for (const char *const *p = (const char *const[]){"a", "e", "t", "x", NULL}; *p && a_ids[0] < 0; p++)
+        a_ids[0] = al_tokenizer_token_id(t, *p);
+    assert_true(a_ids[0] >= 0);
+    char *base;
+    size_t bl;
+    assert_int_equal(al_tokenizer_decode(t, a_ids, 1, 0, &base, &bl), AL_OK);
+    for (int32_t id = 0; id < al_tokenizer_vocab_size(t); id++) {
+        char *b = NULL, *txt = NULL;
+        size_t n, tl;
+        al_err e = al_tokenizer_token_bytes(t, id, &b, &n);
+        if (al_tokenizer_is_special(t, id) || !al_tokenizer_piece(t, id)) {
+            assert_int_equal(e, AL_ENOTFOUND);
+            continue;
+        }
+        assert_int_equal(e, AL_OK);
+        const char *pc = al_tokenizer_piece(t, id);
+        if (strlen(pc) == 6 && !strncmp(pc, "<0x", 3)) { /* byte fallback */
+            assert_int_equal(n, 1);
+            assert_int_equal((unsigned char)b[0], (unsigned)strtol(pc + 3, NULL, 16));
+        }
+        int32_t two[2] = {a_ids[0], id};
+        assert_int_equal(al_tokenizer_decode(t, two, 2, 0, &txt, &tl), AL_OK);
+        if (!strstr(txt, "\xEF\xBF\xBD") || memmem(b, n, "\xEF\xBF\xBD", 3)) {
+            if (tl != bl + n || memcmp(txt + bl, b, n) != 0)
+                fail_msg("%s: token %d (%s): bytes '%.*s', decode adds '%s'", path, id, pc, (int)n, b, txt + bl);
+            (*checked)++;
+        }
+        free(b);
+        free(txt);
+    }
+    free(base);
+    al_tokenizer_free(t);
+}
+
+static void test_token_bytes(void **state)
+{
+    (void)state;
+    int checked = 0;
+    token_bytes_vs_decode(FIX "bl_gpt2.tokenizer.json", &checked);
+    token_bytes_vs_decode(FIX "bl_llama3.tokenizer.json", &checked);
+    token_bytes_vs_decode(FIX "sp_meta.tokenizer.json", &checked);
+    assert_true(checked > 1000);
+    /* hand-checked: byte-level "Ġ" is a space, SentencePiece "▁" too, with no start-of-text strip */
+    al_tokenizer *t = NULL;
+    assert_int_equal(al_tokenizer_load(FIX "bl_gpt2.tokenizer.json", &t), AL_OK);
+    int32_t id = al_tokenizer_token_id(t, "\xC4\xA0the");
+    if (id >= 0) {
+        char *b;
+        size_t n;
+        assert_int_equal(al_tokenizer_token_bytes(t, id, &b, &n), AL_OK);
+        assert_int_equal(n, 4);
+        assert_memory_equal(b, " the", 4);
+        free(b);
+    }
+    al_tokenizer_free(t);
+    assert_int_equal(al_tokenizer_load(FIX "sp_meta.tokenizer.json", &t), AL_OK);
+    for (int32_t i = 0; i < al_tokenizer_vocab_size(t); i++) {
+        const char *pc = al_tokenizer_piece(t, i);
+        if (pc && !strncmp(pc, "\xE2\x96\x81", 3) && pc[3] && !al_tokenizer_is_special(t, i)) {
+            char *b;
+            size_t n;
+            assert_int_equal(al_tokenizer_token_bytes(t, i, &b, &n), AL_OK);
+            assert_int_equal(b[0], ' ');
+            size_t k = 0;
+            for (const char *q = pc; (q = strstr(q, "\xE2\x96\x81")); q += 3)
+                k++;
+            assert_int_equal(n, strlen(pc) - 2 * k); /* each 3-byte U+2581 became one space */
+            free(b);
+            break;
+        }
+    }
+    al_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_token_bytes),
         cmocka_unit_test(test_llama3_style),      cmocka_unit_test(test_gpt2_style),
         cmocka_unit_test(test_sp_metaspace),      cmocka_unit_test(test_aidreams_corpus),
         cmocka_unit_test(test_aidreams_reference), cmocka_unit_test(test_api),

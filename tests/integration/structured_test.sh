@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# structured_test.sh: structured outputs and the sampling extensions through the HTTP API under
+# `alora up` (docs/http.md): response_format (json_object, json_schema), vLLM structured_outputs
+# (json, choice, regex, json_object) and guided_*, on the base model and on intrinsics (whose
+# closed set of outputs is their default constraint), streaming and not; stop strings that end
+# decoding early; logit_bias; the errors that name the field; and the official openai client.
+# The model is random: every output must still parse and validate (the `jsonschema` package).
+NEEDS=curl TMP_TAG=structured
+source "$(dirname "$0")/lib.sh"
+text_models 17
+cat >"$T/s.cfg" <<CFG
+run_dir = "$T/run-s";
+base = { model = "$T/model"; kv_blocks = 512; block_size = 16; threads = 1; };
+worker = { kv_blocks = 64; heartbeat_ms = 200; };
+router = { max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 60000; http = "$H";
+           tokenizer = "$TOK"; model_name = "tiny-base"; };
+up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
+intrinsics = (
+  { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 4; parser = "certainty";
+    outputs = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]; },
+  { name = "answerability"; adapter = "$T/ans"; replicas = 1; max_tokens = 4; parser = "answerability";
+    outputs = ["answerable", "unanswerable"]; }
+);
+CFG
+start_up s || { fail "cluster did not start"; exit 1; }
+
+post() { # post PATH BODY -> CODE, BODY
+  CODE=$(curl -s -o "$T/body" -w '%{http_code}' "$H$1" -H 'Content-Type: application/json' --data-binary "$2")
+  BODY=$(cat "$T/body")
+}
+content() { jq -r '.choices[0].message.content // .choices[0].text' <<<"$BODY"; }
+expect_400() { # DESC BODY FIELD
+  post /v1/chat/completions "$2"
+  if [ "$CODE" = 400 ] && jq -r .error.message <<<"$BODY" | grep -qF -- "$3"; then ok "$1 -> 400 naming $3"
+  else fail "$1: got $CODE $BODY (want 400 naming '$3')"; fi
+}
+MSG='"messages":[{"role":"user","content":"Give me a record."}]'
+SCHEMA='{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":130},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":3}},"required":["name","age","tags"],"additionalProperties":false}'
+
+# validate SCHEMA TEXT: the text parses as JSON and validates (jsonschema when installed, else parse only)
+PY=python3
+validate() {
+  "$PY" - "$1" "$2" <<'PY'
+import json, sys
+schema, text = json.loads(sys.argv[1]), sys.argv[2]
+v = json.loads(text)
+try:
+    import jsonschema
+except ImportError:
+    sys.exit(0)
+jsonschema.validate(v, schema)
+PY
+}
+
+# ---- the base model: each source, random sampling with several seeds ----
+for seed in 1 2 3; do
+  post /v1/chat/completions "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":120,\"temperature\":1,\"seed\":$seed,
+    \"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"rec\",\"schema\":$SCHEMA,\"strict\":true}}}"
+  out=$(content)
+  if [ "$CODE" = 200 ] && validate "$SCHEMA" "$out" 2>"$T/verr"; then
+    ok "response_format json_schema, seed $seed: $(head -c 80 <<<"$out") ($(jq -r .choices[0].finish_reason <<<"$BODY"))"
+  else fail "response_format json_schema seed $seed: $CODE $BODY $(tail -2 "$T/verr")"; fi
+done
+post /v1/chat/completions "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":60,\"temperature\":1,\"seed\":5,\"response_format\":{\"type\":\"json_object\"}}"
+out=$(content); fin=$(jq -r .choices[0].finish_reason <<<"$BODY")
+if [ "$CODE" = 200 ] && { [ "$fin" = length ] || jq -e 'type == "object"' <<<"$out" >/dev/null; }; then
+  ok "response_format json_object: $(head -c 60 <<<"$out") ($fin)"
+else fail "json_object: $CODE $BODY"; fi
+post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":8,"temperature":1,"seed":3,"structured_outputs":{"choice":["red","green","blue"]}}'
+out=$(content)
+[[ "$CODE" = 200 && "$out" =~ ^(red|green|blue)$ ]] && ok "structured_outputs.choice -> '$out'" || fail "choice: $CODE $BODY"
+post /v1/completions '{"model":"tiny-base","prompt":"Date:","max_tokens":12,"temperature":1,"seed":4,"structured_outputs":{"regex":"20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]"}}'
+out=$(content)
+[[ "$CODE" = 200 && "$out" =~ ^20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]$ ]] && ok "structured_outputs.regex -> '$out'" || fail "regex: $CODE $BODY"
+post /v1/chat/completions "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":120,\"temperature\":0.8,\"seed\":9,\"guided_json\":$SCHEMA}"
+out=$(content)
+[ "$CODE" = 200 ] && validate "$SCHEMA" "$out" 2>/dev/null && ok "guided_json (vLLM's older field)" || fail "guided_json: $CODE $BODY"
+post /v1/chat/completions "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":8,\"guided_choice\":[\"yes\",\"no\"]}"
+out=$(content)
+[[ "$CODE" = 200 && "$out" =~ ^(yes|no)$ ]] && ok "guided_choice -> '$out'" || fail "guided_choice: $CODE $BODY"
+# streaming: the constraint holds across the stream (one generate call), chunks reassemble to valid JSON
+curl -sN "$H/v1/chat/completions" -H 'Content-Type: application/json' --data-binary \
+  "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":120,\"temperature\":1,\"seed\":11,\"stream\":true,\"structured_outputs\":{\"json\":$SCHEMA}}" >"$T/sse"
+out=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -rj '.choices[0].delta.content // empty')
+validate "$SCHEMA" "$out" 2>/dev/null && ok "streamed structured output validates: $(head -c 60 <<<"$out")" ||
+  fail "streamed structured output: '$out' $(head -c 300 "$T/sse")"
+# logprobs stay the model's own distribution: the chosen token's logprob is among its top alternatives
+post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":4,"logprobs":5,"structured_outputs":{"choice":["red","green"]}}'
+[ "$CODE" = 200 ] && jq -e '.choices[0].logprobs.token_logprobs | all(. <= 0)' <<<"$BODY" >/dev/null &&
+  ok "logprobs with a constraint: $(jq -c '.choices[0].logprobs.token_logprobs' <<<"$BODY")" || fail "logprobs: $CODE $BODY"
+
+# ---- intrinsics: the closed set of outputs is the default constraint; a client's own wins ----
+for intr in certainty answerability; do
+  post /v1/chat/completions "{\"model\":\"$intr\",\"messages\":[{\"role\":\"user\",\"content\":\"Is the sky blue?\"},{\"role\":\"assistant\",\"content\":\"Yes.\"}]}"
+  res=$(jq -c '.intrinsic' <<<"$BODY")
+  if [ "$CODE" = 200 ] && jq -e '.intrinsic.result != null and (.intrinsic.error == null)' <<<"$BODY" >/dev/null; then
+    ok "$intr: parsed result $(jq -c .intrinsic.result <<<"$BODY") from '$(content)'"
+  else fail "$intr: $CODE $res"; fi
+done
+post /v1/chat/completions '{"model":"certainty","messages":[{"role":"user","content":"x"}],"structured_outputs":{"choice":["7"]}}'
+[ "$CODE" = 200 ] && [ "$(content)" = 7 ] && ok "a client's structured_outputs overrides the intrinsic's default" ||
+  fail "override: $CODE $BODY"
+
+# ---- stop strings end decoding early; logit_bias ----
+post /v1/completions '{"model":"tiny-base","prompt":"a","max_tokens":200,"structured_outputs":{"regex":"(ab){1,300}"},"stop":["abab"]}'
+n=$(jq .usage.completion_tokens <<<"$BODY"); out=$(content)
+if [ "$CODE" = 200 ] && [ "$n" -lt 20 ] && [[ "$out" != *abab* ]] && [ "$(jq -r .choices[0].finish_reason <<<"$BODY")" = stop ]; then
+  ok "stop string ends decoding early: $n tokens of max 200, text '$out'"
+else fail "stop: $CODE $BODY"; fi
+tok=300
+post /v1/completions "{\"model\":\"tiny-base\",\"prompt\":\"a\",\"max_tokens\":5,\"logit_bias\":{\"$tok\":100},\"logprobs\":1}"
+ids=$(jq -c '[.choices[0].logprobs.tokens[]]' <<<"$BODY")
+[ "$CODE" = 200 ] && [ "$(jq -r .usage.completion_tokens <<<"$BODY")" = 5 ] &&
+  [ "$(jq '[.choices[0].logprobs.tokens[]] | unique | length' <<<"$BODY")" = 1 ] &&
+  ok "logit_bias +100 on token $tok: every token is it ($ids)" || fail "logit_bias: $CODE $BODY"
+
+# ---- errors name the field ----
+expect_400 "a bad regex" "{\"model\":\"tiny-base\",$MSG,\"structured_outputs\":{\"regex\":\"(ab\"}}" "structured_outputs.regex"
+expect_400 "an unsupported schema keyword" "{\"model\":\"tiny-base\",$MSG,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"not\":{\"type\":\"string\"}}}}}" "response_format.json_schema.schema"
+expect_400 "two structured outputs" "{\"model\":\"tiny-base\",$MSG,\"guided_regex\":\"a\",\"response_format\":{\"type\":\"json_object\"}}" "only one structured output"
+expect_400 "a grammar" "{\"model\":\"tiny-base\",$MSG,\"structured_outputs\":{\"grammar\":\"root ::= x\"}}" "structured_outputs.grammar"
+expect_400 "response_format type" "{\"model\":\"tiny-base\",$MSG,\"response_format\":{\"type\":\"xml\"}}" "response_format.type"
+expect_400 "logit_bias key" "{\"model\":\"tiny-base\",$MSG,\"logit_bias\":{\"abc\":1}}" "logit_bias"
+expect_400 "logit_bias outside the vocabulary" "{\"model\":\"tiny-base\",$MSG,\"logit_bias\":{\"999999\":1}}" "outside the vocabulary"
+expect_400 "min_tokens > max_tokens" "{\"model\":\"tiny-base\",$MSG,\"min_tokens\":9,\"max_tokens\":3}" "min_tokens"
+
+# ---- the official openai client: response_format json_schema and extra_body ----
+if ! $PY -c "import openai, jsonschema" 2>/dev/null; then
+  VENV=${ALORA_BUILD:-$SRC/build}/structured-test-venv
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, jsonschema" 2>/dev/null; then
+    (python3 -m venv "$VENV" && timeout 180 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
+  fi
+  PY="$VENV/bin/python"
+fi
+if "$PY" -c "import openai, jsonschema" 2>/dev/null; then
+  if "$PY" - "$H/v1" "$SCHEMA" <<'PY'; then ok "openai client: response_format json_schema, extra_body structured_outputs"; else fail "openai client"; fi
+import json, sys, openai, jsonschema
+c = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0)
+schema = json.loads(sys.argv[2])
+r = c.chat.completions.create(model="tiny-base", messages=[{"role": "user", "content": "hi"}], max_tokens=120,
+    temperature=1, seed=21, response_format={"type": "json_schema", "json_schema": {"name": "rec", "schema": schema}})
+jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+r = c.chat.completions.create(model="tiny-base", messages=[{"role": "user", "content": "hi"}], max_tokens=8,
+    extra_body={"structured_outputs": {"choice": ["up", "down"]}})
+assert r.choices[0].message.content in ("up", "down"), r
+try:
+    c.chat.completions.create(model="tiny-base", messages=[{"role": "user", "content": "hi"}],
+        extra_body={"structured_outputs": {"regex": "(a"}})
+    sys.exit("bad regex accepted")
+except openai.BadRequestError as e:
+    assert "structured_outputs.regex" in str(e), e
+PY
+else
+  echo "SKIP: the openai / jsonschema packages cannot be installed here (tests/integration/requirements.txt)"
+fi
+
+R="ipc://$T/run-s/router.ipc" stop_up s
+[ $FAILS -eq 0 ] && echo "all structured-output tests passed" || echo "$FAILS failure(s)"
+[ $FAILS -eq 0 ]
