@@ -149,22 +149,31 @@ al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, co
     return AL_OK;
 }
 
-/* An intrinsic's output contract as its default constraint: its closed set of outputs. */
-static al_err rh_intr_default_constraint(const al_intrinsic_cfg *ic, alora_Sampling *s, al_pbmem *m)
+/* An intrinsic's output contract as its default constraint: its closed set of outputs, else the
+ * JSON schema its parser reads (query rewrite, hallucination detection, citations). */
+static al_err rh_intr_default_constraint(router_http *h, const char *name, alora_Sampling *s, al_pbmem *m)
 {
-    if (ic->outputs.n <= 0)
+    const al_intrinsic *d = rh_def(h, name);
+    if (!d)
         return AL_OK;
-    json_t *a = json_array();
-    for (int i = 0; i < ic->outputs.n; i++)
-        json_array_append_new(a, json_string(ic->outputs.v[i]));
-    char *txt = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    if (!txt)
-        return ali_errf(AL_ENOMEM, "router: out of memory");
-    s->constraint_kind = alora_ConstraintKind_CONSTRAINT_CHOICE;
-    al_err e = al_pb_set_bytes(&s->constraint, m, txt, strlen(txt));
-    free(txt);
-    return e;
+    if (d->outputs.n > 0) {
+        json_t *a = json_array();
+        for (int i = 0; i < d->outputs.n; i++)
+            json_array_append_new(a, json_string(d->outputs.v[i]));
+        char *txt = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        if (!txt)
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+        s->constraint_kind = alora_ConstraintKind_CONSTRAINT_CHOICE;
+        al_err e = al_pb_set_bytes(&s->constraint, m, txt, strlen(txt));
+        free(txt);
+        return e;
+    }
+    const char *schema = al_intr_output_schema(d->parser);
+    if (!schema)
+        return AL_OK;
+    s->constraint_kind = alora_ConstraintKind_CONSTRAINT_JSON_SCHEMA;
+    return al_pb_set_bytes(&s->constraint, m, schema, strlen(schema));
 }
 
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
@@ -190,7 +199,7 @@ al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, i
     bool stateful = false;
     al_err e = q ? rh_gen_fill(r, q, &a.sampling, &m, &stateful) : AL_OK;
     if (e == AL_OK && a.sampling.constraint_kind == alora_ConstraintKind_CONSTRAINT_NONE)
-        e = rh_intr_default_constraint(r->intr[idx].cfg, &a.sampling, &m);
+        e = rh_intr_default_constraint(h, name, &a.sampling, &m);
     if (e == AL_OK)
         e = router_admit(r, idx, NULL);
     if (e != AL_OK) {

@@ -19,7 +19,9 @@ intrinsics = (
   { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 4; parser = "certainty";
     outputs = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]; },
   { name = "answerability"; adapter = "$T/ans"; replicas = 1; max_tokens = 4; parser = "answerability";
-    outputs = ["answerable", "unanswerable"]; }
+    outputs = ["answerable", "unanswerable"]; },
+  { name = "qr"; adapter = "$T/ans"; replicas = 1; max_tokens = 40; parser = "query_rewrite"; },
+  { name = "hd"; adapter = "$T/cert"; replicas = 1; max_tokens = 60; parser = "hallucination_detection"; }
 );
 CFG
 start_up s || { fail "cluster did not start"; exit 1; }
@@ -90,7 +92,7 @@ post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":4,"logp
   ok "logprobs with a constraint: $(jq -c '.choices[0].logprobs.token_logprobs' <<<"$BODY")" || fail "logprobs: $CODE $BODY"
 
 # ---- intrinsics: the closed set of outputs is the default constraint; a client's own wins ----
-for intr in certainty answerability; do
+for intr in certainty answerability qr hd; do
   post /v1/chat/completions "{\"model\":\"$intr\",\"messages\":[{\"role\":\"user\",\"content\":\"Is the sky blue?\"},{\"role\":\"assistant\",\"content\":\"Yes.\"}]}"
   res=$(jq -c '.intrinsic' <<<"$BODY")
   if [ "$CODE" = 200 ] && jq -e '.intrinsic.result != null and (.intrinsic.error == null)' <<<"$BODY" >/dev/null; then

@@ -34,6 +34,32 @@ const char *al_intr_parser_name(int p)
 {
     return p >= 0 && p < AL_PARSER_COUNT ? ali_parser_names[p] : "?";
 }
+
+/* clang-format off */
+static const char ali_schema_query_rewrite[] =
+    "{\"type\":\"object\",\"properties\":{\"rewritten_question\":{\"type\":\"string\",\"maxLength\":2000}},"
+    "\"required\":[\"rewritten_question\"],\"additionalProperties\":false}";
+static const char ali_schema_hallucination[] =
+    "{\"type\":\"array\",\"maxItems\":64,\"items\":{\"type\":\"object\",\"properties\":{"
+    "\"i\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000},"
+    "\"faithfulness_likelihood\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1}},"
+    "\"required\":[\"i\",\"faithfulness_likelihood\"],\"additionalProperties\":false}}";
+static const char ali_schema_citations[] =
+    "{\"type\":\"array\",\"maxItems\":64,\"items\":{\"type\":\"object\",\"properties\":{"
+    "\"r\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000},"
+    "\"c\":{\"type\":\"array\",\"maxItems\":32,\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":100000}}},"
+    "\"required\":[\"r\",\"c\"],\"additionalProperties\":false}}";
+/* clang-format on */
+
+const char *al_intr_output_schema(int parser)
+{
+    switch (parser) {
+    case AL_PARSER_QUERY_REWRITE: return ali_schema_query_rewrite;
+    case AL_PARSER_HALLUCINATION: return ali_schema_hallucination;
+    case AL_PARSER_CITATIONS: return ali_schema_citations;
+    default: return NULL;
+    }
+}
 const char *al_intr_docs_name(int d)
 {
     return d >= 0 && d < AL_DOCS_COUNT ? ali_docs_names[d] : "?";
@@ -541,68 +567,6 @@ al_err al_intrinsics_load_cluster(const char *path, al_intrinsics *out)
     free(keys);
     free(cc);
     return e;
-}
-
-/* ---------------------------------------------------------------- constrained decoding */
-
-al_err al_intrinsic_allowed_tokens(const al_intrinsic *in, const al_tokenizer *tok, int32_t **ids, int *n)
-{
-    *ids = NULL;
-    *n = 0;
-    if (!in->outputs.n)
-        return ali_errf(AL_EINVAL, "intrinsic '%s': no closed set of outputs", in->name);
-    int32_t *v = malloc((size_t)in->outputs.n * sizeof *v);
-    if (!v)
-        return ali_errf(AL_ENOMEM, "intrinsics: out of memory");
-    int m = 0;
-    for (int i = 0; i < in->outputs.n; i++) {
-        int32_t *t = NULL, nt = 0;
-        const char *o = in->outputs.v[i];
-        al_err e = al_tokenizer_encode(tok, o, strlen(o), 0, &t, &nt);
-        if (e == AL_OK && nt < 1)
-            e = ali_errf(AL_EINVAL, "intrinsic '%s': output \"%s\" encodes to no tokens", in->name, o);
-        if (e != AL_OK) {
-            free(t);
-            free(v);
-            return e;
-        }
-        int dup = 0;
-        for (int j = 0; j < m; j++)
-            dup |= v[j] == t[0];
-        if (!dup)
-            v[m++] = t[0];
-        free(t);
-    }
-    *ids = v;
-    *n = m;
-    return AL_OK;
-}
-
-static int ali_cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-void al_logits_restrict(float *logits, int V, const int32_t *allowed, int n)
-{
-    int32_t *s = n > 0 ? malloc((size_t)n * sizeof *s) : NULL;
-    if (s) {
-        memcpy(s, allowed, (size_t)n * sizeof *s);
-        qsort(s, (size_t)n, sizeof *s, ali_cmp_i32);
-    }
-    for (int i = 0; i < V; i++) {
-        int keep = 0;
-        if (s) {
-            keep = bsearch(&i, s, (size_t)n, sizeof *s, ali_cmp_i32) != NULL;
-        } else {
-            for (int j = 0; j < n && !keep; j++)
-                keep = allowed[j] == i;
-        }
-        if (!keep)
-            logits[i] = -INFINITY;
-    }
-    free(s);
 }
 
 al_err al_choice_scores(const double *lp, int n, double *probs)

@@ -110,6 +110,10 @@ int al_intrinsic_builtin_names(const char *const **names);        /* NULL-termin
 void al_intrinsic_free(al_intrinsic *in);                         /* frees fields, zeroes */
 
 const char *al_intr_parser_name(int parser);  /* "certainty", ... ("?" if out of range) */
+/* The output contract of a free-form parser as a JSON schema (the shape the parser reads, for the
+ * default structured output of an intrinsic without a closed set of outputs); NULL when the parser
+ * has none (raw text, closed sets). */
+const char *al_intr_output_schema(int parser);
 const char *al_intr_docs_name(int documents); /* "template", ... */
 
 /* ---- output parsing ----
@@ -129,12 +133,6 @@ al_err al_intrinsic_parse(const al_intrinsic *in, const char *text, const int32_
                           const al_topk_entry *top, int top_k, const al_tokenizer *tok, json_t **result,
                           char **err_field);
 
-/* ---- constrained decoding ---- */
-/* The first token of each allowed output (encoded without special tokens), deduplicated, in output
- * order. *ids is malloc'd. AL_EINVAL if the intrinsic has no closed set. */
-al_err al_intrinsic_allowed_tokens(const al_intrinsic *in, const al_tokenizer *tok, int32_t **ids, int *n);
-/* Sets every logit whose id is not in allowed[n] to -inf (ids outside [0, V) are ignored). */
-void al_logits_restrict(float *logits, int V, const int32_t *allowed, int n);
 /* Teacher-forced scoring: logprob_sums[i] = sum of the log-probabilities of choice i's tokens.
  * probs[i] = softmax (log-sum-exp). AL_EINVAL when n < 1 or no choice is finite. */
 al_err al_choice_scores(const double *logprob_sums, int n, double *probs);

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "common/util.h"
+#include "engine/constrain/constrain.h"
 #include "services/router/front/intrinsics.h"
 
 #define TOKFIX "tests/fixtures/tokenizer/bl_gpt2.tokenizer.json"
@@ -478,45 +479,38 @@ static void test_probabilities(void **state)
     }
     al_intrinsic_free(&in);
 
-    /* constrained decoding: first tokens of the outputs, deduplicated */
-    in = builtin("answerability");
-    int32_t *ids;
-    int n;
-    assert_int_equal(al_intrinsic_allowed_tokens(&in, t, &ids, &n), AL_OK);
-    assert_int_equal(n, 2);
-    assert_int_equal(ids[0], A);
-    assert_int_equal(ids[1], U);
-    int V = al_tokenizer_vocab_size(t);
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    for (int i = 0; i < V; i++)
-        logits[i] = (float)i;
-    al_logits_restrict(logits, V, ids, n);
-    for (int i = 0; i < V; i++) {
-        if (i == A || i == U)
-            assert_true(logits[i] == (float)i);
-        else
-            assert_true(isinf(logits[i]) && logits[i] < 0);
-    }
-    free(ids);
-    al_intrinsic_free(&in);
-    in = builtin("certainty");
-    assert_int_equal(al_intrinsic_allowed_tokens(&in, t, &ids, &n), AL_OK);
-    assert_int_equal(n, 10);
-    free(ids);
-    al_intrinsic_free(&in);
-    in = builtin("query_rewrite");
-    assert_int_equal(al_intrinsic_allowed_tokens(&in, t, &ids, &n), AL_EINVAL);
-    al_intrinsic_free(&in);
-    /* duplicates and out-of-range ids in the allowed list */
-    int32_t odd[] = {3, 3, -1, 1 << 30, 0};
-    for (int i = 0; i < V; i++)
-        logits[i] = 1;
-    al_logits_restrict(logits, V, odd, 5);
-    assert_true(logits[0] == 1 && logits[3] == 1 && isinf(logits[1]) && isinf(logits[V - 1]));
-    al_logits_restrict(logits, V, NULL, 0);
-    assert_true(isinf(logits[0]) && isinf(logits[3]));
-    free(logits);
     al_tokenizer_free(t);
+}
+
+/* The default structured output of the free-form intrinsics: each schema compiles in the constraint
+ * engine, and a document of that shape is what the intrinsic's parser reads. */
+static void test_output_schemas(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *doc;
+    } cases[] = {{"query_rewrite", "{\"rewritten_question\": \"Where is Paris?\"}"},
+                 {"hallucination_detection", "[{\"i\": 0, \"faithfulness_likelihood\": 0.25}, {\"i\": 1, "
+                                             "\"faithfulness_likelihood\": 1}]"},
+                 {"citations", "[{\"r\": 0, \"c\": [2, 5]}]"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        al_intrinsic in = builtin(cases[k].name);
+        const char *schema = al_intr_output_schema(in.parser);
+        assert_non_null(schema);
+        al_constraint_spec spec = {.kind = AL_CONSTRAINT_JSON_SCHEMA, .text = schema, .len = strlen(schema)};
+        if (al_constraint_check(&spec) != AL_OK)
+            fail_msg("%s: %s", cases[k].name, al_errmsg());
+        json_t *r = NULL;
+        char *f = NULL;
+        assert_int_equal(al_intrinsic_parse(&in, cases[k].doc, NULL, 0, NULL, 0, NULL, &r, &f), AL_OK);
+        assert_null(json_object_get(r, "error"));
+        json_decref(r);
+        free(f);
+        al_intrinsic_free(&in);
+    }
+    al_intrinsic c = builtin("certainty");
+    assert_null(al_intr_output_schema(c.parser)); /* a closed set: its outputs are the constraint */
+    al_intrinsic_free(&c);
 }
 
 static void test_choice_scores(void **state)
@@ -540,6 +534,7 @@ static void test_choice_scores(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_output_schemas),
         cmocka_unit_test(test_catalogue),     cmocka_unit_test(test_deploy_cfg),
         cmocka_unit_test(test_config),        cmocka_unit_test(test_parsers_text),
         cmocka_unit_test(test_parsers_fuzz),  cmocka_unit_test(test_probabilities),
