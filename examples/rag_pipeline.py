@@ -11,8 +11,9 @@ the intrinsics' computed_tokens). Python standard library only.
     build/alora up -c deploy/local.cfg &
     python3 examples/rag_pipeline.py [--url http://127.0.0.1:8080] [--api-key KEY]
 
-With the random demo weights the intrinsic outputs are meaningless; their parsed results are still
-well-formed objects (often {"error": ..., "raw": ...}), which this script prints as they are.
+With the random demo weights the intrinsic outputs are meaningless, but each is constrained to its
+intrinsic's output contract (a closed set of labels or its JSON schema, docs/http.md), so every
+parsed result is a well-formed object, which this script prints as it is.
 """
 import argparse
 import json
