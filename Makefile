@@ -8,7 +8,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DALORA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF
 endif
 
-.PHONY: deps build test run bench clean format
+.PHONY: deps build test test-deploy run bench clean format
 
 deps:
 	@bash scripts/deps.sh
@@ -21,6 +21,12 @@ build: deps $(BUILD)/CMakeCache.txt
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The docker-compose deployment end to end in Docker (image build, up, HTTP parity, --scale, base
+# restarts, down -v; minutes): tests/deploy/compose_test.sh, which `make test` skips. Needs a docker
+# daemon and docker-compose (v1) or `docker compose` (v2); exits 77 when there is none.
+test-deploy: build
+	ALORA_TEST_DEPLOY=1 ALORA_BIN=$(abspath $(BUILD))/alora bash tests/deploy/compose_test.sh
 
 run: build
 	@bash scripts/run.sh $(BUILD)

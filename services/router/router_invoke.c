@@ -167,6 +167,12 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
             p = N - 1;
         if (p > 0) {
             alora_LeaseRequest lq = alora_LeaseRequest_init_zero;
+            /* The lease must outlive the worker call it serves (a long structured output can take
+             * more than the base's default TTL): the request timeout, twice for one retry on another
+             * replica, plus a margin. We unlease when done; a router that dies loses its leases
+             * with its connection. */
+            int64_t ttl = 2 * (int64_t)router_timeout(r) + 5000;
+            lq.ttl_ms = (uint32_t)AL_MAX(ttl, (int64_t)r->cfg.base.lease_ttl_ms);
             if (a->seq_id) {
                 lq.seq_id = a->seq_id;
                 lq.n_tokens = (uint32_t)p;

@@ -3,8 +3,12 @@
 # cluster: the YAML parses; the container config loads with the real loader (`alora up --check`) and
 # the k8s ConfigMap embeds the same file; every command names a binary the build produces or the
 # entry script; worker pools match the config's intrinsics and replicas; sockets, ports, mounts,
-# probes and the /dev/shm size line up; `alora-entry prep` makes everything the config points at, and
-# `alora-entry worker` gives concurrent replicas of one pool distinct replica slots.
+# probes and the /dev/shm size line up; `alora-entry prep` makes everything the config points at (and
+# the config passes `up --check` against it), `alora-entry worker` gives concurrent replicas of one
+# pool distinct replica slots; the images build offline from debian:12-slim with the legacy builder
+# (no BuildKit syntax) and the root .dockerignore keeps build trees out of the context.
+# The slow end-to-end run in Docker is tests/deploy/compose_test.sh (`make test-deploy`; it skips in
+# `make test` unless ALORA_TEST_DEPLOY=1).
 set -u
 BIN=${ALORA_BIN:-build/alora}
 if [ ! -x "$BIN" ]; then
@@ -60,6 +64,15 @@ if PATH="$BIN_DIR:$PATH" sh "$ENTRY" prep "$TMP/models" >"$TMP/prep.log" 2>&1; t
   ok "alora-entry prep"
 else
   bad "alora-entry prep: $(tail -5 "$TMP/prep.log")"
+fi
+# The same config pointed at what prep made: no path left unchecked, no warning (the image build runs
+# this check too, deploy/compose/Dockerfile.cpu).
+sed "s#\"/models/#\"$TMP/models/#" "$CFG" >"$TMP/prepped.cfg"
+if "$BIN" up -c "$TMP/prepped.cfg" --check --bin-dir "$BIN_DIR" >/dev/null 2>"$TMP/prepped.err" &&
+   ! grep -q "warning" "$TMP/prepped.err"; then
+  ok "alora up --check $CFG against the prepped models: no warning"
+else
+  bad "--check against the prepped models: $(cat "$TMP/prepped.err")"
 fi
 
 # Replica slots: two workers of one pool started at once get replicas 0 and 1, another pool gets 0.
@@ -199,7 +212,8 @@ for sname, s in svcs.items():
     if c[:2] == ["alora-entry", "worker"]:
         name = c[3]
         pools[name] = pools.get(name, 0) + int((s.get("deploy") or {}).get("replicas", 1))
-        check(s.get("ipc") == "service:base", f"compose {sname}: ipc service:base")
+        check(mounts(s).get("/dev/shm") == "shm" and "ipc" not in s,
+              f"compose {sname}: the base's /dev/shm (the shm volume, not ipc: service:base)")
         check(len(c) == 4, f"compose {sname}: no fixed replica (slots, so --scale works)")
     if c[:1] == ["alora-worker"]:
         check(False, f"compose {sname}: call alora-worker through alora-entry (replica slots)")
@@ -207,9 +221,18 @@ check(pools == {n: v["replicas"] for n, v in intr.items()},
       f"compose: one worker pool per intrinsic with the config's replicas ({pools})")
 base = svcs["base"]
 check(cmd_of(base)[:2] == ["alora-entry", "base"], "compose base: alora-entry base")
-check(base.get("ipc") == "shareable", "compose base: ipc shareable")
+check(mounts(base).get("/dev/shm") == "shm", "compose base: the shm volume at /dev/shm")
+# /dev/shm is one tmpfs volume shared by base and workers: a restarted base does not strand the
+# workers (tests/deploy/compose_test.sh kills and stops the base).
+shm = (dc.get("volumes") or {}).get("shm") or {}
+shm_o = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in str((shm.get("driver_opts") or {}).get("o", "")).split(","))
+check((shm.get("driver_opts") or {}).get("type") == "tmpfs", "compose: the shm volume is a tmpfs")
+check(shm_o.get("mode") == "1777", "compose: the shm tmpfs is mode 1777 (the arenas belong to uid 10001)")
 if need:
-    check(size(base.get("shm_size", "64m")) >= need, f"compose base: shm_size {base.get('shm_size')} holds the arenas")
+    check(size(shm_o.get("size", "0")) >= need, f"compose: the shm tmpfs (size={shm_o.get('size')}) holds the arenas")
+for sname, s in svcs.items():
+    if sname != "model-prep":
+        check(s.get("restart") in ("unless-stopped", "always"), f"compose {sname}: restarted when it exits ({s.get('restart')})")
 prep = svcs.get("model-prep")
 check(prep is not None and cmd_of(prep)[:2] == ["alora-entry", "prep"] and mounts(prep).get(MODELS) == "models",
       "compose model-prep: alora-entry prep into the models volume")
@@ -222,7 +245,18 @@ check(run_dir in " ".join(base.get("healthcheck", {}).get("test", [])), "compose
 # ---- Dockerfiles
 for df in ("Dockerfile.cpu", "Dockerfile.cuda"):
     text = open(f"{cdir}/{df}").read()
-    check(os.path.isfile(f"{cdir}/{df}.dockerignore"), f"{df}: has its .dockerignore")
+    # BuildKit prefers <Dockerfile>.dockerignore to the root one; the legacy builder and compose v1
+    # read only the root one: one file, or copies of it
+    if os.path.exists(f"{cdir}/{df}.dockerignore"):
+        check(open(f"{cdir}/{df}.dockerignore").read() == open(".dockerignore").read(),
+              f"{df}.dockerignore == .dockerignore")
+    # the legacy builder and offline BuildKit: no frontend image to pull, no BuildKit-only syntax
+    check(not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), f"{df}: no '# syntax=' line (BuildKit would pull a frontend)")
+    check(not re.search(r"^RUN\s+--(mount|network|security)", text, re.M), f"{df}: no RUN --mount (legacy builder)")
+    code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+    nat = re.search(r"^ARG\s+ALORA_NATIVE(?:=(\S*))?\s*$", code, re.M)
+    check("-march=native" not in code and "ALORA_NATIVE=ON" not in code and (nat is None or nat[1] in (None, "OFF")),
+          f"{df}: portable by default (no -march=native, ALORA_NATIVE default OFF)")
     for m in re.finditer(r"^COPY (?!--from)(.+)$", text, re.M):
         for src in m[1].split()[:-1]:
             check(os.path.exists(src), f"{df}: COPY source {src} exists")
@@ -237,6 +271,52 @@ for df in ("Dockerfile.cpu", "Dockerfile.cuda"):
     check(f"mkdir -p {run_dir} {MODELS}" in text, f"{df}: creates run_dir and {MODELS} (volume ownership)")
 cpu, cuda = open(f"{cdir}/Dockerfile.cpu").read(), open(f"{cdir}/Dockerfile.cuda").read()
 check("-DENABLE_CUDA=OFF" in cpu and "debian:12" in cpu, "Dockerfile.cpu: Debian 12, -DENABLE_CUDA=OFF")
+# every stage from debian:12-slim (offline, deploy/debian-base-image.sh can make exactly that one)
+args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", cpu, re.M))
+froms = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], m[0]), f) for f in re.findall(r"^FROM\s+(\S+)", cpu, re.M)]
+check(len(froms) >= 2 and all(f == "debian:12-slim" for f in froms), f"Dockerfile.cpu: every stage FROM debian:12-slim ({froms})")
+
+# ---- .dockerignore: the context is the repository root; Docker's rules (a pattern excludes the
+# paths it matches and everything under them; ** spans directories; !pattern re-includes; last wins)
+def ign_re(p):
+    p = p.strip().lstrip("/")
+    if p.startswith("./"):
+        p = p[2:]
+    out, i = "", 0
+    while i < len(p):
+        if p.startswith("**/", i):
+            out += "(?:.*/)?"; i += 3
+        elif p.startswith("**", i):
+            out += ".*"; i += 2
+        elif p[i] == "*":
+            out += "[^/]*"; i += 1
+        elif p[i] == "?":
+            out += "[^/]"; i += 1
+        else:
+            out += re.escape(p[i]); i += 1
+    return re.compile(out + "(?:/.*)?$")
+ign = []
+if check(os.path.isfile(".dockerignore"), ".dockerignore at the repository root (the build context)"):
+    for line in open(".dockerignore"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            ign.append((line.startswith("!"), ign_re(line.lstrip("!"))))
+def ignored(path):
+    r = False
+    for neg, rx in ign:
+        if rx.match(path):
+            r = not neg
+    return r
+for p in ("build/CMakeCache.txt", "build-asan/alora", ".git/HEAD", ".venv/bin/python", ".venv-x/lib/a.py",
+          "build/run/model/model.safetensors", "tests/fixtures/oracle/x.safetensors"):
+    check(ignored(p), f".dockerignore excludes {p}")
+needed = ["CMakeLists.txt", "scripts/deps.sh", "cmake/Layers.cmake", "proto/alora.proto", "tools/alora.c",
+          "common/err.c", "engine/forward.c", "kernels/cpu/ops_cpu.c", "services/base/main.c"]
+for df in ("Dockerfile.cpu", "Dockerfile.cuda"):
+    for m in re.finditer(r"^COPY (?!--from)(.+)$", open(f"{cdir}/{df}").read(), re.M):
+        needed += [s for s in m[1].split()[:-1] if s != "."]
+for p in sorted(set(needed)):
+    check(not ignored(p), f".dockerignore keeps {p} (the image build needs it)")
 check("-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH}" in cuda and "ARG CUDA_ARCH=90" in cuda and
       "-devel-" in cuda and "-runtime-" in cuda, "Dockerfile.cuda: devel -> runtime, arch 90")
 
