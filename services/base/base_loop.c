@@ -216,4 +216,5 @@ void base_loop_free(base_ctx *b)
     b->engine = NULL;
     al_vocab_free(b->vocab);
     b->vocab = NULL;
+    al_grammar_cache_clear(); /* the compiled constraints and their masks */
 }

@@ -170,6 +170,7 @@ void worker_loop_free(worker_ctx *w)
     w->engine = NULL;
     al_vocab_free(w->vocab);
     w->vocab = NULL;
+    al_grammar_cache_clear(); /* the compiled constraints and their masks */
     if (w->scratch_kv && w->ops->host_memory)
         munmap(w->scratch_kv, w->scratch_kv_bytes);
     else if (w->scratch_kv)
