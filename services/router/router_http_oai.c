@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "services/common/wire.h"
 #include "services/router/front/metrics.h"
+#include "services/router/front/tools.h"
 
 #define RH_STREAM_STEP 8 /* tokens per SeqGenerate call while streaming (the first call makes 1) */
 
@@ -190,6 +191,45 @@ al_err rh_gen_fill(router *r, const al_oai_request *q, alora_Sampling *s, al_pbm
 
 /* ---- base model --------------------------------------------------------------------------------- */
 
+/* The end of a streamed answer whose output is read for tool calls: with calls, the content not
+ * yet sent (the text before the calls), one delta with every call, then the finish chunk
+ * ("tool_calls"). *done = 0 when the output holds no call (the caller streams the rest as text). */
+static al_err rh_tools_stream_end(rh_call *c, const al_oai_request *q, const char *id, int64_t created,
+                                  const char *text, size_t emitted, const rh_lp *lp, int *done)
+{
+    router_http *h = c->h;
+    al_chat_parsed tp;
+    *done = 0;
+    AL_TRY(al_oai_tools_parse_output(q, h->fmt, text, &tp));
+    al_err e = AL_OK;
+    if (tp.n_calls > 0) {
+        *done = 1;
+        size_t end = al_oai_tools_forced(q) ? 0 : al_chat_tool_content_len(h->fmt, text, strlen(text));
+        char *rest = strndup(text + (end > emitted ? emitted : 0), end > emitted ? end - emitted : 0);
+        if (!rest)
+            e = ali_errf(AL_ENOMEM, "router: out of memory");
+        al_oai_chunk ch = {.kind = q->kind,
+                           .id = id,
+                           .model = q->model,
+                           .created = created,
+                           .text = rest && *rest ? rest : NULL,
+                           .tool_calls = tp.calls,
+                           .n_tool_calls = tp.n_calls,
+                           .has_logprobs = q->logprobs,
+                           .logprobs = lp->v,
+                           .n_logprobs = lp->n};
+        if (e == AL_OK)
+            e = rh_send_chunk(c, &ch, NULL);
+        free(rest);
+        al_oai_chunk fin = {
+            .kind = q->kind, .id = id, .model = q->model, .created = created, .finish_reason = "tool_calls"};
+        if (e == AL_OK)
+            e = rh_send_chunk(c, &fin, NULL);
+    }
+    al_chat_parsed_free(&tp);
+    return e;
+}
+
 static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, int32_t np)
 {
     router_http *h = c->h;
@@ -281,6 +321,8 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
             goto out;
     }
     size_t hold = rh_max_stop_len(q);
+    int tools = al_oai_tools_active(q), forced = al_oai_tools_forced(q);
+    int lp_sent = 0; /* tokens whose logprobs a chunk carried (held-back text sends them later) */
     while (!finish) {
         int left = maxt - o.n;
         if (left <= 0) {
@@ -326,20 +368,36 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
                 safe = len > hold ? len - hold : 0; /* a stop string may still be completing */
                 while (safe >= 3 && safe <= len && !memcmp(text + safe - 3, "\xEF\xBF\xBD", 3))
                     safe -= 3; /* an incomplete UTF-8 character */
+                if (tools) {   /* a tool call may be starting: it is not content */
+                    size_t cl = forced ? 0 : al_chat_tool_content_len(h->fmt, text, len);
+                    if (cl < safe)
+                        safe = cl;
+                }
+            }
+            if (finish && tools) {
+                rh_lp lp = {0};
+                if (q->logprobs)
+                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
+                                o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs, &lp);
+                int done = 0;
+                e = rh_tools_stream_end(c, q, id, created, text, emitted, &lp, &done);
+                rh_lp_free(&lp);
+                if (e != AL_OK || done)
+                    break;
             }
             if (safe > emitted || finish) {
                 char save = text[safe > emitted ? safe : emitted];
                 text[safe > emitted ? safe : emitted] = 0;
                 rh_lp lp = {0};
                 if (q->logprobs)
-                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, n0, o.n, 20, o.top_n < q->top_logprobs ? o.top_n
-                                                                                                        : q->top_logprobs,
-                                &lp);
+                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
+                                o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs, &lp);
                 al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created,
                                    .text = text + emitted, .finish_reason = finish, .has_logprobs = q->logprobs,
                                    .logprobs = lp.v, .n_logprobs = lp.n};
                 e = rh_send_chunk(c, &ch, NULL);
                 rh_lp_free(&lp);
+                lp_sent = o.n;
                 text[safe > emitted ? safe : emitted] = save;
                 if (safe > emitted)
                     emitted = safe;
@@ -379,9 +437,19 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
         al_oai_response rs = {.kind = q->kind, .id = id, .model = q->model, .created = created,
                               .text = text ? text : "", .finish_reason = finish, .has_logprobs = q->logprobs,
                               .logprobs = lp.v, .n_logprobs = lp.n, .usage = usage};
+        al_chat_parsed tp = {0};
+        if (tools && (e = al_oai_tools_parse_output(q, h->fmt, text ? text : "", &tp)) == AL_OK &&
+            tp.n_calls) {
+            rs.text = tp.content;
+            rs.tool_calls = tp.calls;
+            rs.n_tool_calls = tp.n_calls;
+            rs.finish_reason = "tool_calls";
+        }
         char *body = NULL;
         size_t bl = 0;
-        e = al_oai_response_json(&rs, &body, &bl);
+        if (e == AL_OK)
+            e = al_oai_response_json(&rs, &body, &bl);
+        al_chat_parsed_free(&tp);
         rh_lp_free(&lp);
         if (e != AL_OK)
             rh_error(c, e, al_errmsg());
@@ -462,6 +530,34 @@ static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, in
     rh_iout_free(&o);
 }
 
+/* The base's chat prompt: the conversation with the request's tools (rendered by the template),
+ * plus, when tool_choice forces a call, the template's tool-call prefix (the output is then
+ * constrained to the calls, al_oai_tools_constraint). */
+static al_err rh_render_chat(router_http *h, al_oai_request *q, char **text)
+{
+    const al_chat *ch = q->chat;
+    if (!q->tools.n)
+        return rh_render(h, ch->msgs, ch->n_msgs, ch->docs, ch->n_docs, 1, text);
+    al_chat_opts o = {.tools = q->tools.defs, .n_tools = q->tools.n};
+    al_err e = al_chat_render_ex(h->fmt, ch->msgs, ch->n_msgs, ch->docs, ch->n_docs, 1, &o, text);
+    if (e == AL_EUNSUPPORTED && ch->n_docs)
+        return ali_errf(AL_EINVAL, "documents: the chat template '%s' has no documents section",
+                        al_chat_format_name(h->fmt));
+    if (e != AL_OK)
+        return ali_errctx(e, "messages");
+    AL_TRY(al_oai_tools_constraint(q, h->fmt));
+    const char *pre = al_oai_tools_forced(q) ? al_chat_tool_call_prefix(h->fmt) : "";
+    if (*pre) {
+        size_t a = strlen(*text), b = strlen(pre);
+        char *t = realloc(*text, a + b + 1);
+        if (!t)
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+        memcpy(t + a, pre, b + 1);
+        *text = t;
+    }
+    return AL_OK;
+}
+
 void rh_openai(rh_call *c, al_oai_kind kind)
 {
     router_http *h = c->h;
@@ -487,9 +583,14 @@ void rh_openai(rh_call *c, al_oai_kind kind)
     }
     if (kind == AL_OAI_CHAT) {
         if (base) {
-            e = rh_render(h, q.chat->msgs, q.chat->n_msgs, q.chat->docs, q.chat->n_docs, 1, &text);
+            e = rh_render_chat(h, &q, &text);
             if (e == AL_OK)
                 e = rh_encode(h, text, 0, &toks, &n);
+        } else if (al_oai_tools_forced(&q)) {
+            char msg[320];
+            snprintf(msg, sizeof msg,
+                     "tool_choice: only the base model calls tools ('%.200s' is an intrinsic)", q.model);
+            e = ali_errf(AL_EINVAL, "%s", msg);
         } else {
             e = rh_intrinsic_prompt(h, q.model, q.chat->msgs, q.chat->n_msgs, q.chat->docs, q.chat->n_docs, &toks,
                                     &n);

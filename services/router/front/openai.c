@@ -20,6 +20,7 @@ void al_oai_request_free(al_oai_request *r)
     free(r->bias_ids);
     free(r->bias_vals);
     free(r->constraint);
+    ali_oai_tools_free(&r->tools);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);
@@ -237,6 +238,8 @@ al_err al_oai_parse_chat(const char *body, size_t len, const al_oai_limits *lim,
         if (e == AL_EFORMAT)
             e = AL_EINVAL;
     }
+    if (e == AL_OK)
+        e = ali_oai_parse_tools(root, out);
     if (e == AL_OK) {
         e = ali_bool(root, "logprobs", &out->logprobs);
         int64_t x = 0;

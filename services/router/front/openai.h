@@ -28,6 +28,28 @@ typedef struct al_oai_limits {
     int max_prompt_tokens; /* upper bound of a token-list prompt (0 = 1 << 20) */
 } al_oai_limits;
 
+#define AL_OAI_MAX_TOOLS 128
+
+/* tool_choice (chat): "none" (tools rendered, never called), "auto" (the model may call: the
+ * output is parsed), "required" (at least one call, constrained), a named function (one call of
+ * it, constrained). */
+typedef enum al_oai_tool_choice {
+    AL_OAI_TOOLS_NONE,
+    AL_OAI_TOOLS_AUTO,
+    AL_OAI_TOOLS_REQUIRED,
+    AL_OAI_TOOLS_NAMED
+} al_oai_tool_choice;
+
+/* The request's tools (services/router/front/tools.h). Owned by the request. */
+typedef struct al_oai_tools {
+    al_chat_tool *defs; /* [n]: name and the definition's JSON (rendered by the chat template) */
+    char **params;      /* [n]: the parameters schema (JSON text; an empty object schema when absent) */
+    int n;
+    int choice;   /* al_oai_tool_choice: auto when tools are given, else none */
+    int named;    /* AL_OAI_TOOLS_NAMED: the index of the function in defs */
+    int parallel; /* parallel_tool_calls (default 1); 0: at most one call */
+} al_oai_tools;
+
 /* A validated request. Absent optional fields keep the defaults noted. Owned by the struct. */
 typedef struct al_oai_request {
     al_oai_kind kind;
@@ -59,6 +81,7 @@ typedef struct al_oai_request {
     int top_logprobs;  /* alternatives per token, 0..20 (completions: the logprobs integer) */
     int stream;        /* SSE */
     int include_usage; /* stream_options.include_usage */
+    al_oai_tools tools; /* chat: tools, tool_choice, parallel_tool_calls */
 } al_oai_request;
 
 /* Parse and validate a request body. Every error names the field:
@@ -114,12 +137,16 @@ typedef struct al_oai_response {
     int n_logprobs;
     al_oai_usage usage;
     json_t *extra; /* optional, borrowed: its members are added to the top-level object */
+    const al_chat_tool_call *tool_calls; /* chat: [n_tool_calls] calls (id, name, arguments) */
+    int n_tool_calls;
 } al_oai_response;
 
 /* Non-streaming body: {"id","object":"chat.completion"|"text_completion","created","model",
  * "choices":[{"index":0,"message":{"role":"assistant","content":..}|"text":..,"logprobs":..,
  * "finish_reason":..}],"usage":{"prompt_tokens","completion_tokens","total_tokens",
- * "prompt_tokens_details":{"cached_tokens"}}} (compact JSON). */
+ * "prompt_tokens_details":{"cached_tokens"}}} (compact JSON). With tool calls the message is
+ * {"role","content" (null when empty),"tool_calls":[{"id","type":"function","function":{"name",
+ * "arguments"}}]}. */
 al_err al_oai_response_json(const al_oai_response *r, char **out, size_t *len);
 
 typedef struct al_oai_chunk {
@@ -133,6 +160,9 @@ typedef struct al_oai_chunk {
     const al_oai_token_logprob *logprobs;
     int n_logprobs;
     const al_oai_usage *usage; /* non-NULL: the usage chunk ("choices":[] and "usage") */
+    const al_chat_tool_call *tool_calls; /* chat: delta "tool_calls":[{"index","id","type",
+                                          * "function":{"name","arguments"}}] (whole calls) */
+    int n_tool_calls;
 } al_oai_chunk;
 
 /* "data: {...}\n\n" with object "chat.completion.chunk" / "text_completion". */

@@ -23,7 +23,7 @@ static al_err ali_set(al_oai_request *r, const char *field, int kind, const char
     al_constraint_spec spec = {.kind = (al_constraint_kind)kind, .text = text, .len = len};
     al_err e = al_constraint_check(&spec);
     if (e != AL_OK) /* a bad regex or schema is the client's: 400 naming the field */
-        return ali_errf(AL_EINVAL, "%s: %s", field, al_errmsg());
+        return ali_errctx(AL_EINVAL, "%s", field); /* (not "%s", al_errmsg(): that buffer is the target) */
     if (!(r->constraint = strndup(text ? text : "", len)))
         return ali_errf(AL_ENOMEM, "openai: out of memory");
     r->constraint_kind = kind;

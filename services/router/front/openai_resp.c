@@ -106,6 +106,24 @@ static json_t *ali_usage(const al_oai_usage *u)
     return o;
 }
 
+/* [{"index"?,"id","type":"function","function":{"name","arguments"}}] */
+static json_t *ali_tool_calls(const al_chat_tool_call *tc, int n, int with_index)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *c = json_object(), *fn = json_object();
+        if (with_index)
+            json_object_set_new(c, "index", json_integer(i));
+        json_object_set_new(c, "id", ali_jstr(tc[i].id ? tc[i].id : ""));
+        json_object_set_new(c, "type", json_string("function"));
+        json_object_set_new(fn, "name", ali_jstr(tc[i].name ? tc[i].name : ""));
+        json_object_set_new(fn, "arguments", ali_jstr(tc[i].arguments ? tc[i].arguments : "{}"));
+        json_object_set_new(c, "function", fn);
+        json_array_append_new(a, c);
+    }
+    return a;
+}
+
 static json_t *ali_head(const char *id, const char *object, int64_t created, const char *model)
 {
     json_t *o = json_object();
@@ -146,7 +164,12 @@ al_err al_oai_response_json(const al_oai_response *r, char **out, size_t *len)
     if (chat) {
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
-        json_object_set_new(msg, "content", ali_jstr(r->text ? r->text : ""));
+        if (r->n_tool_calls > 0) {
+            json_object_set_new(msg, "content", r->text && *r->text ? ali_jstr(r->text) : json_null());
+            json_object_set_new(msg, "tool_calls", ali_tool_calls(r->tool_calls, r->n_tool_calls, 0));
+        } else {
+            json_object_set_new(msg, "content", ali_jstr(r->text ? r->text : ""));
+        }
         json_object_set_new(choice, "message", msg);
     } else {
         json_object_set_new(choice, "text", ali_jstr(r->text ? r->text : ""));
@@ -176,6 +199,8 @@ al_err al_oai_sse_chunk(const al_oai_chunk *c, char **out, size_t *len)
                 json_object_set_new(delta, "role", json_string("assistant"));
             if (c->text)
                 json_object_set_new(delta, "content", ali_jstr(c->text));
+            if (c->n_tool_calls > 0)
+                json_object_set_new(delta, "tool_calls", ali_tool_calls(c->tool_calls, c->n_tool_calls, 1));
             json_object_set_new(choice, "delta", delta);
         } else {
             json_object_set_new(choice, "text", ali_jstr(c->text ? c->text : ""));

@@ -49,7 +49,7 @@ static void test_goldens(void **state)
 static void test_render_misc(void **state)
 {
     (void)state;
-    al_chat_msg m[] = {{"user", "hi"}, {"assistant", "yo"}};
+    al_chat_msg m[] = {{.role = "user", .content = "hi"}, {.role = "assistant", .content = "yo"}};
     char *out;
     assert_int_equal(al_chat_render(AL_CHAT_RAW, m, 2, NULL, 0, 1, &out), AL_OK);
     assert_string_equal(out, "hi\nyo");
@@ -62,7 +62,7 @@ static void test_render_misc(void **state)
     assert_int_equal(al_chat_render(AL_CHAT_LLAMA3, m, 1, &d, 1, 1, &out), AL_EUNSUPPORTED);
     assert_null(out);
     assert_int_equal(al_chat_render(AL_CHAT_CHATML, m, 0, NULL, 0, 1, &out), AL_EINVAL);
-    al_chat_msg bad[] = {{"user", NULL}};
+    al_chat_msg bad[] = {{.role = "user", .content = NULL}};
     assert_int_equal(al_chat_render(AL_CHAT_CHATML, bad, 1, NULL, 0, 1, &out), AL_EINVAL);
 }
 
