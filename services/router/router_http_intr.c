@@ -242,11 +242,17 @@ void rh_lp_free(rh_lp *l)
     memset(l, 0, sizeof *l);
 }
 
+/* A token's text for logprobs: its own bytes inside a text (a lone byte of a multi-byte character
+ * stays that byte, so "bytes" is exact; al_tokenizer_token_bytes), a special token's text, or <id>. */
 static const char *rh_piece(router_http *h, rh_lp *l, int32_t id)
 {
     char *s = NULL;
     size_t n = 0;
-    if (!h->r->tok || al_tokenizer_decode(h->r->tok, &id, 1, 0, &s, &n) != AL_OK) {
+    if (h->r->tok && al_tokenizer_token_bytes(h->r->tok, id, &s, &n) == AL_OK && memchr(s, 0, n)) {
+        free(s); /* a NUL byte cannot travel in a C string: fall back to the decoded text */
+        s = NULL;
+    }
+    if (!s && (!h->r->tok || al_tokenizer_decode(h->r->tok, &id, 1, 0, &s, &n) != AL_OK)) {
         s = malloc(16);
         if (s)
             snprintf(s, 16, "<%d>", id);

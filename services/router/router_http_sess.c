@@ -453,6 +453,9 @@ static void rh_s_generate(rh_call *c, const char *id)
     gq.sampling.top_logprobs = q.logprobs ? (uint32_t)(q.top_logprobs > 0 ? q.top_logprobs : 1) : 0;
     for (int i = 0; i < h->n_stop_ids; i++)
         gq.sampling.stop_token_ids[gq.sampling.stop_token_ids_count++] = h->stop_ids[i];
+    bool stateful; /* one generate call either way */
+    if ((e = rh_gen_fill(r, &q, &gq.sampling, &m, &stateful)) != AL_OK) /* penalties, stop, structured output */
+        goto out;
     alora_SessionGenerateReply gr;
     if ((e = rh_self(c, alora_Method_ROUTER_SESSION_GENERATE, &gq, &gr, &m, &ra)) != AL_OK)
         goto out;

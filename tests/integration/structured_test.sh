@@ -103,6 +103,15 @@ post /v1/chat/completions '{"model":"certainty","messages":[{"role":"user","cont
 [ "$CODE" = 200 ] && [ "$(content)" = 7 ] && ok "a client's structured_outputs overrides the intrinsic's default" ||
   fail "override: $CODE $BODY"
 
+# ---- sessions: a session's generate takes the same controls ----
+post /v1/sessions '{"system":"You are terse."}'
+SID=$(jq -r .id <<<"$BODY")
+post "/v1/sessions/$SID/messages" '{"role":"user","content":"Pick a color."}'
+post "/v1/sessions/$SID/generate" '{"max_tokens":8,"temperature":1,"seed":2,"structured_outputs":{"choice":["cyan","magenta"]}}'
+out=$(jq -r '.choices[0].message.content // .text // .message.content' <<<"$BODY")
+[[ "$CODE" = 200 && "$out" =~ ^(cyan|magenta)$ ]] && ok "session generate with structured_outputs.choice -> '$out'" ||
+  fail "session generate: $CODE $BODY"
+
 # ---- stop strings end decoding early; logit_bias ----
 post /v1/completions '{"model":"tiny-base","prompt":"a","max_tokens":200,"structured_outputs":{"regex":"(ab){1,300}"},"stop":["abab"]}'
 n=$(jq .usage.completion_tokens <<<"$BODY"); out=$(content)
