@@ -133,6 +133,8 @@ expect_400 "a grammar" "{\"model\":\"tiny-base\",$MSG,\"structured_outputs\":{\"
 expect_400 "response_format type" "{\"model\":\"tiny-base\",$MSG,\"response_format\":{\"type\":\"xml\"}}" "response_format.type"
 expect_400 "logit_bias key" "{\"model\":\"tiny-base\",$MSG,\"logit_bias\":{\"abc\":1}}" "logit_bias"
 expect_400 "logit_bias outside the vocabulary" "{\"model\":\"tiny-base\",$MSG,\"logit_bias\":{\"999999\":1}}" "outside the vocabulary"
+expect_400 "deprecated functions" "{\"model\":\"tiny-base\",$MSG,\"functions\":[]}" "functions: deprecated"
+expect_400 "audio output" "{\"model\":\"tiny-base\",$MSG,\"modalities\":[\"text\",\"audio\"]}" "modalities"
 expect_400 "min_tokens > max_tokens" "{\"model\":\"tiny-base\",$MSG,\"min_tokens\":9,\"max_tokens\":3}" "min_tokens"
 
 # ---- the official openai client: response_format json_schema and extra_body ----

@@ -1,6 +1,7 @@
 /* openai_gen.c: OpenAI / vLLM generation extensions of a request: logit_bias, repetition_penalty,
  * min_tokens and structured outputs (response_format, structured_outputs, guided_*). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,8 +190,39 @@ static al_err ali_logit_bias(json_t *root, al_oai_request *r)
     return AL_OK;
 }
 
+/* Standard fields this server cannot honour: a 400 naming each (unknown fields are ignored, as
+ * OpenAI does; accepted no-ops: user, store, metadata, service_tier, reasoning_effort). */
+static al_err ali_refused(json_t *root)
+{
+    static const struct {
+        const char *field, *why;
+    } refused[] = {
+        {"audio", "audio output is not supported"},
+        {"prediction", "predicted outputs are not supported"},
+        {"functions", "deprecated: use tools"},
+        {"function_call", "deprecated: use tool_choice"},
+        {"web_search_options", "web search is not supported"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (ali_member(root, refused[i].field))
+            return ali_errf(AL_EUNSUPPORTED, "%s: %s", refused[i].field, refused[i].why);
+    json_t *mod = ali_member(root, "modalities");
+    if (mod) {
+        bool ok = json_is_array(mod);
+        for (size_t i = 0; ok && i < json_array_size(mod); i++)
+            ok = json_is_string(json_array_get(mod, i)) && !strcmp(json_string_value(json_array_get(mod, i)), "text");
+        if (!ok)
+            return ali_errf(AL_EUNSUPPORTED, "modalities: only [\"text\"] is supported");
+    }
+    json_t *ctk = ali_member(root, "chat_template_kwargs");
+    if (ctk && !json_is_object(ctk))
+        return ali_errf(AL_EINVAL, "chat_template_kwargs: expected an object");
+    return AL_OK;
+}
+
 al_err ali_oai_parse_gen(json_t *root, al_oai_request *r)
 {
+    AL_TRY(ali_refused(root));
     r->repetition_penalty = 1;
     json_t *rp = ali_member(root, "repetition_penalty");
     if (rp) {
