@@ -80,12 +80,12 @@ static void rh_out_free(rh_out *o)
     free(o->tlp);
 }
 
-/* Decoded text of o (special tokens skipped). */
-static char *rh_decode(router_http *h, const int32_t *t, int n)
+/* Decoded text of o (special tokens skipped unless keep_special). */
+static char *rh_decode(router_http *h, const int32_t *t, int n, int keep_special)
 {
     char *s = NULL;
     size_t len = 0;
-    if (!h->r->tok || al_tokenizer_decode(h->r->tok, t, n, 1, &s, &len) != AL_OK)
+    if (!h->r->tok || al_tokenizer_decode(h->r->tok, t, n, !keep_special, &s, &len) != AL_OK)
         return strdup("");
     return s;
 }
@@ -356,7 +356,7 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
         else if (o.n >= maxt)
             finish = "length";
         free(text);
-        text = rh_decode(h, o.toks, o.n);
+        text = rh_decode(h, o.toks, o.n, q->keep_special);
         long st = rh_find_stop(q, text);
         if (st >= 0) {
             text[st] = 0;
@@ -607,10 +607,18 @@ void rh_openai(rh_call *c, al_oai_kind kind)
                 n = q.n_prompt_tokens;
             }
         }
-        if (e == AL_OK && !base) { /* the invocation goes after the prompt */
+        if (e == AL_OK && !base) {
+            /* The invocation goes after the prompt, unless the prompt already holds it (a client that
+             * renders the intrinsic's prompt itself, as granite-io does): then, as in vLLM, the
+             * adapter starts at its last occurrence in the prompt. */
             int32_t inv[ROUTER_MAX_INV];
             int n_inv = 0;
             e = router_intr_invocation(r, q.model, inv, &n_inv);
+            bool has = false;
+            for (int32_t i = n - n_inv; e == AL_OK && n_inv > 0 && i >= 0 && !has; i--)
+                has = !memcmp(toks + i, inv, sizeof(int32_t) * (size_t)n_inv);
+            if (has)
+                n_inv = 0;
             int32_t *all = e == AL_OK ? realloc(toks, sizeof(int32_t) * (size_t)(n + n_inv + 1)) : NULL;
             if (e == AL_OK && !all)
                 e = ali_errf(AL_ENOMEM, "router: out of memory");

@@ -103,6 +103,15 @@ post /v1/chat/completions '{"model":"certainty","messages":[{"role":"user","cont
 [ "$CODE" = 200 ] && [ "$(content)" = 7 ] && ok "a client's structured_outputs overrides the intrinsic's default" ||
   fail "override: $CODE $BODY"
 
+# ---- a completions prompt that already holds the invocation (granite-io renders it): not appended twice ----
+post /v1/completions '{"model":"certainty","prompt":[5,6,7,8,600,601,602],"max_tokens":2}'
+[ "$CODE" = 200 ] && [ "$(jq .usage.prompt_tokens <<<"$BODY")" = 7 ] && [ "$(jq .intrinsic.activation_start <<<"$BODY")" = 4 ] &&
+  ok "completions prompt with the invocation inside: 7 prompt tokens, activation at 4" ||
+  fail "invocation in the prompt: $CODE $(jq -c '{usage, a: .intrinsic.activation_start}' <<<"$BODY")"
+post /v1/completions '{"model":"certainty","prompt":[5,6,7,8],"max_tokens":2}'
+[ "$CODE" = 200 ] && [ "$(jq .usage.prompt_tokens <<<"$BODY")" = 7 ] &&
+  ok "completions prompt without it: the invocation is appended" || fail "appended invocation: $CODE $BODY"
+
 # ---- sessions: a session's generate takes the same controls ----
 post /v1/sessions '{"system":"You are terse."}'
 SID=$(jq -r .id <<<"$BODY")
@@ -118,6 +127,9 @@ n=$(jq .usage.completion_tokens <<<"$BODY"); out=$(content)
 if [ "$CODE" = 200 ] && [ "$n" -lt 20 ] && [[ "$out" != *abab* ]] && [ "$(jq -r .choices[0].finish_reason <<<"$BODY")" = stop ]; then
   ok "stop string ends decoding early: $n tokens of max 200, text '$out'"
 else fail "stop: $CODE $BODY"; fi
+post /v1/completions '{"model":"tiny-base","prompt":"a","max_tokens":3,"logit_bias":{"3":100},"skip_special_tokens":false}'
+[ "$CODE" = 200 ] && [ "$(content)" = "<|start_of_role|><|start_of_role|><|start_of_role|>" ] &&
+  ok "skip_special_tokens: false keeps special tokens in the text" || fail "skip_special_tokens: $CODE $BODY"
 tok=300
 post /v1/completions "{\"model\":\"tiny-base\",\"prompt\":\"a\",\"max_tokens\":5,\"logit_bias\":{\"$tok\":100},\"logprobs\":1}"
 ids=$(jq -c '[.choices[0].logprobs.tokens[]]' <<<"$BODY")

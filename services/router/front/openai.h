@@ -65,6 +65,7 @@ typedef struct al_oai_request {
     double frequency_penalty; /* [-2, 2], default 0 */
     double repetition_penalty; /* vLLM: (0, 100], default 1 (off) */
     int min_tokens;            /* vLLM: no end before this many tokens, default 0 */
+    int keep_special;          /* vLLM skip_special_tokens: false -> special tokens stay in the text */
     int32_t *bias_ids;         /* [n_bias] logit_bias token ids ... */
     float *bias_vals;          /* [n_bias] ... and biases in [-100, 100] */
     int n_bias;

@@ -238,6 +238,10 @@ al_err ali_oai_parse_gen(json_t *root, al_oai_request *r)
             return ali_errf(AL_EINVAL, "min_tokens: expected an integer >= 0");
         r->min_tokens = (int)d;
     }
+    json_t *sst = ali_member(root, "skip_special_tokens");
+    if (sst && !json_is_boolean(sst))
+        return ali_errf(AL_EINVAL, "skip_special_tokens: expected true or false");
+    r->keep_special = json_is_false(sst);
     AL_TRY(ali_logit_bias(root, r));
     AL_TRY(ali_response_format(root, r));
     AL_TRY(ali_structured_outputs(root, r));
