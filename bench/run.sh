@@ -17,6 +17,10 @@ echo "== tokenizer: encode / decode MB/s"
 echo
 echo "== rpc: framed RPC round trip vs bare NNG"
 "$BUILD/bench_rpc"
+echo
+echo "== structured outputs: random-schema property test, mask cost per token vs the 85m decode step,"
+echo "   constrained vs unconstrained decode (128k-vocabulary rows when /tmp/constrain_bpe_128000.tokenizer.json exists)"
+"$BUILD/bench_structured" --quick
 if [ -x bench/cluster.sh ]; then
   echo
   echo "== cluster: intrinsic TTFT, aLoRA vs plain LoRA"

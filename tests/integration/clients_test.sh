@@ -27,7 +27,7 @@ has() { "$PY" -c "import $1" 2>/dev/null; }
 all_clients() { has "$GC_MODS" && has "$GIO_MODS" && has "$LIT_MODS"; }
 PY=python3
 if ! all_clients; then
-  VENV=${ALORA_BUILD:-$SRC/build}/clients-test-venv
+  VENV=${ALORA_BUILD:-$SRC/build}/test-venv # shared by the integration tests (they run serially)
   PY="$VENV/bin/python"
   if [ ! -x "$PY" ] || ! all_clients; then
     REQ="$SRC/tests/integration/requirements.txt"

@@ -151,9 +151,9 @@ expect_400 "min_tokens > max_tokens" "{\"model\":\"tiny-base\",$MSG,\"min_tokens
 
 # ---- the official openai client: response_format json_schema and extra_body ----
 if ! $PY -c "import openai, jsonschema" 2>/dev/null; then
-  VENV=${ALORA_BUILD:-$SRC/build}/structured-test-venv
+  VENV=${ALORA_BUILD:-$SRC/build}/test-venv # shared by the integration tests (they run serially)
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, jsonschema" 2>/dev/null; then
-    (python3 -m venv "$VENV" && timeout 180 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
+    (python3 -m venv "$VENV" && timeout 400 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
   fi
   PY="$VENV/bin/python"
 fi

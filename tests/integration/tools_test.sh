@@ -25,9 +25,9 @@ CFG
 # ---- Python: jsonschema for the checks, openai and langchain-openai for the clients ----
 PY=python3
 if ! $PY -c "import openai, jsonschema, langchain_openai" 2>/dev/null; then
-  VENV=${ALORA_BUILD:-$SRC/build}/tools-test-venv
+  VENV=${ALORA_BUILD:-$SRC/build}/test-venv # shared by the integration tests (they run serially)
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, jsonschema, langchain_openai" 2>/dev/null; then
-    (python3 -m venv "$VENV" && timeout 300 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
+    (python3 -m venv "$VENV" && timeout 400 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
     if ! "$VENV/bin/python" -c "import openai, jsonschema" 2>/dev/null; then # without the rest, these at least
       timeout 180 "$VENV/bin/pip" install --quiet $(grep -E '^(openai|jsonschema)==' "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
     fi
