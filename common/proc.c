@@ -59,5 +59,9 @@ int al_proc_wait_signal(void)
         if (n == 1 || (n < 0 && errno != EINTR))
             break;
     }
+    /* a shutdown that hangs must not outlive its deadline: SIGALRM (default action) ends the
+     * process, also when no supervisor is left to escalate (alora up killed with -9) */
+    signal(SIGALRM, SIG_DFL);
+    alarm(AL_PROC_SHUTDOWN_LIMIT_S);
     return ali_sig_seen ? (int)ali_sig_seen : (int)b;
 }

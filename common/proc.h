@@ -17,6 +17,9 @@ int al_proc_bind_supervisor(void);
  * al_proc_wait_signal blocks until the first one arrives and returns its number. Later signals
  * are ignored: shutdown runs to the end (a supervisor escalates with SIGKILL if it must). */
 int al_proc_catch_signals(void);
+/* Returns with the first signal and arms a deadline: a shutdown still running after
+ * AL_PROC_SHUTDOWN_LIMIT_S seconds is ended by SIGALRM. */
+#define AL_PROC_SHUTDOWN_LIMIT_S 30
 int al_proc_wait_signal(void);
 
 #endif
