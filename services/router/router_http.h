@@ -114,6 +114,9 @@ al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, i
  * structured output) into s, arrays in m. *stateful: a control that carries state from token to
  * token (a constraint, penalties, min_tokens): the output must come from one generate call. */
 al_err rh_gen_fill(router *r, const al_oai_request *q, alora_Sampling *s, al_pbmem *m, bool *stateful);
+/* An intrinsic call's controls: q's (may be NULL), and unless q brings a structured output, the
+ * intrinsic's output contract (its closed set of outputs, or its parser's JSON schema). */
+al_err rh_intr_controls(router_http *h, const char *name, const al_oai_request *q, alora_Sampling *s, al_pbmem *m);
 al_err rh_iout_from_reply(router_http *h, const char *name, int32_t n_prompt, const alora_InvokeReply *rep,
                           rh_iout *o);
 void rh_iout_free(rh_iout *o);

@@ -176,6 +176,15 @@ static al_err rh_intr_default_constraint(router_http *h, const char *name, alora
     return al_pb_set_bytes(&s->constraint, m, schema, strlen(schema));
 }
 
+al_err rh_intr_controls(router_http *h, const char *name, const al_oai_request *q, alora_Sampling *s, al_pbmem *m)
+{
+    bool stateful = false;
+    al_err e = q ? rh_gen_fill(h->r, q, s, m, &stateful) : AL_OK;
+    if (e == AL_OK && s->constraint_kind == alora_ConstraintKind_CONSTRAINT_NONE)
+        e = rh_intr_default_constraint(h, name, s, m);
+    return e;
+}
+
 al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, int32_t n, uint64_t seq_id,
                         router_base *base, int max_tokens, int top_logprobs, const al_oai_request *q,
                         double t_accept, rh_iout *o)
@@ -196,10 +205,7 @@ al_err rh_run_intrinsic(router_http *h, const char *name, const int32_t *toks, i
         return ali_errf(AL_EINVAL, "max_tokens: %d prompt tokens + max_tokens %u > the model's context %d", n,
                         a.sampling.max_tokens, r->max_pos);
     al_pbmem m = AL_PBMEM_INIT;
-    bool stateful = false;
-    al_err e = q ? rh_gen_fill(r, q, &a.sampling, &m, &stateful) : AL_OK;
-    if (e == AL_OK && a.sampling.constraint_kind == alora_ConstraintKind_CONSTRAINT_NONE)
-        e = rh_intr_default_constraint(h, name, &a.sampling, &m);
+    al_err e = rh_intr_controls(h, name, q, &a.sampling, &m);
     if (e == AL_OK)
         e = router_admit(r, idx, NULL);
     if (e != AL_OK) {

@@ -562,7 +562,21 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         }
         top = (int)json_integer_value(tl);
     }
+    /* the generation controls (structured output, stop, penalties) are validated as a chat
+     * completion's; a client's structured output replaces the intrinsic's default contract */
+    json_object_set_new(body, "model", json_string(r->cfg.router.model_name));
+    json_object_set_new(body, "messages", json_pack("[{s:s,s:s}]", "role", "user", "content", ""));
+    json_object_del(body, "stream");
+    char *bstr = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    al_oai_request q;
+    al_oai_limits lim = {.max_body = r->cfg.router.max_body, .max_tokens = ROUTER_MAX_GEN_TOKENS};
+    e = bstr ? al_oai_parse_chat(bstr, strlen(bstr), &lim, &q) : ali_errf(AL_ENOMEM, "router: out of memory");
+    free(bstr);
+    if (e != AL_OK) {
+        rh_error(c, e, al_errmsg());
+        return;
+    }
     const al_intrinsic *d = rh_def(h, name);
     const al_intrinsic_cfg *ic = r->intr[idx].cfg;
     const char *instr = d ? d->instruction : ic->instruction;
@@ -570,6 +584,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
     rh_sess *s = rh_sess_get(h, id, &bs);
     if (!s || bs) {
         rh_error_ra(c, s ? AL_EOVERLOADED : AL_ENOMEM, "session_id: busy with another request", 1);
+        al_oai_request_free(&q);
         return;
     }
     rh_iout o = {0};
@@ -614,7 +629,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         }
         free(ext);
         if (e == AL_OK)
-            e = rh_run_intrinsic(h, name, toks, n, fork, rb, max_tokens, top, NULL, c->t0, &o);
+            e = rh_run_intrinsic(h, name, toks, n, fork, rb, max_tokens, top, &q, c->t0, &o);
         if (fork) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s", al_errmsg());
@@ -634,7 +649,9 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         iq.sampling.top_logprobs = (uint32_t)(top > 5 ? top : 5);
         alora_InvokeReply rep;
         al_pbmem m = AL_PBMEM_INIT;
-        e = rh_self(c, alora_Method_ROUTER_SESSION_INVOKE, &iq, &rep, &m, &ra);
+        e = rh_intr_controls(h, name, &q, &iq.sampling, &m);
+        if (e == AL_OK)
+            e = rh_self(c, alora_Method_ROUTER_SESSION_INVOKE, &iq, &rep, &m, &ra);
         if (e == AL_OK)
             e = rh_iout_from_reply(h, name, n_now, &rep, &o);
         al_pbmem_free(&m);
@@ -652,6 +669,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
     rh_iout_free(&o);
     free(toks);
     free(turn);
+    al_oai_request_free(&q);
 }
 
 static void rh_s_get(rh_call *c, const char *id)

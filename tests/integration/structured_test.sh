@@ -121,6 +121,13 @@ out=$(jq -r '.choices[0].message.content // .text // .message.content' <<<"$BODY
 [[ "$CODE" = 200 && "$out" =~ ^(cyan|magenta)$ ]] && ok "session generate with structured_outputs.choice -> '$out'" ||
   fail "session generate: $CODE $BODY"
 
+post "/v1/sessions/$SID/intrinsics/certainty" '{"structured_outputs":{"choice":["3"]}}'
+[ "$CODE" = 200 ] && [ "$(jq -r .text <<<"$BODY")" = 3 ] &&
+  ok "session intrinsic: a client's structured output replaces the default contract" || fail "session intrinsic: $CODE $BODY"
+post "/v1/sessions/$SID/intrinsics/certainty" '{"structured_outputs":{"regex":"(a"}}'
+[ "$CODE" = 400 ] && jq -r .error.message <<<"$BODY" | grep -q structured_outputs.regex &&
+  ok "session intrinsic: a bad regex -> 400 naming it" || fail "session intrinsic bad regex: $CODE $BODY"
+
 # ---- stop strings end decoding early; logit_bias ----
 post /v1/completions '{"model":"tiny-base","prompt":"a","max_tokens":200,"structured_outputs":{"regex":"(ab){1,300}"},"stop":["abab"]}'
 n=$(jq .usage.completion_tokens <<<"$BODY"); out=$(content)
