@@ -24,29 +24,7 @@ GC_MODS="granite_common, openai, jsonschema, yaml"
 GIO_MODS="granite_io, openai, jsonschema"
 LIT_MODS="litellm, jsonschema"
 has() { "$PY" -c "import $1" 2>/dev/null; }
-all_clients() { has "$GC_MODS" && has "$GIO_MODS" && has "$LIT_MODS"; }
-PY=python3
-if ! all_clients; then
-  VENV=${ALORA_BUILD:-$SRC/build}/test-venv # shared by the integration tests (they run serially)
-  PY="$VENV/bin/python"
-  if [ ! -x "$PY" ] || ! all_clients; then
-    REQ="$SRC/tests/integration/requirements.txt"
-    PIP=("$VENV/bin/pip" install --quiet --disable-pip-version-check --retries 2 --timeout 60)
-    t0=$SECONDS
-    { [ -x "$PY" ] || python3 -m venv "$VENV"; } >"$T/pip.log" 2>&1
-    # all at once (one resolution, the pins together) within 5 minutes (90 s from an empty pip
-    # cache here) ...
-    if [ -x "$VENV/bin/pip" ] && ! timeout 300 "${PIP[@]}" -r "$REQ" >>"$T/pip.log" 2>&1; then
-      # ... else one requirement at a time, so that one without a wheel (or a registry that is not
-      # reachable for it) does not take the others down; 7 minutes for the whole install
-      while read -r req; do
-        req=${req%%#*}; req=${req//[[:space:]]/}
-        [ -n "$req" ] && [ $((SECONDS - t0)) -lt 420 ] || continue
-        echo "--- $req" >>"$T/pip.log"
-        timeout $((420 - (SECONDS - t0))) "${PIP[@]}" "$req" >>"$T/pip.log" 2>&1
-      done <"$REQ"
-    fi
-  fi
+if ! test_python "granite_common, granite_io, litellm, openai, jsonschema, yaml"; then
   if ! has "$GC_MODS" && ! has "$GIO_MODS" && ! has "$LIT_MODS"; then
     echo "SKIP: cannot install tests/integration/requirements.txt: $(tail -2 "$T/pip.log" 2>/dev/null)"; exit 77
   fi

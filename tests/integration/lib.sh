@@ -96,3 +96,28 @@ text_models() {
   PORT=$(free_port)
   H="http://127.0.0.1:$PORT"
 }
+
+# test_python MODULES ("openai, jsonschema"): sets PY to a Python that imports MODULES if one can be
+# had: python3 itself, else the venv shared by the integration tests ($ALORA_BUILD/test-venv; they
+# run serially) with tests/integration/requirements.txt installed: all pins at once, else one at a
+# time so that a package without a wheel (or an unreachable index) does not take the others down.
+# PY stays a working interpreter either way; the caller checks what it needs and skips the rest.
+test_python() {
+  PY=python3
+  "$PY" -c "import $1" 2>/dev/null && return 0
+  local venv=${ALORA_BUILD:-$SRC/build}/test-venv req="$SRC/tests/integration/requirements.txt" t0=$SECONDS
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import $1" 2>/dev/null; then
+    local pip=("$venv/bin/pip" install --quiet --disable-pip-version-check --retries 2 --timeout 60)
+    { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } >"$T/pip.log" 2>&1
+    if [ -x "$venv/bin/pip" ] && ! timeout 300 "${pip[@]}" -r "$req" >>"$T/pip.log" 2>&1; then
+      while read -r r; do
+        r=${r%%#*}; r=${r//[[:space:]]/}
+        [ -n "$r" ] && [ $((SECONDS - t0)) -lt 420 ] || continue
+        echo "--- $r" >>"$T/pip.log"
+        timeout $((420 - (SECONDS - t0))) "${pip[@]}" "$r" >>"$T/pip.log" 2>&1
+      done <"$req"
+    fi
+  fi
+  [ -x "$venv/bin/python" ] && PY="$venv/bin/python"
+  "$PY" -c "import $1" 2>/dev/null
+}

@@ -23,17 +23,7 @@ intrinsics = (
 CFG
 
 # ---- Python: jsonschema for the checks, openai and langchain-openai for the clients ----
-PY=python3
-if ! $PY -c "import openai, jsonschema, langchain_openai" 2>/dev/null; then
-  VENV=${ALORA_BUILD:-$SRC/build}/test-venv # shared by the integration tests (they run serially)
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, jsonschema, langchain_openai" 2>/dev/null; then
-    (python3 -m venv "$VENV" && timeout 400 "$VENV/bin/pip" install --quiet -r "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
-    if ! "$VENV/bin/python" -c "import openai, jsonschema" 2>/dev/null; then # without the rest, these at least
-      timeout 180 "$VENV/bin/pip" install --quiet $(grep -E '^(openai|jsonschema)==' "$SRC/tests/integration/requirements.txt") >/dev/null 2>&1
-    fi
-  fi
-  if "$VENV/bin/python" -c "import jsonschema" 2>/dev/null; then PY="$VENV/bin/python"; fi
-fi
+test_python "openai, jsonschema, langchain_openai"
 HAVE_JSONSCHEMA=0
 $PY -c "import jsonschema" 2>/dev/null && HAVE_JSONSCHEMA=1
 [ $HAVE_JSONSCHEMA = 1 ] || echo "SKIP (part): jsonschema is not available: arguments are only checked to parse as JSON objects"
