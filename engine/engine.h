@@ -64,6 +64,15 @@ typedef struct al_gen_ctl {
                                  EOS only where it accepts; finished (nothing but EOS possible) =
                                  AL_FINISH_STOP, with ignore_eos too. Compiled for the model's
                                  vocabulary (its ids = the model's ids) */
+    int32_t resume;           /* the sequence's last `resume` tokens (the end of a submit's tokens,
+                                 or of the sequence after a continue's tokens are added) are earlier
+                                 output of this generation, as when a stream is generated in steps:
+                                 penalty counts, min_tokens, the grammar and the stop-string tail
+                                 start from them, so steps give what one call would. 0: a new
+                                 generation */
+    int32_t max_total;        /* with resume: the whole generation's token budget, resumed tokens
+                                 included, which a grammar plans to finish within (a step's own
+                                 max_tokens is smaller). 0: this call's max_tokens */
 } al_gen_ctl;
 
 typedef struct al_engine_opts {

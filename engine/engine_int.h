@@ -15,7 +15,10 @@ typedef struct ali_ctl {
     int on;                  /* any control set */
     float freq, pres, rep;   /* frequency / presence penalties; repetition penalty (0 = off) */
     int32_t min_tokens;
-    int32_t gen0;            /* the sequence's n_gen when this generation started */
+    int32_t gen0;            /* the sequence's n_gen when this generation started (minus the
+                                resumed tokens) */
+    int32_t extra;           /* tokens the whole generation may still produce beyond this call's
+                                max_tokens (al_gen_ctl.max_total); the grammar's budget */
     al_logit_bias *bias;     /* [n_bias] copy of al_gen_ctl.logit_bias */
     int32_t n_bias;
     int32_t *counts;         /* [V] times each id was generated in this generation; NULL = no
@@ -160,6 +163,9 @@ al_err ali_ctl_begin(ali_ctl *c, int32_t V, int32_t gen0, const int32_t *pre, in
                      int32_t n_toks);
 /* Frees everything c holds (c is then off). */
 void ali_ctl_free(ali_ctl *c);
+/* Replays toks [n], earlier output of this generation (al_gen_ctl.resume), through the controls as
+ * if they had just been sampled: grammar, penalty counts, stop-string tail. */
+al_err ali_ctl_resume(ali_ctl *c, const al_vocab *vocab, const int32_t *toks, int32_t n);
 /* Applies the controls to logits [V] (a copy of the raw row) for the next token: grammar mask
  * (remaining = tokens left including this one), min_tokens EOS mask (ignore_eos: only with a
  * grammar), logit bias, repetition, frequency and presence penalties. n_gen = tokens generated in

@@ -223,6 +223,15 @@ al_err ali_ctl_begin(ali_ctl *c, int32_t V, int32_t gen0, const int32_t *pre, in
     return AL_OK;
 }
 
+al_err ali_ctl_resume(ali_ctl *c, const al_vocab *vocab, const int32_t *toks, int32_t n)
+{
+    for (int32_t i = 0; c->on && i < n; i++) {
+        int32_t stop, done;
+        AL_TRY(ali_ctl_accept(c, vocab, toks[i], i + 1, &stop, &done));
+    }
+    return AL_OK;
+}
+
 /* Sets the logit of id to -inf; returns 1 when it was allowed before. */
 static int ali_ctl_ban(float *logits, int32_t V, int32_t id)
 {

@@ -366,6 +366,10 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         ali_seq_clear(e, s);
         return ali_errf(AL_EINVAL, "generation needs at least one token after the prefix");
     }
+    if (r->ctl.resume < 0 || r->ctl.resume > r->n_tokens) {
+        ali_seq_clear(e, s);
+        return ali_errf(AL_EINVAL, "resume: %d tokens to resume but the request has %d", r->ctl.resume, r->n_tokens);
+    }
     if (s->ctl.on) {
         int32_t n_pre = s->ctl.rep != 0.0f && r->prefix_tokens ? r->prefix.n : 0;
         al_err err = AL_OK;
@@ -374,7 +378,10 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         if (err == AL_OK && n_pre > 0)
             memcpy(s->pre_toks, r->prefix_tokens, sizeof(int32_t) * (size_t)n_pre);
         if (err == AL_OK)
-            err = ali_ctl_begin(&s->ctl, c->vocab_size, 0, s->pre_toks, n_pre, s->toks, s->n_toks);
+            err = ali_ctl_begin(&s->ctl, c->vocab_size, -r->ctl.resume, s->pre_toks, n_pre, s->toks, s->n_toks);
+        if (err == AL_OK)
+            err = ali_ctl_resume(&s->ctl, e->o.vocab, s->toks + s->n_toks - r->ctl.resume, r->ctl.resume);
+        s->ctl.extra = AL_MAX(0, r->ctl.max_total - r->ctl.resume - r->max_tokens);
         if (err != AL_OK) {
             ali_seq_clear(e, s);
             return err;
@@ -474,7 +481,8 @@ static al_err ali_seq_sample(al_engine *e, ali_seq *s, const float *logits, cons
         if (!e->ctl_logits && !(e->ctl_logits = malloc(sizeof(float) * (size_t)V)))
             return ali_errf(AL_ENOMEM, "engine: out of memory");
         memcpy(e->ctl_logits, logits, sizeof(float) * (size_t)V);
-        AL_TRY(ali_ctl_logits(&s->ctl, c, e->o.vocab, s->ignore_eos, n_gen, s->gen_left, e->ctl_logits));
+        AL_TRY(ali_ctl_logits(&s->ctl, c, e->o.vocab, s->ignore_eos, n_gen, s->gen_left + s->ctl.extra,
+                              e->ctl_logits));
         row = e->ctl_logits;
     }
     int32_t tok = al_sample(row, V, &s->sampling, &s->rng);
@@ -710,14 +718,19 @@ al_err al_engine_continue_ex(al_engine *e, int32_t id, const int32_t *tokens, in
         return ali_errf(AL_ERANGE, "sampling: top_p must be in (0, 1] and top_k >= 0");
     if (n == 0 && s->n_toks == s->n_computed && max_tokens > 0)
         return ali_errf(AL_EINVAL, "nothing to compute");
+    int32_t resume = ctl ? ctl->resume : 0;
+    if (resume < 0 || resume > s->n_toks + n)
+        return ali_errf(AL_EINVAL, "resume: %d tokens to resume but sequence %d holds %d", resume, id, s->n_toks + n);
     ali_ctl nc;
     AL_TRY(ali_ctl_init(&nc, ctl, V, e->o.vocab));
     al_err err = ali_seq_push_tokens(s, tokens, n);
-    if (err == AL_OK) {
-        err = ali_ctl_begin(&nc, V, s->n_gen, s->pre_toks, s->pre_toks ? s->prefix.n : 0, s->toks, s->n_toks);
-        if (err != AL_OK)
-            s->n_toks -= n; /* the sequence stays as it was */
-    }
+    if (err == AL_OK)
+        err = ali_ctl_begin(&nc, V, s->n_gen - resume, s->pre_toks, s->pre_toks ? s->prefix.n : 0, s->toks, s->n_toks);
+    if (err == AL_OK)
+        err = ali_ctl_resume(&nc, e->o.vocab, s->toks + s->n_toks - resume, resume);
+    nc.extra = ctl ? AL_MAX(0, ctl->max_total - resume - max_tokens) : 0;
+    if (err != AL_OK)
+        s->n_toks -= n; /* the sequence stays as it was */
     if (err != AL_OK) {
         ali_ctl_free(&nc);
         return err;

@@ -69,6 +69,10 @@ al_err al_pb_get_gen_ctl(const alora_Sampling *in, const al_vocab *vocab, int32_
     c->presence_penalty = in->presence_penalty;
     c->repetition_penalty = in->repetition_penalty == 1 ? 0 : in->repetition_penalty;
     c->min_tokens = (int32_t)(in->min_tokens < (1u << 20) ? in->min_tokens : (1u << 20));
+    if (in->resume > (1u << 20))
+        return ali_errf(AL_EINVAL, "sampling.resume: %u tokens is more than a sequence can hold", in->resume);
+    c->resume = (int32_t)in->resume;
+    c->max_total = (int32_t)(in->max_total < (1u << 24) ? in->max_total : (1u << 24));
     /* logit bias */
     const int32_t *ids;
     const float *vals;

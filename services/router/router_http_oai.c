@@ -185,7 +185,7 @@ al_err rh_gen_fill(router *r, const al_oai_request *q, alora_Sampling *s, al_pbm
         AL_TRY(al_pb_set_bytes(&s->constraint, m, q->constraint, strlen(q->constraint)));
     }
     *stateful = q->constraint_kind || q->frequency_penalty != 0 || q->presence_penalty != 0 ||
-                q->repetition_penalty != 1 || q->min_tokens > 0;
+                q->repetition_penalty != 1 || q->min_tokens > 0 || q->n_stop > 0;
     return AL_OK;
 }
 
@@ -329,13 +329,15 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
             finish = "length";
             break;
         }
-        /* a stream comes in steps (one generate call each), except when a control carries state
-         * from token to token (constraint, penalties, min_tokens): then in one call */
-        int step = q->stream && !stateful ? (o.n == 0 ? 1 : RH_STREAM_STEP) : left;
+        /* a stream comes in steps (one generate call each); a control that carries state from token
+         * to token (constraint, penalties, min_tokens, stop strings) resumes from the output so far */
+        int step = q->stream ? (o.n == 0 ? 1 : RH_STREAM_STEP) : left;
         if (step > left)
             step = left;
         alora_SeqGenerateRequest gq = {.seq_id = seq_id, .sampling = s};
         gq.sampling.max_tokens = (uint32_t)step;
+        gq.sampling.resume = stateful ? (uint32_t)o.n : 0;
+        gq.sampling.max_total = stateful ? (uint32_t)maxt : 0;
         gq.sampling.seed = seed ? seed + (uint64_t)o.n : 0;
         alora_SeqGenerateReply gr;
         if ((e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_GENERATE, &gq, &gr, &m, rh_timeout(r))) != AL_OK) {

@@ -953,6 +953,90 @@ static void test_continue_ex(void **state)
     al_engine_free(e);
 }
 
+/* A generation in steps (a stream: max_tokens 1, then 3 at a time, each resuming the output so far)
+ * gives what one call gives, for every stateful control: grammar with its budget, penalties,
+ * min_tokens, stop strings. Steps on one sequence (continue_ex) are bitwise one call's; steps as
+ * fresh submits of the whole token list (the base's SeqGenerate) keep the grammar's state. */
+static void test_resume_in_steps(void **state)
+{
+    al_engine *e = engine(1);
+    al_grammar *g = grammar(AL_CONSTRAINT_REGEX, "[a-f]{2,9}[0-9]");
+    al_grammar *g2 = grammar(AL_CONSTRAINT_REGEX, "[a-f]{1,9}[0-9]{0,3}"); /* accepts early */
+    al_logit_bias eosb = {.token = EOS, .bias = 30.0f};
+    const char *stops[1] = {"ca"};
+    al_gen_ctl ctls[4] = {{.grammar = g, .frequency_penalty = 0.7f},
+                          {.grammar = g2, .min_tokens = 3, .presence_penalty = 0.4f},
+                          {.logit_bias = &eosb, .n_logit_bias = 1, .min_tokens = 6, .frequency_penalty = 1.5f},
+                          {.stop = stops, .n_stop = 1, .repetition_penalty = 1.2f}};
+    const int32_t maxt = 14;
+    for (int k = 0; k < 4; k++) {
+        run one = {0};
+        al_request q = req(maxt, GREEDY, &ctls[k]);
+        go(e, q, &one);
+        if (one.finish == AL_FINISH_ERROR)
+            fail_msg("control set %d: %s", k, one.msg);
+        /* steps on one sequence */
+        int32_t id, got = 0;
+        al_gen_ctl c = ctls[k];
+        c.max_total = maxt;
+        q = req(1, GREEDY, &c);
+        assert_int_equal(al_engine_submit(e, &q, &id), AL_OK);
+        al_result res;
+        for (;;) {
+            assert_int_equal(al_engine_run(e), AL_OK);
+            assert_int_equal(al_engine_result(e, id, &res), AL_OK);
+            got = res.n_tokens;
+            if (res.finish != AL_FINISH_LENGTH || got >= maxt)
+                break;
+            c.resume = got;
+            assert_int_equal(al_engine_continue_ex(e, id, NULL, 0, AL_MIN(3, maxt - got), NULL, &c), AL_OK);
+        }
+        assert_int_equal(got, one.n);
+        al_assert_ints_equal(res.tokens, one.tok, got);
+        assert_int_equal(res.finish, one.finish);
+        assert_int_equal(res.stop_index, one.stop_index);
+        al_engine_release(e, id);
+        run_free(&one);
+    }
+    /* the base's way: each step a fresh submit of prompt + output so far; the grammar resumes
+     * (without resume it would start over and could accept a lone digit after "ab") */
+    int32_t toks[NP + MAXT];
+    memcpy(toks, PROMPT, sizeof PROMPT);
+    int32_t n_out = 0;
+    uint8_t buf[MAXT * 8];
+    int32_t ends[MAXT];
+    const int32_t a = 3 + 'a', b = 3 + 'b';
+    toks[NP + n_out++] = a; /* "ab": earlier output */
+    toks[NP + n_out++] = b;
+    al_logit_bias digit = {.token = 3 + '7', .bias = 50.0f};
+    for (int step = 0; step < MAXT; step++) {
+        al_gen_ctl c = {.grammar = g, .logit_bias = &digit, .n_logit_bias = 1, .resume = n_out, .max_total = 12};
+        al_request q = req(2, GREEDY, &c);
+        q.tokens = toks;
+        q.n_tokens = NP + n_out;
+        run r = {0};
+        go(e, q, &r);
+        assert_int_not_equal(r.finish, AL_FINISH_ERROR);
+        for (int32_t i = 0; i < r.n; i++)
+            if (r.tok[i] != EOS)
+                toks[NP + n_out++] = r.tok[i];
+        run_free(&r);
+        if (r.finish == AL_FINISH_STOP || r.n == 0)
+            break;
+    }
+    int32_t n = text(toks + NP, n_out, buf, ends);
+    assert_int_equal(n, 3); /* "ab" then the favoured digit: the grammar knew "ab" was there */
+    assert_memory_equal(buf, "ab7", 3);
+    /* resume beyond the tokens there are: refused */
+    al_request bad = req(2, GREEDY, &(al_gen_ctl){.grammar = g, .resume = NP + 1});
+    int32_t id;
+    assert_int_equal(al_engine_submit(e, &bad, &id), AL_EINVAL);
+    assert_non_null(strstr(al_errmsg(), "resume"));
+    al_grammar_unref(g);
+    al_grammar_unref(g2);
+    al_engine_free(e);
+}
+
 /* The max_tokens budget reaches the grammar: with 'x' made unlikely, the output still ends in it
  * within max_tokens. */
 static void test_grammar_budget(void **state)
@@ -1035,6 +1119,7 @@ int main(void)
         cmocka_unit_test(test_grammar_with_min_tokens),
         cmocka_unit_test(test_batch_mixed_controls),
         cmocka_unit_test(test_continue_ex),
+        cmocka_unit_test(test_resume_in_steps),
         cmocka_unit_test(test_grammar_budget),
         cmocka_unit_test(test_invalid_controls),
     };

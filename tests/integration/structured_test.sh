@@ -81,12 +81,22 @@ out=$(content)
 post /v1/chat/completions "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":8,\"guided_choice\":[\"yes\",\"no\"]}"
 out=$(content)
 [[ "$CODE" = 200 && "$out" =~ ^(yes|no)$ ]] && ok "guided_choice -> '$out'" || fail "guided_choice: $CODE $BODY"
-# streaming: the constraint holds across the stream (one generate call), chunks reassemble to valid JSON
-curl -sN "$H/v1/chat/completions" -H 'Content-Type: application/json' --data-binary \
-  "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":120,\"temperature\":1,\"seed\":11,\"stream\":true,\"structured_outputs\":{\"json\":$SCHEMA}}" >"$T/sse"
-out=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -rj '.choices[0].delta.content // empty')
-validate "$SCHEMA" "$out" 2>/dev/null && ok "streamed structured output validates: $(head -c 60 <<<"$out")" ||
-  fail "streamed structured output: '$out' $(head -c 300 "$T/sse")"
+# streaming: generated in steps (token by token), each step resuming the constraint, the penalties
+# and min_tokens from the output so far; the chunks reassemble to valid JSON
+for seed in 11 12 13; do
+  curl -sN "$H/v1/chat/completions" -H 'Content-Type: application/json' --data-binary \
+    "{\"model\":\"tiny-base\",$MSG,\"max_tokens\":120,\"temperature\":1,\"seed\":$seed,\"stream\":true,\"frequency_penalty\":0.5,\"min_tokens\":4,\"structured_outputs\":{\"json\":$SCHEMA}}" >"$T/sse"
+  out=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -rj '.choices[0].delta.content // empty')
+  nch=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -r 'select((.choices[0].delta.content // "") != "") | 1' | wc -l)
+  if validate "$SCHEMA" "$out" 2>/dev/null && [ "$nch" -ge 3 ]; then
+    ok "streamed structured output, seed $seed, $nch content chunks, validates: $(head -c 60 <<<"$out")"
+  else fail "streamed structured output seed $seed ($nch content chunks): '$out' $(head -c 300 "$T/sse")"; fi
+done
+# a stream with a choice constraint: steps cannot restart it (a restart could append a second choice)
+curl -sN "$H/v1/completions" -H 'Content-Type: application/json' --data-binary \
+  '{"model":"tiny-base","prompt":"Pick:","max_tokens":8,"temperature":1,"seed":3,"stream":true,"structured_outputs":{"choice":["red","green","blue"]}}' >"$T/sse"
+out=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -rj '.choices[0].text // empty')
+[[ "$out" =~ ^(red|green|blue)$ ]] && ok "streamed choice -> '$out'" || fail "streamed choice: '$out' $(head -c 300 "$T/sse")"
 # logprobs stay the model's own distribution: the chosen token's logprob is among its top alternatives
 post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":4,"logprobs":5,"structured_outputs":{"choice":["red","green"]}}'
 [ "$CODE" = 200 ] && jq -e '.choices[0].logprobs.token_logprobs | all(. <= 0)' <<<"$BODY" >/dev/null &&
