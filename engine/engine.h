@@ -104,6 +104,10 @@ typedef struct al_request {
     int32_t top_logprobs;   /* 0..AL_MAX_TOP_LOGPROBS per generated token */
     int32_t ignore_eos;     /* keep generating past EOS */
     float *prompt_logits;   /* optional out [n_tokens, V]: logits at every prompt position */
+    int32_t prompt_logprobs; /* 1: the log-probability of each prompt token given the ones before it
+                                (al_result.prompt_logprobs; turns the prefix cache off for the
+                                request, as every position must be computed) */
+    int32_t prompt_top_logprobs; /* with prompt_logprobs: alternatives per prompt position, 0..20 */
     float *gen_logits;      /* optional out [max_tokens, V]: the logits each generated token came from */
     /* Read-only prefix (the worker case): positions [0, prefix.n) already in another pool. */
     al_kv_seg prefix;
@@ -118,6 +122,12 @@ typedef struct al_result {
     int32_t n_tokens;
     const al_topk_entry *top;    /* [n_tokens, top_logprobs] */
     int32_t top_logprobs;
+    const float *prompt_logprobs; /* [n_prompt] (al_request.prompt_logprobs): [i] = log p(prompt token
+                                     i | tokens before it); [0] has no context unless a read-only
+                                     prefix precedes it, and is 0 then */
+    const al_topk_entry *prompt_top; /* [n_prompt, prompt_top_logprobs]: the alternatives at position i
+                                        (row 0 zeroed like [0]) */
+    int32_t n_prompt, prompt_top_logprobs;
     int32_t activation_start;    /* absolute, -1 = none */
     al_finish finish;
     int32_t stop_index;          /* AL_FINISH_STOP by al_gen_ctl.stop[stop_index]; -1 otherwise */

@@ -59,6 +59,9 @@ typedef struct ali_seq {
     al_topk_entry *top; /* [n_gen, top_logprobs] */
     int32_t n_gen, cap_gen;
     float *prompt_logits; /* [prompt_end, V] caller's, may be NULL */
+    float *plp;           /* [prompt_end] prompt logprobs (al_request.prompt_logprobs); NULL = off */
+    al_topk_entry *ptop;  /* [prompt_end, n_ptop] */
+    int32_t n_ptop;
     float *gen_logits;    /* [max_tokens, V] caller's, may be NULL */
     ali_ctl ctl;          /* generation controls of the current generation */
     int32_t *pre_toks;    /* [prefix.n] copy of the read-only prefix's tokens, kept only when the

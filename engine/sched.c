@@ -134,6 +134,8 @@ static void ali_seq_clear(al_engine *e, ali_seq *s)
     free(s->gen);
     free(s->lp);
     free(s->top);
+    free(s->plp);
+    free(s->ptop);
     ali_ctl_free(&s->ctl);
     free(s->pre_toks);
     memset(s, 0, sizeof *s);
@@ -360,6 +362,20 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
     s->ignore_eos = r->ignore_eos;
     s->prompt_logits = r->prompt_logits;
     s->gen_logits = r->gen_logits;
+    if (r->prompt_logprobs) {
+        if (r->prompt_top_logprobs < 0 || r->prompt_top_logprobs > AL_MAX_TOP_LOGPROBS) {
+            ali_seq_clear(e, s);
+            return ali_errf(AL_ERANGE, "prompt_top_logprobs: %d out of range [0, %d]", r->prompt_top_logprobs,
+                            AL_MAX_TOP_LOGPROBS);
+        }
+        s->n_ptop = r->prompt_top_logprobs;
+        s->plp = calloc((size_t)AL_MAX(r->n_tokens, 1), sizeof(float));
+        s->ptop = s->n_ptop ? calloc((size_t)AL_MAX(r->n_tokens, 1) * (size_t)s->n_ptop, sizeof(al_topk_entry)) : NULL;
+        if (!s->plp || (s->n_ptop && !s->ptop)) {
+            ali_seq_clear(e, s);
+            return ali_errf(AL_ENOMEM, "engine: out of memory for the prompt logprobs");
+        }
+    }
     s->t_start = al_now();
     s->order = e->next_order++;
     if (r->n_tokens == 0 && r->max_tokens > 0) {
@@ -391,7 +407,7 @@ al_err al_engine_submit(al_engine *e, const al_request *r, int32_t *seq_id)
         int32_t limit = s->n_toks;
         if (s->gen_left > 0)
             limit--; /* the last prompt token must run to produce logits */
-        if (s->prompt_logits)
+        if (s->prompt_logits || s->plp)
             limit = 0; /* every prompt position's logits were asked for: compute them all */
         if (s->adapter >= 0 && s->act_start >= 0 && s->act_start < limit)
             limit = s->act_start;
@@ -593,7 +609,7 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
         }
         /* output rows: prompt logits wanted, or the last row when a token is sampled next */
         int32_t end = s->n_computed + c;
-        if (s->prompt_logits)
+        if (s->prompt_logits || s->plp)
             for (int32_t j = 0; j < c; j++)
                 if (s->n_computed + j < s->prompt_end) {
                     e->out_rows[n_out] = row + j;
@@ -635,6 +651,18 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
             float *lg = e->rs.logits_host + (size_t)i * V;
             if (s->prompt_logits && idx < s->prompt_end)
                 memcpy(s->prompt_logits + (size_t)idx * V, lg, sizeof(float) * (size_t)V);
+            if (s->plp && idx + 1 < s->prompt_end) { /* this row predicts prompt token idx + 1 */
+                float mx = lg[0];
+                for (int32_t v = 1; v < V; v++)
+                    mx = lg[v] > mx ? lg[v] : mx;
+                double se = 0.0;
+                for (int32_t v = 0; v < V; v++)
+                    se += exp((double)(lg[v] - mx));
+                s->plp[idx + 1] = (float)((double)lg[s->toks[idx + 1]] - ((double)mx + log(se)));
+                if (s->n_ptop)
+                    e->ops->logprobs_topk(e->rs.logits + (size_t)i * V, 1, V, s->n_ptop,
+                                          s->ptop + (size_t)(idx + 1) * s->n_ptop, NULL);
+            }
             if (idx == s->n_toks - 1 && s->n_computed == s->n_toks && s->gen_left > 0 &&
                 s->finish == AL_FINISH_NONE) {
                 al_err err = ali_seq_sample(e, s, lg, e->rs.logits + (size_t)i * V);
@@ -681,6 +709,8 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
     if (!s)
         return ali_errf(AL_ENOTFOUND, "sequence %d does not exist", id);
     *out = (al_result){.tokens = s->gen, .logprobs = s->lp, .n_tokens = s->n_gen, .top = s->top, .top_logprobs = s->top_logprobs,
+                       .prompt_logprobs = s->plp, .prompt_top = s->ptop, .n_prompt = s->plp ? s->prompt_end : 0,
+                       .prompt_top_logprobs = s->n_ptop,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
                        .stop_index = s->stop_index, .error = s->error, .computed_tokens = s->computed_tokens,
                        .cached_tokens = s->cached_tokens};
@@ -743,6 +773,11 @@ al_err al_engine_continue_ex(al_engine *e, int32_t id, const int32_t *tokens, in
     }
     s->prompt_end = s->n_toks;
     s->prompt_logits = NULL;
+    free(s->plp); /* a continue computes no prompt logprobs: the submit's go with it */
+    free(s->ptop);
+    s->plp = NULL;
+    s->ptop = NULL;
+    s->n_ptop = 0;
     s->gen_logits = NULL;
     s->gen_left = max_tokens;
     s->stop_index = -1;

@@ -120,16 +120,24 @@ static al_err base_check_len(base_ctx *b, const char *field, int64_t n)
 
 /* Submits a prefill-only (max_tokens 0 unless given) base request; EOVERLOADED when all engine slots
  * are busy (the caller retries while other work runs). */
-static al_err base_submit(base_ctx *b, const int32_t *toks, int32_t n, int32_t max_tokens, const al_sampling *smp,
-                          const al_gen_ctl *ctl, int32_t top_logprobs, int32_t ignore_eos, int32_t *eseq)
+static al_err base_submit_ex(base_ctx *b, const int32_t *toks, int32_t n, int32_t max_tokens, const al_sampling *smp,
+                             const al_gen_ctl *ctl, int32_t top_logprobs, int32_t ignore_eos, int32_t prompt_top,
+                             int32_t *eseq)
 {
     al_request r = {.tokens = toks, .n_tokens = n, .adapter = -1, .act_start = AL_ACT_NONE,
-                    .max_tokens = max_tokens, .top_logprobs = top_logprobs, .ignore_eos = ignore_eos};
+                    .max_tokens = max_tokens, .top_logprobs = top_logprobs, .ignore_eos = ignore_eos,
+                    .prompt_logprobs = prompt_top >= 0, .prompt_top_logprobs = AL_MAX(prompt_top, 0)};
     if (smp)
         r.sampling = *smp;
     if (ctl)
         r.ctl = *ctl;
     return al_engine_submit(b->engine, &r, eseq);
+}
+
+static al_err base_submit(base_ctx *b, const int32_t *toks, int32_t n, int32_t max_tokens, const al_sampling *smp,
+                          const al_gen_ctl *ctl, int32_t top_logprobs, int32_t ignore_eos, int32_t *eseq)
+{
+    return base_submit_ex(b, toks, n, max_tokens, smp, ctl, top_logprobs, ignore_eos, -1, eseq);
 }
 
 /* -1 (retry later) when the engine is full but other work will free slots, else complete with e. */
@@ -178,9 +186,13 @@ static int base_seq_create_start(base_ctx *b, base_cmd *c)
     al_err e = base_check_len(b, "tokens", (int64_t)n);
     if (e != AL_OK)
         return base_done(b, c, e);
+    if (rq->prompt_top_logprobs > AL_MAX_TOP_LOGPROBS)
+        return base_done(b, c, ali_errf(AL_ERANGE, "prompt_top_logprobs: %u > max %d", rq->prompt_top_logprobs,
+                                        AL_MAX_TOP_LOGPROBS));
     int32_t eseq = -1;
     if (n > 0) {
-        e = base_submit(b, t, (int32_t)n, 0, NULL, NULL, 0, 0, &eseq);
+        e = base_submit_ex(b, t, (int32_t)n, 0, NULL, NULL, 0, 0,
+                           rq->prompt_logprobs ? (int32_t)rq->prompt_top_logprobs : -1, &eseq);
         if (e != AL_OK)
             return base_submit_failed(b, c, e, "tokens");
     }
@@ -215,6 +227,16 @@ static int base_seq_create_finish(base_ctx *b, base_cmd *c)
     }
     rp->n_tokens = (uint32_t)base_seq_len(b, c->eseq, NULL);
     rp->prefix_cached_tokens = (uint32_t)r.cached_tokens;
+    if (r.prompt_logprobs) {
+        al_result pr = {.logprobs = r.prompt_logprobs, .n_tokens = r.n_prompt, .top = r.prompt_top,
+                        .top_logprobs = r.prompt_top_logprobs};
+        e = al_pb_set_logprobs(&rp->prompt_logprobs, al_rpc_job_mem(c->job), &pr, r.n_prompt, r.prompt_top_logprobs);
+        if (e != AL_OK) {
+            base_seq_remove(b, c->seq_id);
+            c->seq_id = 0;
+            return base_done(b, c, e);
+        }
+    }
     base_timings(c, &r, r.computed_tokens, &rp->timings);
     rp->timings.decode_tokens = 0;
     return base_done(b, c, AL_OK);

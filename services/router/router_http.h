@@ -135,6 +135,9 @@ typedef struct rh_lp {
 al_err rh_lp_build(router_http *h, const int32_t *toks, const float *lp, const int32_t *tids, const float *tlp, int i0,
                    int i1, int top_n, int want_top, rh_lp *l);
 void rh_lp_free(rh_lp *l);
+/* vLLM return_tokens_as_token_ids: l's token strings (of tokens [i0, i0 + l->n) of toks, and
+ * alternatives tids with stride top_n) become "token_id:<id>". */
+al_err rh_lp_as_ids(rh_lp *l, const int32_t *toks, const int32_t *tids, int i0, int top_n);
 json_t *rh_timings_json(const alora_Timings *t);
 void rh_count_error(al_err e);
 

@@ -269,6 +269,29 @@ static const char *rh_piece(router_http *h, rh_lp *l, int32_t id)
     return s;
 }
 
+al_err rh_lp_as_ids(rh_lp *l, const int32_t *toks, const int32_t *tids, int i0, int top_n)
+{
+    int per = l->n > 0 ? 1 + l->v[0].n_top : 0;
+    char **ns = realloc(l->strs, sizeof *ns * (size_t)(l->n_strs + l->n * per + 1));
+    if (!ns)
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    l->strs = ns;
+    for (int i = 0; i < l->n; i++)
+        for (int j = -1; j < l->v[i].n_top; j++) {
+            int32_t id = j < 0 ? toks[i0 + i] : tids[(size_t)(i0 + i) * top_n + j];
+            char *s = malloc(24);
+            if (!s)
+                return ali_errf(AL_ENOMEM, "router: out of memory");
+            snprintf(s, 24, "token_id:%d", id);
+            l->strs[l->n_strs++] = s;
+            if (j < 0)
+                l->v[i].token = s;
+            else
+                l->tops[(size_t)i * l->v[i].n_top + j].token = s;
+        }
+    return AL_OK;
+}
+
 al_err rh_lp_build(router_http *h, const int32_t *toks, const float *lp, const int32_t *tids, const float *tlp, int i0,
                    int i1, int top_n, int want_top, rh_lp *l)
 {

@@ -230,6 +230,37 @@ static al_err rh_tools_stream_end(rh_call *c, const al_oai_request *q, const cha
     return e;
 }
 
+/* rh_lp_build, then the request's token naming (return_tokens_as_token_ids). */
+static al_err rh_lp_q(router_http *h, const al_oai_request *q, const int32_t *toks, const float *lp, const int32_t *tids,
+                      const float *tlp, int i0, int i1, int top_n, int want_top, rh_lp *l)
+{
+    AL_TRY(rh_lp_build(h, toks, lp, tids, tlp, i0, i1, top_n, want_top, l));
+    return q->tokens_as_ids ? rh_lp_as_ids(l, toks, tids, i0, top_n) : AL_OK;
+}
+
+/* echo: the prompt's text (as sent, or decoded from its ids) and, when plp is given, its tokens'
+ * logprobs from the base (the first token has no context: null). */
+static al_err rh_echo(router_http *h, const al_oai_request *q, const int32_t *prompt, int32_t np,
+                      const alora_TokenLogprobs *plp, char **text, rh_lp *lp)
+{
+    *text = q->prompt ? strdup(q->prompt) : rh_decode(h, prompt, np, 1);
+    if (!*text)
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    if (!plp)
+        return AL_OK;
+    const float *l, *tl;
+    const int32_t *ti;
+    size_t nl = al_pb_f32(&plp->logprob, &l), nt = al_pb_i32(&plp->top_ids, &ti);
+    al_pb_f32(&plp->top_logprobs, &tl);
+    int top_n = (int)plp->top_n;
+    if (nl != (size_t)np || nt != (size_t)np * (size_t)top_n)
+        return ali_errf(AL_EINTERNAL, "base: %zu prompt logprobs for %d prompt tokens", nl, np);
+    AL_TRY(rh_lp_q(h, q, prompt, l, ti, tl, 0, np, top_n, q->top_logprobs, lp));
+    if (lp->n > 0)
+        lp->v[0].no_context = 1;
+    return AL_OK;
+}
+
 static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, int32_t np)
 {
     router_http *h = c->h;
@@ -297,11 +328,17 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
     /* the conversation's base (prefix affinity: a resent conversation meets its cached KV) */
     router_base *rb = router_base_route(r, prompt, np, NULL);
     al_err e = rb ? al_pb_ref_i32(&cq.tokens, &m, prompt, (size_t)np) : AL_EUNAVAILABLE;
+    cq.prompt_logprobs = q->echo && q->logprobs;
+    cq.prompt_top_logprobs = cq.prompt_logprobs ? (uint32_t)q->top_logprobs : 0;
     if (e == AL_OK && (e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_CREATE, &cq, &cr, &m, rh_timeout(r))) != AL_OK)
         e = ali_errctx(e, "base");
     seq = e == AL_OK;
     uint32_t cached = seq ? cr.prefix_cached_tokens : 0;
     uint64_t seq_id = seq ? cr.seq_id : 0;
+    rh_lp echo_lp = {0}; /* echo: the prompt's logprobs */
+    char *echo_text = NULL;
+    if (e == AL_OK && q->echo)
+        e = rh_echo(h, q, prompt, np, cq.prompt_logprobs ? &cr.prompt_logprobs : NULL, &echo_text, &echo_lp);
     al_pbmem_free(&m);
     if (e != AL_OK) {
         rh_error(c, e, rh_errmsg());
@@ -318,6 +355,10 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
         al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created, .role = 1,
                            .text = q->kind == AL_OAI_CHAT ? "" : NULL};
         if (q->kind == AL_OAI_CHAT && (e = rh_send_chunk(c, &ch, NULL)) != AL_OK)
+            goto out;
+        al_oai_chunk ec = {.kind = q->kind, .id = id, .model = q->model, .created = created, .text = echo_text,
+                           .has_logprobs = q->logprobs, .logprobs = echo_lp.v, .n_logprobs = echo_lp.n};
+        if (q->echo && (e = rh_send_chunk(c, &ec, NULL)) != AL_OK)
             goto out;
     }
     size_t hold = rh_max_stop_len(q);
@@ -379,7 +420,7 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
             if (finish && tools) {
                 rh_lp lp = {0};
                 if (q->logprobs)
-                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
+                    rh_lp_q(h, q, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
                                 o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs, &lp);
                 int done = 0;
                 e = rh_tools_stream_end(c, q, id, created, text, emitted, &lp, &done);
@@ -392,7 +433,7 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
                 text[safe > emitted ? safe : emitted] = 0;
                 rh_lp lp = {0};
                 if (q->logprobs)
-                    rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
+                    rh_lp_q(h, q, o.toks, o.lp, o.tids, o.tlp, lp_sent, o.n, 20,
                                 o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs, &lp);
                 al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created,
                                    .text = text + emitted, .finish_reason = finish, .has_logprobs = q->logprobs,
@@ -434,11 +475,29 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
     {
         rh_lp lp = {0};
         if (q->logprobs)
-            rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, 0, o.n, 20, o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs,
+            rh_lp_q(h, q, o.toks, o.lp, o.tids, o.tlp, 0, o.n, 20, o.top_n < q->top_logprobs ? o.top_n : q->top_logprobs,
                         &lp);
         al_oai_response rs = {.kind = q->kind, .id = id, .model = q->model, .created = created,
                               .text = text ? text : "", .finish_reason = finish, .has_logprobs = q->logprobs,
                               .logprobs = lp.v, .n_logprobs = lp.n, .usage = usage};
+        char *all_text = NULL;
+        al_oai_token_logprob *all_lp = NULL;
+        if (q->echo) { /* the prompt, then the completion */
+            size_t a = strlen(echo_text), b = strlen(rs.text);
+            all_text = malloc(a + b + 1);
+            all_lp = calloc((size_t)(echo_lp.n + lp.n + 1), sizeof *all_lp);
+            if (!all_text || !all_lp) {
+                e = ali_errf(AL_ENOMEM, "router: out of memory");
+            } else {
+                memcpy(all_text, echo_text, a);
+                memcpy(all_text + a, rs.text, b + 1);
+                memcpy(all_lp, echo_lp.v, sizeof *all_lp * (size_t)echo_lp.n);
+                memcpy(all_lp + echo_lp.n, lp.v, sizeof *all_lp * (size_t)lp.n);
+                rs.text = all_text;
+                rs.logprobs = all_lp;
+                rs.n_logprobs = echo_lp.n + lp.n;
+            }
+        }
         al_chat_parsed tp = {0};
         if (tools && (e = al_oai_tools_parse_output(q, h->fmt, text ? text : "", &tp)) == AL_OK &&
             tp.n_calls) {
@@ -453,6 +512,8 @@ static void rh_base(rh_call *c, const al_oai_request *q, const int32_t *prompt, 
             e = al_oai_response_json(&rs, &body, &bl);
         al_chat_parsed_free(&tp);
         rh_lp_free(&lp);
+        free(all_text);
+        free(all_lp);
         if (e != AL_OK)
             rh_error(c, e, al_errmsg());
         else
@@ -471,6 +532,8 @@ out:
     if (!c->replied)
         rh_error(c, e != AL_OK ? e : AL_EINTERNAL, rh_errmsg());
     free(text);
+    free(echo_text);
+    rh_lp_free(&echo_lp);
     rh_out_free(&o);
     al_pbmem_free(&sm);
 }
@@ -480,6 +543,11 @@ out:
 static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, int32_t n)
 {
     router_http *h = c->h;
+    if (q->echo) {
+        rh_error(c, AL_EUNSUPPORTED, "echo: not supported for intrinsics (their prompt is the conversation rendered with "
+                                     "the invocation; ask the base model)");
+        return;
+    }
     rh_iout o;
     al_err e = rh_run_intrinsic(h, q->model, toks, n, 0, NULL, q->max_tokens > 0 ? q->max_tokens : 0,
                                 q->top_logprobs, q, c->t0, &o);
@@ -494,7 +562,7 @@ static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, in
     json_t *extra = json_pack("{s:O}", "intrinsic", o.info);
     rh_lp lp = {0};
     if (q->logprobs)
-        rh_lp_build(h, o.toks, o.lp, o.tids, o.tlp, 0, o.n, o.top_n, q->top_logprobs, &lp);
+        rh_lp_q(h, q, o.toks, o.lp, o.tids, o.tlp, 0, o.n, o.top_n, q->top_logprobs, &lp);
     if (q->stream) { /* the output is complete: sent as one content chunk */
         if (rh_sse_begin(c) == AL_OK) {
             al_oai_chunk ch = {.kind = q->kind, .id = id, .model = q->model, .created = created, .role = 1,

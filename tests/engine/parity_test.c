@@ -35,7 +35,7 @@ static void run_cases(golden_case **cs, int n, run_opts o)
         gl[i] = calloc((size_t)8 * V, sizeof(float));
         al_request r = {.tokens = c->prompt, .n_tokens = c->n_prompt, .adapter = slot, .act_start = AL_ACT_AUTO,
                         .max_tokens = 8, .ignore_eos = 1, .top_logprobs = 5, .prompt_logits = pl[i],
-                        .gen_logits = gl[i]};
+                        .gen_logits = gl[i], .prompt_logprobs = 1, .prompt_top_logprobs = 3};
         assert_int_equal(al_engine_submit(e, &r, &ids[i]), AL_OK);
     }
     assert_int_equal(al_engine_run(e), AL_OK);
@@ -55,6 +55,23 @@ static void run_cases(golden_case **cs, int n, run_opts o)
         assert_true(dg <= c->tol);
         assert_int_equal(r.activation_start, c->act_start);
         al_assert_ints_equal(r.tokens, c->greedy, AL_ARRAY_LEN(c->greedy));
+        /* prompt logprobs: log-softmax of PyTorch's logits at the position before, at the prompt token;
+         * the best alternative is the row's maximum (a log-softmax moves values by up to 2 tol) */
+        assert_int_equal(r.n_prompt, c->n_prompt);
+        assert_int_equal(r.prompt_top_logprobs, 3);
+        for (int32_t t = 1; t < c->n_prompt; t++) {
+            const float *g = c->prompt_logits + (size_t)(t - 1) * V;
+            double mx = g[0], se = 0.0;
+            for (int32_t v = 1; v < V; v++)
+                mx = g[v] > mx ? g[v] : mx;
+            for (int32_t v = 0; v < V; v++)
+                se += exp((double)g[v] - mx);
+            double lse = mx + log(se), want = (double)g[c->prompt[t]] - lse;
+            if (fabs(r.prompt_logprobs[t] - want) > 2 * c->tol || fabs(r.prompt_top[t * 3].logprob - (mx - lse)) > 2 * c->tol)
+                fail_msg("case %s: prompt token %d: logprob %g want %g, best %g want %g", c->name, t,
+                         (double)r.prompt_logprobs[t], want, (double)r.prompt_top[t * 3].logprob, mx - lse);
+            assert_true(r.prompt_top[t * 3 + 2].logprob <= r.prompt_top[t * 3 + 1].logprob);
+        }
         /* top logprobs: the first entry is the greedy token, logprobs sorted and <= 0 */
         assert_int_equal(r.top[0].id, r.tokens[0]);
         for (int k = 1; k < 5; k++)

@@ -102,6 +102,35 @@ post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":4,"logp
 [ "$CODE" = 200 ] && jq -e '.choices[0].logprobs.token_logprobs | all(. <= 0)' <<<"$BODY" >/dev/null &&
   ok "logprobs with a constraint: $(jq -c '.choices[0].logprobs.token_logprobs' <<<"$BODY")" || fail "logprobs: $CODE $BODY"
 
+# ---- echo (completions): the prompt comes back first, its tokens' logprobs computed by the base ----
+post /v1/completions '{"model":"tiny-base","prompt":"Date: 2024","max_tokens":2,"temperature":0,"echo":true,"logprobs":2}'
+if [ "$CODE" = 200 ] && jq -e '(.choices[0].text | startswith("Date: 2024")) and
+     (.choices[0].logprobs.token_logprobs[0] == null) and (.choices[0].logprobs.top_logprobs[0] == null) and
+     (.choices[0].logprobs.token_logprobs[1:] | all(. <= 0)) and
+     ((.choices[0].logprobs.tokens | length) == .usage.prompt_tokens + .usage.completion_tokens) and
+     ([.choices[0].logprobs.top_logprobs[1:][] | length] | all(. >= 1 and . <= 2))' <<<"$BODY" >/dev/null; then
+  ok "echo + logprobs: prompt text first, first token null, $(jq '.choices[0].logprobs.tokens | length' <<<"$BODY") token entries"
+else fail "echo: $CODE $BODY"; fi
+# the reference: the greedy continuation of P, appended to P and echoed, has the logprob it had as
+# output (same context; prefill rows against the sampled row, so up to float rounding)
+P='[1,40,77,300,5,9,123,450]'
+post /v1/completions "{\"model\":\"tiny-base\",\"prompt\":$P,\"max_tokens\":1,\"temperature\":0,\"logprobs\":1,\"return_tokens_as_token_ids\":true}"
+nid=$(jq -r '.choices[0].logprobs.tokens[0] | ltrimstr("token_id:")' <<<"$BODY")
+nlp=$(jq -r '.choices[0].logprobs.token_logprobs[0]' <<<"$BODY")
+post /v1/completions "{\"model\":\"tiny-base\",\"prompt\":${P%]},$nid],\"max_tokens\":1,\"temperature\":0,\"logprobs\":1,\"echo\":true,\"return_tokens_as_token_ids\":true}"
+plp=$(jq -r '.choices[0].logprobs.token_logprobs[8]' <<<"$BODY")
+if [ "$CODE" = 200 ] && [[ "$nid" =~ ^[0-9]+$ ]] && jq -e --arg t "token_id:$nid" '.choices[0].logprobs.tokens[8] == $t and
+     (.choices[0].logprobs.tokens | length) == 10 and .choices[0].logprobs.tokens[0] == "token_id:1"' <<<"$BODY" >/dev/null &&
+   awk -v a="$plp" -v b="$nlp" 'BEGIN { d = a - b; exit !(d < 1e-3 && d > -1e-3) }'; then
+  ok "echoed logprob of the greedy continuation ($nid) $plp == its logprob as output $nlp"
+else fail "echo vs output logprob: nid=$nid $plp vs $nlp ($CODE $BODY)"; fi
+post /v1/completions '{"model":"certainty","prompt":"x","max_tokens":1,"echo":true}'
+[ "$CODE" = 400 ] && jq -r .error.message <<<"$BODY" | grep -q '^echo' && ok "echo on an intrinsic -> 400 naming echo" || fail "echo intrinsic: $CODE $BODY"
+curl -sN "$H/v1/completions" -H 'Content-Type: application/json' --data-binary \
+  '{"model":"tiny-base","prompt":"Date: 2024","max_tokens":3,"stream":true,"echo":true}' >"$T/sse"
+out=$(sed -n 's/^data: //p' "$T/sse" | grep -v '^\[DONE\]' | jq -rj '.choices[0].text // empty')
+[[ "$out" == "Date: 2024"* ]] && ok "streamed echo starts with the prompt: '$out'" || fail "streamed echo: '$out'"
+
 # ---- intrinsics: the closed set of outputs is the default constraint; a client's own wins ----
 for intr in certainty answerability qr hd; do
   post /v1/chat/completions "{\"model\":\"$intr\",\"messages\":[{\"role\":\"user\",\"content\":\"Is the sky blue?\"},{\"role\":\"assistant\",\"content\":\"Yes.\"}]}"

@@ -217,6 +217,9 @@ al_err al_oai_parse_chat(const char *body, size_t len, const al_oai_limits *lim,
     json_t *root;
     AL_TRY(ali_load(body, len, lim, &root));
     al_err e = ali_common(root, lim, out);
+    int echo = 0;
+    if (e == AL_OK && (e = ali_bool(root, "echo", &echo)) == AL_OK && echo)
+        e = ali_errf(AL_EUNSUPPORTED, "echo: only /v1/completions echoes its prompt");
     if (e == AL_OK) {
         json_t *m = ali_get(root, "messages");
         if (!m)
@@ -322,8 +325,7 @@ al_err al_oai_parse_completion(const char *body, size_t len, const al_oai_limits
     int echo = 0;
     if (e == AL_OK)
         e = ali_bool(root, "echo", &echo);
-    if (e == AL_OK && echo)
-        e = ali_errf(AL_EUNSUPPORTED, "echo: not supported");
+    out->echo = echo;
     if (e == AL_OK && ali_get(root, "suffix"))
         e = ali_errf(AL_EUNSUPPORTED, "suffix: not supported");
     json_t *bo = ali_get(root, "best_of");

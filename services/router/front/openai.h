@@ -66,6 +66,7 @@ typedef struct al_oai_request {
     double repetition_penalty; /* vLLM: (0, 100], default 1 (off) */
     int min_tokens;            /* vLLM: no end before this many tokens, default 0 */
     int keep_special;          /* vLLM skip_special_tokens: false -> special tokens stay in the text */
+    int tokens_as_ids;         /* vLLM return_tokens_as_token_ids: logprobs name tokens "token_id:<id>" */
     int32_t *bias_ids;         /* [n_bias] logit_bias token ids ... */
     float *bias_vals;          /* [n_bias] ... and biases in [-100, 100] */
     int n_bias;
@@ -82,6 +83,7 @@ typedef struct al_oai_request {
     int top_logprobs;  /* alternatives per token, 0..20 (completions: the logprobs integer) */
     int stream;        /* SSE */
     int include_usage; /* stream_options.include_usage */
+    int echo;          /* completions: the prompt comes back before the completion (and its logprobs) */
     al_oai_tools tools; /* chat: tools, tool_choice, parallel_tool_calls */
 } al_oai_request;
 
@@ -120,6 +122,7 @@ typedef struct al_oai_token_logprob {
     double logprob;
     const al_oai_top *top; /* [n_top] alternatives */
     int n_top;
+    int no_context;        /* an echoed prompt's first token: its logprob and alternatives are null */
 } al_oai_token_logprob;
 
 typedef struct al_oai_usage {

@@ -242,6 +242,10 @@ al_err ali_oai_parse_gen(json_t *root, al_oai_request *r)
     if (sst && !json_is_boolean(sst))
         return ali_errf(AL_EINVAL, "skip_special_tokens: expected true or false");
     r->keep_special = json_is_false(sst);
+    json_t *rti = ali_member(root, "return_tokens_as_token_ids");
+    if (rti && !json_is_boolean(rti))
+        return ali_errf(AL_EINVAL, "return_tokens_as_token_ids: expected true or false");
+    r->tokens_as_ids = json_is_true(rti);
     AL_TRY(ali_logit_bias(root, r));
     AL_TRY(ali_response_format(root, r));
     AL_TRY(ali_structured_outputs(root, r));

@@ -68,7 +68,13 @@ static json_t *ali_text_logprobs(const al_oai_token_logprob *lp, int n)
     for (int i = 0; i < n; i++) {
         const char *t = lp[i].token ? lp[i].token : "";
         json_array_append_new(toks, ali_jstr(t));
-        json_array_append_new(lps, json_real(lp[i].logprob));
+        json_array_append_new(lps, lp[i].no_context ? json_null() : json_real(lp[i].logprob));
+        if (lp[i].no_context) {
+            json_array_append_new(tops, json_null());
+            json_array_append_new(offs, json_integer((json_int_t)off));
+            off += strlen(t);
+            continue;
+        }
         json_t *m = json_object();
         for (int k = 0; k < lp[i].n_top; k++) {
             json_t *key = ali_jstr(lp[i].top[k].token ? lp[i].top[k].token : "");

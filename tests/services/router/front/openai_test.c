@@ -209,6 +209,14 @@ static void test_completion(void **state)
     assert_string_equal(r.prompt, "Hello");
     assert_null(r.prompt_tokens);
     assert_true(r.logprobs && r.top_logprobs == 3);
+    assert_false(r.echo);
+    al_oai_request_free(&r);
+    assert_int_equal(compl("{\"model\":\"m\",\"prompt\":\"Hi\",\"echo\":true,\"logprobs\":1}", &r), AL_OK);
+    assert_true(r.echo);
+    al_oai_request_free(&r);
+    const char *ce = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"echo\":true}";
+    assert_int_equal(al_oai_parse_chat(ce, strlen(ce), NULL, &r), AL_EUNSUPPORTED);
+    assert_non_null(strstr(al_errmsg(), "echo"));
     al_oai_request_free(&r);
     assert_int_equal(compl("{\"model\":\"m\",\"prompt\":[1,2,2147483647]}", &r), AL_OK);
     assert_int_equal(r.n_prompt_tokens, 3);
@@ -243,7 +251,6 @@ static void test_completion(void **state)
          AL_EINVAL},
         {"{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":21}", "logprobs: expected an integer in [0, 20]",
          AL_EINVAL},
-        {"{\"model\":\"m\",\"prompt\":\"x\",\"echo\":true}", "echo: not supported", AL_EUNSUPPORTED},
         {"{\"model\":\"m\",\"prompt\":\"x\",\"echo\":\"no\"}", "echo: expected true or false", AL_EINVAL},
         {"{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"s\"}", "suffix: not supported", AL_EUNSUPPORTED},
         {"{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":2}", "best_of: only 1 is supported", AL_EUNSUPPORTED},
@@ -341,7 +348,7 @@ static void test_responses(void **state)
         "\"completion_tokens\":3,\"total_tokens\":13,\"prompt_tokens_details\":{\"cached_tokens\":8}}}");
 
     al_oai_top top[2] = {{"Hi", -0.25}, {"\xc3", -1.5}};
-    al_oai_token_logprob lp[2] = {{"Hi", -0.25, top, 2}, {"!", -0.5, NULL, 0}};
+    al_oai_token_logprob lp[2] = {{"Hi", -0.25, top, 2, 0}, {"!", -0.5, NULL, 0, 0}};
     r.text = "Hi!";
     r.finish_reason = "length";
     r.has_logprobs = 1;
@@ -381,6 +388,16 @@ static void test_responses(void **state)
         "\"token_logprobs\":[-0.25,-0.5],\"top_logprobs\":[{\"Hi\":-0.25,\"\xef\xbf\xbd\":-1.5},{}],"
         "\"text_offset\":[0,2]},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":1,"
         "\"completion_tokens\":2,\"total_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+    /* echo: the prompt's first token has no context, so null logprob and alternatives */
+    lp[0].no_context = 1;
+    assert_int_equal(al_oai_response_json(&c, &s, &n), AL_OK);
+    expect_bytes(
+        s, n,
+        "{\"id\":\"cmpl-2\",\"object\":\"text_completion\",\"created\":5,\"model\":\"m\","
+        "\"choices\":[{\"index\":0,\"text\":\"Hi!\",\"logprobs\":{\"tokens\":[\"Hi\",\"!\"],"
+        "\"token_logprobs\":[null,-0.5],\"top_logprobs\":[null,{}],"
+        "\"text_offset\":[0,2]},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":2,\"total_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
 }
 
 static void test_sse(void **state)
@@ -396,7 +413,7 @@ static void test_sse(void **state)
         "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"g\","
         "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
         "\"finish_reason\":null}]}\n\n");
-    al_oai_token_logprob lp = {"Hi", -0.125, NULL, 0};
+    al_oai_token_logprob lp = {"Hi", -0.125, NULL, 0, 0};
     k = (al_oai_chunk){.kind = AL_OAI_CHAT,
                        .id = "chatcmpl-1",
                        .model = "g",
