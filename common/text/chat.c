@@ -625,7 +625,13 @@ static al_err ali_parse_msgs(json_t *arr, al_chat *c)
             return ali_errf(AL_EFORMAT, "messages[%zu].content: missing", i);
         if (strlen(json_string_value(role)) != json_string_length(role))
             return ali_errf(AL_EFORMAT, "messages[%zu].role: contains NUL", i);
-        AL_TRY(ali_dup(json_string_value(role), json_string_length(role), &c->msgs[i].role));
+        const char *rs = json_string_value(role);
+        if (!strcmp(rs, "developer")) /* OpenAI's newer name of the system role */
+            rs = "system";
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") && strcmp(rs, "tool"))
+            return ali_errf(AL_EFORMAT, "messages[%zu].role: '%.40s' is not one of system, developer, user, "
+                            "assistant, tool", i, rs);
+        AL_TRY(ali_dup(rs, strlen(rs), &c->msgs[i].role));
         c->n_msgs++;
         if (has_calls)
             AL_TRY(ali_parse_calls_json(calls, i, &c->msgs[i]));

@@ -138,6 +138,11 @@ static void test_json(void **state)
     assert_null(c->docs[1].title);
     al_chat_free(c);
 
+    expect_json_error("[{\"role\":\"wizard\",\"content\":\"x\"}]", "messages[0].role: 'wizard' is not one of");
+    const char *dev = "[{\"role\":\"developer\",\"content\":\"be brief\"}]";
+    assert_int_equal(al_chat_parse_json(dev, strlen(dev), &c), AL_OK);
+    assert_string_equal(c->msgs[0].role, "system");
+    al_chat_free(c);
     expect_json_error("", "invalid JSON");
     expect_json_error("[{\"role\":\"user\",\"content\":\"x\"}", "invalid JSON");
     expect_json_error("42", "expected a list of messages");
