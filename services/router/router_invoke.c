@@ -105,6 +105,33 @@ static void router_unlease(router_base *b, uint64_t lease_id)
     al_pbmem_free(&um);
 }
 
+typedef struct router_unlease_arg {
+    router_base *b;
+    uint64_t lease_id;
+} router_unlease_arg;
+
+static void router_unlease_task(router_task *t)
+{
+    router_unlease_arg *u = (router_unlease_arg *)t->req;
+    router_unlease(u->b, u->lease_id);
+    free(u);
+}
+
+/* The unlease is off the caller's critical path: the answer goes back while the control pool tells
+ * the base (leases pin blocks by reference, so the sequence is free to change meanwhile; the
+ * pool drains its queue before the bases close). Synchronous when the pool is stopping. */
+static void router_unlease_later(router *r, router_base *b, uint64_t lease_id)
+{
+    router_unlease_arg *u = malloc(sizeof *u);
+    if (u) {
+        *u = (router_unlease_arg){.b = b, .lease_id = lease_id};
+        if (router_pool_post(&r->ctl, r, router_unlease_task, u))
+            return;
+        free(u);
+    }
+    router_unlease(b, lease_id);
+}
+
 al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m)
 {
     double t_start = al_now();
@@ -283,7 +310,7 @@ out:;
     char msg[600];
     snprintf(msg, sizeof msg, "%s", al_errmsg());
     if (leased)
-        router_unlease(b, lr.lease_id);
+        router_unlease_later(r, b, lr.lease_id);
     router_base_done(r, routed);
     al_pbmem_free(&qm);
     al_pbmem_free(&wm);
