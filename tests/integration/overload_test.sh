@@ -20,7 +20,7 @@ cat >"$T/c.cfg" <<CFG
 run_dir = "$T/run";
 base = { model = "$T/model"; kv_blocks = 512; block_size = 16; threads = 1; };
 worker = { kv_blocks = 256; heartbeat_ms = 200; };
-router = { listen = "$R"; max_queue = 16; worker_ttl_ms = 3000; request_timeout_ms = 120000; http = "$H";
+router = { listen = "$R"; max_queue = 16; worker_ttl_ms = 3000; request_timeout_ms = 600000; http = "$H";
            tokenizer = "$TOK"; model_name = "ovl-base"; };
 up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
 intrinsics = (
@@ -39,17 +39,27 @@ done
 [ -f "$T/ready" ] || { echo "--- alora up stderr"; tail -40 "$T/up.err"; fail "cluster did not start"; exit 1; }
 PIDS0=$("$ALORA" status --router "$R" --json | jq -r '[.processes[].pid] | sort | join(" ")')
 
-# A long request: the whole prompt through the adapter (mode lora, no base KV) plus many tokens.
-# Timeouts are generous (two of them run one after the other on the single replica; under ASan one
-# takes ~12 s): the test is about refusals, never about a deadline.
-LONG=$(for i in $(seq 1 1500); do echo $((10 + (i * 7) % 580)); done | paste -sd,)
+# A long request: a prompt through the adapter (mode lora, no base KV) plus many tokens. Its length
+# is calibrated to this machine (an ASan build on a loaded machine is ~50x slower than a release
+# build on a quiet one): long enough to hold the slot ~4 s, and every timeout generous: the test is
+# about refusals, never about a deadline.
+LONG=$(for i in $(seq 1 300); do echo $((10 + (i * 7) % 580)); done | paste -sd,)
+t0=$(date +%s%N)
+"$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora --max-tokens 20 \
+  --ignore-eos --timeout 600000 >/dev/null 2>&1
+MS20=$(( ($(date +%s%N) - t0) / 1000000 ))
+LONG_TOKS=$(( 4000 * 20 / (MS20 > 1 ? MS20 : 1) ))
+LONG_TOKS=$(( LONG_TOKS < 20 ? 20 : LONG_TOKS > 400 ? 400 : LONG_TOKS ))
+LONG_MS=$(( MS20 * LONG_TOKS / 20 ))                # expected duration of one long request
+TMO=$(( LONG_MS * 20 > 120000 ? LONG_MS * 20 : 120000 )) # per request, ms
+echo "calibration: 20 tokens in $MS20 ms -> long requests of $LONG_TOKS tokens (~$LONG_MS ms), timeouts $TMO ms"
 long_invoke() { # long_invoke OUTFILE
-  timeout 300 "$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora \
-    --max-tokens 400 --ignore-eos --timeout 120000 >"$1.out" 2>"$1.err"
+  timeout $((TMO / 1000 + 60)) "$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora \
+    --max-tokens "$LONG_TOKS" --ignore-eos --timeout "$TMO" >"$1.out" 2>"$1.err"
   echo $? >"$1.rc"
 }
 short_invoke() {
-  "$ALORA" invoke --router "$R" --intrinsic slow --tokens "5,6,7,8,600,601,602" --max-tokens 2 --timeout 120000 "$@"
+  "$ALORA" invoke --router "$R" --intrinsic slow --tokens "5,6,7,8,600,601,602" --max-tokens 2 --timeout "$TMO" "$@"
 }
 # hreq PATH BODY -> CODE, BODY, headers in $T/hdr
 hreq() {
@@ -103,7 +113,7 @@ for i in $(seq 1 $N); do
   long_invoke "$T/b$i" & BG+=($!)
 done
 for i in $(seq 1 $N); do
-  ( c=$(curl -s -m 300 -D "$T/h$i.hdr" -o "$T/h$i.body" -w '%{http_code}' -X POST "$H/v1/chat/completions" \
+  ( c=$(curl -s -m $((TMO / 1000 + 60)) -D "$T/h$i.hdr" -o "$T/h$i.body" -w '%{http_code}' -X POST "$H/v1/chat/completions" \
        -H 'Content-Type: application/json' --data-binary "$CHAT"); echo "$c" >"$T/h$i.code" ) & BG+=($!)
 done
 t0=$SECONDS
