@@ -265,8 +265,25 @@ static const char ali_granite_docs_prompt[] =
     "documents, inform the user that the question cannot be answered based on the available "
     "data.";
 
+static const char ali_granite_think_prompt[] =
+    " You are a helpful AI assistant.\nRespond to every user query in a comprehensive and detailed way. You can "
+    "write down your thoughts and reasoning process before responding. In the thought process, engage in a "
+    "comprehensive cycle of analysis, summarization, exploration, reassessment, reflection, backtracing, and "
+    "iteration to develop well-considered thinking process. In the response section, based on various attempts, "
+    "explorations, and reflections from the thoughts section, systematically present the final solution that you "
+    "deem correct. The response should summarize the thought process. Write your thoughts between "
+    "<think></think> and write your response between <response></response> for each user query.";
+static const char ali_granite_cite_prompt[] =
+    "\nUse the symbols <|start_of_cite|> and <|end_of_cite|> to indicate when a fact comes from a document in "
+    "the search result, e.g <|start_of_cite|> {document_id: 1}my fact <|end_of_cite|> for a fact from document "
+    "1. Afterwards, list all the citations with their corresponding documents in an ordered list.";
+static const char ali_granite_hallu_prompt[] =
+    "\nFinally, after the response is written, include a numbered list of sentences from the response with a "
+    "corresponding risk value that are hallucinated and not based in the documents.";
+
+/* tools: the tools list (NULL = none); controls: Granite's controls object (NULL = none). */
 static void ali_render_granite(ali_cb *b, const al_chat_msg *m, int n, const al_chat_doc *docs, int n_docs,
-                               int agp, const char *date, json_t *tools)
+                               int agp, const char *date, json_t *tools, int thinking, json_t *controls)
 {
     int first = 0;
     ali_cb_str(b, "<|start_of_role|>system<|end_of_role|>");
@@ -284,8 +301,15 @@ static void ali_render_granite(ali_cb *b, const al_chat_msg *m, int n, const al_
                 ali_cb_str(b, ali_granite_docs_prompt + 1);
             }
         } else {
-            ali_cb_str(b, n_docs ? ali_granite_docs_prompt : " You are a helpful AI assistant.");
+            ali_cb_str(b, n_docs     ? ali_granite_docs_prompt
+                          : thinking ? ali_granite_think_prompt
+                                     : " You are a helpful AI assistant.");
         }
+        /* the template tests the keys ('citations' in controls), not their values */
+        if (n_docs && json_object_get(controls, "citations"))
+            ali_cb_str(b, ali_granite_cite_prompt);
+        if (n_docs && json_object_get(controls, "hallucinations"))
+            ali_cb_str(b, ali_granite_hallu_prompt);
     }
     ali_cb_str(b, "<|end_of_text|>\n");
     ali_granite_tools(b, tools);
@@ -303,8 +327,19 @@ static void ali_render_granite(ali_cb *b, const al_chat_msg *m, int n, const al_
         ali_cb_str(b, m[i].content);
         ali_granite_calls(b, &m[i]);
         ali_cb_str(b, "<|end_of_text|>\n");
-        if (i == n - 1 && agp)
-            ali_cb_str(b, "<|start_of_role|>assistant<|end_of_role|>");
+        if (i == n - 1 && agp) {
+            ali_cb_str(b, "<|start_of_role|>assistant");
+            if (json_object_size(controls) > 0) { /* Jinja's tojson: json.dumps, ", " and ": " */
+                char *js = json_dumps(controls, JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+                ali_cb_str(b, " ");
+                if (js)
+                    ali_cb_str(b, js);
+                else
+                    b->oom = 1;
+                free(js);
+            }
+            ali_cb_str(b, "<|end_of_role|>");
+        }
     }
 }
 
@@ -361,6 +396,15 @@ al_err al_chat_render_ex(al_chat_format f, const al_chat_msg *msgs, int n,
         for (int k = 0; k < msgs[i].n_tool_calls; k++)
             if (!msgs[i].tool_calls || !msgs[i].tool_calls[k].name)
                 return ali_errf(AL_EINVAL, "chat: messages[%d].tool_calls[%d]: name is required", i, k);
+    json_t *controls = NULL;
+    if (opts && opts->controls && f == AL_CHAT_GRANITE) {
+        json_error_t je;
+        controls = json_loads(opts->controls, JSON_DECODE_ANY, &je);
+        if (!json_is_object(controls)) {
+            json_decref(controls);
+            return ali_errf(AL_EINVAL, "chat: controls: expected a JSON object");
+        }
+    }
     json_t *tools = ali_tools_list(opts);
     ali_cb b = {0};
     ali_cb_add(&b, "", 0);
@@ -375,7 +419,8 @@ al_err al_chat_render_ex(al_chat_format f, const al_chat_msg *msgs, int n,
             strftime(today, sizeof today, "%B %d, %Y", &tm);
             date = today;
         }
-        ali_render_granite(&b, msgs, n, docs, n_docs, add_generation_prompt, date, tools);
+        ali_render_granite(&b, msgs, n, docs, n_docs, add_generation_prompt, date, tools, opts && opts->thinking,
+                           controls);
         break;
     }
     case AL_CHAT_LLAMA3: {
@@ -404,10 +449,12 @@ al_err al_chat_render_ex(al_chat_format f, const al_chat_msg *msgs, int n,
         break;
     default:
         json_decref(tools);
+        json_decref(controls);
         free(b.s);
         return ali_errf(AL_EINVAL, "chat: unknown format %d", (int)f);
     }
     json_decref(tools);
+    json_decref(controls);
     if (b.oom) {
         free(b.s);
         return ali_errf(AL_ENOMEM, "chat: out of memory");

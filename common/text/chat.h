@@ -41,10 +41,18 @@ typedef struct al_chat_opts {
     /* Functions the model may call, rendered the way each template does (see al_chat_render). */
     const al_chat_tool *tools;
     int n_tools;
+    /* Granite 3.3's chat_template_kwargs (other formats ignore them, as their templates do):
+     * thinking: the default system prompt asks for <think></think><response></response>;
+     * controls: a JSON object, e.g. {"citations": true, "length": "short"}: with documents, the
+     * keys "citations" / "hallucinations" extend the default system prompt, and a non-empty object
+     * follows the generation prompt's role ("assistant {...}"). NULL = none. */
+    int thinking;
+    const char *controls;
 } al_chat_opts;
 
 /* Renders a conversation exactly like the model's Hugging Face chat template:
- *   granite: ibm-granite/granite-3.3-8b-instruct (system prompt, documents, tools, no controls)
+ *   granite: ibm-granite/granite-3.3-8b-instruct (system prompt, documents, tools, thinking,
+ *            controls)
  *   llama3:  meta-llama/Meta-Llama-3-8B-Instruct (contents trimmed, BOS text included); with
  *            tools, meta-llama/Llama-3.1-8B-Instruct (tools in the first user turn)
  *   chatml:  <|im_start|>role\ncontent<|im_end|>\n; with tools, the Hermes / Qwen layout

@@ -600,15 +600,16 @@ static void rh_intr(rh_call *c, const al_oai_request *q, const int32_t *toks, in
     rh_iout_free(&o);
 }
 
-/* The base's chat prompt: the conversation with the request's tools (rendered by the template),
+/* The base's chat prompt: the conversation with the request's tools and template arguments
+ * (chat_template_kwargs) rendered by the template,
  * plus, when tool_choice forces a call, the template's tool-call prefix (the output is then
  * constrained to the calls, al_oai_tools_constraint). */
 static al_err rh_render_chat(router_http *h, al_oai_request *q, char **text)
 {
     const al_chat *ch = q->chat;
-    if (!q->tools.n)
+    if (!q->tools.n && !q->thinking && !q->controls)
         return rh_render(h, ch->msgs, ch->n_msgs, ch->docs, ch->n_docs, 1, text);
-    al_chat_opts o = {.tools = q->tools.defs, .n_tools = q->tools.n};
+    al_chat_opts o = {.tools = q->tools.defs, .n_tools = q->tools.n, .thinking = q->thinking, .controls = q->controls};
     al_err e = al_chat_render_ex(h->fmt, ch->msgs, ch->n_msgs, ch->docs, ch->n_docs, 1, &o, text);
     if (e == AL_EUNSUPPORTED && ch->n_docs)
         return ali_errf(AL_EINVAL, "documents: the chat template '%s' has no documents section",

@@ -102,6 +102,18 @@ post /v1/completions '{"model":"tiny-base","prompt":"Pick:","max_tokens":4,"logp
 [ "$CODE" = 200 ] && jq -e '.choices[0].logprobs.token_logprobs | all(. <= 0)' <<<"$BODY" >/dev/null &&
   ok "logprobs with a constraint: $(jq -c '.choices[0].logprobs.token_logprobs' <<<"$BODY")" || fail "logprobs: $CODE $BODY"
 
+# ---- chat_template_kwargs: Granite 3.3's thinking and controls reach the rendered prompt ----
+ptoks() { post /v1/chat/completions "{\"model\":\"tiny-base\",$1,\"max_tokens\":1$2}"; jq -r .usage.prompt_tokens <<<"$BODY"; }
+DOCS='"documents":[{"doc_id":"1","text":"The sky is blue."}]'
+p0=$(ptoks "$MSG" ""); p1=$(ptoks "$MSG" ',"chat_template_kwargs":{"thinking":true}')
+p2=$(ptoks "$MSG,$DOCS" ""); p3=$(ptoks "$MSG,$DOCS" ',"chat_template_kwargs":{"controls":{"citations":true,"hallucinations":true}}')
+p4=$(ptoks "$MSG" ',"chat_template_kwargs":{"controls":{"length":"short"},"unknown_arg":1}')
+if [ "$p1" -gt $((p0 + 50)) ] && [ "$p3" -gt $((p2 + 50)) ] && [ "$p4" -gt "$p0" ]; then
+  ok "chat_template_kwargs: thinking $p0 -> $p1 prompt tokens, citations+hallucinations $p2 -> $p3, controls after the role $p0 -> $p4"
+else fail "chat_template_kwargs: $p0 $p1 $p2 $p3 $p4"; fi
+expect_400 "chat_template_kwargs.thinking not a boolean" "{\"model\":\"tiny-base\",$MSG,\"chat_template_kwargs\":{\"thinking\":\"yes\"}}" "chat_template_kwargs.thinking"
+expect_400 "chat_template_kwargs.controls not an object" "{\"model\":\"tiny-base\",$MSG,\"chat_template_kwargs\":{\"controls\":[1]}}" "chat_template_kwargs.controls"
+
 # ---- echo (completions): the prompt comes back first, its tokens' logprobs computed by the base ----
 post /v1/completions '{"model":"tiny-base","prompt":"Date: 2024","max_tokens":2,"temperature":0,"echo":true,"logprobs":2}'
 if [ "$CODE" = 200 ] && jq -e '(.choices[0].text | startswith("Date: 2024")) and

@@ -20,6 +20,7 @@ void al_oai_request_free(al_oai_request *r)
     free(r->bias_ids);
     free(r->bias_vals);
     free(r->constraint);
+    free(r->controls);
     ali_oai_tools_free(&r->tools);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);

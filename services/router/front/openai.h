@@ -67,6 +67,8 @@ typedef struct al_oai_request {
     int min_tokens;            /* vLLM: no end before this many tokens, default 0 */
     int keep_special;          /* vLLM skip_special_tokens: false -> special tokens stay in the text */
     int tokens_as_ids;         /* vLLM return_tokens_as_token_ids: logprobs name tokens "token_id:<id>" */
+    int thinking;              /* chat_template_kwargs.thinking (Granite 3.3) */
+    char *controls;            /* chat_template_kwargs.controls as compact JSON (Granite 3.3), NULL = none */
     int32_t *bias_ids;         /* [n_bias] logit_bias token ids ... */
     float *bias_vals;          /* [n_bias] ... and biases in [-100, 100] */
     int n_bias;

@@ -191,8 +191,9 @@ static al_err ali_logit_bias(json_t *root, al_oai_request *r)
 }
 
 /* Standard fields this server cannot honour: a 400 naming each (unknown fields are ignored, as
- * OpenAI does; accepted no-ops: user, store, metadata, service_tier, reasoning_effort). */
-static al_err ali_refused(json_t *root)
+ * OpenAI does; accepted no-ops: user, store, metadata, service_tier, reasoning_effort); and the
+ * chat template's arguments (chat_template_kwargs) into r. */
+static al_err ali_refused(json_t *root, al_oai_request *r)
 {
     static const struct {
         const char *field, *why;
@@ -217,12 +218,22 @@ static al_err ali_refused(json_t *root)
     json_t *ctk = ali_member(root, "chat_template_kwargs");
     if (ctk && !json_is_object(ctk))
         return ali_errf(AL_EINVAL, "chat_template_kwargs: expected an object");
+    /* Granite 3.3's: thinking, controls (other keys and templates: ignored, as a template ignores
+     * variables it does not use) */
+    json_t *th = ali_member(ctk, "thinking"), *ctl = ali_member(ctk, "controls");
+    if (th && !json_is_boolean(th))
+        return ali_errf(AL_EINVAL, "chat_template_kwargs.thinking: expected true or false");
+    r->thinking = json_is_true(th);
+    if (ctl && !json_is_object(ctl))
+        return ali_errf(AL_EINVAL, "chat_template_kwargs.controls: expected an object");
+    if (ctl && !(r->controls = json_dumps(ctl, JSON_COMPACT)))
+        return ali_errf(AL_ENOMEM, "openai: out of memory");
     return AL_OK;
 }
 
 al_err ali_oai_parse_gen(json_t *root, al_oai_request *r)
 {
-    AL_TRY(ali_refused(root));
+    AL_TRY(ali_refused(root, r));
     r->repetition_penalty = 1;
     json_t *rp = ali_member(root, "repetition_penalty");
     if (rp) {

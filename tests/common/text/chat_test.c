@@ -28,7 +28,11 @@ static void test_goldens(void **state)
         char *js = json_dumps(req, 0);
         al_chat *chat;
         assert_int_equal(al_chat_parse_json(js, strlen(js), &chat), AL_OK);
-        al_chat_opts o = {.date = json_string_value(json_object_get(c, "date"))};
+        al_chat_opts o = {.date = json_string_value(json_object_get(c, "date")),
+                          .thinking = json_is_true(json_object_get(c, "thinking"))};
+        json_t *ctl = json_object_get(c, "controls"); /* Granite's chat_template_kwargs */
+        char *ctl_js = ctl ? json_dumps(ctl, JSON_COMPACT) : NULL;
+        o.controls = ctl_js;
         char *out;
         assert_int_equal(al_chat_render_ex(f, chat->msgs, chat->n_msgs, chat->docs, chat->n_docs,
                                            json_is_true(json_object_get(c, "add_generation_prompt")),
@@ -39,6 +43,7 @@ static void test_goldens(void **state)
             fail_msg("golden %zu (%s):\n got [%s]\nwant [%s]", i, al_chat_format_name(f), out,
                      want);
         free(out);
+        free(ctl_js);
         al_chat_free(chat);
         free(js);
         json_decref(req);
