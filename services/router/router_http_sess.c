@@ -980,8 +980,11 @@ static void rh_s_import(rh_call *c)
         toks[i] = (int32_t)json_integer_value(v);
     }
     if ((e = router_check_tokens(r, "import.tokens", toks, nt)) != AL_OK) {
-        if (e == AL_ERANGE)
-            e = ali_errf(AL_EINVAL, "%s", al_errmsg());
+        if (e == AL_ERANGE) { /* a bad id, not a large body: 400 */
+            char msg[300];
+            snprintf(msg, sizeof msg, "%s", al_errmsg());
+            e = ali_errf(AL_EINVAL, "%s", msg);
+        }
         goto out;
     }
     if (!(s = calloc(1, sizeof *s))) {

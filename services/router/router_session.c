@@ -154,12 +154,12 @@ static int32_t router_blocks(const router *r, int32_t n)
     return (n + bs - 1) / bs;
 }
 
-/* Keeps the KV that resident sessions pin on base b within router.session_kv_percent of its pool:
- * the least recently used idle sessions (not `keep`) lose their sequence (tokens kept; rebuilt on
- * next use), so sessions never starve stateless traffic. */
-static void router_sess_trim(router *r, router_base *b, const router_session *keep)
+/* Keeps the KV that resident sessions pin on base b (plus `extra` blocks about to be) within
+ * router.session_kv_percent of its pool: the least recently used idle sessions (not `keep`) lose
+ * their sequence (tokens kept; rebuilt on next use), so sessions never starve stateless traffic. */
+static void router_sess_trim(router *r, router_base *b, const router_session *keep, int64_t extra)
 {
-    int64_t cap = (int64_t)r->cfg.base.kv_blocks * r->cfg.router.session_kv_percent / 100;
+    int64_t cap = (int64_t)r->cfg.base.kv_blocks * r->cfg.router.session_kv_percent / 100 - extra;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         int64_t used = 0;
@@ -221,6 +221,7 @@ static al_err router_sess_ensure(router *r, router_session *s)
         s->base = b = nb;
         pthread_mutex_unlock(&r->mu);
     }
+    router_sess_trim(r, b, s, router_blocks(r, s->n)); /* room for it first */
     alora_SeqCreateRequest cq = alora_SeqCreateRequest_init_zero;
     alora_SeqCreateReply cr;
     al_pbmem m = AL_PBMEM_INIT;
@@ -238,7 +239,6 @@ static al_err router_sess_ensure(router *r, router_session *s)
     AL_INFO("router: session %s: KV rebuilt on base %d (%d tokens, %u from the prefix cache)", s->id, b->index, s->n,
             cr.prefix_cached_tokens);
     router_sess_persist(r, s);
-    router_sess_trim(r, b, s);
     return AL_OK;
 }
 
@@ -473,7 +473,7 @@ static void router_task_append(router_task *t)
     if ((e = router_sess_push(s, toks, n)) != AL_OK)
         goto out;
     router_sess_persist(r, s);
-    router_sess_trim(r, s->base, s);
+    router_sess_trim(r, s->base, s, 0);
     rep->n_tokens = ar.n_tokens;
     rep->prefix_cached_tokens = ar.prefix_cached_tokens;
     rep->computed_tokens = (uint32_t)n - ar.prefix_cached_tokens;
@@ -546,7 +546,7 @@ static void router_task_generate(router_task *t)
         goto out;
     if (!q->discard) {
         router_sess_persist(r, s);
-        router_sess_trim(r, s->base, s);
+        router_sess_trim(r, s->base, s, 0);
     }
     if (r->tok && nt) {
         char *txt = NULL;
