@@ -115,16 +115,19 @@ static al_err router_sess_push(router_session *s, const int32_t *t, size_t n)
     return AL_OK;
 }
 
-/* Writes s (held busy by the caller, or not yet linked) to the store. */
-static void router_sess_persist(router *r, router_session *s)
+/* Writes s (held busy by the caller, or not yet linked) to the store; touch: it is being used now. */
+static void router_sess_persist(router *r, router_session *s, bool touch)
 {
     if (!r->store)
         return;
-    router_store_row row = {.created = s->created, .last_used = router_wall(), .base_index = s->base->index,
-                            .seq_id = s->seq_id, .toks = s->toks, .n = s->n};
+    router_store_row row = {.created = s->created, .base_index = s->base->index, .seq_id = s->seq_id,
+                            .toks = s->toks, .n = s->n};
     ROUTER_STRCPY(row.id, s->id);
     ROUTER_STRCPY(row.owner, s->owner);
     pthread_mutex_lock(&r->mu);
+    if (touch)
+        s->last_used = router_wall();
+    row.last_used = s->last_used;
     ROUTER_STRCPY(row.base_inst, s->base_inst);
     pthread_mutex_unlock(&r->mu);
     if (router_store_put(r->store, &row) != AL_OK)
@@ -185,11 +188,9 @@ static void router_sess_trim(router *r, router_base *b, const router_session *ke
         AL_INFO("router: session %s: KV evicted (sessions pin %lld of %lld blocks on base %d; %d tokens kept)",
                 lru->id, (long long)used, (long long)cap, b->index, lru->n);
         router_seq_drop(r, b, seq, inst, "evicting an idle session");
-        double lu = lru->last_used;
-        router_sess_persist(r, lru);
-        router_sess_release(r, lru);
+        router_sess_persist(r, lru, false);
         pthread_mutex_lock(&r->mu);
-        lru->last_used = lu; /* eviction is no use */
+        lru->busy = 0; /* not router_sess_release: an eviction is no use (last_used stays) */
         pthread_mutex_unlock(&r->mu);
     }
 }
@@ -238,7 +239,7 @@ static al_err router_sess_ensure(router *r, router_session *s)
     pthread_mutex_unlock(&r->mu);
     AL_INFO("router: session %s: KV rebuilt on base %d (%d tokens, %u from the prefix cache)", s->id, b->index, s->n,
             cr.prefix_cached_tokens);
-    router_sess_persist(r, s);
+    router_sess_persist(r, s, true);
     return AL_OK;
 }
 
@@ -298,7 +299,7 @@ static void router_sess_drop(router *r, router_session *s, const char *why)
     router_seq_drop(r, s->base, seq, inst, why);
     if (r->store && router_store_delete(r->store, s->id) != AL_OK)
         AL_WARN("router: session %s: %s", s->id, al_errmsg());
-    if (r->http)
+    if (r->http && !r->stopping) /* stopping: the front door is being freed */
         rh_sess_forget(r->http, s->id);
 }
 
@@ -472,7 +473,7 @@ static void router_task_append(router_task *t)
     }
     if ((e = router_sess_push(s, toks, n)) != AL_OK)
         goto out;
-    router_sess_persist(r, s);
+    router_sess_persist(r, s, true);
     router_sess_trim(r, s->base, s, 0);
     rep->n_tokens = ar.n_tokens;
     rep->prefix_cached_tokens = ar.prefix_cached_tokens;
@@ -545,7 +546,7 @@ static void router_task_generate(router_task *t)
     if (!q->discard && (e = router_sess_push(s, ot, nt)) != AL_OK)
         goto out;
     if (!q->discard) {
-        router_sess_persist(r, s);
+        router_sess_persist(r, s, true);
         router_sess_trim(r, s->base, s, 0);
     }
     if (r->tok && nt) {
@@ -629,7 +630,7 @@ static void router_task_sinvoke(router_task *t)
                     break;
             }
             if (e == AL_OK)
-                router_sess_persist(r, s); /* last used */
+                router_sess_persist(r, s, true); /* last used */
         }
         router_sess_release(r, s);
     }
