@@ -153,7 +153,6 @@ struct router {
     struct router_store *store; /* the durable session store (session_store.c) */
     char (*key_owner)[65];    /* [cfg.router.api_keys.n] owner of each API key's sessions */
     double last_expiry;       /* al_now() of the last idle-TTL sweep */
-    uint64_t next_sess;
     uint64_t n_requests;
 
     struct router_http *http; /* the HTTP front door (router_http*.c), NULL when router.http is unset */
