@@ -224,8 +224,9 @@ al_err router_session_new(router *r, const char *owner, const int32_t *toks, siz
 /* Session id of owner: its length and (optional, malloc'd) a copy of its tokens. Someone else's
  * session is AL_ENOTFOUND exactly like a missing one. Busy = AL_EOVERLOADED when toks is asked. */
 al_err router_session_get(router *r, const char *id, const char *owner, int32_t *n, int32_t **toks);
-/* Makes session id resident (rebuilt from its tokens when its sequence is gone): its sequence and base. */
-al_err router_session_seq(router *r, const char *id, uint64_t *seq, router_base **base);
+/* Makes session id resident (rebuilt from its tokens when its sequence is gone): its sequence and base.
+ * gone != 0: the caller found that sequence missing on the base (rebuild it if it is still the one). */
+al_err router_session_seq(router *r, const char *id, uint64_t gone, uint64_t *seq, router_base **base);
 /* Tokens re-prefilled to rebuild session id since the last call (and resets the count). */
 int32_t router_session_take_rebuilt(router *r, const char *id);
 /* One row of router_session_list. */

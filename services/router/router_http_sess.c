@@ -738,7 +738,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         router_base *rb = NULL;
         e = router_session_get(r, id, rh_owner(c), &n, &toks);
         if (e == AL_OK)
-            e = router_session_seq(r, id, &seq, &rb); /* resident (rebuilt if its KV is gone) */
+            e = router_session_seq(r, id, 0, &seq, &rb); /* resident (rebuilt if its KV is gone) */
         if (e == AL_OK && (e = rh_sess_push(s, "user", instr ? instr : "")) == AL_OK) {
             e = rh_diff(h, s, s->n - 1, 0, &turn);
             s->n--;
@@ -757,6 +757,13 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
             alora_SeqForkRequest fq = {.seq_id = seq, .n_tokens = (uint32_t)n};
             alora_SeqForkReply fr;
             e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
+            if (e == AL_ENOTFOUND && strstr(al_errmsg(), "does not exist")) { /* freed by the base: rebuild */
+                al_pbmem_free(&m);
+                if ((e = router_session_seq(r, id, seq, &seq, &rb)) == AL_OK) {
+                    fq.seq_id = seq;
+                    e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
+                }
+            }
             fork = e == AL_OK ? fr.seq_id : 0;
             al_pbmem_free(&m);
             alora_SeqAppendRequest aq = {.seq_id = fork};

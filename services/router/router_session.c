@@ -681,10 +681,18 @@ al_err router_session_get(router *r, const char *id, const char *owner, int32_t 
     return e;
 }
 
-al_err router_session_seq(router *r, const char *id, uint64_t *seq, router_base **base)
+al_err router_session_seq(router *r, const char *id, uint64_t gone, uint64_t *seq, router_base **base)
 {
     router_session *s;
     AL_TRY(router_sess_acquire(r, id, &s));
+    if (gone) {
+        pthread_mutex_lock(&r->mu);
+        if (s->seq_id == gone) {
+            s->seq_id = 0;
+            s->base_inst[0] = 0;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
     al_err e = router_sess_ensure(r, s);
     *seq = s->seq_id;
     *base = s->base;
