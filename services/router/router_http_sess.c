@@ -439,6 +439,10 @@ static void rh_s_create(rh_call *c)
     }
     s->committed = strdup(text ? text : "");
     s->results = json_array();
+    if (!s->committed || !s->results) {
+        e = ali_errf(AL_ENOMEM, "router: out of memory");
+        goto out;
+    }
     int32_t *ids = NULL, nids = 0;
     char sid[64], base_id[64];
     if (text && text[0])
@@ -629,7 +633,6 @@ static void rh_s_generate(rh_call *c, const char *id)
                     q.top_logprobs, &lp);
     uint32_t prompt = gr.n_tokens > nt ? gr.n_tokens - (uint32_t)nt : 0;
     uint32_t computed_prompt = gr.timings.prefill_tokens;
-    rh_sess_save(h, s);
     char cid[64];
     al_oai_make_id("chatcmpl", cid, sizeof cid);
     json_t *gtj = rh_timings_json(&gr.timings);
@@ -652,6 +655,7 @@ static void rh_s_generate(rh_call *c, const char *id)
 out:
     if (e != AL_OK)
         rh_error_ra(c, e, rh_errmsg(), ra);
+    rh_sess_save(h, s); /* what it holds now (the generation prompt stays even when generate failed) */
     rh_lp_free(&lp);
     al_pbmem_free(&m);
     rh_sess_put(h, s);
