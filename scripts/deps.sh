@@ -4,6 +4,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libnng-dev nng-utils nanopb libnanopb-dev libconfig-dev
       libopenblas-dev libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
+      libsqlite3-dev nettle-dev   # the router's session store (SQLite) and SHA-256 of API keys
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""

@@ -108,6 +108,17 @@ static const al_cfg_key ali_keys[] = {
      .max = (int64_t)1 << 30, .def_i = 4 << 20, .help = "HTTP request body cap (default 4MiB)"},
     {.path = "router.http_threads", .type = AL_CFG_INT, .offset = C(router.http_threads), .min = 1, .max = 1024,
      .def_i = 16, .help = "HTTP worker threads"},
+    {.path = "router.session_db", .type = AL_CFG_STRING, .offset = C(router.session_db),
+     .help = "SQLite session store (default <run_dir>/sessions.db)"},
+    {.path = "router.session_ttl_s", .type = AL_CFG_INT, .offset = C(router.session_ttl_s), .min = 0,
+     .max = 365 * 86400, .def_i = 3600, .help = "idle seconds before a session is deleted (0 = never)"},
+    {.path = "router.session_max_per_key", .type = AL_CFG_INT, .offset = C(router.session_max_per_key), .min = 0,
+     .max = 1000000, .def_i = 256, .help = "sessions one API key may hold (0 = no limit)"},
+    {.path = "router.session_max_tokens_per_key", .type = AL_CFG_INT64,
+     .offset = C(router.session_max_tokens_per_key), .min = 0, .max = (int64_t)1 << 40, .def_i = 0,
+     .help = "tokens over one API key's sessions (0 = no limit)"},
+    {.path = "router.session_kv_percent", .type = AL_CFG_INT, .offset = C(router.session_kv_percent), .min = 1,
+     .max = 100, .def_i = 50, .help = "% of a base's KV blocks sessions may pin; idle ones beyond are evicted"},
     /* up */
     {.path = "up.grace_ms", .type = AL_CFG_INT, .offset = C(up.grace_ms), .min = 0, .max = 600000, .def_i = 5000},
     {.path = "up.backoff_min_ms", .type = AL_CFG_INT, .offset = C(up.backoff_min_ms), .min = 1, .max = 600000,
@@ -212,6 +223,14 @@ static al_err ali_finish(al_cluster_cfg *c, const char *what)
         return ali_errf(AL_ERANGE, "%s: run_dir is longer than 200 characters", what);
     AL_TRY(ali_default_url(&c->base.listen, c->run_dir, "base.ipc"));
     AL_TRY(ali_default_url(&c->router.listen, c->run_dir, "router.ipc"));
+    if (!c->router.session_db) {
+        size_t n = strlen(c->run_dir) + 16;
+        if (!(c->router.session_db = malloc(n)))
+            return ali_errf(AL_ENOMEM, "config: out of memory");
+        snprintf(c->router.session_db, n, "%s/sessions.db", c->run_dir);
+    }
+    if (!c->router.session_db[0])
+        return ali_errf(AL_EFORMAT, "%s: router.session_db must not be empty", what);
     if (!c->router.tokenizer) {
         c->router.tokenizer = strdup(c->base.model);
         if (!c->router.tokenizer)

@@ -76,6 +76,12 @@ typedef struct al_cluster_cfg {
         bool allow_insecure;   /* allow no api_keys on a non-loopback router.http (default false) */
         size_t max_body;       /* HTTP request body cap, bytes (default 4 MiB) */
         int http_threads;      /* HTTP worker threads (default 16) */
+        char *session_db;      /* SQLite session store (default <run_dir>/sessions.db) */
+        int session_ttl_s;     /* a session unused this long is deleted (default 3600, 0 = never) */
+        int session_max_per_key; /* sessions one API key may hold (default 256, 0 = no limit) */
+        int64_t session_max_tokens_per_key; /* tokens over one key's sessions (default 0 = no limit) */
+        int session_kv_percent; /* resident sessions may pin this % of a base's KV blocks; idle ones beyond
+                                   it are evicted (tokens kept, rebuilt on next use) (default 50) */
     } router;
     struct {
         int grace_ms;          /* SIGTERM -> SIGKILL (default 5000) */

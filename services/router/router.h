@@ -117,10 +117,14 @@ void router_affinity_forget(router_affinity *a, int b);
 
 typedef struct router_session {
     char id[64];
+    char owner[65];    /* hex SHA-256 of the API key that made it, "local" (no keys, or over RPC) */
     router_base *base; /* where its sequence lives */
-    uint64_t seq_id;
-    int32_t *toks;     /* the conversation so far */
+    uint64_t seq_id;   /* 0 = not resident (evicted, or its base restarted): rebuilt from toks */
+    char base_inst[64]; /* instance id of base when seq_id was made (a restarted base has a new one) */
+    int32_t *toks;     /* the conversation so far (what the base sequence holds) */
     int32_t n, cap;
+    double created, last_used; /* unix seconds */
+    int32_t rebuilt;   /* tokens re-prefilled since the last router_session_take_rebuilt */
     int busy;          /* an operation is running on it */
     bool deleted;
     struct router_session *next;
@@ -146,7 +150,9 @@ struct router {
     router_intr *intr;        /* [cfg.n_intrinsics] */
     router_session *sessions;
     int n_sessions;
-    uint64_t next_sess;
+    struct router_store *store; /* the durable session store (session_store.c) */
+    char (*key_owner)[65];    /* [cfg.router.api_keys.n] owner of each API key's sessions */
+    double last_expiry;       /* al_now() of the last idle-TTL sweep */
     uint64_t n_requests;
 
     struct router_http *http; /* the HTTP front door (router_http*.c), NULL when router.http is unset */
@@ -202,9 +208,36 @@ void router_sampling_defaults(const al_intrinsic_cfg *ic, alora_Sampling *s, uin
 al_err router_admit(router *r, int idx, al_rpc_job *job);
 void router_release(router *r, int idx);
 
-/* Sessions (router_session.c). */
+/* Sessions (router_session.c): durable (session_store.c), owned, rebuilt when their KV is gone. */
 al_err router_session_register_handlers(router *r);
 void router_sessions_free(router *r);
+/* Opens router.session_db and loads the sessions in it (expired ones are dropped). */
+al_err router_sessions_load(router *r);
+/* Deletes sessions idle longer than router.session_ttl_s (their base KV freed); monitor thread. */
+void router_sessions_expire(router *r);
+/* The owner of a request authenticated with API key key_index (-1 = no keys configured: "local"). */
+const char *router_owner(const router *r, int key_index);
+/* A new session of owner holding toks[0, n) on the least loaded base (quotas checked); id gets
+ * want_id, or (NULL / "") a 128-bit random id; base_id its base instance. */
+al_err router_session_new(router *r, const char *owner, const int32_t *toks, size_t n, const char *want_id,
+                          char id[64], char base_id[64]);
+/* Session id of owner: its length and (optional, malloc'd) a copy of its tokens. Someone else's
+ * session is AL_ENOTFOUND exactly like a missing one. Busy = AL_EOVERLOADED when toks is asked. */
+al_err router_session_get(router *r, const char *id, const char *owner, int32_t *n, int32_t **toks);
+/* Makes session id resident (rebuilt from its tokens when its sequence is gone): its sequence and base.
+ * gone != 0: the caller found that sequence missing on the base (rebuild it if it is still the one). */
+al_err router_session_seq(router *r, const char *id, uint64_t gone, uint64_t *seq, router_base **base);
+/* Tokens re-prefilled to rebuild session id since the last call (and resets the count). */
+int32_t router_session_take_rebuilt(router *r, const char *id);
+/* One row of router_session_list. */
+typedef struct router_session_info {
+    char id[64];
+    int32_t n;
+    double created, last_used;
+    bool resident;
+} router_session_info;
+/* The sessions of owner (malloc'd array, oldest first). */
+al_err router_session_list(router *r, const char *owner, router_session_info **out, int *n);
 
 /* Readiness of the cluster as the router sees it (r->mu held); detail says why not OK. */
 alora_Health router_health_locked(router *r, char *detail, size_t cap);

@@ -90,6 +90,7 @@ static void *router_monitor_main(void *arg)
             last_poll = al_now();
         }
         router_registry_sweep(r, false);
+        router_sessions_expire(r);
         pthread_mutex_lock(&r->mu);
         if (r->stopping)
             break;
@@ -187,6 +188,19 @@ al_err router_start(router *r, const char *cfg_path)
         return ali_errf(AL_EINTERNAL, "router: cannot start the monitor thread");
     r->monitor_on = true;
     router_ipc_dir(r->cfg.router.listen);
+    {
+        char d[512]; /* the session store's directory (the run dir by default) */
+        snprintf(d, sizeof d, "%s", r->cfg.router.session_db);
+        char *sl = strrchr(d, '/');
+        if (sl && sl != d) {
+            *sl = 0;
+            mkdir(d, 0700);
+        }
+    }
+    if ((e = router_sessions_load(r)) != AL_OK) {
+        r->config_error = e == AL_EFORMAT || e == AL_EIO; /* restarting would not help */
+        return e;
+    }
     AL_TRY(al_rpc_server_listen(r->srv, r->cfg.router.listen, r->bound, sizeof r->bound));
     if (r->n_bases > 1)
         AL_INFO("router: %s listening on %s (%d bases %s .. %s, %d intrinsics, %d pool threads)", r->id, r->bound,

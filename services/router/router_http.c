@@ -521,22 +521,23 @@ done:
     rh_call_free(c);
 }
 
-static bool rh_key_ok(const router *r, const char *auth)
+/* The index in router.api_keys of the key auth carries, -1 when none matches. */
+static int rh_key_ok(const router *r, const char *auth)
 {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return false;
+        return -1;
     const char *k = auth + 7;
     while (*k == ' ')
         k++;
     size_t kl = strlen(k);
-    bool ok = false;
+    int ok = -1;
     for (int i = 0; i < r->cfg.router.api_keys.n; i++) {
         const char *want = r->cfg.router.api_keys.v[i];
         size_t wl = strlen(want);
         unsigned diff = (unsigned)(wl != kl);
         for (size_t j = 0; j < wl; j++) /* constant time in the key's length */
             diff |= (unsigned)(unsigned char)want[j] ^ (unsigned)(unsigned char)(j < kl ? k[j] : 0);
-        ok |= diff == 0;
+        ok = diff == 0 ? i : ok;
     }
     return ok;
 }
@@ -569,8 +570,8 @@ static void rh_handle(nng_aio *aio)
     while (pl > 1 && c->path[pl - 1] == '/')
         c->path[--pl] = 0;
 
-    if (r->cfg.router.api_keys.n && !strncmp(c->path, "/v1/", 4) &&
-        !rh_key_ok(r, nng_http_req_get_header(req, "Authorization"))) {
+    c->key_index = r->cfg.router.api_keys.n ? rh_key_ok(r, nng_http_req_get_header(req, "Authorization")) : -1;
+    if (r->cfg.router.api_keys.n && !strncmp(c->path, "/v1/", 4) && c->key_index < 0) {
         c->endpoint = "auth";
         rh_error_status(c, 401, "unauthorized", "authentication_error",
                         nng_http_req_get_header(req, "Authorization")

@@ -17,6 +17,7 @@
 
 /* HTTP-side state of a session: its messages (for rendering the next turn) and the exact text whose
  * tokens the session holds (the next append sends only what the template adds after it). */
+#define RH_SESS_RESULTS 64
 typedef struct rh_sess {
     char id[64];
     al_chat_msg *msgs; /* owned strings */
@@ -24,7 +25,9 @@ typedef struct rh_sess {
     al_chat_doc *docs; /* owned strings, given at creation */
     int n_docs;
     char *committed;   /* rendered text appended so far */
+    json_t *results;   /* the session's intrinsic results, oldest first (at most RH_SESS_RESULTS) */
     bool busy;         /* an HTTP operation is running on it */
+    bool gone;         /* deleted or expired while busy: freed by its holder */
     struct rh_sess *next;
 } rh_sess;
 
@@ -58,6 +61,8 @@ typedef struct rh_call {
     size_t len;
     const char *endpoint;  /* metrics label, e.g. "/v1/sessions/{id}/generate" */
     double t0;
+    int key_index;         /* index in r->cfg.router.api_keys of the key that authenticated the request,
+                              -1 when no keys are configured */
     bool replied;
     /* SSE (hijacked connection) */
     bool streaming;

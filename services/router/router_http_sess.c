@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "services/router/session_store.h"
 
 static int rh_timeout(const router *r)
 {
@@ -41,6 +42,7 @@ static void rh_sess_free(rh_sess *s)
     free(s->msgs);
     free(s->docs);
     free(s->committed);
+    json_decref(s->results);
     free(s);
 }
 
@@ -60,7 +62,10 @@ void rh_sess_forget(router_http *h, const char *id)
         if (!strcmp((*pp)->id, id)) {
             rh_sess *s = *pp;
             *pp = s->next;
-            rh_sess_free(s);
+            if (s->busy)
+                s->gone = true; /* its holder frees it (rh_sess_put) */
+            else
+                rh_sess_free(s);
             break;
         }
     pthread_mutex_unlock(&h->mu);
@@ -99,21 +104,190 @@ static al_err rh_sess_commit(rh_sess *s, const char *add)
     return AL_OK;
 }
 
-/* The session's HTTP state, created when absent (a session made over NNG), marked busy. */
-static rh_sess *rh_sess_get(router_http *h, const char *id, bool *busy)
+static const char *const rh_roles[] = {"system", "user", "assistant", "tool"};
+
+/* A string member of object o (NULL when absent); *e set when present but not a string. */
+static const char *rh_jstr(json_t *o, const char *k, const char *where, al_err *e)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *e = ali_errf(AL_EINVAL, "%s.%s: expected a string", where, k);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* Only keys from `ok` (NULL-terminated) in object o. */
+static al_err rh_keys_only(json_t *o, const char *const *ok, const char *where)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        bool known = false;
+        for (int i = 0; ok[i] && !known; i++)
+            known = !strcmp(k, ok[i]);
+        if (!known)
+            return ali_errf(AL_EINVAL, "%s: unknown field '%.100s'", where, k);
+    }
+    return AL_OK;
+}
+
+/* Fills the empty s from a saved or exported state: "messages", "documents", "text", "results"
+ * (strict: every error names the field). */
+static al_err rh_sess_from_state(rh_sess *s, json_t *j, const char *where)
+{
+    char f[128];
+    json_t *msgs = json_object_get(j, "messages"), *docs = json_object_get(j, "documents");
+    json_t *text = json_object_get(j, "text"), *res = json_object_get(j, "results");
+    if (msgs && !json_is_array(msgs))
+        return ali_errf(AL_EINVAL, "%s.messages: expected an array", where);
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        snprintf(f, sizeof f, "%s.messages[%zu]", where, i);
+        if (!json_is_object(m))
+            return ali_errf(AL_EINVAL, "%s: expected an object", f);
+        static const char *const mk[] = {"role", "content", NULL};
+        AL_TRY(rh_keys_only(m, mk, f));
+        al_err e = AL_OK;
+        const char *role = rh_jstr(m, "role", f, &e), *content = rh_jstr(m, "content", f, &e);
+        if (e != AL_OK)
+            return e;
+        if (!role || !content)
+            return ali_errf(AL_EINVAL, "%s: needs \"role\" and \"content\" strings", f);
+        bool known = false;
+        for (size_t r = 0; r < AL_ARRAY_LEN(rh_roles); r++)
+            known |= !strcmp(role, rh_roles[r]);
+        if (!known)
+            return ali_errf(AL_EINVAL, "%s.role: '%.40s' is not system, user, assistant or tool", f, role);
+        AL_TRY(rh_sess_push(s, role, content));
+    }
+    if (docs && !json_is_array(docs))
+        return ali_errf(AL_EINVAL, "%s.documents: expected an array", where);
+    if (json_array_size(docs)) {
+        if (!(s->docs = calloc(json_array_size(docs), sizeof *s->docs)))
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+        json_array_foreach(docs, i, m) {
+            snprintf(f, sizeof f, "%s.documents[%zu]", where, i);
+            if (!json_is_object(m))
+                return ali_errf(AL_EINVAL, "%s: expected an object", f);
+            static const char *const dk[] = {"text", "title", "doc_id", NULL};
+            AL_TRY(rh_keys_only(m, dk, f));
+            al_err e = AL_OK;
+            const char *t = rh_jstr(m, "text", f, &e), *ti = rh_jstr(m, "title", f, &e),
+                       *di = rh_jstr(m, "doc_id", f, &e);
+            if (e != AL_OK)
+                return e;
+            if (!t)
+                return ali_errf(AL_EINVAL, "%s.text: missing", f);
+            s->docs[i] = (al_chat_doc){.text = strdup(t), .title = rh_strdup0(ti), .doc_id = rh_strdup0(di)};
+            s->n_docs = (int)i + 1;
+            if (!s->docs[i].text || (ti && !s->docs[i].title) || (di && !s->docs[i].doc_id))
+                return ali_errf(AL_ENOMEM, "router: out of memory");
+        }
+    }
+    if (text && !json_is_string(text))
+        return ali_errf(AL_EINVAL, "%s.text: expected a string", where);
+    free(s->committed);
+    if (!(s->committed = strdup(text ? json_string_value(text) : "")))
+        return ali_errf(AL_ENOMEM, "router: out of memory");
+    if (res && (!json_is_array(res) || json_array_size(res) > RH_SESS_RESULTS))
+        return ali_errf(AL_EINVAL, "%s.results: expected an array of at most %d results", where, RH_SESS_RESULTS);
+    json_array_foreach(res, i, m) {
+        if (!json_is_object(m))
+            return ali_errf(AL_EINVAL, "%s.results[%zu]: expected an object", where, i);
+    }
+    json_decref(s->results);
+    s->results = res ? json_deep_copy(res) : json_array();
+    return s->results ? AL_OK : ali_errf(AL_ENOMEM, "router: out of memory");
+}
+
+/* The HTTP-side state of s as JSON (what the store keeps and export shows). */
+static json_t *rh_sess_state(const rh_sess *s)
+{
+    json_t *m = json_array(), *d = json_array();
+    for (int i = 0; i < s->n; i++)
+        json_array_append_new(m, json_pack("{s:s,s:s}", "role", s->msgs[i].role, "content", s->msgs[i].content));
+    for (int i = 0; i < s->n_docs; i++) {
+        json_t *o = json_pack("{s:s}", "text", s->docs[i].text ? s->docs[i].text : "");
+        if (s->docs[i].title)
+            json_object_set_new(o, "title", json_string(s->docs[i].title));
+        if (s->docs[i].doc_id)
+            json_object_set_new(o, "doc_id", json_string(s->docs[i].doc_id));
+        json_array_append_new(d, o);
+    }
+    return json_pack("{s:o,s:o,s:s,s:o}", "messages", m, "documents", d, "text", s->committed ? s->committed : "",
+                     "results", s->results ? json_deep_copy(s->results) : json_array());
+}
+
+/* Writes s's HTTP-side state to the store. */
+static void rh_sess_save(router_http *h, const rh_sess *s)
+{
+    if (!h->r->store)
+        return;
+    json_t *j = rh_sess_state(s);
+    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    al_err e = t ? router_store_set_state(h->r->store, s->id, t) : ali_errf(AL_ENOMEM, "router: out of memory");
+    if (e != AL_OK && e != AL_ENOTFOUND) /* not found: deleted meanwhile */
+        AL_WARN("router: http: session %s: state not saved: %s", s->id, al_errmsg());
+    free(t);
+}
+
+/* The session's HTTP state: the one in memory, else the stored one (a router restart), else empty (a
+ * session made over NNG). NULL: out of memory. */
+static rh_sess *rh_sess_load(router_http *h, const char *id)
 {
     pthread_mutex_lock(&h->mu);
     rh_sess *s = h->sess;
     while (s && strcmp(s->id, id))
         s = s->next;
-    if (!s && (s = calloc(1, sizeof *s)) != NULL) {
-        ROUTER_STRCPY(s->id, id);
-        s->committed = strdup("");
-        s->next = h->sess;
-        h->sess = s;
+    pthread_mutex_unlock(&h->mu);
+    if (s)
+        return s;
+    rh_sess *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    ROUTER_STRCPY(n->id, id);
+    n->committed = strdup("");
+    n->results = json_array();
+    char *st = NULL;
+    if (h->r->store && router_store_get_state(h->r->store, id, &st) == AL_OK && st) {
+        json_error_t je;
+        json_t *j = json_loads(st, 0, &je);
+        if (!j || rh_sess_from_state(n, j, "session_db") != AL_OK)
+            AL_WARN("router: http: session %s: stored state unreadable (%s)", id, j ? al_errmsg() : je.text);
+        json_decref(j);
+        free(st);
     }
-    *busy = s && s->busy;
-    if (s && !s->busy)
+    if (!n->committed || !n->results) {
+        rh_sess_free(n);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->mu);
+    s = h->sess;
+    while (s && strcmp(s->id, id))
+        s = s->next;
+    if (!s) {
+        n->next = h->sess;
+        h->sess = s = n;
+        n = NULL;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (n)
+        rh_sess_free(n);
+    return s;
+}
+
+/* The session's HTTP state (rh_sess_load), marked busy. */
+static rh_sess *rh_sess_get(router_http *h, const char *id, bool *busy)
+{
+    rh_sess *s = rh_sess_load(h, id);
+    pthread_mutex_lock(&h->mu);
+    *busy = s && (s->busy || s->gone);
+    if (s && !*busy)
         s->busy = true;
     pthread_mutex_unlock(&h->mu);
     return s;
@@ -123,53 +297,20 @@ static void rh_sess_put(router_http *h, rh_sess *s)
 {
     pthread_mutex_lock(&h->mu);
     s->busy = false;
+    bool gone = s->gone;
     pthread_mutex_unlock(&h->mu);
+    if (gone)
+        rh_sess_free(s);
 }
 
-/* Does the router hold session id? n_tokens and a copy of its tokens (optional). */
-static al_err rh_router_sess(router *r, const char *id, int32_t *n, int32_t **toks)
-{
-    pthread_mutex_lock(&r->mu);
-    router_session *s = r->sessions;
-    while (s && (s->deleted || strcmp(s->id, id)))
-        s = s->next;
-    al_err e = AL_OK;
-    if (!s) {
-        e = ali_errf(AL_ENOTFOUND, "session_id: no session '%s'", id);
-    } else {
-        *n = s->n;
-        if (toks) {
-            *toks = malloc(sizeof(int32_t) * (size_t)(s->n + 1));
-            if (!*toks)
-                e = ali_errf(AL_ENOMEM, "router: out of memory");
-            else if (s->busy)
-                e = ali_errf(AL_EOVERLOADED, "session_id: session '%s' is busy with another request", id);
-            else
-                memcpy(*toks, s->toks, sizeof(int32_t) * (size_t)s->n);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    return e;
-}
+/* The caller's identity: the owner of the sessions it may see. */
+static const char *rh_owner(const rh_call *c) { return router_owner(c->h->r, c->key_index); }
 
-/* The session's tokens (copy), base sequence and base. */
-static al_err rh_router_sess_seq(router *r, const char *id, int32_t *n, int32_t **toks, uint64_t *seq,
-                                 router_base **base)
+/* Tokens the router re-prefilled to rebuild the session's KV during this call, into timings t. */
+static void rh_rebuilt(router_http *h, const char *id, json_t *t)
 {
-    AL_TRY(rh_router_sess(r, id, n, toks));
-    pthread_mutex_lock(&r->mu);
-    router_session *s = r->sessions;
-    while (s && (s->deleted || strcmp(s->id, id)))
-        s = s->next;
-    *seq = s ? s->seq_id : 0;
-    *base = s ? s->base : NULL;
-    pthread_mutex_unlock(&r->mu);
-    if (!*seq) {
-        free(*toks);
-        *toks = NULL;
-        return ali_errf(AL_ENOTFOUND, "session_id: no session '%s'", id);
-    }
-    return AL_OK;
+    if (json_is_object(t))
+        json_object_set_new(t, "rebuilt_tokens", json_integer(router_session_take_rebuilt(h->r, id)));
 }
 
 /* Messages of a JSON body: {"messages":[...]} or one {"role","content"} (plus "documents"). */
@@ -263,10 +404,9 @@ static void rh_s_create(rh_call *c)
         rh_error(c, e, al_errmsg());
         return;
     }
-    json_t *sid = json_object_get(body, "session_id");
-    if (sid && !json_is_string(sid)) {
+    if (json_object_get(body, "session_id")) {
         json_decref(body);
-        rh_error(c, AL_EINVAL, "session_id: expected a string");
+        rh_error(c, AL_EINVAL, "session_id: session ids are assigned by the router (128-bit random); do not send one");
         return;
     }
     if ((e = rh_parse_msgs(body, false, &chat)) != AL_OK) {
@@ -298,33 +438,31 @@ static void rh_s_create(rh_call *c)
         goto out;
     }
     s->committed = strdup(text ? text : "");
-    alora_SessionCreateRequest cq = alora_SessionCreateRequest_init_zero;
-    alora_SessionCreateReply cr;
-    al_pbmem m = AL_PBMEM_INIT;
-    if (sid)
-        snprintf(cq.session_id, sizeof cq.session_id, "%s", json_string_value(sid));
-    if (sid && strlen(json_string_value(sid)) >= sizeof cq.session_id) {
-        e = ali_errf(AL_EINVAL, "session_id: longer than %zu characters", sizeof cq.session_id - 1);
+    s->results = json_array();
+    if (!s->committed || !s->results) {
+        e = ali_errf(AL_ENOMEM, "router: out of memory");
         goto out;
     }
-    int ra = 0;
+    int32_t *ids = NULL, nids = 0;
+    char sid[64], base_id[64];
     if (text && text[0])
-        e = al_pb_ref_bytes(&cq.system, &m, text, strlen(text));
+        e = rh_encode(h, text, 0, &ids, &nids);
     if (e == AL_OK)
-        e = rh_self(c, alora_Method_ROUTER_SESSION_CREATE, &cq, &cr, &m, &ra);
-    al_pbmem_free(&m);
+        e = router_session_new(h->r, rh_owner(c), ids, (size_t)nids, NULL, sid, base_id);
+    free(ids);
     if (e != AL_OK) {
-        rh_error_ra(c, e, rh_errmsg(), ra);
+        rh_error_ra(c, e, al_errmsg(), e == AL_EOVERLOADED ? 1 : 0);
         goto out;
     }
-    ROUTER_STRCPY(s->id, cr.session_id);
+    ROUTER_STRCPY(s->id, sid);
+    rh_sess_save(h, s);
     pthread_mutex_lock(&h->mu);
     s->next = h->sess;
     h->sess = s;
     pthread_mutex_unlock(&h->mu);
-    rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", cr.session_id, "object", "session", "model",
-                                    h->r->cfg.router.model_name, "n_tokens", (json_int_t)cr.n_tokens, "messages",
-                                    chat->n_msgs, "base_instance", cr.base_instance_id));
+    rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", sid, "object", "session", "model",
+                                    h->r->cfg.router.model_name, "n_tokens", (json_int_t)nids, "messages",
+                                    chat->n_msgs, "base_instance", base_id));
     s = NULL;
 out:
     if (e != AL_OK && !c->replied)
@@ -341,7 +479,7 @@ static void rh_s_messages(rh_call *c, const char *id)
     router_http *h = c->h;
     al_err e;
     int32_t n_now = 0;
-    if ((e = rh_router_sess(h->r, id, &n_now, NULL)) != AL_OK) {
+    if ((e = router_session_get(h->r, id, rh_owner(c), &n_now, NULL)) != AL_OK) {
         rh_error(c, e, al_errmsg());
         return;
     }
@@ -382,12 +520,15 @@ static void rh_s_messages(rh_call *c, const char *id)
         }
         rh_error_ra(c, e, rh_errmsg(), ra);
     } else {
+        rh_sess_save(h, s);
+        json_t *tj = rh_timings_json(&ar.timings);
+        rh_rebuilt(h, id, tj);
         rh_reply_json(c, 200,
                       json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:o}", "id", id, "object", "session.messages", "n_tokens",
                                 (json_int_t)ar.n_tokens, "appended_tokens",
                                 (json_int_t)(ar.n_tokens > (uint32_t)n_now ? ar.n_tokens - (uint32_t)n_now : 0),
                                 "prefix_cached_tokens", (json_int_t)ar.prefix_cached_tokens, "computed_tokens",
-                                (json_int_t)ar.computed_tokens, "timings", rh_timings_json(&ar.timings)));
+                                (json_int_t)ar.computed_tokens, "timings", tj));
     }
     free(diff);
     rh_sess_put(h, s);
@@ -402,7 +543,7 @@ static void rh_s_generate(rh_call *c, const char *id)
     router *r = h->r;
     al_err e;
     int32_t n_now = 0;
-    if ((e = rh_router_sess(r, id, &n_now, NULL)) != AL_OK) {
+    if ((e = router_session_get(r, id, rh_owner(c), &n_now, NULL)) != AL_OK) {
         rh_error(c, e, al_errmsg());
         return;
     }
@@ -494,9 +635,10 @@ static void rh_s_generate(rh_call *c, const char *id)
     uint32_t computed_prompt = gr.timings.prefill_tokens;
     char cid[64];
     al_oai_make_id("chatcmpl", cid, sizeof cid);
+    json_t *gtj = rh_timings_json(&gr.timings);
+    rh_rebuilt(h, id, gtj);
     json_t *extra = json_pack("{s:{s:s,s:i,s:i,s:o}}", "session", "id", id, "n_tokens", (json_int_t)gr.n_tokens,
-                              "computed_tokens", (json_int_t)gr.computed_tokens, "timings",
-                              rh_timings_json(&gr.timings));
+                              "computed_tokens", (json_int_t)gr.computed_tokens, "timings", gtj);
     al_oai_response rs = {.kind = AL_OAI_CHAT, .id = cid, .model = r->cfg.router.model_name,
                           .created = (int64_t)time(NULL), .text = text, .finish_reason = finish,
                           .has_logprobs = q.logprobs, .logprobs = lp.v, .n_logprobs = lp.n,
@@ -513,6 +655,7 @@ static void rh_s_generate(rh_call *c, const char *id)
 out:
     if (e != AL_OK)
         rh_error_ra(c, e, rh_errmsg(), ra);
+    rh_sess_save(h, s); /* what it holds now (the generation prompt stays even when generate failed) */
     rh_lp_free(&lp);
     al_pbmem_free(&m);
     rh_sess_put(h, s);
@@ -535,7 +678,7 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         return;
     }
     int32_t n_now = 0;
-    if ((e = rh_router_sess(r, id, &n_now, NULL)) != AL_OK) {
+    if ((e = router_session_get(r, id, rh_owner(c), &n_now, NULL)) != AL_OK) {
         rh_error(c, e, al_errmsg());
         return;
     }
@@ -597,7 +740,9 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
         int32_t *ext = NULL, ne = 0;
         uint64_t seq = 0, fork = 0;
         router_base *rb = NULL;
-        e = rh_router_sess_seq(r, id, &n, &toks, &seq, &rb);
+        e = router_session_get(r, id, rh_owner(c), &n, &toks);
+        if (e == AL_OK)
+            e = router_session_seq(r, id, 0, &seq, &rb); /* resident (rebuilt if its KV is gone) */
         if (e == AL_OK && (e = rh_sess_push(s, "user", instr ? instr : "")) == AL_OK) {
             e = rh_diff(h, s, s->n - 1, 0, &turn);
             s->n--;
@@ -616,6 +761,13 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
             alora_SeqForkRequest fq = {.seq_id = seq, .n_tokens = (uint32_t)n};
             alora_SeqForkReply fr;
             e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
+            if (e == AL_ENOTFOUND && strstr(al_errmsg(), "does not exist")) { /* freed by the base: rebuild */
+                al_pbmem_free(&m);
+                if ((e = router_session_seq(r, id, seq, &seq, &rb)) == AL_OK) {
+                    fq.seq_id = seq;
+                    e = al_rpc_call(rb->cli, alora_Method_BASE_SEQ_FORK, &fq, &fr, &m, rh_timeout(r));
+                }
+            }
             fork = e == AL_OK ? fr.seq_id : 0;
             al_pbmem_free(&m);
             alora_SeqAppendRequest aq = {.seq_id = fork};
@@ -656,6 +808,15 @@ static void rh_s_intrinsic(rh_call *c, const char *id, const char *name)
             e = rh_iout_from_reply(h, name, n_now, &rep, &o);
         al_pbmem_free(&m);
     }
+    if (e == AL_OK) { /* the session keeps its intrinsic results */
+        json_t *res = json_object_get(o.info, "result");
+        json_array_append_new(s->results, json_pack("{s:s,s:O,s:I}", "name", name, "result", res ? res : json_null(),
+                                                    "created", (json_int_t)time(NULL)));
+        while (json_array_size(s->results) > RH_SESS_RESULTS)
+            json_array_remove(s->results, 0);
+        rh_sess_save(h, s);
+        rh_rebuilt(h, id, json_object_get(o.info, "timings"));
+    }
     rh_sess_put(h, s);
     if (e != AL_OK) {
         rh_error_ra(c, e, rh_errmsg(), ra);
@@ -676,18 +837,16 @@ static void rh_s_get(rh_call *c, const char *id)
 {
     router_http *h = c->h;
     int32_t n = 0;
-    al_err e = rh_router_sess(h->r, id, &n, NULL);
+    al_err e = router_session_get(h->r, id, rh_owner(c), &n, NULL);
     if (e != AL_OK) {
         rh_error(c, e, al_errmsg());
         return;
     }
+    rh_sess *s = rh_sess_load(h, id);
     json_t *msgs = json_array();
     pthread_mutex_lock(&h->mu);
-    for (rh_sess *s = h->sess; s; s = s->next)
-        if (!strcmp(s->id, id))
-            for (int i = 0; i < s->n; i++)
-                json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", s->msgs[i].role, "content",
-                                                      s->msgs[i].content));
+    for (int i = 0; s && !s->gone && i < s->n; i++)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", s->msgs[i].role, "content", s->msgs[i].content));
     pthread_mutex_unlock(&h->mu);
     rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:o}", "id", id, "object", "session", "model",
                                     h->r->cfg.router.model_name, "n_tokens", (json_int_t)n, "messages", msgs));
@@ -699,12 +858,14 @@ static void rh_s_delete(rh_call *c, const char *id)
     alora_Empty er;
     al_pbmem m = AL_PBMEM_INIT;
     int ra = 0;
-    if (strlen(id) >= sizeof dq.session_id) {
-        rh_error(c, AL_ENOTFOUND, "session_id: no such session");
+    int32_t n = 0;
+    al_err e = router_session_get(c->h->r, id, rh_owner(c), &n, NULL); /* someone else's: 404 */
+    if (e != AL_OK) {
+        rh_error(c, e, al_errmsg());
         return;
     }
     ROUTER_STRCPY(dq.session_id, id);
-    al_err e = rh_self(c, alora_Method_ROUTER_SESSION_DELETE, &dq, &er, &m, &ra);
+    e = rh_self(c, alora_Method_ROUTER_SESSION_DELETE, &dq, &er, &m, &ra);
     al_pbmem_free(&m);
     if (e != AL_OK) {
         rh_error_ra(c, e, rh_errmsg(), ra);
@@ -714,7 +875,158 @@ static void rh_s_delete(rh_call *c, const char *id)
     rh_reply_json(c, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "session", "deleted", 1));
 }
 
-/* /v1/sessions[/{id}[/messages|/generate|/intrinsics/{name}]] */
+/* GET /v1/sessions: the caller's sessions only. */
+static void rh_s_list(rh_call *c)
+{
+    router_session_info *v = NULL;
+    int n = 0;
+    al_err e = router_session_list(c->h->r, rh_owner(c), &v, &n);
+    if (e != AL_OK) {
+        rh_error(c, e, al_errmsg());
+        return;
+    }
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:I,s:I,s:b}", "id", v[i].id, "object", "session",
+                                              "n_tokens", (json_int_t)v[i].n, "created", (json_int_t)v[i].created,
+                                              "last_used", (json_int_t)v[i].last_used, "resident", v[i].resident));
+    free(v);
+    rh_reply_json(c, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+/* GET /v1/sessions/{id}/export: everything needed to recreate the session (POST /v1/sessions/import). */
+static void rh_s_export(rh_call *c, const char *id)
+{
+    router_http *h = c->h;
+    int32_t n = 0, *toks = NULL;
+    al_err e = router_session_get(h->r, id, rh_owner(c), &n, &toks);
+    if (e != AL_OK) {
+        rh_error_ra(c, e, al_errmsg(), e == AL_EOVERLOADED ? 1 : 0);
+        return;
+    }
+    bool busy;
+    rh_sess *s = rh_sess_get(h, id, &busy);
+    if (!s || busy) {
+        free(toks);
+        rh_error_ra(c, s ? AL_EOVERLOADED : AL_ENOMEM, "session_id: busy with another request", 1);
+        return;
+    }
+    json_t *j = rh_sess_state(s);
+    rh_sess_put(h, s);
+    json_t *t = json_array();
+    for (int32_t i = 0; i < n; i++)
+        json_array_append_new(t, json_integer(toks[i]));
+    free(toks);
+    json_object_set_new(j, "object", json_string("session.export"));
+    json_object_set_new(j, "version", json_integer(1));
+    json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "model", json_string(h->r->cfg.router.model_name));
+    json_object_set_new(j, "n_tokens", json_integer(n));
+    json_object_set_new(j, "tokens", t);
+    rh_reply_json(c, 200, j);
+}
+
+/* POST /v1/sessions/import: a session from an export, validated strictly; it gets a new id and
+ * belongs to the caller. */
+static void rh_s_import(rh_call *c)
+{
+    router_http *h = c->h;
+    router *r = h->r;
+    al_err e;
+    json_t *body = rh_body_json(c, &e);
+    if (!body) {
+        rh_error(c, e, al_errmsg());
+        return;
+    }
+    static const char *const keys[] = {"object", "version", "id", "model", "n_tokens", "tokens", "messages",
+                                       "documents", "text", "results", NULL};
+    int32_t *toks = NULL;
+    rh_sess *s = NULL;
+    size_t nt = 0;
+    json_t *obj = json_object_get(body, "object"), *ver = json_object_get(body, "version");
+    json_t *model = json_object_get(body, "model"), *tk = json_object_get(body, "tokens");
+    json_t *ntj = json_object_get(body, "n_tokens");
+    if ((e = rh_keys_only(body, keys, "import")) != AL_OK)
+        goto out;
+    if (obj && !(json_is_string(obj) && !strcmp(json_string_value(obj), "session.export"))) {
+        e = ali_errf(AL_EINVAL, "import.object: expected \"session.export\"");
+        goto out;
+    }
+    if (!json_is_integer(ver) || json_integer_value(ver) != 1) {
+        e = ali_errf(AL_EINVAL, "import.version: expected 1 (the export format this router writes)");
+        goto out;
+    }
+    if (json_object_get(body, "id") && !json_is_string(json_object_get(body, "id"))) {
+        e = ali_errf(AL_EINVAL, "import.id: expected a string");
+        goto out;
+    }
+    if (!json_is_string(model) || strcmp(json_string_value(model), r->cfg.router.model_name)) {
+        e = ali_errf(AL_EINVAL, "import.model: expected \"%s\" (token ids belong to one model)",
+                     r->cfg.router.model_name);
+        goto out;
+    }
+    if (!json_is_array(tk)) {
+        e = ali_errf(AL_EINVAL, "import.tokens: expected an array of token ids");
+        goto out;
+    }
+    nt = json_array_size(tk);
+    if (nt > ROUTER_MAX_REQ_TOKENS) {
+        e = ali_errf(AL_EINVAL, "import.tokens: %zu tokens > max %d", nt, ROUTER_MAX_REQ_TOKENS);
+        goto out;
+    }
+    if (ntj && (!json_is_integer(ntj) || json_integer_value(ntj) != (json_int_t)nt)) {
+        e = ali_errf(AL_EINVAL, "import.n_tokens: expected %zu (the length of tokens)", nt);
+        goto out;
+    }
+    if (!(toks = malloc(sizeof(int32_t) * (nt + 1)))) {
+        e = ali_errf(AL_ENOMEM, "router: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        json_t *v = json_array_get(tk, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
+            e = ali_errf(AL_EINVAL, "import.tokens[%zu]: expected a token id (integer >= 0)", i);
+            goto out;
+        }
+        toks[i] = (int32_t)json_integer_value(v);
+    }
+    if ((e = router_check_tokens(r, "import.tokens", toks, nt)) != AL_OK) {
+        if (e == AL_ERANGE) { /* a bad id, not a large body: 400 */
+            char msg[300];
+            snprintf(msg, sizeof msg, "%s", al_errmsg());
+            e = ali_errf(AL_EINVAL, "%s", msg);
+        }
+        goto out;
+    }
+    if (!(s = calloc(1, sizeof *s))) {
+        e = ali_errf(AL_ENOMEM, "router: out of memory");
+        goto out;
+    }
+    if ((e = rh_sess_from_state(s, body, "import")) != AL_OK)
+        goto out;
+    char sid[64], base_id[64];
+    if ((e = router_session_new(r, rh_owner(c), toks, nt, NULL, sid, base_id)) != AL_OK)
+        goto out;
+    ROUTER_STRCPY(s->id, sid);
+    rh_sess_save(h, s);
+    pthread_mutex_lock(&h->mu);
+    s->next = h->sess;
+    h->sess = s;
+    pthread_mutex_unlock(&h->mu);
+    rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "id", sid, "object", "session", "model",
+                                    r->cfg.router.model_name, "n_tokens", (json_int_t)nt, "messages", s->n,
+                                    "base_instance", base_id, "imported", 1));
+    s = NULL;
+out:
+    if (e != AL_OK)
+        rh_error(c, e, al_errmsg());
+    if (s)
+        rh_sess_free(s);
+    free(toks);
+    json_decref(body);
+}
+
+/* /v1/sessions[/import | /{id}[/messages|/generate|/export|/intrinsics/{name}]] */
 void rh_sessions(rh_call *c)
 {
     char id[128] = "", sub[64] = "", name[128] = "";
@@ -743,8 +1055,15 @@ void rh_sessions(rh_call *c)
         c->endpoint = "/v1/sessions";
         if (post)
             rh_s_create(c);
+        else if (get)
+            rh_s_list(c);
         else
-            rh_error(c, AL_EINVAL, "method: use POST /v1/sessions");
+            rh_error(c, AL_EINVAL, "method: use POST (create) or GET (list) /v1/sessions");
+        return;
+    }
+    if (parts == 1 && !strcmp(id, "import")) {
+        c->endpoint = "/v1/sessions/import";
+        post ? rh_s_import(c) : rh_error(c, AL_EINVAL, "method: use POST /v1/sessions/import");
         return;
     }
     if (strlen(id) >= 64) {
@@ -763,6 +1082,9 @@ void rh_sessions(rh_call *c)
     } else if (parts == 2 && !strcmp(sub, "messages")) {
         c->endpoint = "/v1/sessions/{id}/messages";
         post ? rh_s_messages(c, id) : rh_error(c, AL_EINVAL, "method: use POST");
+    } else if (parts == 2 && !strcmp(sub, "export")) {
+        c->endpoint = "/v1/sessions/{id}/export";
+        get ? rh_s_export(c, id) : rh_error(c, AL_EINVAL, "method: use GET");
     } else if (parts == 2 && !strcmp(sub, "generate")) {
         c->endpoint = "/v1/sessions/{id}/generate";
         post ? rh_s_generate(c, id) : rh_error(c, AL_EINVAL, "method: use POST");

@@ -82,7 +82,26 @@ static void test_defaults(void **state)
     assert_int_equal(c.base.lease_ttl_ms, 30000);
     assert_int_equal(c.base.device, AL_DEVICE_AUTO);
     assert_int_equal(c.n_intrinsics, 0);
+    assert_string_equal(c.router.session_db, "/r/sessions.db");
+    assert_int_equal(c.router.session_ttl_s, 3600);
+    assert_int_equal(c.router.session_max_per_key, 256);
+    assert_int_equal(c.router.session_max_tokens_per_key, 0);
+    assert_int_equal(c.router.session_kv_percent, 50);
     al_cluster_cfg_free(&c);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\nrouter = { session_db = \"/x/s.db\"; "
+                                                "session_ttl_s = 0; session_max_tokens_per_key = 5000000000; };",
+                                                &c),
+                     AL_OK);
+    assert_string_equal(c.router.session_db, "/x/s.db");
+    assert_int_equal(c.router.session_ttl_s, 0);
+    assert_true(c.router.session_max_tokens_per_key == 5000000000LL);
+    al_cluster_cfg_free(&c);
+    assert_int_not_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\nrouter = { session_kv_percent = 0; };", &c),
+                         AL_OK);
+    assert_non_null(strstr(al_errmsg(), "session_kv_percent"));
+    assert_int_not_equal(al_cluster_cfg_load_string("base = { model = \"m\"; };\nrouter = { session_db = \"\"; };", &c),
+                         AL_OK);
+    assert_non_null(strstr(al_errmsg(), "session_db"));
 }
 
 static void test_errors(void **state)

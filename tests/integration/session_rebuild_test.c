@@ -1,0 +1,188 @@
+/* session_rebuild_test.c: a session whose base sequence the base freed (behind the router's back)
+ * is rebuilt from its token history on the next call, through a real cluster (`alora up`). */
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "al_test.h"
+#include "common/ipc/rpc.h"
+
+extern char **environ;
+
+static char *tdir;
+static pid_t up_pid;
+static char router_url[512];
+
+static int run_wait(char *const argv[])
+{
+    pid_t pid;
+    int st;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int setup(void **state)
+{
+    const char *bin = al_test_bin();
+    char bindir[1024], model[1100], ad[1100], cfg[1100], ready[1100];
+    if (access(bin, X_OK) != 0)
+        return -1;
+    snprintf(bindir, sizeof bindir, "%s", bin);
+    char *sl = strrchr(bindir, '/');
+    *sl = 0;
+    snprintf(ad, sizeof ad, "%s/alora-router", bindir);
+    if (access(ad, X_OK) != 0)
+        return -1;
+    tdir = al_test_tmpdir();
+    snprintf(model, sizeof model, "%s/model", tdir);
+    snprintf(ad, sizeof ad, "%s/cert", tdir);
+    char *mm[] = {(char *)bin, "make-model", "--arch", "llama", "--preset", "tiny", "--seed", "5", model, NULL};
+    char *ma[] = {(char *)bin, "make-adapter", "--model", model, "--targets", "q,v", "--rank", "4", "--alpha", "8",
+                  "--invocation", "50,51", "--seed", "2", ad, NULL};
+    if (run_wait(mm) != 0 || run_wait(ma) != 0)
+        return -1;
+    snprintf(cfg, sizeof cfg, "%s/c.cfg", tdir);
+    snprintf(ready, sizeof ready, "%s/ready", tdir);
+    snprintf(router_url, sizeof router_url, "ipc://%s/run/router.ipc", tdir);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f,
+            "run_dir = \"%s/run\";\nbase = { model = \"%s\"; kv_blocks = 128; };\n"
+            "worker = { kv_blocks = 32; };\n"
+            "intrinsics = ( { name = \"certainty\"; adapter = \"%s\"; replicas = 1; max_tokens = 3; } );\n",
+            tdir, model, ad);
+    fclose(f);
+    char *up[] = {(char *)bin, "up", "-c", cfg, "--ready-file", ready, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", 1 /* O_WRONLY */, 0);
+    int rc = posix_spawn(&up_pid, bin, &fa, NULL, up, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    for (int i = 0; i < 300 && access(ready, R_OK) != 0; i++) {
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+    return access(ready, R_OK) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    if (up_pid > 0) {
+        int st;
+        kill(up_pid, SIGTERM);
+        waitpid(up_pid, &st, 0);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    al_test_rmrf(tdir);
+    free(tdir);
+    return 0;
+}
+
+/* Appends toks to session id. */
+static void append(al_rpc_client *c, const char *id, const int32_t *toks, size_t n)
+{
+    al_pbmem m = AL_PBMEM_INIT;
+    alora_SessionAppendRequest aq = alora_SessionAppendRequest_init_zero;
+    alora_SessionAppendReply ar;
+    snprintf(aq.session_id, sizeof aq.session_id, "%s", id);
+    al_pb_ref_i32(&aq.tokens, &m, toks, n);
+    assert_int_equal(al_rpc_call(c, alora_Method_ROUTER_SESSION_APPEND, &aq, &ar, &m, 10000), AL_OK);
+    al_pbmem_free(&m);
+}
+
+/* Greedy generate of 5 tokens on session id into out. */
+static void generate(al_rpc_client *c, const char *id, int32_t out[5])
+{
+    al_pbmem m = AL_PBMEM_INIT;
+    alora_SessionGenerateRequest gq = alora_SessionGenerateRequest_init_zero;
+    alora_SessionGenerateReply gr;
+    snprintf(gq.session_id, sizeof gq.session_id, "%s", id);
+    gq.sampling.max_tokens = 5;
+    gq.sampling.ignore_eos = true;
+    assert_int_equal(al_rpc_call(c, alora_Method_ROUTER_SESSION_GENERATE, &gq, &gr, &m, 20000), AL_OK);
+    const int32_t *t;
+    assert_int_equal(al_pb_i32(&gr.tokens, &t), 5);
+    memcpy(out, t, sizeof(int32_t) * 5);
+    al_pbmem_free(&m);
+}
+
+static uint32_t base_sequences(al_rpc_client *b)
+{
+    al_pbmem m = AL_PBMEM_INIT;
+    alora_Empty q = alora_Empty_init_zero;
+    alora_BaseStatsReply st;
+    assert_int_equal(al_rpc_call(b, alora_Method_BASE_STATS, &q, &st, &m, 10000), AL_OK);
+    al_pbmem_free(&m);
+    return st.sequences;
+}
+
+/* The base frees one of two identical sessions' sequences behind the router's back (as it will for a
+ * vanished client's): the next calls on it rebuild the KV from the token history and answer exactly
+ * like the intact twin. */
+static void test_rebuild_after_base_freed_sequence(void **state)
+{
+    al_rpc_client *c, *b;
+    char base_url[600];
+    snprintf(base_url, sizeof base_url, "ipc://%s/run/base.ipc", tdir);
+    assert_int_equal(al_rpc_client_open(&c, router_url, NULL), AL_OK);
+    assert_int_equal(al_rpc_client_open(&b, base_url, NULL), AL_OK);
+    al_pbmem m = AL_PBMEM_INIT;
+    int32_t hist[40];
+    for (int i = 0; i < 40; i++)
+        hist[i] = 3 + (i * 11) % 50;
+    const char *ids[2] = {"twin-a", "twin-b"};
+    for (int k = 0; k < 2; k++) {
+        alora_SessionCreateRequest cq = alora_SessionCreateRequest_init_zero;
+        alora_SessionCreateReply cr;
+        snprintf(cq.session_id, sizeof cq.session_id, "%s", ids[k]);
+        assert_int_equal(al_rpc_call(c, alora_Method_ROUTER_SESSION_CREATE, &cq, &cr, &m, 10000), AL_OK);
+        append(c, ids[k], hist, 40);
+    }
+    uint32_t n0 = base_sequences(b);
+    assert_int_equal(n0, 2);
+    /* release one sequence directly on the base: the first id that exists */
+    int released = 0;
+    for (uint64_t id = 0; id < (1u << 16) && !released; id++) {
+        alora_SeqReleaseRequest rq = {.seq_id = id};
+        alora_Empty er;
+        released = al_rpc_call(b, alora_Method_BASE_SEQ_RELEASE, &rq, &er, &m, 10000) == AL_OK;
+        al_pbmem_free(&m);
+    }
+    assert_true(released);
+    assert_int_equal(base_sequences(b), 1);
+
+    int32_t ga[5], gb[5];
+    generate(c, ids[0], ga);
+    generate(c, ids[1], gb);
+    al_assert_ints_equal(ga, gb, 5); /* the rebuilt one continues exactly like its twin */
+    assert_int_equal(base_sequences(b), 2);
+    /* and both keep going: the generated tokens are part of both histories */
+    int32_t more[3] = {7, 8, 9};
+    append(c, ids[0], more, 3);
+    append(c, ids[1], more, 3);
+    generate(c, ids[0], ga);
+    generate(c, ids[1], gb);
+    al_assert_ints_equal(ga, gb, 5);
+
+    for (int k = 0; k < 2; k++) {
+        alora_SessionDeleteRequest dq = alora_SessionDeleteRequest_init_zero;
+        alora_Empty de;
+        snprintf(dq.session_id, sizeof dq.session_id, "%s", ids[k]);
+        assert_int_equal(al_rpc_call(c, alora_Method_ROUTER_SESSION_DELETE, &dq, &de, &m, 10000), AL_OK);
+    }
+    assert_int_equal(base_sequences(b), 0);
+    al_pbmem_free(&m);
+    al_rpc_client_close(b);
+    al_rpc_client_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_rebuild_after_base_freed_sequence)};
+    if (access(al_test_bin(), X_OK) != 0)
+        return AL_TEST_SKIP_CODE;
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
