@@ -227,6 +227,8 @@ static void ali_srv_handle(ali_srv_ctx *w)
     call->pid = call->pipe ? ali_srv_peer_pid(s, call->pipe) : 0;
     e = ali_pb_read(m->req, buf + AL_RPC_HDR_SIZE, h.payload_len, call->req, m->req_size, &call->mem,
                     s->o.max_elems);
+    if (e == AL_OK)
+        e = ali_pb_check_strings(m->req, call->req, buf + AL_RPC_HDR_SIZE, h.payload_len);
     nng_msg_free(msg);
     if (e != AL_OK) {
         snprintf(text, sizeof text, "bad %s request: %s", m->name, al_errmsg());
