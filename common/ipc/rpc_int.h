@@ -35,6 +35,12 @@ al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *
  * must not be cut short silently ("name\0junk" read as "name"). */
 al_err ali_pb_check_strings(const pb_msgdesc_t *d, void *msg, const uint8_t *buf, size_t len);
 
+/* A new TLS config (hold released by the caller with nng_tls_config_free) for a tls+tcp:// listener
+ * (server) or dialer of url (client: the server's certificate must name url's host). AL_EINVAL when
+ * al_rpc_tls_setup was not called. */
+typedef struct nng_tls_config nng_tls_config;
+al_err ali_tls_for(const char *url, bool server, nng_tls_config **out);
+
 /* Best-effort header fields of a frame that failed al_rpc_hdr_read (for the error reply). */
 void ali_hdr_peek(const uint8_t *buf, size_t len, al_rpc_hdr *h);
 

@@ -140,6 +140,10 @@ al_err router_start(router *r, const char *cfg_path)
         return e;
     }
     al_log_set_level((al_log_level)r->cfg.log_level);
+    if ((e = al_cluster_tls_apply(&r->cfg, AL_ROLE_ROUTER)) != AL_OK) {
+        r->config_error = true;
+        return e;
+    }
 
     al_model_config mc;
     if (al_config_load(r->cfg.base.model, &mc) == AL_OK) {
@@ -159,6 +163,7 @@ al_err router_start(router *r, const char *cfg_path)
     for (int i = 0; i < r->cfg.n_intrinsics; i++)
         r->intr[i].cfg = &r->cfg.intrinsics[i];
 
+    AL_TRY(router_identity_load(r));
     AL_TRY(router_bases_open(r));
 
     int total_cap = 0;
@@ -220,6 +225,7 @@ void router_stop(router *r)
     al_tokenizer_free(r->tok);
     free(r->intr);
     al_cluster_cfg_free(&r->cfg);
+    al_rpc_tls_clear();
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
 }
