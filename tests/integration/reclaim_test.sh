@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# reclaim_test.sh: the base owns no sequence forever. kill -9 of the router with live sessions:
+# the restarted router (same identity from <run_dir>/router.id, a higher epoch) says hello and gets
+# its sequences back (seqs_reclaimed), and releases the ones no session of its names; a router with
+# another identity does not get them: the base frees them after base.seq_grace_ms (seqs_freed).
+NEEDS=curl
+TMP_TAG=reclaim
+source "$(dirname "$0")/lib.sh"
+text_models 7
+cat >"$T/rc.cfg" <<CFG
+run_dir = "$T/run-rc";
+base = { model = "$T/model"; kv_blocks = 256; block_size = 16; threads = 1; seq_grace_ms = 3000; };
+worker = { kv_blocks = 64; heartbeat_ms = 200; };
+router = { http = "$H"; tokenizer = "$TOK"; max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 20000; };
+up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 500; };
+intrinsics = ( { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 2; } );
+CFG
+start_up rc || { fail "cluster did not come up"; exit 1; }
+R="ipc://$T/run-rc/router.ipc" B="ipc://$T/run-rc/base.ipc"
+bstat() { "$ALORA" status --base "$B" --json 2>/dev/null | jq -r ".$1"; }
+# wait_for FIELD VALUE: until the base's stat FIELD equals VALUE (20 s at most)
+wait_for() {
+  for _ in $(seq 1 200); do [ "$(bstat "$1")" = "$2" ] && return 0; sleep 0.1; done
+  echo "  $1 = $(bstat "$1"), want $2"; return 1
+}
+router_pid() { "$ALORA" status --router "$R" --json 2>/dev/null | jq -r '.processes[] | select(.role == "router") | .pid'; }
+wait_router() { # a new router pid that answers
+  for _ in $(seq 1 200); do
+    local p; p=$(router_pid)
+    [ -n "$p" ] && [ "$p" != "$1" ] && { echo "$p"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+sessions() { # sessions N: N sessions over HTTP, each with its own prompt
+  for i in $(seq 1 "$1"); do
+    curl -sf -X POST "$H/v1/sessions" -H 'content-type: application/json' \
+      -d "{\"system\": \"You are assistant number $i of $RANDOM.\", \"messages\": [{\"role\": \"user\", \"content\": \"hello $i\"}]}" \
+      >/dev/null || fail "session $i"
+  done
+}
+ID0=$(cut -d' ' -f1 "$T/run-rc/router.id")
+check "the router keeps its identity in <run_dir>/router.id (0600)" \
+  test -n "$ID0" -a "$(stat -c %a "$T/run-rc/router.id")" = 600
+check "the router said hello to the base" wait_for clients 1
+
+sessions 5
+check "5 sessions: 5 sequences on the base" wait_for sequences 5
+P1=$(router_pid)
+kill -9 "$P1"
+P2=$(wait_router "$P1") || { fail "the router did not come back"; exit 1; }
+ok "router $P1 killed (-9), restarted as $P2"
+check "same identity, next epoch" test "$(cut -d' ' -f1 "$T/run-rc/router.id")" = "$ID0"
+check "the restarted router reclaimed the 5 sequences (seqs_reclaimed)" wait_for seqs_reclaimed 5
+check "and released them: none of its sessions names them (sequences 0)" wait_for sequences 0
+check "none was left to the grace period (seqs_freed 0)" test "$(bstat seqs_freed)" = 0
+check "its log says so" grep -q "5 sequence(s) reclaimed, 0 kept (sessions), 5 released" "$T/rc.err"
+
+# another identity: the base keeps the sequences for the grace period, then frees them
+sessions 3
+check "3 new sessions: 3 sequences" wait_for sequences 3
+echo "router-other 1" >"$T/run-rc/router.id"
+kill -9 "$P2"
+P3=$(wait_router "$P2") || { fail "the router did not come back"; exit 1; }
+check "the router came back as router-other" wait_for clients 1
+check "it reclaimed nothing (seqs_reclaimed still 5)" test "$(bstat seqs_reclaimed)" = 5
+check "the orphans are freed after base.seq_grace_ms (seqs_freed 3)" wait_for seqs_freed 3
+check "no sequence is left" wait_for sequences 0
+check "no KV block is left referenced" wait_for kv_blocks_used 0
+sessions 1
+check "the cluster still serves sessions" wait_for sequences 1
+stop_up rc
+[ $FAILS -eq 0 ] || { tail -40 "$T/rc.err"; exit 1; }
+echo "all reclaim checks passed"
