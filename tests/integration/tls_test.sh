@@ -33,6 +33,10 @@ router = { listen = "$R"; max_queue = 16; worker_ttl_ms = 1500; request_timeout_
 up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
 intrinsics = ( { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 4; } );
 CFG
+sed "s|build/run/pki|$T/pki|g" deploy/tls.cfg >"$T/example.cfg"
+"$ALORA" up -c "$T/example.cfg" --check >"$T/example.out" 2>&1
+check "--check accepts deploy/tls.cfg with the certificates made (tls+tcp://0.0.0.0)" \
+  grep -q "base.listen = tls+tcp://0.0.0.0:7600" "$T/example.out"
 "$ALORA" up -c "$T/tls.cfg" --check >"$T/check.out" 2>&1
 check "--check accepts the tls+tcp:// config" grep -q "config $T/tls.cfg: ok" "$T/check.out"
 start_up tls || { fail "the cluster did not come up over tls+tcp://"; exit 1; }
