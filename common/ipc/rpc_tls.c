@@ -130,6 +130,10 @@ al_err ali_tls_for(const char *url, bool server, nng_tls_config **out)
             k = sizeof host - 1;
         memcpy(host, h, k);
         host[k] = 0;
+        /* a wildcard listen address dialed as is (a worker dialing base.listen = tls+tcp://0.0.0.0:P)
+         * reaches this host: its certificate must name localhost */
+        if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*"))
+            snprintf(host, sizeof host, "localhost");
     }
     pthread_mutex_lock(&ali_tls_mu);
     al_err e;

@@ -18,6 +18,9 @@ check "alora certs prints the tls group" grep -q "base_cert = \"$T/pki/base.pem\
 
 PB=$(free_port); PR=$(free_port)
 while [ "$PR" = "$PB" ] || [ "$PR" = $((PB + 1)) ]; do PR=$(free_port); done
+# the listeners bind every interface: the workers and alora up dial tls+tcp://0.0.0.0:P as configured
+# (verified as localhost); the CLI dials 127.0.0.1
+LB="tls+tcp://0.0.0.0:$PB" LR="tls+tcp://0.0.0.0:$PR"
 BASE="tls+tcp://127.0.0.1:$PB" R="tls+tcp://127.0.0.1:$PR"
 P="$T/pki"
 cat >"$T/tls.cfg" <<CFG
@@ -27,9 +30,9 @@ tls = { ca = "$P/ca.pem";
         router_cert = "$P/router.pem"; router_key = "$P/router.key";
         worker_cert = "$P/worker.pem"; worker_key = "$P/worker.key";
         cert = "$P/client.pem"; key = "$P/client.key"; };
-base = { model = "$T/model"; listen = "$BASE"; kv_blocks = 128; block_size = 16; threads = 1; };
+base = { model = "$T/model"; listen = "$LB"; kv_blocks = 128; block_size = 16; threads = 1; };
 worker = { kv_blocks = 64; heartbeat_ms = 200; };
-router = { listen = "$R"; max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 20000; };
+router = { listen = "$LR"; max_queue = 16; worker_ttl_ms = 1500; request_timeout_ms = 20000; };
 up = { grace_ms = 5000; backoff_min_ms = 100; backoff_max_ms = 2000; };
 intrinsics = ( { name = "certainty"; adapter = "$T/cert"; replicas = 1; max_tokens = 4; } );
 CFG
