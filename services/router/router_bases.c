@@ -32,7 +32,7 @@ static bool router_id_ok(const char *s)
 al_err router_identity_load(router *r)
 {
     const char *dir = r->cfg.run_dir;
-    char path[600], tmp[620], id[80] = "";
+    char path[600], tmp[620], id[65] = "";
     unsigned long long epoch = 0;
     snprintf(path, sizeof path, "%s/router.id", dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
