@@ -117,6 +117,8 @@ typedef struct base_ctx {
     base_epoch *epochs;
     int32_t n_epochs;
     int32_t n_orphaned;         /* sequences whose owner went away */
+    uint32_t gone[256];         /* recently closed connections (a command of theirs may still run) */
+    uint32_t n_gone;            /* connections closed so far; gone[i % 256] */
     uint64_t seqs_reclaimed, seqs_freed;
 
     /* rpc */

@@ -1,4 +1,5 @@
 /* base_owner.c: who owns the base's sequences: their client (BASE_HELLO id) or connection, orphaning on disconnect, reclaim, grace expiry. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +16,31 @@ static base_client *base_client_of(base_ctx *b, uint32_t pipe)
     return NULL;
 }
 
+static void base_orphan(base_ctx *b, base_seq *s, double now)
+{
+    s->pipe = 0;
+    s->orphan_at = now + b->cfg.base.seq_grace_ms / 1e3;
+    b->n_orphaned++;
+}
+
+/* Closed already: a command it sent before going away (queued behind busy work) finishes later. */
+static bool base_pipe_gone(const base_ctx *b, uint32_t pipe)
+{
+    uint32_t n = b->n_gone < 256 ? b->n_gone : 256;
+    for (uint32_t i = 0; i < n; i++)
+        if (b->gone[i] == pipe)
+            return true;
+    return false;
+}
+
 void base_owner_set(base_ctx *b, base_seq *s, uint32_t pipe)
 {
     const base_client *cl = base_client_of(b, pipe);
     s->pipe = pipe;
     s->orphan_at = 0;
     snprintf(s->owner, sizeof s->owner, "%s", cl ? cl->id : "");
-}
-
-static void base_orphan(base_ctx *b, base_seq *s, double now)
-{
-    s->pipe = 0;
-    s->orphan_at = now + b->cfg.base.seq_grace_ms / 1e3;
-    b->n_orphaned++;
+    if (!pipe || base_pipe_gone(b, pipe)) /* its creator is gone already: orphaned from the start */
+        base_orphan(b, s, al_now());
 }
 
 void base_owner_peer_gone(base_ctx *b, uint32_t pipe)
@@ -39,6 +52,7 @@ void base_owner_peer_gone(base_ctx *b, uint32_t pipe)
             base_orphan(b, &b->seqs[i], now);
             n++;
         }
+    b->gone[b->n_gone++ % 256] = pipe;
     base_client *cl = base_client_of(b, pipe);
     if (n)
         AL_INFO("pipe %u (%s) disconnected: %d sequence(s) orphaned, freed in %d ms unless reclaimed", pipe,
