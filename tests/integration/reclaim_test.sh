@@ -3,6 +3,7 @@
 # the restarted router (same identity from <run_dir>/router.id, a higher epoch) says hello and gets
 # its sequences back (seqs_reclaimed), and releases the ones no session of its names; a router with
 # another identity does not get them: the base frees them after base.seq_grace_ms (seqs_freed).
+# The router refuses a NUL byte inside a string field of a request (an intrinsic name).
 NEEDS=curl
 TMP_TAG=reclaim
 source "$(dirname "$0")/lib.sh"
@@ -69,6 +70,16 @@ check "no sequence is left" wait_for sequences 0
 check "no KV block is left referenced" wait_for kv_blocks_used 0
 sessions 1
 check "the cluster still serves sessions" wait_for sequences 1
+
+# the router's RPC: an intrinsic name with a raw NUL ("certainty\0x") is refused, not read as "certainty"
+# frame: "ALRP", version 1, flags 0, method 101 (RouterInvoke), request id 9, trace 0, payload 17 bytes;
+# payload: intrinsic (field 1) = 11 bytes, tokens (field 2, packed) = 1,5
+if command -v nngcat >/dev/null; then
+  printf 'ALRP\x01\x00\x65\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x11\x00\x00\x00\x00\x00\x00\x00\x0a\x0bcertainty\x00x\x12\x02\x01\x05' >"$T/nul.bin"
+  timeout 10 nngcat --req --dial "$R" --file "$T/nul.bin" --recv-timeout 5 --ascii >"$T/nul.out" 2>&1
+  check "a NUL inside the intrinsic name is refused by the router, naming the field" \
+    grep -q "bad RouterInvoke request: message: field 1: a string holds a NUL byte at offset 9" "$T/nul.out"
+fi
 stop_up rc
 [ $FAILS -eq 0 ] || { tail -40 "$T/rc.err"; exit 1; }
 echo "all reclaim checks passed"
