@@ -6,6 +6,7 @@ PKGS=(build-essential cmake pkg-config
       libopenblas-dev libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
       libsqlite3-dev nettle-dev   # the router's session store (SQLite) and SHA-256 of API keys
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
+      openssl                               # `alora certs`: the CA and certificates for tls+tcp:// RPC
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

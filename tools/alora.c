@@ -19,6 +19,7 @@ static const cli_cmd cli_cmds[] = {
     {"up", cmd_up, "start a local cluster (base, workers, router) from one config"},
     {"invoke", cmd_invoke, "call an intrinsic through the cluster's router"},
     {"status", cmd_status, "list the cluster's processes as the router sees them"},
+    {"certs", cmd_certs, "make a CA and certificates for tls+tcp:// RPC (mutual TLS)"},
 };
 
 static void cli_usage(FILE *f)

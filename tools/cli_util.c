@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/ipc/rpc.h"
+
 al_err cli_parse_int_list(const char *s, int32_t **out, int32_t *n)
 {
     int32_t cap = 16, cnt = 0;
@@ -115,4 +117,17 @@ int cli_mkdirs(const char *dir)
     }
     struct stat st;
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+al_err cli_tls_env(const char *url)
+{
+    if (!al_rpc_url_tls(url))
+        return AL_OK;
+    const char *ca = getenv("ALORA_TLS_CA"), *cert = getenv("ALORA_TLS_CERT"), *key = getenv("ALORA_TLS_KEY");
+    if (!ca || !cert || !key)
+        return ali_errf(AL_EINVAL, "%s is tls+tcp://: set ALORA_TLS_CA, ALORA_TLS_CERT and ALORA_TLS_KEY (PEM files: "
+                        "the cluster's CA, a certificate it signed and its key; `alora certs` makes them)%s%s%s",
+                        url, ca ? "" : "; ALORA_TLS_CA is unset", cert ? "" : "; ALORA_TLS_CERT is unset",
+                        key ? "" : "; ALORA_TLS_KEY is unset");
+    return al_rpc_tls_setup(ca, cert, key);
 }

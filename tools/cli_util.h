@@ -15,6 +15,10 @@ al_err cli_parse_float(const char *opt, const char *s, double lo, double hi, dou
  * one of `known` (space-separated option names that take a value) or has no value after it. */
 const char *cli_value(const char *cmd, const char *known, int argc, char **argv, int *i);
 
+/* For a tls+tcp:// url: loads the client certificate from $ALORA_TLS_CA, $ALORA_TLS_CERT and
+ * $ALORA_TLS_KEY (al_rpc_tls_setup). AL_OK for other schemes; an error naming what is missing. */
+al_err cli_tls_env(const char *url);
+
 /* mkdir -p; 0 on success. */
 int cli_mkdirs(const char *dir);
 

@@ -181,7 +181,7 @@ int cmd_invoke(int argc, char **argv)
     al_rpc_client_opts co;
     al_rpc_client_opts_default(&co);
     co.connect_wait_ms = 2000;
-    if ((e = al_rpc_client_open(&c, url, &co)) != AL_OK) {
+    if ((e = cli_tls_env(url)) != AL_OK || (e = al_rpc_client_open(&c, url, &co)) != AL_OK) {
         fprintf(stderr, "alora invoke: %s: %s\n", al_strerror(e), al_errmsg());
         goto out;
     }

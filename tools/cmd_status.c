@@ -9,7 +9,7 @@
 #include "tools/cmds.h"
 
 /* the options that take a value */
-#define STATUS_VALUE_OPTS "--router --timeout"
+#define STATUS_VALUE_OPTS "--router --base --timeout"
 
 static const char *st_role(alora_Role r)
 {
@@ -38,13 +38,67 @@ static const char *st_health(alora_Health h)
 static void st_usage(FILE *f)
 {
     fprintf(f, "usage: alora status --router URL [--json] [--timeout MS]\n"
+               "       alora status --base URL [--json] [--timeout MS]\n"
                "Lists every process of the cluster: role, pid, id, base instance, intrinsic, health,\n"
-               "leases held, KV blocks used/free (base), active calls, last seen.\n");
+               "leases held, KV blocks used/free (base), active calls, last seen.\n"
+               "--base: one base's own counters (BaseStats): KV blocks, leases, sequences and their\n"
+               "owners (orphaned, reclaimed, freed), prefix cache, requests.\n"
+               "tls+tcp:// URLs take the client certificate from ALORA_TLS_CA / _CERT / _KEY.\n");
+}
+
+/* --base: the base's BaseStats as JSON (the reply's field names) or one line per field. */
+static int st_base(const char *url, int json, long timeout)
+{
+    al_rpc_client *c = NULL;
+    al_rpc_client_opts co;
+    al_rpc_client_opts_default(&co);
+    co.connect_wait_ms = 2000;
+    al_err e = cli_tls_env(url);
+    if (e == AL_OK)
+        e = al_rpc_client_open(&c, url, &co);
+    alora_BaseStatsReply r;
+    al_pbmem m = AL_PBMEM_INIT;
+    if (e == AL_OK)
+        e = al_rpc_call(c, alora_Method_BASE_STATS, &(alora_Empty){0}, &r, &m, (int)timeout);
+    al_pbmem_free(&m);
+    al_rpc_client_close(c);
+    if (e != AL_OK) {
+        fprintf(stderr, "alora status: %s: %s\n", al_strerror(e), al_errmsg());
+        return 1;
+    }
+    const struct {
+        const char *k;
+        uint64_t v;
+    } f[] = {{"kv_blocks_total", r.kv_blocks_total}, {"kv_blocks_used", r.kv_blocks_used},
+             {"kv_blocks_free", r.kv_blocks_free}, {"kv_blocks_cached", r.kv_blocks_cached},
+             {"leases", r.leases}, {"sequences", r.sequences}, {"seqs_orphaned", r.seqs_orphaned},
+             {"seqs_reclaimed", r.seqs_reclaimed}, {"seqs_freed", r.seqs_freed}, {"clients", r.clients},
+             {"peers", r.peers}, {"prefix_cache_hits", r.prefix_cache_hits},
+             {"prefix_cache_misses", r.prefix_cache_misses}, {"prefix_cache_hit_tokens", r.prefix_cache_hit_tokens},
+             {"running", r.running}, {"queued", r.queued}, {"prefill_tokens", r.prefill_tokens},
+             {"decode_tokens", r.decode_tokens}, {"requests", r.requests}, {"leases_expired", r.leases_expired},
+             {"leases_dropped", r.leases_dropped}};
+    size_t n = sizeof f / sizeof f[0];
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "base_instance_id", json_string(r.base_instance_id));
+        for (size_t i = 0; i < n; i++)
+            json_object_set_new(o, f[i].k, json_integer((json_int_t)f[i].v));
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+    } else {
+        printf("base_instance_id %s\n", r.base_instance_id);
+        for (size_t i = 0; i < n; i++)
+            printf("%s %llu\n", f[i].k, (unsigned long long)f[i].v);
+    }
+    return 0;
 }
 
 int cmd_status(int argc, char **argv)
 {
-    const char *url = NULL;
+    const char *url = NULL, *base = NULL;
     int json = 0;
     long timeout = 10000;
     for (int i = 1; i < argc; i++) {
@@ -60,6 +114,8 @@ int cmd_status(int argc, char **argv)
             return 2;
         if (!strcmp(o, "--router"))
             url = v;
+        else if (!strcmp(o, "--base"))
+            base = v;
         else if (!strcmp(o, "--timeout")) {
             if (cli_parse_long(o, v, 1, 86400000L, &timeout) != AL_OK) {
                 fprintf(stderr, "alora status: %s\n", al_errmsg());
@@ -71,15 +127,19 @@ int cmd_status(int argc, char **argv)
             return 2;
         }
     }
+    if (base && !url)
+        return st_base(base, json, timeout);
     if (!url) {
-        fprintf(stderr, "alora status: --router URL is required\n");
+        fprintf(stderr, "alora status: --router URL (or --base URL) is required\n");
         return 2;
     }
     al_rpc_client *c = NULL;
     al_rpc_client_opts co;
     al_rpc_client_opts_default(&co);
     co.connect_wait_ms = 2000;
-    al_err e = al_rpc_client_open(&c, url, &co);
+    al_err e = cli_tls_env(url);
+    if (e == AL_OK)
+        e = al_rpc_client_open(&c, url, &co);
     if (e != AL_OK) {
         fprintf(stderr, "alora status: %s: %s\n", al_strerror(e), al_errmsg());
         return 1;

@@ -237,7 +237,10 @@ static void *sup_ready_main(void *arg)
     al_rpc_client_opts_default(&co);
     co.connect_wait_ms = 200;
     al_rpc_client *cli = NULL;
-    if (al_rpc_client_open(&cli, s->router_url, &co) != AL_OK) {
+    /* tls+tcp://: alora up dials the router with tls.cert (else the router's own certificate); NNG
+     * starts here, after every child is spawned */
+    al_cluster_role role = s->cfg->tls.cert ? AL_ROLE_CLI : AL_ROLE_ROUTER;
+    if (al_cluster_tls_apply(s->cfg, role) != AL_OK || al_rpc_client_open(&cli, s->router_url, &co) != AL_OK) {
         sup_log("alora up: cannot dial the router %s: %s", s->router_url, al_errmsg());
         atomic_store(&s->ready_failed, true);
         return NULL;

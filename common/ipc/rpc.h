@@ -116,6 +116,19 @@ al_err al_rpc_frame_encode(const al_rpc_hdr *h, const void *msg, uint8_t **out, 
 al_err al_rpc_frame_decode(const uint8_t *buf, size_t len, al_rpc_hdr *h, void *msg, al_pbmem *m,
                            size_t max_elems);
 
+/* ---- transport security ------------------------------------------------------------------- */
+
+/*
+ * tls+tcp:// URLs (listen and dial) use mutual TLS: each side presents its certificate and
+ * verifies the peer's against the CA (a listener requires a client certificate; a dialer checks
+ * that the server's certificate names the host it dialed). Call al_rpc_tls_setup once per process
+ * before the first tls+tcp:// listen or dial: it reads the PEM files and checks that they load
+ * (errors name tls.ca / tls.cert / tls.key and the file). Other schemes ignore it.
+ */
+al_err al_rpc_tls_setup(const char *ca_file, const char *cert_file, const char *key_file);
+void al_rpc_tls_clear(void); /* forgets them (the key is wiped) */
+bool al_rpc_url_tls(const char *url); /* tls+tcp://, tls+tcp4://, tls+tcp6:// */
+
 /* ---- server ---------------------------------------------------------------------------------- */
 
 typedef struct al_rpc_server al_rpc_server;
@@ -195,6 +208,9 @@ al_err al_rpc_client_open(al_rpc_client **out, const char *url, const al_rpc_cli
 void al_rpc_client_close(al_rpc_client *c);
 /* Connected pipes right now (0 = the peer is down). */
 int al_rpc_client_connected(al_rpc_client *c);
+/* Connections ever made (grows by one at every (re)connect): a caller that must introduce itself
+ * on each new connection (BASE_HELLO) compares it with the value at its last introduction. */
+uint64_t al_rpc_client_connections(al_rpc_client *c);
 
 /*
  * Synchronous call. req = the method's request struct (callback fields set with al_pb_set_*),

@@ -9,6 +9,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
 #include "common/ipc/rpc_int.h"
@@ -38,6 +39,7 @@ struct al_rpc_client {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int npipes;
+    uint64_t n_connects;
     int n_async;
     bool closing;
     ali_cslot *free;
@@ -77,6 +79,7 @@ static void ali_cli_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     pthread_mutex_lock(&c->mu);
     if (ev == NNG_PIPE_EV_ADD_POST) {
         c->npipes++;
+        c->n_connects++;
         pthread_cond_broadcast(&c->cv);
     } else if (ev == NNG_PIPE_EV_REM_POST && c->npipes > 0) {
         if (--c->npipes == 0) /* fail in-flight calls fast instead of resending them later */
@@ -162,7 +165,23 @@ al_err al_rpc_client_open(al_rpc_client **out, const char *url, const al_rpc_cli
     nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, ali_cli_pipe_cb, c);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, ali_cli_pipe_cb, c);
-    rv = nng_dial(c->sock, url, NULL, c->o.dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
+    nng_dialer dl;
+    rv = nng_dialer_create(&dl, c->sock, url);
+    if (rv == 0 && al_rpc_url_tls(url)) {
+        nng_tls_config *tc;
+        al_err te = ali_tls_for(url, false, &tc);
+        if (te != AL_OK) {
+            nng_close(c->sock);
+            pthread_mutex_destroy(&c->mu);
+            pthread_cond_destroy(&c->cv);
+            free(c);
+            return te;
+        }
+        rv = nng_dialer_set_ptr(dl, NNG_OPT_TLS_CONFIG, tc);
+        nng_tls_config_free(tc); /* the dialer holds it */
+    }
+    if (rv == 0)
+        rv = nng_dialer_start(dl, c->o.dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
     if (rv != 0) {
         al_err e = c->o.dial_blocking && rv != NNG_EADDRINVAL && rv != NNG_ENOTSUP && rv != NNG_EINVAL
                        ? AL_EUNAVAILABLE
@@ -201,6 +220,14 @@ void al_rpc_client_close(al_rpc_client *c)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
+}
+
+uint64_t al_rpc_client_connections(al_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->n_connects;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 int al_rpc_client_connected(al_rpc_client *c)

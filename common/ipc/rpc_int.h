@@ -30,6 +30,17 @@ al_err ali_pb_write(const pb_msgdesc_t *d, const void *msg, uint8_t *dst, size_t
 al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *msg,
                    size_t struct_size, al_pbmem *m, size_t max_elems);
 
+/* AL_EINVAL naming the field when a string field of the encoded message buf (submessages included)
+ * holds a NUL byte; msg = the struct it decoded into. The servers run it on every request: C strings
+ * must not be cut short silently ("name\0junk" read as "name"). */
+al_err ali_pb_check_strings(const pb_msgdesc_t *d, void *msg, const uint8_t *buf, size_t len);
+
+/* A new TLS config (hold released by the caller with nng_tls_config_free) for a tls+tcp:// listener
+ * (server) or dialer of url (client: the server's certificate must name url's host). AL_EINVAL when
+ * al_rpc_tls_setup was not called. */
+typedef struct nng_tls_config nng_tls_config;
+al_err ali_tls_for(const char *url, bool server, nng_tls_config **out);
+
 /* Best-effort header fields of a frame that failed al_rpc_hdr_read (for the error reply). */
 void ali_hdr_peek(const uint8_t *buf, size_t len, al_rpc_hdr *h);
 

@@ -437,6 +437,50 @@ al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *
     return AL_OK;
 }
 
+/* Walks the wire form of a decoded message: a string field (static or callback, in submessages
+ * too) that holds a NUL byte is an error naming its field number, so "name\0junk" is never read as
+ * the C string "name". depth bounds the recursion (nanopb bounds the decode the same way). */
+static al_err ali_nul_walk(const pb_msgdesc_t *d, void *msg, const uint8_t *buf, size_t len, const char *path,
+                          int depth)
+{
+    pb_istream_t is = pb_istream_from_buffer(buf, len);
+    while (is.bytes_left) {
+        pb_wire_type_t wt;
+        uint32_t tag;
+        bool eof;
+        if (!pb_decode_tag(&is, &wt, &tag, &eof))
+            return eof ? AL_OK : ali_errf(AL_EINVAL, "%s: bad tag", path);
+        pb_field_iter_t it;
+        bool known = pb_field_iter_begin(&it, d, msg) && pb_field_iter_find(&it, tag);
+        if (!known || wt != PB_WT_STRING) {
+            if (!pb_skip_field(&is, wt))
+                return ali_errf(AL_EINVAL, "%s: field %u: %s", path, tag, PB_GET_ERROR(&is));
+            continue;
+        }
+        uint32_t n;
+        if (!pb_decode_varint32(&is, &n) || n > is.bytes_left)
+            return ali_errf(AL_EINVAL, "%s: field %u: bad length", path, tag);
+        const uint8_t *p = (const uint8_t *)is.state;
+        char sub[160];
+        if (PB_LTYPE(it.type) == PB_LTYPE_STRING && memchr(p, 0, n))
+            return ali_errf(AL_EINVAL, "%s: field %u: a string holds a NUL byte at offset %zu", path, tag,
+                            (size_t)((const uint8_t *)memchr(p, 0, n) - p));
+        if (PB_LTYPE_IS_SUBMSG(it.type) && PB_ATYPE(it.type) == PB_ATYPE_STATIC && it.submsg_desc && it.pData &&
+            depth < 16) { /* it.pData: a struct of the submessage's type (only its layout is used) */
+            snprintf(sub, sizeof sub, "%s.%u", path, tag);
+            AL_TRY(ali_nul_walk(it.submsg_desc, it.pData, p, n, sub, depth + 1));
+        }
+        if (!pb_read(&is, NULL, n))
+            return ali_errf(AL_EINVAL, "%s: field %u: truncated", path, tag);
+    }
+    return AL_OK;
+}
+
+al_err ali_pb_check_strings(const pb_msgdesc_t *d, void *msg, const uint8_t *buf, size_t len)
+{
+    return ali_nul_walk(d, msg, buf, len, "message", 0);
+}
+
 /* ---- methods ------------------------------------------------------------------------------ */
 
 #define ALI_METHODS(X)                                                                       \
@@ -450,6 +494,7 @@ al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *
     X(BASE_SEQ_RELEASE, "BaseSeqRelease", SeqReleaseRequest, Empty, false)                   \
     X(BASE_LEASE, "BaseLease", LeaseRequest, LeaseReply, false)                              \
     X(BASE_UNLEASE, "BaseUnlease", UnleaseRequest, Empty, false)                             \
+    X(BASE_HELLO, "BaseHello", HelloRequest, HelloReply, false)                              \
     X(WORKER_INVOKE, "WorkerInvoke", WorkerInvokeRequest, WorkerInvokeReply, false)          \
     X(WORKER_HEALTH, "WorkerHealth", Empty, HealthReply, true)                               \
     X(WORKER_STATS, "WorkerStats", Empty, WorkerStatsReply, true)                            \

@@ -8,6 +8,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "common/ipc/rpc_int.h"
 #include "common/log.h"
@@ -227,6 +228,8 @@ static void ali_srv_handle(ali_srv_ctx *w)
     call->pid = call->pipe ? ali_srv_peer_pid(s, call->pipe) : 0;
     e = ali_pb_read(m->req, buf + AL_RPC_HDR_SIZE, h.payload_len, call->req, m->req_size, &call->mem,
                     s->o.max_elems);
+    if (e == AL_OK)
+        e = ali_pb_check_strings(m->req, call->req, buf + AL_RPC_HDR_SIZE, h.payload_len);
     nng_msg_free(msg);
     if (e != AL_OK) {
         snprintf(text, sizeof text, "bad %s request: %s", m->name, al_errmsg());
@@ -420,6 +423,20 @@ al_err al_rpc_server_listen(al_rpc_server *s, const char *url, char *bound, size
     if (rv != 0)
         return ali_errf(AL_EINVAL, "rpc: listen %s: %s", url, nng_strerror(rv));
     nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, s->o.recv_max);
+    if (al_rpc_url_tls(url)) {
+        nng_tls_config *tc;
+        al_err e = ali_tls_for(url, true, &tc);
+        if (e != AL_OK) {
+            nng_listener_close(l);
+            return e;
+        }
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tc);
+        nng_tls_config_free(tc); /* the listener holds it */
+        if (rv != 0) {
+            nng_listener_close(l);
+            return ali_errf(AL_EIO, "rpc: listen %s: tls: %s", url, nng_strerror(rv));
+        }
+    }
     if (strncmp(url, "ipc://", 6) == 0) {
         rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, s->o.ipc_perms);
         if (rv != 0) {
@@ -437,7 +454,7 @@ al_err al_rpc_server_listen(al_rpc_server *s, const char *url, char *bound, size
         snprintf(bound, bound_len, "%s", url);
         nng_sockaddr sa;
         const char *colon = strrchr(url, ':');
-        if (strncmp(url, "tcp", 3) == 0 && colon &&
+        if ((strncmp(url, "tcp", 3) == 0 || al_rpc_url_tls(url)) && colon &&
             nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) == 0 &&
             (sa.s_family == NNG_AF_INET || sa.s_family == NNG_AF_INET6)) {
             uint16_t port = sa.s_family == NNG_AF_INET ? sa.s_in.sa_port : sa.s_in6.sa_port;

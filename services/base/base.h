@@ -46,7 +46,23 @@ typedef struct base_seq {
     uint64_t id;
     int32_t eseq;  /* engine sequence, -1 = no tokens yet */
     int busy;      /* a command is running on it */
+    uint32_t pipe; /* the owner's connection; 0 = orphaned (the owner went away) */
+    char owner[65]; /* the owner's client id (BASE_HELLO), "" = an anonymous connection */
+    double orphan_at; /* orphaned: al_now() when it is freed unless reclaimed */
 } base_seq;
+
+/* A connection that said BASE_HELLO. */
+typedef struct base_client {
+    uint32_t pipe;
+    uint64_t epoch;
+    char id[65];
+} base_client;
+
+/* The highest epoch each client id has said hello with (kept for the base's life). */
+typedef struct base_epoch {
+    char id[65];
+    uint64_t epoch;
+} base_epoch;
 
 typedef struct base_lease {
     uint64_t id;       /* 0 = free slot */
@@ -96,6 +112,14 @@ typedef struct base_ctx {
     int32_t n_leases;
     uint64_t next_lease_id, next_generation;
     uint64_t leases_expired, leases_dropped, requests;
+    base_client *clients;       /* connections that said hello */
+    int32_t n_clients;
+    base_epoch *epochs;
+    int32_t n_epochs;
+    int32_t n_orphaned;         /* sequences whose owner went away */
+    uint32_t gone[256];         /* recently closed connections (a command of theirs may still run) */
+    uint32_t n_gone;            /* connections closed so far; gone[i % 256] */
+    uint64_t seqs_reclaimed, seqs_freed;
 
     /* rpc */
     al_rpc_server *srv;
@@ -120,6 +144,8 @@ int base_cmd_start(base_ctx *b, base_cmd *c);
 /* c->eseq finished: continue or complete the command. Returns 1 when completed, 0 when still running. */
 int base_cmd_finish(base_ctx *b, base_cmd *c);
 base_seq *base_seq_find(base_ctx *b, uint64_t id);
+/* Releases a sequence's engine sequence and removes it (the last one moves into its slot). */
+void base_seq_drop(base_ctx *b, uint64_t id);
 int base_eseq_done(base_ctx *b, int32_t eseq);
 void base_seqs_free(base_ctx *b);
 
@@ -133,6 +159,16 @@ al_err base_lease_release(base_ctx *b, uint64_t lease_id);
 int base_lease_drop_pipe(base_ctx *b, uint32_t pipe);
 /* Releases expired leases; returns seconds until the next expiry (or a large value). */
 double base_lease_expire(base_ctx *b, double now);
+
+/* base_owner.c (engine thread): sequence ownership. A sequence belongs to the connection that made
+ * it and, once that connection said BASE_HELLO, to its client id. */
+void base_owner_set(base_ctx *b, base_seq *s, uint32_t pipe);
+/* The connection closed: its sequences are orphaned (freed after base.seq_grace_ms). */
+void base_owner_peer_gone(base_ctx *b, uint32_t pipe);
+/* Frees orphans past their grace; returns seconds until the next one is due (or a large value). */
+double base_owner_expire(base_ctx *b, double now);
+al_err base_hello(base_ctx *b, uint32_t pipe, const alora_HelloRequest *rq, alora_HelloReply *rp, al_pbmem *m);
+void base_owner_free(base_ctx *b);
 
 /* base_server.c */
 al_err base_server_start(base_ctx *b);

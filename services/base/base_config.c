@@ -22,6 +22,7 @@ al_err base_config_load(const char *path, base_ctx *b)
 {
     AL_TRY(al_cluster_cfg_load(path, &b->cfg));
     al_log_set_level((al_log_level)b->cfg.log_level);
+    AL_TRY(al_cluster_tls_apply(&b->cfg, AL_ROLE_BASE)); /* tls+tcp:// listener: mutual TLS */
     al_err e = al_cluster_cfg_use_base(&b->cfg, b->instance);
     if (e != AL_OK)
         return ali_errctx(e, "%s: --instance %d", path, b->instance);

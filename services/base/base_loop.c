@@ -108,7 +108,9 @@ static void *base_loop_main(void *arg)
 {
     base_ctx *b = arg;
     for (;;) {
-        double wait_s = base_lease_expire(b, al_now());
+        double now = al_now(), wait_s = base_lease_expire(b, now), wait_o = base_owner_expire(b, now);
+        if (wait_o < wait_s)
+            wait_s = wait_o;
         pthread_mutex_lock(&b->mu);
         if (!b->q_head && !b->stop && !b->running) {
             if (wait_s > 0.25)
@@ -135,6 +137,7 @@ static void *base_loop_main(void *arg)
             if (c->kind == BASE_CMD_PEER_GONE) {
                 *pp = c->next;
                 base_lease_drop_pipe(b, c->pipe);
+                base_owner_peer_gone(b, c->pipe);
                 pthread_mutex_lock(&b->mu);
                 b->queued--;
                 pthread_mutex_unlock(&b->mu);
@@ -212,6 +215,7 @@ void base_loop_free(base_ctx *b)
     }
     base_leases_free(b);
     base_seqs_free(b);
+    base_owner_free(b);
     al_engine_free(b->engine);
     b->engine = NULL;
     al_vocab_free(b->vocab);

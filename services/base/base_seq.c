@@ -33,12 +33,14 @@ static base_seq *base_seq_add(base_ctx *b)
     return s;
 }
 
-static void base_seq_remove(base_ctx *b, uint64_t id)
+void base_seq_drop(base_ctx *b, uint64_t id)
 {
     for (int32_t i = 0; i < b->n_seqs; i++)
         if (b->seqs[i].id == id) {
             if (b->seqs[i].eseq >= 0)
                 al_engine_release(b->engine, b->seqs[i].eseq);
+            if (!b->seqs[i].pipe && b->seqs[i].orphan_at > 0) /* released by hand while orphaned */
+                b->n_orphaned--;
             b->seqs[i] = b->seqs[--b->n_seqs];
             return;
         }
@@ -203,6 +205,7 @@ static int base_seq_create_start(base_ctx *b, base_cmd *c)
         return base_done(b, c, ali_errf(AL_ENOMEM, "base: out of memory"));
     }
     s->eseq = eseq;
+    base_owner_set(b, s, c->pipe);
     rp->seq_id = s->id;
     if (n == 0) {
         base_timings(c, NULL, 0, &rp->timings);
@@ -221,7 +224,7 @@ static int base_seq_create_finish(base_ctx *b, base_cmd *c)
     al_result r;
     al_err e = base_result(b, c->eseq, &r);
     if (e != AL_OK) {
-        base_seq_remove(b, c->seq_id);
+        base_seq_drop(b, c->seq_id);
         c->seq_id = 0;
         return base_done(b, c, e);
     }
@@ -232,7 +235,7 @@ static int base_seq_create_finish(base_ctx *b, base_cmd *c)
                         .top_logprobs = r.prompt_top_logprobs};
         e = al_pb_set_logprobs(&rp->prompt_logprobs, al_rpc_job_mem(c->job), &pr, r.n_prompt, r.prompt_top_logprobs);
         if (e != AL_OK) {
-            base_seq_remove(b, c->seq_id);
+            base_seq_drop(b, c->seq_id);
             c->seq_id = 0;
             return base_done(b, c, e);
         }
@@ -442,6 +445,7 @@ static int base_seq_fork_start(base_ctx *b, base_cmd *c)
         return base_done(b, c, ali_errf(AL_ENOMEM, "base: out of memory"));
     }
     ns->eseq = eseq;
+    base_owner_set(b, ns, c->pipe);
     rp->seq_id = ns->id;
     rp->n_tokens = (uint32_t)want;
     if (eseq < 0)
@@ -463,7 +467,7 @@ static int base_seq_fork_finish(base_ctx *b, base_cmd *c)
     al_result r;
     al_err e = base_result(b, c->eseq, &r);
     if (e != AL_OK) {
-        base_seq_remove(b, rp->seq_id);
+        base_seq_drop(b, rp->seq_id);
         return base_done(b, c, e);
     }
     return base_done(b, c, AL_OK);
@@ -478,7 +482,7 @@ static int base_seq_release_start(base_ctx *b, base_cmd *c)
     base_seq *s = base_cmd_seq(b, c, rq->seq_id, &rc);
     if (!s)
         return rc;
-    base_seq_remove(b, rq->seq_id); /* its leases keep their pinned blocks */
+    base_seq_drop(b, rq->seq_id); /* its leases keep their pinned blocks */
     c->seq_id = 0;
     return base_done(b, c, AL_OK);
 }
@@ -600,6 +604,15 @@ void base_stats_fill(base_ctx *b, alora_BaseStatsReply *r)
     r->kv_copied_bytes = al_engine_kvpool(b->engine)->copied_bytes;
     r->leases_expired = b->leases_expired;
     r->leases_dropped = b->leases_dropped;
+    r->seqs_orphaned = (uint32_t)b->n_orphaned;
+    r->seqs_reclaimed = b->seqs_reclaimed;
+    r->seqs_freed = b->seqs_freed;
+    r->clients = (uint32_t)b->n_clients;
+}
+
+static int base_hello_cmd(base_ctx *b, base_cmd *c)
+{
+    return base_done(b, c, base_hello(b, c->pipe, c->req, c->rep, al_rpc_job_mem(c->job)));
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
@@ -617,6 +630,7 @@ int base_cmd_start(base_ctx *b, base_cmd *c)
     case alora_Method_BASE_LEASE: r = base_lease_start(b, c); break;
     case alora_Method_BASE_UNLEASE: r = base_unlease(b, c); break;
     case alora_Method_BASE_STATS: r = base_stats(b, c); break;
+    case alora_Method_BASE_HELLO: r = base_hello_cmd(b, c); break;
     default: r = base_done(b, c, ali_errf(AL_EINTERNAL, "base: method %u has no engine command", c->method));
     }
     if (r >= 0)

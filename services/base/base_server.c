@@ -42,6 +42,7 @@ static al_err base_h_queue(al_rpc_job *job, const void *req, void *rep, void *us
     c->job = job;
     c->req = req;
     c->rep = rep;
+    c->pipe = al_rpc_job_pipe(job);
     switch (c->method) {
     case alora_Method_BASE_SEQ_APPEND: c->seq_id = ((const alora_SeqAppendRequest *)req)->seq_id; break;
     case alora_Method_BASE_SEQ_GENERATE: c->seq_id = ((const alora_SeqGenerateRequest *)req)->seq_id; break;
@@ -65,7 +66,7 @@ static void base_on_peer(uint32_t pipe, uint64_t pid, bool connected, void *user
     __atomic_sub_fetch(&b->peers, 1, __ATOMIC_RELAXED);
     base_cmd *c = calloc(1, sizeof *c);
     if (!c) {
-        AL_ERROR("pipe %u closed but no memory to queue its lease release", pipe);
+        AL_ERROR("pipe %u closed but no memory to queue its lease and sequence release", pipe);
         return;
     }
     c->kind = BASE_CMD_PEER_GONE;
@@ -82,7 +83,8 @@ al_err base_server_start(base_ctx *b)
     static const uint16_t queued[] = {alora_Method_BASE_STATS,       alora_Method_BASE_SEQ_CREATE,
                                       alora_Method_BASE_SEQ_APPEND,  alora_Method_BASE_SEQ_GENERATE,
                                       alora_Method_BASE_SEQ_FORK,    alora_Method_BASE_SEQ_RELEASE,
-                                      alora_Method_BASE_LEASE,       alora_Method_BASE_UNLEASE};
+                                      alora_Method_BASE_LEASE,       alora_Method_BASE_UNLEASE,
+                                      alora_Method_BASE_HELLO};
     AL_TRY(al_rpc_server_handle(b->srv, alora_Method_BASE_ATTACH, base_h_attach, b));
     AL_TRY(al_rpc_server_handle(b->srv, alora_Method_BASE_HEALTH, base_h_health, b));
     for (size_t i = 0; i < sizeof queued / sizeof queued[0]; i++)

@@ -82,5 +82,6 @@ int main(int argc, char **argv)
     base_loop_free(&b);
     base_arenas_destroy(&b);
     al_cluster_cfg_free(&b.cfg);
+    al_rpc_tls_clear();
     return rc;
 }

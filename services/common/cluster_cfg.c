@@ -1,10 +1,13 @@
 /* cluster_cfg.c: key table, derived defaults and validation of the cluster config file. */
 #include "services/common/cluster_cfg.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/ipc/rpc.h"
 #include "common/util.h"
 
 #define C(f) offsetof(al_cluster_cfg, f)
@@ -46,7 +49,21 @@ static const al_cfg_key ali_keys[] = {
     {.path = "run_dir", .type = AL_CFG_STRING, .offset = C(run_dir), .def_s = "/tmp/alora-local",
      .help = "directory of the ipc sockets"},
     {.path = "allow_insecure_rpc", .type = AL_CFG_BOOL, .offset = C(allow_insecure_rpc), .def_i = 0,
-     .help = "let base.listen / router.listen use a non-loopback TCP address (the RPC has no authentication)"},
+     .help = "let base.listen / router.listen use a non-loopback plain tcp:// address (no authentication; "
+             "use tls+tcp:// with the tls keys instead)"},
+    {.path = "tls.ca", .type = AL_CFG_STRING, .offset = C(tls.ca),
+     .help = "PEM CA certificate that signed the cluster's certificates (tls+tcp:// RPC: both sides verify)"},
+    {.path = "tls.cert", .type = AL_CFG_STRING, .offset = C(tls.cert),
+     .help = "PEM certificate of every process (unless tls.<role>_cert is set); `alora certs` makes them"},
+    {.path = "tls.key", .type = AL_CFG_STRING, .offset = C(tls.key), .help = "PEM private key of tls.cert"},
+    {.path = "tls.base_cert", .type = AL_CFG_STRING, .offset = C(tls.base_cert), .help = "the base's certificate"},
+    {.path = "tls.base_key", .type = AL_CFG_STRING, .offset = C(tls.base_key), .help = "the base's key"},
+    {.path = "tls.router_cert", .type = AL_CFG_STRING, .offset = C(tls.router_cert),
+     .help = "the router's certificate"},
+    {.path = "tls.router_key", .type = AL_CFG_STRING, .offset = C(tls.router_key), .help = "the router's key"},
+    {.path = "tls.worker_cert", .type = AL_CFG_STRING, .offset = C(tls.worker_cert),
+     .help = "the workers' certificate"},
+    {.path = "tls.worker_key", .type = AL_CFG_STRING, .offset = C(tls.worker_key), .help = "the workers' key"},
     {.path = "log_level", .type = AL_CFG_ENUM, .offset = C(log_level), .choices = ali_levels, .def_i = 1},
     /* base */
     {.path = "base.model", .type = AL_CFG_STRING, .offset = C(base.model), .required = true,
@@ -63,6 +80,9 @@ static const al_cfg_key ali_keys[] = {
     {.path = "base.threads", .type = AL_CFG_INT, .offset = C(base.threads), .min = 0, .max = 1024, .def_i = 1},
     {.path = "base.lease_ttl_ms", .type = AL_CFG_INT, .offset = C(base.lease_ttl_ms), .min = 1,
      .max = 86400000, .def_i = 30000},
+    {.path = "base.seq_grace_ms", .type = AL_CFG_INT, .offset = C(base.seq_grace_ms), .min = 0,
+     .max = 86400000, .def_i = 30000,
+     .help = "free a disconnected client's sequences after this unless it says hello again (same id)"},
     {.path = "base.max_leases", .type = AL_CFG_INT, .offset = C(base.max_leases), .min = 1, .max = 1 << 20,
      .def_i = 256},
     {.path = "base.default_max_tokens", .type = AL_CFG_INT, .offset = C(base.default_max_tokens), .min = 1,
@@ -86,6 +106,8 @@ static const al_cfg_key ali_keys[] = {
     /* router */
     {.path = "router.listen", .type = AL_CFG_STRING, .offset = C(router.listen),
      .help = "default ipc://<run_dir>/router.ipc"},
+    {.path = "router.id", .type = AL_CFG_STRING, .offset = C(router.id),
+     .help = "stable router identity at the bases (default: made once, kept in <run_dir>/router.id)"},
     {.path = "router.http", .type = AL_CFG_STRING, .offset = C(router.http), .help = "HTTP listen address"},
     {.path = "router.max_queue", .type = AL_CFG_INT, .offset = C(router.max_queue), .min = 0, .max = 1000000,
      .def_i = 64},
@@ -193,14 +215,72 @@ static al_err ali_check_exposure(const al_cluster_cfg *c, const char *what)
     }
     const char *const names[] = {"base.listen", "router.listen"};
     const char *const urls[] = {c->base.listen, c->router.listen};
-    for (int i = 0; i < 2; i++)
-        if (!c->allow_insecure_rpc && !al_cluster_url_loopback(urls[i]))
+    for (int i = 0; i < 2; i++) {
+        if (!strncmp(urls[i], "tcp+tls://", 10))
+            return ali_errf(AL_EFORMAT, "%s: %s: '%s': the scheme is tls+tcp://", what, names[i], urls[i]);
+        if (!c->allow_insecure_rpc && !al_rpc_url_tls(urls[i]) && !al_cluster_url_loopback(urls[i]))
             return ali_errf(AL_EFORMAT,
-                            "%s: %s: %s is not ipc:// or a loopback address, and the RPC has no authentication: "
-                            "anyone who reaches it bypasses router.api_keys. Use ipc:// (or 127.0.0.1), or set "
+                            "%s: %s: %s is plain tcp off loopback: the RPC would be open to the network and "
+                            "anyone who reaches it bypasses router.api_keys. Use tls+tcp:// with tls.ca, tls.cert "
+                            "and tls.key (`alora certs` makes them), ipc:// or 127.0.0.1, or set "
                             "allow_insecure_rpc = true on a private network",
                             what, names[i], urls[i]);
+    }
+    if (!al_cluster_uses_tls(c))
+        return AL_OK;
+    /* tls+tcp://: every process dials or listens with TLS, so every role needs its files */
+    if (!c->tls.ca || !*c->tls.ca)
+        return ali_errf(AL_EFORMAT, "%s: %s uses tls+tcp:// but tls.ca is not set (the CA certificate, PEM)", what,
+                        al_rpc_url_tls(c->base.listen) ? "base.listen" : "router.listen");
+    if (access(c->tls.ca, R_OK) != 0)
+        return ali_errf(AL_EFORMAT, "%s: tls.ca: %s: %s", what, c->tls.ca, strerror(errno));
+    for (int r = AL_ROLE_CLI; r <= AL_ROLE_WORKER; r++) {
+        const char *cert, *key, *ck, *kk;
+        al_cluster_tls_files(c, (al_cluster_role)r, &cert, &key, &ck, &kk);
+        if (r == AL_ROLE_CLI && !cert && !key)
+            continue; /* `alora up` itself only needs one when it dials (status, readiness) */
+        if (!cert || !*cert)
+            return ali_errf(AL_EFORMAT, "%s: tls+tcp:// needs %s (a PEM certificate signed by tls.ca)", what, ck);
+        if (!key || !*key)
+            return ali_errf(AL_EFORMAT, "%s: tls+tcp:// needs %s (the PEM key of %s)", what, kk, ck);
+        if (access(cert, R_OK) != 0)
+            return ali_errf(AL_EFORMAT, "%s: %s: %s: %s", what, ck, cert, strerror(errno));
+        if (access(key, R_OK) != 0)
+            return ali_errf(AL_EFORMAT, "%s: %s: %s: %s", what, kk, key, strerror(errno));
+    }
     return AL_OK;
+}
+
+bool al_cluster_uses_tls(const al_cluster_cfg *c)
+{
+    return al_rpc_url_tls(c->base.listen) || al_rpc_url_tls(c->router.listen);
+}
+
+void al_cluster_tls_files(const al_cluster_cfg *c, al_cluster_role role, const char **cert, const char **key,
+                          const char **cert_key, const char **key_key)
+{
+    static const char *const ck[] = {"tls.cert", "tls.base_cert", "tls.router_cert", "tls.worker_cert"};
+    static const char *const kk[] = {"tls.key", "tls.base_key", "tls.router_key", "tls.worker_key"};
+    char *const rc[] = {NULL, c->tls.base_cert, c->tls.router_cert, c->tls.worker_cert};
+    char *const rk[] = {NULL, c->tls.base_key, c->tls.router_key, c->tls.worker_key};
+    int r = role >= AL_ROLE_CLI && role <= AL_ROLE_WORKER ? (int)role : 0;
+    bool own = rc[r] || rk[r];
+    *cert = own ? rc[r] : c->tls.cert;
+    *key = own ? rk[r] : c->tls.key;
+    *cert_key = own ? ck[r] : ck[0];
+    *key_key = own ? kk[r] : kk[0];
+}
+
+al_err al_cluster_tls_apply(const al_cluster_cfg *c, al_cluster_role role)
+{
+    if (!al_cluster_uses_tls(c))
+        return AL_OK;
+    const char *cert, *key, *ck, *kk;
+    al_cluster_tls_files(c, role, &cert, &key, &ck, &kk);
+    if (!cert || !key)
+        return ali_errf(AL_EFORMAT, "tls+tcp:// needs %s and %s", ck, kk);
+    al_err e = al_rpc_tls_setup(c->tls.ca, cert, key);
+    return e == AL_OK ? AL_OK : ali_errctx(e, "%s / %s", ck, kk);
 }
 
 static al_err ali_default_url(char **dst, const char *run_dir, const char *file)
@@ -325,17 +405,17 @@ al_err al_cluster_base_url(const al_cluster_cfg *cfg, int k, char *buf, size_t c
         w = snprintf(buf, cap, "%s", u);
     } else if (!strncmp(u, "ipc://", 6) && n > 10 && !strcmp(u + n - 4, ".ipc")) {
         w = snprintf(buf, cap, "%.*s-%d.ipc", (int)(n - 4), u, k);
-    } else if (!strncmp(u, "tcp://", 6)) {
+    } else if (!strncmp(u, "tcp://", 6) || !strncmp(u, "tls+tcp://", 10)) {
         const char *colon = strrchr(u, ':');
         char *end = NULL;
         long port = colon ? strtol(colon + 1, &end, 10) : -1;
-        if (!colon || colon < u + 6 || !end || *end || port <= 0)
+        if (!colon || colon < strstr(u, "://") + 3 || !end || *end || port <= 0)
             return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an explicit tcp port", u);
         if (port + k > 65535)
             return ali_errf(AL_ERANGE, "base.listen %s: port %ld + instance %d is above 65535", u, port, k);
         w = snprintf(buf, cap, "%.*s:%ld", (int)(colon - u), u, port + k);
     } else {
-        return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an ipc://...ipc or tcp://host:port URL", u);
+        return ali_errf(AL_EFORMAT, "base.listen %s: base.instances > 1 needs an ipc://...ipc, tcp://host:port or tls+tcp://host:port URL", u);
     }
     if (w < 0 || (size_t)w >= cap)
         return ali_errf(AL_ERANGE, "base instance %d: url too long", k);

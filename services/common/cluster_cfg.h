@@ -37,7 +37,12 @@ typedef struct al_intrinsic_cfg {
 typedef struct al_cluster_cfg {
     char *run_dir;      /* ipc sockets live here (default "/tmp/alora-local") */
     int log_level;      /* al_log_level: "debug", "info", "warn", "error" */
-    bool allow_insecure_rpc; /* RPC (base.listen, router.listen) on a non-loopback TCP address (default false) */
+    bool allow_insecure_rpc; /* RPC (base.listen, router.listen) on a non-loopback plain tcp:// address (default false) */
+    struct {                 /* mutual TLS for tls+tcp:// RPC URLs (PEM files) */
+        char *ca;            /* the CA that signed every cluster certificate (verifies peers) */
+        char *cert, *key;    /* this process's certificate and key (every role, unless overridden below) */
+        char *base_cert, *base_key, *router_cert, *router_key, *worker_cert, *worker_key; /* per role */
+    } tls;
     struct {
         char *model;           /* required: HF model directory */
         char *listen;          /* default ipc://<run_dir>/base.ipc */
@@ -47,6 +52,8 @@ typedef struct al_cluster_cfg {
         int max_seqs;          /* sequences alive at once (default 64) */
         int threads;           /* BLAS threads (default 1) */
         int lease_ttl_ms;      /* default lease TTL (default 30000) */
+        int seq_grace_ms;      /* a sequence whose owner disconnected is freed after this unless the owner
+                                  (same BASE_HELLO client id) comes back first (default 30000) */
         int max_leases;        /* rows of the block-table arena (default 256) */
         int default_max_tokens; /* SeqGenerate with sampling.max_tokens 0 (default 256) */
         int device;            /* al_device_kind */
@@ -64,6 +71,8 @@ typedef struct al_cluster_cfg {
     } worker;
     struct {
         char *listen;          /* default ipc://<run_dir>/router.ipc */
+        char *id;              /* the router's stable identity at the bases (BASE_HELLO); default: made once
+                                  and kept in <run_dir>/router.id */
         char *http;            /* optional HTTP listen address, e.g. "127.0.0.1:8080" */
         int max_queue;         /* waiting requests per intrinsic before `overloaded` (default 64) */
         int heartbeat_ms;      /* told to workers (default 1000) */
@@ -96,6 +105,19 @@ typedef struct al_cluster_cfg {
         };
     };
 } al_cluster_cfg;
+
+/* Roles for al_cluster_tls_files / al_cluster_tls_apply. */
+typedef enum al_cluster_role { AL_ROLE_CLI = 0, AL_ROLE_BASE, AL_ROLE_ROUTER, AL_ROLE_WORKER } al_cluster_role;
+
+/* True when base.listen or router.listen is a tls+tcp:// URL (every process then needs TLS). */
+bool al_cluster_uses_tls(const al_cluster_cfg *cfg);
+/* The certificate and key files of a role (its tls.<role>_cert / _key, else tls.cert / tls.key) and
+ * the config key names they came from (for errors). NULL when unset. */
+void al_cluster_tls_files(const al_cluster_cfg *cfg, al_cluster_role role, const char **cert, const char **key,
+                          const char **cert_key, const char **key_key);
+/* When the cluster uses tls+tcp://: loads the CA and the role's certificate and key for this
+ * process's RPC (al_rpc_tls_setup). No-op otherwise. */
+al_err al_cluster_tls_apply(const al_cluster_cfg *cfg, al_cluster_role role);
 
 /* The key table (for documentation / `alora config --help`). */
 const al_cfg_key *al_cluster_cfg_keys(int *n_keys);

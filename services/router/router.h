@@ -90,6 +90,8 @@ typedef struct router_base {
     int sessions;             /* sessions pinned to it */
     int inflight;             /* stateless requests routed to it and not done */
     uint64_t routed;          /* stateless requests routed to it */
+    uint64_t hello_conn;      /* monitor thread: al_rpc_client_connections at the last BASE_HELLO */
+    uint32_t reclaimed;       /* sequences this router got back from it (BASE_HELLO), kept or released */
 } router_base;
 
 /* Which bases hold which conversation prefixes, as far as the router's own routing implies:
@@ -133,6 +135,8 @@ typedef struct router_session {
 struct router {
     al_cluster_cfg cfg;
     char id[64];
+    char client_id[65];    /* stable identity at the bases (router.id or <run_dir>/router.id) */
+    uint64_t epoch;        /* grows with every start (<run_dir>/router.id) */
     double t0;
     al_rpc_server *srv;
     char bound[256];
@@ -165,6 +169,9 @@ struct router {
 };
 
 al_err router_start(router *r, const char *cfg_path);
+/* router_bases.c: the router's identity at the bases: router.id, else the id kept in
+ * <run_dir>/router.id (made on first start); the epoch kept there goes up by one per start. */
+al_err router_identity_load(router *r);
 void router_stop(router *r);
 
 /* Registry (router_registry.c). */

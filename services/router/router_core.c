@@ -141,6 +141,10 @@ al_err router_start(router *r, const char *cfg_path)
         return e;
     }
     al_log_set_level((al_log_level)r->cfg.log_level);
+    if ((e = al_cluster_tls_apply(&r->cfg, AL_ROLE_ROUTER)) != AL_OK) {
+        r->config_error = true;
+        return e;
+    }
 
     al_model_config mc;
     if (al_config_load(r->cfg.base.model, &mc) == AL_OK) {
@@ -160,6 +164,7 @@ al_err router_start(router *r, const char *cfg_path)
     for (int i = 0; i < r->cfg.n_intrinsics; i++)
         r->intr[i].cfg = &r->cfg.intrinsics[i];
 
+    AL_TRY(router_identity_load(r));
     AL_TRY(router_bases_open(r));
 
     int total_cap = 0;
@@ -184,10 +189,7 @@ al_err router_start(router *r, const char *cfg_path)
     AL_TRY(router_session_register_handlers(r));
     AL_TRY(router_status_register_handlers(r));
 
-    if (pthread_create(&r->monitor, NULL, router_monitor_main, r) != 0)
-        return ali_errf(AL_EINTERNAL, "router: cannot start the monitor thread");
-    r->monitor_on = true;
-    router_ipc_dir(r->cfg.router.listen);
+    /* sessions before the monitor: its first hello to a base keeps the sequences they name */
     {
         char d[512]; /* the session store's directory (the run dir by default) */
         snprintf(d, sizeof d, "%s", r->cfg.router.session_db);
@@ -201,6 +203,10 @@ al_err router_start(router *r, const char *cfg_path)
         r->config_error = e == AL_EFORMAT || e == AL_EIO; /* restarting would not help */
         return e;
     }
+    if (pthread_create(&r->monitor, NULL, router_monitor_main, r) != 0)
+        return ali_errf(AL_EINTERNAL, "router: cannot start the monitor thread");
+    r->monitor_on = true;
+    router_ipc_dir(r->cfg.router.listen);
     AL_TRY(al_rpc_server_listen(r->srv, r->cfg.router.listen, r->bound, sizeof r->bound));
     if (r->n_bases > 1)
         AL_INFO("router: %s listening on %s (%d bases %s .. %s, %d intrinsics, %d pool threads)", r->id, r->bound,
@@ -234,6 +240,7 @@ void router_stop(router *r)
     al_tokenizer_free(r->tok);
     free(r->intr);
     al_cluster_cfg_free(&r->cfg);
+    al_rpc_tls_clear();
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
 }

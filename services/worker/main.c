@@ -77,6 +77,8 @@ int main(int argc, char **argv)
         if (!w.intr)
             e = ali_errf(AL_ENOTFOUND, "--intrinsic: '%s' is not in %s's intrinsics", name, cfg_path);
     }
+    if (e == AL_OK)
+        e = al_cluster_tls_apply(&w.cfg, AL_ROLE_WORKER); /* dials base and router over tls+tcp:// */
     if (e == AL_OK && (e = al_cluster_cfg_use_base(&w.cfg, base)) != AL_OK)
         e = ali_errctx(e, "--base %d", base);
     if (e == AL_OK) {
@@ -119,5 +121,6 @@ int main(int argc, char **argv)
     worker_loop_free(&w);
     worker_detach(&w);
     al_cluster_cfg_free(&w.cfg);
+    al_rpc_tls_clear();
     return rc;
 }

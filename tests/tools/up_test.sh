@@ -42,9 +42,30 @@ check "--check: HTTP off loopback without api_keys is rejected" open 78 "router.
 cfg insecure "http://0.0.0.0:18080" "ipc://$T/run-insecure/base.ipc" "$T/a" "" "allow_insecure = true;"
 check "--check: router.allow_insecure lets HTTP off loopback through" insecure 0 "router.allow_insecure = true"
 cfg rpc "http://127.0.0.1:0" "tcp://0.0.0.0:18555" "$T/a"
-check "--check: a non-loopback RPC listener is rejected" rpc 78 "base.listen: tcp://0.0.0.0:18555 is not ipc://"
+check "--check: a non-loopback RPC listener is rejected" rpc 78 "base.listen: tcp://0.0.0.0:18555 is plain tcp off loopback"
 cfg rpcok "http://127.0.0.1:0" "tcp://0.0.0.0:18555" "$T/a" "allow_insecure_rpc = true;"
 check "--check: allow_insecure_rpc accepts it" rpcok 0 "ok"
+# tls+tcp:// off loopback: fine with the CA, certificate and key; each missing one is named
+if command -v openssl >/dev/null; then
+    "$BIN" certs --out "$T/certs" >/dev/null 2>"$T/err" || bad "alora certs" "$(cat "$T/err")"
+    C="$T/certs"
+    cfg tlsok "http://127.0.0.1:0" "tls+tcp://0.0.0.0:18556" "$T/a" \
+        "tls = { ca = \"$C/ca.pem\"; cert = \"$C/client.pem\"; key = \"$C/client.key\"; };"
+    check "--check: tls+tcp:// off loopback with the certificates is accepted" tlsok 0 "ok"
+    cfg tlsnoca "http://127.0.0.1:0" "tls+tcp://0.0.0.0:18556" "$T/a" \
+        "tls = { cert = \"$C/client.pem\"; key = \"$C/client.key\"; };"
+    check "--check: tls+tcp:// without tls.ca is rejected" tlsnoca 78 "tls.ca is not set"
+    cfg tlsnokey "http://127.0.0.1:0" "tls+tcp://0.0.0.0:18556" "$T/a" \
+        "tls = { ca = \"$C/ca.pem\"; cert = \"$C/client.pem\"; };"
+    check "--check: tls+tcp:// without a key is rejected" tlsnokey 78 "tls+tcp:// needs tls.key"
+    cfg tlsmissing "http://127.0.0.1:0" "tls+tcp://0.0.0.0:18556" "$T/a" \
+        "tls = { ca = \"$C/ca.pem\"; cert = \"$C/client.pem\"; key = \"$C/client.key\"; base_cert = \"$T/nope.pem\"; base_key = \"$C/base.key\"; };"
+    check "--check: tls+tcp:// with a missing certificate file names its key" tlsmissing 78 "tls.base_cert: $T/nope.pem"
+    cfg tlsrouter "http://127.0.0.1:0" "ipc://$T/run-tlsrouter/base.ipc" "$T/a" "" "listen = \"tcp://0.0.0.0:18557\";"
+    check "--check: a plain tcp router.listen off loopback is rejected too" tlsrouter 78 "router.listen: tcp://0.0.0.0:18557 is plain tcp"
+else
+    echo "skip tls --check cases: no openssl"
+fi
 cfg rpclo "http://127.0.0.1:0" "tcp://127.0.0.1:18555" "$T/a"
 check "--check: a loopback RPC listener is fine" rpclo 0 "ok"
 cfg noadapter "http://127.0.0.1:0" "ipc://$T/run-noadapter/base.ipc" "$T/missing-adapter"

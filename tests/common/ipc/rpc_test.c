@@ -162,6 +162,15 @@ static al_err h_health(al_rpc_job *job, const void *req, void *rep, void *user)
     return AL_OK;
 }
 
+/* BaseAttach: echoes the name (a string field) as the instance id. */
+static al_err h_attach(al_rpc_job *job, const void *req, void *rep, void *user)
+{
+    const alora_AttachRequest *rq = req;
+    alora_AttachReply *rp = rep;
+    snprintf(rp->base_instance_id, sizeof rp->base_instance_id, "%s", rq->name);
+    return AL_OK;
+}
+
 /* BaseSeqAppend: deferred to the engine thread. */
 static al_err h_append(al_rpc_job *job, const void *req, void *rep, void *user)
 {
@@ -216,6 +225,7 @@ static al_rpc_server *start_server(fx *f, const al_rpc_server_opts *o, char *bou
     assert_int_equal(al_rpc_server_new(&s, o), AL_OK);
     assert_int_equal(al_rpc_server_handle(s, alora_Method_WORKER_INVOKE, h_invoke, f), AL_OK);
     assert_int_equal(al_rpc_server_handle(s, alora_Method_BASE_HEALTH, h_health, f), AL_OK);
+    assert_int_equal(al_rpc_server_handle(s, alora_Method_BASE_ATTACH, h_attach, f), AL_OK);
     assert_int_equal(al_rpc_server_handle(s, alora_Method_BASE_SEQ_APPEND, h_append, f), AL_OK);
     assert_int_equal(al_rpc_server_handle(s, alora_Method_BASE_SEQ_GENERATE, h_generate, f), AL_OK);
     assert_int_equal(al_rpc_server_on_peer(s, peer_cb, f), AL_OK);
@@ -533,6 +543,41 @@ static void test_malformed(void **state)
     call_health(f); /* still serving */
 }
 
+/* A string field with a NUL byte inside is refused naming the field, never read as its prefix;
+ * bytes fields may hold NULs. Payload: AttachRequest{role = 3, name = NAME} encoded by hand. */
+static void test_nul_in_string(void **state)
+{
+    fx *f = *state;
+    static const char name[] = "cert\0ainty";
+    uint8_t fr[AL_RPC_HDR_SIZE + 64];
+    uint8_t *p = fr + AL_RPC_HDR_SIZE;
+    size_t n = 0, nl = sizeof name - 1;
+    p[n++] = 0x08, p[n++] = 3;                    /* role = ROLE_WORKER */
+    p[n++] = 0x1a, p[n++] = (uint8_t)nl;         /* name: field 3, length-delimited */
+    memcpy(p + n, name, nl);
+    n += nl;
+    al_rpc_hdr h = {.method = alora_Method_BASE_ATTACH, .request_id = 9, .payload_len = (uint32_t)n};
+    al_rpc_hdr_write(fr, &h);
+    expect_error_reply(f, fr, AL_RPC_HDR_SIZE + n, AL_EINVAL, "field 3: a string holds a NUL byte at offset 4");
+    /* the same frame without the NUL is served */
+    memmove(p + 4 + 4, p + 4 + 5, nl - 5);
+    p[3] = (uint8_t)(nl - 1);
+    h.payload_len = (uint32_t)(n - 1);
+    al_rpc_hdr_write(fr, &h);
+    uint8_t *rep;
+    size_t rlen;
+    assert_int_equal(al_rpc_call_raw(f->cli, fr, AL_RPC_HDR_SIZE + n - 1, &rep, &rlen, 5000), AL_OK);
+    alora_AttachReply ar;
+    al_pbmem m = AL_PBMEM_INIT;
+    assert_int_equal(al_rpc_frame_decode(rep, rlen, &h, &ar, &m, 0), AL_OK);
+    assert_false(h.flags & AL_RPC_F_ERROR);
+    assert_string_equal(ar.base_instance_id, "certainty");
+    al_pbmem_free(&m);
+    free(rep);
+    /* bytes may carry NULs (stop strings are NUL-separated): test_forward_decoded; still serving */
+    call_health(f);
+}
+
 static void test_oversized(void **state)
 {
     fx *f = *state;
@@ -828,6 +873,7 @@ static void test_ipc_perms(void **state)
 
 #define NET_TESTS(kind)                                                                    \
     cmocka_unit_test_prestate_setup_teardown(test_malformed, setup, teardown, kind),       \
+    cmocka_unit_test_prestate_setup_teardown(test_nul_in_string, setup, teardown, kind),   \
     cmocka_unit_test_prestate_setup_teardown(test_oversized, setup, teardown, kind),       \
     cmocka_unit_test_prestate_setup_teardown(test_big_tokens, setup, teardown, kind),      \
     cmocka_unit_test_prestate_setup_teardown(test_concurrent_deferred, setup, teardown, kind), \

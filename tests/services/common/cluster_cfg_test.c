@@ -80,6 +80,10 @@ static void test_defaults(void **state)
     assert_string_equal(c.router.listen, "ipc:///r/router.ipc");
     assert_int_equal(c.base.block_size, 16);
     assert_int_equal(c.base.lease_ttl_ms, 30000);
+    assert_int_equal(c.base.seq_grace_ms, 30000);
+    assert_null(c.router.id);
+    assert_false(al_cluster_uses_tls(&c));
+    assert_int_equal(al_cluster_tls_apply(&c, AL_ROLE_BASE), AL_OK); /* no tls+tcp://: nothing to load */
     assert_int_equal(c.base.device, AL_DEVICE_AUTO);
     assert_int_equal(c.n_intrinsics, 0);
     assert_string_equal(c.router.session_db, "/r/sessions.db");
@@ -170,6 +174,79 @@ static void test_http_keys(void **state)
                      AL_EFORMAT);
 }
 
+/* tls+tcp:// needs tls.ca and every role's certificate and key, as readable files; plain tcp off
+ * loopback is refused unless allow_insecure_rpc; per-role files override tls.cert / tls.key. */
+static void test_tls(void **state)
+{
+    char *d = al_test_tmpdir();
+    char ca[600], crt[600], key[600], text[4096];
+    snprintf(ca, sizeof ca, "%s/ca.pem", d);
+    snprintf(crt, sizeof crt, "%s/c.pem", d);
+    snprintf(key, sizeof key, "%s/c.key", d);
+    const char *files[] = {ca, crt, key};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(files[i], "w");
+        assert_non_null(f);
+        fputs("not a certificate\n", f);
+        fclose(f);
+    }
+    al_cluster_cfg c;
+    /* plain tcp off loopback: refused, names the listener and the way out */
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; listen = \"tcp://0.0.0.0:7000\"; };", &c),
+                     AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "base.listen: tcp://0.0.0.0:7000 is plain tcp off loopback"));
+    assert_non_null(strstr(al_errmsg(), "tls+tcp://"));
+    assert_int_equal(al_cluster_cfg_load_string("allow_insecure_rpc = true; base = { model = \"m\"; listen = "
+                                                "\"tcp://0.0.0.0:7000\"; };", &c),
+                     AL_OK);
+    al_cluster_cfg_free(&c);
+    /* tls+tcp://: the CA and every role's files */
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; listen = \"tls+tcp://0.0.0.0:7000\"; };", &c),
+                     AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "tls.ca is not set"));
+    snprintf(text, sizeof text,
+             "tls = { ca = \"%s\"; cert = \"%s\"; };\n"
+             "base = { model = \"m\"; listen = \"tls+tcp://0.0.0.0:7000\"; instances = 2; };",
+             ca, crt);
+    assert_int_equal(al_cluster_cfg_load_string(text, &c), AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "needs tls.key"));
+    snprintf(text, sizeof text,
+             "tls = { ca = \"%s\"; cert = \"%s\"; key = \"%s\"; worker_cert = \"%s/none.pem\"; worker_key = \"%s\"; };\n"
+             "base = { model = \"m\"; listen = \"tls+tcp://0.0.0.0:7000\"; };",
+             ca, crt, key, d, key);
+    assert_int_equal(al_cluster_cfg_load_string(text, &c), AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "tls.worker_cert"));
+    assert_non_null(strstr(al_errmsg(), "none.pem"));
+    snprintf(text, sizeof text,
+             "tls = { ca = \"%s\"; cert = \"%s\"; key = \"%s\"; router_cert = \"%s\"; router_key = \"%s\"; };\n"
+             "base = { model = \"m\"; listen = \"tls+tcp://0.0.0.0:7000\"; instances = 2; };\n"
+             "router = { listen = \"tls+tcp://10.0.0.1:7100\"; id = \"router-a\"; };",
+             ca, crt, key, crt, key);
+    assert_int_equal(al_cluster_cfg_load_string(text, &c), AL_OK);
+    assert_true(al_cluster_uses_tls(&c));
+    assert_string_equal(c.router.id, "router-a");
+    char u[320];
+    assert_int_equal(al_cluster_base_url(&c, 1, u, sizeof u), AL_OK);
+    assert_string_equal(u, "tls+tcp://0.0.0.0:7001");
+    const char *cert, *k, *ck, *kk;
+    al_cluster_tls_files(&c, AL_ROLE_ROUTER, &cert, &k, &ck, &kk);
+    assert_string_equal(ck, "tls.router_cert");
+    al_cluster_tls_files(&c, AL_ROLE_BASE, &cert, &k, &ck, &kk);
+    assert_string_equal(ck, "tls.cert");
+    assert_string_equal(cert, crt);
+    /* the files exist but are not PEM: loading them names the key */
+    assert_int_equal(al_cluster_tls_apply(&c, AL_ROLE_BASE), AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "tls.ca"));
+    assert_non_null(strstr(al_errmsg(), "not a PEM file"));
+    al_cluster_cfg_free(&c);
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; listen = \"tcp+tls://0.0.0.0:7000\"; };", &c),
+                     AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "the scheme is tls+tcp://"));
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; seq_grace_ms = -1; };", &c), AL_ERANGE);
+    al_test_rmrf(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_instances),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_http_keys),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests_name("cluster_cfg", tests, NULL, NULL);
 }
