@@ -76,6 +76,17 @@ typedef struct al_cluster_cfg {
         bool allow_insecure;   /* allow no api_keys on a non-loopback router.http (default false) */
         size_t max_body;       /* HTTP request body cap, bytes (default 4 MiB) */
         int http_threads;      /* HTTP worker threads (default 16) */
+        /* HTTP front door limits (docs/http.md, "Limits") */
+        int http_max_connections;   /* open connections (default 2048) */
+        int http_header_timeout_ms; /* request line + headers (default 10000) */
+        int http_body_timeout_ms;   /* the whole body (default 60000) */
+        int http_min_body_rate;     /* bytes/s over the body after its first 2 s (default 1024; 0 = off) */
+        int http_idle_timeout_ms;   /* keep-alive connection idle between requests (default 30000) */
+        int http_send_timeout_ms;   /* one write of a reply or SSE chunk (default 30000) */
+        size_t http_max_header;     /* request line + headers, bytes (default 16 KiB) */
+        size_t http_max_url;        /* request target, bytes (default 8 KiB) */
+        int max_inflight_per_key;   /* requests in flight per API key (default 0 = no limit) */
+        int max_inflight_per_addr;  /* requests in flight per client address (default 0 = no limit) */
     } router;
     struct {
         int grace_ms;          /* SIGTERM -> SIGKILL (default 5000) */
