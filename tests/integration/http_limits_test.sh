@@ -56,6 +56,13 @@ max_of() { printf '%s\n' "$@" | sort -g | tail -1; }
 write_cfg lim "api_keys = [\"$KEY\", \"$KEY2\"]; http_threads = 4; http_max_connections = 24;
   http_header_timeout_ms = 2000; http_idle_timeout_ms = 1500; max_inflight_per_key = 1;"
 "$ALORA" up --check -c "$T/lim.cfg" >/dev/null 2>&1 || fail "--check rejects a valid limits config"
+for bad in "http_max_connections = 0;|router.http_max_connections" "http_min_body_rate = -5;|router.http_min_body_rate" \
+           "http_max_url = \"32KiB\";|router.http_max_url" "http_header_timeout_ms = 5;|router.http_header_timeout_ms"; do
+  write_cfg bad "${bad%%|*}"
+  "$ALORA" up --check -c "$T/bad.cfg" >"$T/bad.out" 2>&1
+  rc=$?
+  check "--check refuses ${bad%%|*} naming ${bad#*|}" [ $rc -ne 0 -a "$(grep -c "${bad#*|}" "$T/bad.out")" -ge 1 ]
+done
 start_up lim || { fail "cluster did not start"; exit 1; }
 
 edge cl_negative 400 invalid_argument "Content-Length '-1'"
