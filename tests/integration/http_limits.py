@@ -132,7 +132,7 @@ def cmd_pipeline(port):
         if not d:
             break
         buf += d
-    st = [int(m) for m in re.findall(rb"^HTTP/1\.1 (\d{3}) ", buf, re.M)]
+    st = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", buf)]
     print(json.dumps({"first": st[0] if st else None, "second": st[1] if len(st) > 1 else None}))
 
 

@@ -11,6 +11,7 @@ source "$(dirname "$0")/lib.sh"
 text_models 11
 KEY="sk-limits-test-0001"
 KEY2="sk-limits-test-0002"
+KEY3="sk-limits-test-0003"
 PYC="$SRC/tests/integration/http_limits.py"
 
 write_cfg() { # NAME EXTRA_ROUTER_KEYS
@@ -53,8 +54,8 @@ chat_time() { # KEY -> seconds of one chat completion (fails the test on a non-2
 max_of() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 # ---- 1. edges, slow bodies, the connection cap, keep-alive, the per-key limit --------------------
-write_cfg lim "api_keys = [\"$KEY\", \"$KEY2\"]; http_threads = 4; http_max_connections = 24;
-  http_header_timeout_ms = 2000; http_idle_timeout_ms = 1500; max_inflight_per_key = 1;"
+write_cfg lim "api_keys = [\"$KEY\", \"$KEY2\", \"$KEY3\"]; http_threads = 4; http_max_connections = 24;
+  http_header_timeout_ms = 2000; http_idle_timeout_ms = 1500; max_inflight_per_key = 1; max_inflight_per_addr = 2;"
 "$ALORA" up --check -c "$T/lim.cfg" >/dev/null 2>&1 || fail "--check rejects a valid limits config"
 for bad in "http_max_connections = 0;|router.http_max_connections" "http_min_body_rate = -5;|router.http_min_body_rate" \
            "http_max_url = \"32KiB\";|router.http_max_url" "http_header_timeout_ms = 5;|router.http_header_timeout_ms"; do
@@ -129,29 +130,37 @@ check "24 connections mid-body: a new connection gets 503 JSON ($(cat "$T/b503")
   [ "$CODE" = 503 -a "$(jq -r .error.code "$T/b503")" = unavailable ]
 wait "$SLOW"
 
-# Per-key limit (1 in flight): a long request holds the key's slot; the same key gets 429, another key 200.
+# In-flight limits (1 per key, 2 per address): long requests hold slots; the same key gets 429, a
+# third request from this address 429; once they end, every key is served again.
 LONG="{\"model\":\"tiny-base\",\"prompt\":\"count\",\"max_tokens\":300,\"min_tokens\":300,\"temperature\":0}"
-t0=$(date +%s.%N)
-curl -s -o "$T/long.out" -w '%{http_code}' "$H/v1/completions" -H "Authorization: Bearer $KEY" \
-  -H 'Content-Type: application/json' --data-binary "$LONG" >"$T/long.code" &
-LP=$!
+long_req() { # KEY OUT
+  curl -s -o "$2.body" -w '%{http_code}' "$H/v1/completions" -H "Authorization: Bearer $1" \
+    -H 'Content-Type: application/json' --data-binary "$LONG" >"$2.code"
+}
+probe() { # KEY OUT -> status
+  curl -s -o "$2" -w '%{http_code}' "$H/v1/chat/completions" -H "Authorization: Bearer $1" \
+    -H 'Content-Type: application/json' --data-binary "$CHAT"
+}
+T0=$SECONDS
+long_req "$KEY" "$T/la" & LA=$!
 sleep 0.3
-CODE=$(curl -s -o "$T/k1" -w '%{http_code}' "$H/v1/chat/completions" -H "Authorization: Bearer $KEY" \
-  -H 'Content-Type: application/json' --data-binary "$CHAT")
-ALIVE=0; kill -0 "$LP" 2>/dev/null && ALIVE=1
-CODE2=$(curl -s -o "$T/k2" -w '%{http_code}' "$H/v1/chat/completions" -H "Authorization: Bearer $KEY2" \
-  -H 'Content-Type: application/json' --data-binary "$CHAT")
-wait "$LP"
+C1=$(probe "$KEY" "$T/k1")
+long_req "$KEY2" "$T/lb" & LB=$!
+sleep 0.3
+C3=$(probe "$KEY3" "$T/k3")
+ALIVE=0; kill -0 "$LA" 2>/dev/null && kill -0 "$LB" 2>/dev/null && ALIVE=1
+wait "$LA" "$LB"
 if [ $ALIVE = 1 ]; then
-  check "per-key limit: same key while its request runs -> 429 naming router.max_inflight_per_key" \
-    [ "$CODE" = 429 -a "$(jq -r .error.code "$T/k1")" = overloaded -a "$(grep -c max_inflight_per_key "$T/k1")" = 1 ]
-  check "per-key limit: another key -> 200" [ "$CODE2" = 200 ]
+  check "per-key limit: the same key while its request runs -> 429 naming router.max_inflight_per_key" \
+    [ "$C1" = 429 -a "$(jq -r .error.code "$T/k1")" = overloaded -a "$(grep -c max_inflight_per_key "$T/k1")" = 1 ]
+  check "per-address limit: a 3rd request from 127.0.0.1 (another key) -> 429 naming router.max_inflight_per_addr" \
+    [ "$C3" = 429 -a "$(grep -c max_inflight_per_addr "$T/k3")" = 1 ]
 else
-  echo "note: the long request ended before the probe ($(echo "$(date +%s.%N) - $t0" | bc) s); per-key check skipped"
+  echo "note: a long request ended before the probes ($((SECONDS - T0)) s); limit checks skipped"
 fi
-check "the long request itself succeeded" [ "$(cat "$T/long.code")" = 200 ]
-check "after it, the key is free again" [ "$(curl -s -o /dev/null -w '%{http_code}' "$H/v1/chat/completions" \
-  -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary "$CHAT")" = 200 ]
+check "the long requests themselves succeeded" [ "$(cat "$T/la.code")$(cat "$T/lb.code")" = 200200 ]
+check "after them, every key is served again" \
+  [ "$(probe "$KEY" "$T/k1")$(probe "$KEY2" "$T/k2")$(probe "$KEY3" "$T/k3")" = 200200200 ]
 stop_up lim
 
 # ---- 2. 20,000 idle connections at the fd limit; memory after large rejected bodies ---------------
