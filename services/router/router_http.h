@@ -58,7 +58,8 @@ typedef struct rh_call {
     const char *endpoint;  /* metrics label, e.g. "/v1/sessions/{id}/generate" */
     double t0;
     bool replied;
-    int key_index;         /* index in r->cfg.router.api_keys of the request's key; -1 when none configured */
+    int key_index;         /* index in r->cfg.router.api_keys of the key it authenticated with; -1 when no keys
+                            * are configured (or a path that needs none came without a valid one) */
     char addr[64];         /* the client's address */
     bool counted;          /* holds a slot of the in-flight limits */
     bool close;            /* close the connection after this request */
