@@ -177,7 +177,8 @@ static bool hs_evict(hs_server *s)
     return false;
 }
 
-static bool hs_on_reactor(const hs_server *s) { return s->th_on && pthread_equal(pthread_self(), s->th); }
+static _Thread_local const hs_server *hs_reactor_of; /* set on the reactor thread */
+static bool hs_on_reactor(const hs_server *s) { return hs_reactor_of == s; }
 
 /* ---- writing ----------------------------------------------------------------------------------- */
 
@@ -624,6 +625,7 @@ static void hs_returns(hs_server *s, double now)
 static void *hs_main(void *arg)
 {
     hs_server *s = arg;
+    hs_reactor_of = s;
     struct epoll_event evs[256];
     while (!atomic_load(&s->stop)) {
         int n = epoll_wait(s->ep, evs, 256, 250);

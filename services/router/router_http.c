@@ -288,6 +288,16 @@ static void rh_healthz(rh_call *c)
     rh_reply_json(c, hl == alora_Health_HEALTH_OK ? 200 : 503, j);
 }
 
+/* alora_http_connections: the front door's open connections (set at each scrape). */
+static al_metric *rh_conn_gauge;
+static void rh_conn_gauge_init(void)
+{
+    if (al_metrics_default() && al_metrics_gauge(al_metrics_default(), "alora_http_connections",
+                                                 "open HTTP connections of the router", 0, NULL,
+                                                 &rh_conn_gauge) != AL_OK)
+        rh_conn_gauge = NULL;
+}
+
 static void rh_metrics(rh_call *c)
 {
     router *r = c->h->r;
@@ -296,6 +306,10 @@ static void rh_metrics(rh_call *c)
         rh_error(c, AL_ENOMEM, "metrics: out of memory");
         return;
     }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rh_conn_gauge_init);
+    if (rh_conn_gauge && c->h->srv)
+        al_metric_set(rh_conn_gauge, NULL, (double)hs_open_connections(c->h->srv));
     static const alora_Health states[] = {alora_Health_HEALTH_OK, alora_Health_HEALTH_STARTING,
                                           alora_Health_HEALTH_DEGRADED, alora_Health_HEALTH_DRAINING,
                                           alora_Health_HEALTH_DOWN};
