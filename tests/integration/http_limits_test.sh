@@ -133,7 +133,13 @@ wait "$SLOW"
 
 # In-flight limits (1 per key, 2 per address): long requests hold slots; the same key gets 429, a
 # third request from this address 429; once they end, every key is served again.
-LONG="{\"model\":\"tiny-base\",\"prompt\":\"count\",\"max_tokens\":120,\"min_tokens\":120,\"temperature\":0}"
+# The long requests' length: about 3 s on this machine and build (32 tokens timed first).
+long_body() { echo "{\"model\":\"tiny-base\",\"prompt\":\"count\",\"max_tokens\":$1,\"min_tokens\":$1,\"temperature\":0}"; }
+T32=$(curl -s -o /dev/null -w '%{time_total}' "$H/v1/completions" -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' --data-binary "$(long_body 32)")
+NLONG=$(awk -v t="$T32" 'BEGIN { n = int(32 * 3 / (t > 0.001 ? t : 0.001)); print (n < 32 ? 32 : n > 400 ? 400 : n) }')
+LONG=$(long_body "$NLONG")
+echo "32 tokens took $T32 s: long requests of $NLONG tokens"
 long_req() { # KEY OUT
   curl -s -o "$2.body" -w '%{http_code} %{time_total}' "$H/v1/completions" -H "Authorization: Bearer $1" \
     -H 'Content-Type: application/json' --data-binary "$LONG" >"$2.code"
