@@ -141,6 +141,27 @@ static const al_cfg_key ali_keys[] = {
      .help = "tokens over one API key's sessions (0 = no limit)"},
     {.path = "router.session_kv_percent", .type = AL_CFG_INT, .offset = C(router.session_kv_percent), .min = 1,
      .max = 100, .def_i = 50, .help = "% of a base's KV blocks sessions may pin; idle ones beyond are evicted"},
+    {.path = "router.http_max_connections", .type = AL_CFG_INT, .offset = C(router.http_max_connections), .min = 1,
+     .max = 1000000, .def_i = 2048,
+     .help = "open HTTP connections; beyond it the longest-idle one is closed, else 503"},
+    {.path = "router.http_header_timeout_ms", .type = AL_CFG_INT, .offset = C(router.http_header_timeout_ms),
+     .min = 100, .max = 3600000, .def_i = 10000, .help = "request line + headers must arrive within this (408)"},
+    {.path = "router.http_body_timeout_ms", .type = AL_CFG_INT, .offset = C(router.http_body_timeout_ms), .min = 100,
+     .max = 3600000, .def_i = 60000, .help = "a request body must arrive within this (408)"},
+    {.path = "router.http_min_body_rate", .type = AL_CFG_INT, .offset = C(router.http_min_body_rate), .min = 0,
+     .max = 1 << 30, .def_i = 1024, .help = "bytes/s a body must average after its first 2 s (408; 0 = off)"},
+    {.path = "router.http_idle_timeout_ms", .type = AL_CFG_INT, .offset = C(router.http_idle_timeout_ms), .min = 100,
+     .max = 86400000, .def_i = 30000, .help = "keep-alive: close a connection idle this long between requests"},
+    {.path = "router.http_send_timeout_ms", .type = AL_CFG_INT, .offset = C(router.http_send_timeout_ms), .min = 100,
+     .max = 3600000, .def_i = 30000, .help = "one write of a reply or SSE chunk; then the connection is dropped"},
+    {.path = "router.http_max_header", .type = AL_CFG_SIZE, .offset = C(router.http_max_header), .min = 1024,
+     .max = 1 << 20, .def_i = 16 << 10, .help = "request line + headers cap (431)"},
+    {.path = "router.http_max_url", .type = AL_CFG_SIZE, .offset = C(router.http_max_url), .min = 256,
+     .max = 1 << 20, .def_i = 8 << 10, .help = "request URL cap (414); below router.http_max_header"},
+    {.path = "router.max_inflight_per_key", .type = AL_CFG_INT, .offset = C(router.max_inflight_per_key), .min = 0,
+     .max = 1000000, .def_i = 0, .help = "requests in flight per API key, beyond: 429 (0 = no limit)"},
+    {.path = "router.max_inflight_per_addr", .type = AL_CFG_INT, .offset = C(router.max_inflight_per_addr), .min = 0,
+     .max = 1000000, .def_i = 0, .help = "requests in flight per client address, beyond: 429 (0 = no limit)"},
     /* up */
     {.path = "up.grace_ms", .type = AL_CFG_INT, .offset = C(up.grace_ms), .min = 0, .max = 600000, .def_i = 5000},
     {.path = "up.backoff_min_ms", .type = AL_CFG_INT, .offset = C(up.backoff_min_ms), .min = 1, .max = 600000,
@@ -330,6 +351,9 @@ static al_err ali_finish(al_cluster_cfg *c, const char *what)
     }
     if (!c->router.model_name[0])
         return ali_errf(AL_EFORMAT, "%s: router.model_name must not be empty", what);
+    if (c->router.http_max_url >= c->router.http_max_header)
+        return ali_errf(AL_EFORMAT, "%s: router.http_max_url (%zu) must be below router.http_max_header (%zu)", what,
+                        c->router.http_max_url, c->router.http_max_header);
     for (int i = 0; i < c->router.api_keys.n; i++)
         if (strlen(c->router.api_keys.v[i]) < 8)
             return ali_errf(AL_EFORMAT, "%s: router.api_keys[%d] is shorter than 8 characters", what, i);

@@ -91,6 +91,17 @@ typedef struct al_cluster_cfg {
         int64_t session_max_tokens_per_key; /* tokens over one key's sessions (default 0 = no limit) */
         int session_kv_percent; /* resident sessions may pin this % of a base's KV blocks; idle ones beyond
                                    it are evicted (tokens kept, rebuilt on next use) (default 50) */
+        /* HTTP front door limits (docs/http.md, "Limits") */
+        int http_max_connections;   /* open connections (default 2048) */
+        int http_header_timeout_ms; /* request line + headers (default 10000) */
+        int http_body_timeout_ms;   /* the whole body (default 60000) */
+        int http_min_body_rate;     /* bytes/s over the body after its first 2 s (default 1024; 0 = off) */
+        int http_idle_timeout_ms;   /* keep-alive connection idle between requests (default 30000) */
+        int http_send_timeout_ms;   /* one write of a reply or SSE chunk (default 30000) */
+        size_t http_max_header;     /* request line + headers, bytes (default 16 KiB) */
+        size_t http_max_url;        /* request target, bytes (default 8 KiB) */
+        int max_inflight_per_key;   /* requests in flight per API key (default 0 = no limit) */
+        int max_inflight_per_addr;  /* requests in flight per client address (default 0 = no limit) */
     } router;
     struct {
         int grace_ms;          /* SIGTERM -> SIGKILL (default 5000) */

@@ -1,8 +1,9 @@
-/* router_http.c: the router's HTTP front door: NNG HTTP server, auth, body cap, routing, replies, SSE,
- * /healthz, /metrics, /v1/models, /v1/intrinsics. */
+/* router_http.c: the router's HTTP front door: auth, in-flight limits, routing, replies, SSE (over
+ * http_server.c), /healthz, /metrics, /v1/models, /v1/intrinsics. */
 #include "services/router/router_http.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,7 @@ void rh_count_error(al_err e)
 }
 
 
-/* The reason phrase of a status we send (NNG's own table lacks some, e.g. 413 and 429, and would
- * send "Unknown HTTP Status"). */
+/* The reason phrase of a status we send. */
 static const char *rh_reason(int status)
 {
     switch (status) {
@@ -50,14 +50,17 @@ static const char *rh_reason(int status)
     case 409: return "Conflict";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "OK";
     }
 }
@@ -68,30 +71,16 @@ static void rh_reply_ex(rh_call *c, int status, const char *ctype, const char *b
         return;
     c->replied = true;
     rh_count(c, status);
-    nng_http_res *res;
-    if (nng_http_res_alloc(&res) != 0) {
-        nng_aio_finish(c->aio, NNG_ENOMEM); /* the server drops the connection */
-        return;
-    }
-    nng_http_res_set_status(res, (uint16_t)status);
-    nng_http_res_set_reason(res, rh_reason(status));
-    nng_http_res_set_header(res, "Content-Type", ctype);
-    if (retry_after > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", retry_after);
-        nng_http_res_set_header(res, "Retry-After", ra);
-    }
+    char extra[96] = "";
+    int n = 0;
+    if (retry_after > 0)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n", retry_after);
     if (status == 401)
-        nng_http_res_set_header(res, "WWW-Authenticate", "Bearer");
+        snprintf(extra + n, sizeof extra - (size_t)n, "WWW-Authenticate: Bearer\r\n");
     if (close)
-        nng_http_res_set_header(res, "Connection", "close");
-    if (len && nng_http_res_copy_data(res, body, len) != 0) {
-        nng_http_res_free(res);
-        nng_aio_finish(c->aio, NNG_ENOMEM);
-        return;
-    }
-    nng_aio_set_output(c->aio, 0, res);
-    nng_aio_finish(c->aio, 0);
+        c->close = true;
+    if (hs_respond(c->conn, status, rh_reason(status), ctype, extra, body, len, close) != AL_OK)
+        c->broken = true;
 }
 
 void rh_reply(rh_call *c, int status, const char *ctype, const char *body, size_t len)
@@ -158,18 +147,13 @@ static void rh_error_status(rh_call *c, int status, const char *code, const char
 void rh_error(rh_call *c, al_err e, const char *msg) { rh_error_x(c, e, msg, 0, false, false); }
 void rh_error_ra(rh_call *c, al_err e, const char *msg, int ra) { rh_error_x(c, e, msg, ra, false, false); }
 
-/* ---- SSE over a hijacked connection (NNG 1.5 has no chunked-response helper) ----------------- */
+/* ---- SSE: a chunked reply on the request's connection, which closes after it ------------------ */
 
 static al_err rh_write(rh_call *c, const void *p, size_t n)
 {
     if (c->broken)
-        return AL_ECLOSED;
-    nng_iov iov = {.iov_buf = (void *)p, .iov_len = n};
-    nng_aio_set_iov(c->wio, 1, &iov);
-    nng_aio_set_timeout(c->wio, 30000);
-    nng_http_conn_write_all(c->conn, c->wio);
-    nng_aio_wait(c->wio);
-    if (nng_aio_result(c->wio) != 0) {
+        return ali_errf(AL_ECLOSED, "client went away");
+    if (hs_write(c->conn, p, n) != AL_OK) {
         c->broken = true;
         return ali_errf(AL_ECLOSED, "client went away");
     }
@@ -178,17 +162,10 @@ static al_err rh_write(rh_call *c, const void *p, size_t n)
 
 al_err rh_sse_begin(rh_call *c)
 {
-    if (nng_aio_alloc(&c->wio, NULL, NULL) != 0)
-        return ali_errf(AL_ENOMEM, "router: out of memory");
-    if (nng_http_hijack(c->conn) != 0) {
-        nng_aio_free(c->wio);
-        c->wio = NULL;
-        return ali_errf(AL_EINTERNAL, "http: cannot take over the connection");
-    }
     c->streaming = true;
     c->replied = true;
+    c->close = true;
     rh_count(c, 200);
-    nng_aio_finish(c->aio, 0); /* no response object: the server lets go of the connection */
     static const char hdr[] = "HTTP/1.1 200 OK\r\n"
                               "Content-Type: text/event-stream\r\n"
                               "Cache-Control: no-cache\r\n"
@@ -213,11 +190,6 @@ void rh_sse_end(rh_call *c)
     if (!c->streaming)
         return;
     rh_write(c, "0\r\n\r\n", 5);
-    nng_http_conn_close(c->conn);
-    nng_http_req_free(c->req); /* ours after the hijack */
-    c->req = NULL;
-    nng_aio_free(c->wio);
-    c->wio = NULL;
     c->streaming = false;
 }
 
@@ -316,6 +288,16 @@ static void rh_healthz(rh_call *c)
     rh_reply_json(c, hl == alora_Health_HEALTH_OK ? 200 : 503, j);
 }
 
+/* alora_http_connections: the front door's open connections (set at each scrape). */
+static al_metric *rh_conn_gauge;
+static void rh_conn_gauge_init(void)
+{
+    if (al_metrics_default() && al_metrics_gauge(al_metrics_default(), "alora_http_connections",
+                                                 "open HTTP connections of the router", 0, NULL,
+                                                 &rh_conn_gauge) != AL_OK)
+        rh_conn_gauge = NULL;
+}
+
 static void rh_metrics(rh_call *c)
 {
     router *r = c->h->r;
@@ -324,6 +306,10 @@ static void rh_metrics(rh_call *c)
         rh_error(c, AL_ENOMEM, "metrics: out of memory");
         return;
     }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rh_conn_gauge_init);
+    if (rh_conn_gauge && c->h->srv)
+        al_metric_set(rh_conn_gauge, NULL, (double)hs_open_connections(c->h->srv));
     static const alora_Health states[] = {alora_Health_HEALTH_OK, alora_Health_HEALTH_STARTING,
                                           alora_Health_HEALTH_DEGRADED, alora_Health_HEALTH_DRAINING,
                                           alora_Health_HEALTH_DOWN};
@@ -447,8 +433,45 @@ static void rh_intrinsics(rh_call *c)
 
 /* ---- dispatch ----------------------------------------------------------------------------------- */
 
+/* Requests in flight per client address (router.max_inflight_per_addr). */
+typedef struct rh_addr {
+    char addr[64];
+    int n;
+    struct rh_addr *next;
+} rh_addr;
+
+/* h->mu held. */
+static rh_addr **rh_addr_find(router_http *h, const char *addr)
+{
+    rh_addr **pp = &h->addrs;
+    while (*pp && strcmp((*pp)->addr, addr))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Releases the request's slots of the in-flight limits. */
+static void rh_uncount(rh_call *c)
+{
+    router_http *h = c->h;
+    if (!c->counted)
+        return;
+    c->counted = false;
+    pthread_mutex_lock(&h->mu);
+    h->pending--;
+    if (c->key_index >= 0 && h->key_inflight)
+        h->key_inflight[c->key_index]--;
+    rh_addr **pp = rh_addr_find(h, c->addr);
+    if (*pp && --(*pp)->n == 0) {
+        rh_addr *a = *pp;
+        *pp = a->next;
+        free(a);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 static void rh_call_free(rh_call *c)
 {
+    rh_uncount(c);
     free(c->body);
     free(c);
 }
@@ -463,26 +486,6 @@ static void rh_method_not_allowed(rh_call *c, const char *allowed)
 static void rh_task(router_task *t)
 {
     rh_call *c = (rh_call *)t->req;
-    router_http *h = c->h;
-    if (c->len) { /* the body, read here (not by NNG) so that an oversized one gets 413 */
-        c->body = malloc(c->len + 1);
-        nng_aio *a = NULL;
-        int rv = c->body ? nng_aio_alloc(&a, NULL, NULL) : NNG_ENOMEM;
-        if (rv == 0) {
-            nng_iov iov = {.iov_buf = c->body, .iov_len = c->len};
-            nng_aio_set_iov(a, 1, &iov);
-            nng_aio_set_timeout(a, 30000);
-            nng_http_conn_read_all(c->conn, a);
-            nng_aio_wait(a);
-            rv = nng_aio_result(a);
-            nng_aio_free(a);
-        }
-        if (rv != 0) {
-            rh_error_x(c, AL_EINVAL, "body: could not read the request body", 0, true, false);
-            goto done;
-        }
-        c->body[c->len] = 0;
-    }
     const char *p = c->path;
     bool get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"), post = !strcmp(c->method, "POST");
     if (!strcmp(p, "/healthz")) {
@@ -513,16 +516,20 @@ static void rh_task(router_task *t)
     }
     if (!c->replied)
         rh_error(c, AL_EINTERNAL, "router: the handler did not reply");
-done:
     rh_sse_end(c);
-    pthread_mutex_lock(&h->mu);
-    h->pending--;
-    pthread_mutex_unlock(&h->mu);
+    rh_uncount(c);
+    if (c->len >= ((size_t)1 << 20)) {
+        /* a large body's parse left free memory in this thread's arena: give it back to the system */
+        free(c->body);
+        c->body = NULL;
+        malloc_trim(0);
+    }
+    hs_done(c->conn, c->close || c->broken);
     rh_call_free(c);
 }
 
-/* The index in router.api_keys of the key auth carries, -1 when none matches. */
-static int rh_key_ok(const router *r, const char *auth)
+/* The index of the API key in "Bearer KEY" (-1: none matches); every key is compared in constant time. */
+static int rh_key_index(const router *r, const char *auth)
 {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return -1;
@@ -530,120 +537,143 @@ static int rh_key_ok(const router *r, const char *auth)
     while (*k == ' ')
         k++;
     size_t kl = strlen(k);
-    int ok = -1;
+    int found = -1;
     for (int i = 0; i < r->cfg.router.api_keys.n; i++) {
         const char *want = r->cfg.router.api_keys.v[i];
         size_t wl = strlen(want);
         unsigned diff = (unsigned)(wl != kl);
         for (size_t j = 0; j < wl; j++) /* constant time in the key's length */
             diff |= (unsigned)(unsigned char)want[j] ^ (unsigned)(unsigned char)(j < kl ? k[j] : 0);
-        ok = diff == 0 ? i : ok;
+        if (diff == 0 && found < 0)
+            found = i;
     }
-    return ok;
+    return found;
 }
 
-/* NNG thread: must not block. Cheap checks here, the rest on the pool. */
-static void rh_handle(nng_aio *aio)
+/* Reactor thread (must not block): a request head. Auth here, before the body is read. */
+static void *rh_admit(void *ud, hs_conn *conn, const hs_head *hd)
 {
-    nng_http_req *req = nng_aio_get_input(aio, 0);
-    nng_http_handler *hd = nng_aio_get_input(aio, 1);
-    nng_http_conn *conn = nng_aio_get_input(aio, 2);
-    router_http *h = nng_http_handler_get_data(hd);
+    router_http *h = ud;
     router *r = h->r;
     rh_call *c = calloc(1, sizeof *c);
     if (!c) {
-        nng_aio_finish(aio, NNG_ENOMEM);
-        return;
+        static const char oom[] = "{\"error\":{\"code\":\"unavailable\",\"message\":\"router: out of memory\","
+                                  "\"type\":\"service_unavailable_error\"}}";
+        hs_respond(conn, 503, "Service Unavailable", "application/json", NULL, oom, sizeof oom - 1, true);
+        return NULL;
     }
     c->h = h;
-    c->aio = aio;
-    c->req = req;
     c->conn = conn;
     c->t0 = al_now();
     c->endpoint = "other";
-    snprintf(c->method, sizeof c->method, "%s", nng_http_req_get_method(req));
-    snprintf(c->path, sizeof c->path, "%s", nng_http_req_get_uri(req));
+    c->key_index = -1;
+    snprintf(c->method, sizeof c->method, "%s", hd->method);
+    snprintf(c->path, sizeof c->path, "%s", hd->target);
+    snprintf(c->addr, sizeof c->addr, "%s", hd->addr);
     char *q = strchr(c->path, '?');
     if (q)
         *q = 0;
     size_t pl = strlen(c->path);
     while (pl > 1 && c->path[pl - 1] == '/')
         c->path[--pl] = 0;
+    c->len = hd->content_length;
+    if (r->cfg.router.api_keys.n) {
+        c->key_index = rh_key_index(r, hd->auth);
+        if (c->key_index < 0 && !strncmp(c->path, "/v1/", 4)) {
+            c->endpoint = "auth";
+            rh_error_status(c, 401, "unauthorized", "authentication_error",
+                            hd->auth ? "authorization: invalid API key"
+                                     : "authorization: missing (send Authorization: Bearer <key>)",
+                            hd->content_length > 0);
+            rh_call_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
 
-    c->key_index = r->cfg.router.api_keys.n ? rh_key_ok(r, nng_http_req_get_header(req, "Authorization")) : -1;
-    if (r->cfg.router.api_keys.n && !strncmp(c->path, "/v1/", 4) && c->key_index < 0) {
-        c->endpoint = "auth";
-        rh_error_status(c, 401, "unauthorized", "authentication_error",
-                        nng_http_req_get_header(req, "Authorization")
-                            ? "authorization: invalid API key"
-                            : "authorization: missing (send Authorization: Bearer <key>)",
-                        c->len > 0 || nng_http_req_get_header(req, "Content-Length"));
-        rh_call_free(c);
-        return;
-    }
-    const char *te = nng_http_req_get_header(req, "Transfer-Encoding");
-    const char *cl = nng_http_req_get_header(req, "Content-Length");
-    if (te && strcasecmp(te, "identity")) {
-        rh_error_x(c, AL_EINVAL, "body: chunked request bodies are not supported; send Content-Length", 0, true,
-                   false);
-        rh_call_free(c);
-        return;
-    }
-    if (cl) {
-        char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (end == cl || *end) {
-            rh_error_x(c, AL_EINVAL, "body: bad Content-Length", 0, true, false);
-            rh_call_free(c);
-            return;
-        }
-        if (n > r->cfg.router.max_body) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "body: %llu bytes exceeds the limit of %zu bytes (router.max_body)", n,
-                     r->cfg.router.max_body);
-            rh_error_x(c, AL_ERANGE, msg, 0, true, true);
-            rh_call_free(c);
-            return;
-        }
-        c->len = (size_t)n;
-    }
+/* Reactor thread: the body is complete; the in-flight limits, then a pool thread. */
+static void rh_dispatch(void *ud, hs_conn *conn, void *req, char *body, size_t len)
+{
+    router_http *h = ud;
+    router *r = h->r;
+    rh_call *c = req;
+    c->body = body;
+    c->len = len;
+    bool probe = !strcmp(c->path, "/healthz") || !strcmp(c->path, "/metrics");
+    int per_key = r->cfg.router.max_inflight_per_key, per_addr = r->cfg.router.max_inflight_per_addr;
+    const char *why = NULL;
     pthread_mutex_lock(&h->mu);
-    bool full = h->pending >= h->max_pending;
-    if (!full)
+    rh_addr **pa = rh_addr_find(h, c->addr);
+    if (h->pending >= h->max_pending)
+        why = "router: too many HTTP requests in flight";
+    else if (!probe && per_key > 0 && c->key_index >= 0 && h->key_inflight[c->key_index] >= per_key)
+        why = "router: too many requests in flight for this API key (router.max_inflight_per_key)";
+    else if (!probe && per_addr > 0 && *pa && (*pa)->n >= per_addr)
+        why = "router: too many requests in flight from this address (router.max_inflight_per_addr)";
+    if (!why && !*pa && (*pa = calloc(1, sizeof **pa)) != NULL)
+        snprintf((*pa)->addr, sizeof (*pa)->addr, "%s", c->addr);
+    if (!why && !*pa)
+        why = "router: out of memory";
+    if (!why) {
         h->pending++;
+        if (c->key_index >= 0 && h->key_inflight)
+            h->key_inflight[c->key_index]++;
+        (*pa)->n++;
+        c->counted = true;
+    }
     pthread_mutex_unlock(&h->mu);
-    if (full) {
-        rh_error_x(c, AL_EOVERLOADED, "router: too many HTTP requests in flight", 1, c->len > 0, false);
+    if (why) {
+        rh_error_x(c, AL_EOVERLOADED, why, 1, false, false);
         rh_call_free(c);
         return;
     }
     if (!router_pool_post(&h->pool, r, rh_task, c)) {
-        pthread_mutex_lock(&h->mu);
-        h->pending--;
-        pthread_mutex_unlock(&h->mu);
         rh_error_x(c, AL_EUNAVAILABLE, "router: shutting down", 0, true, false);
         rh_call_free(c);
     }
 }
 
+static void rh_drop(void *ud, void *req) { rh_call_free(req); }
+
+/* Reactor thread: a malformed or timed-out request the server answers (400, 408, 413, 414, 431, 505). */
+static void rh_proto_error(void *ud, hs_conn *conn, int status, const char *code, const char *msg)
+{
+    rh_call c = {.h = ud, .conn = conn, .endpoint = "protocol", .key_index = -1};
+    rh_error_status(&c, status, code, status >= 500 && status != 505 ? "server_error" : "invalid_request_error", msg,
+                    true);
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------------------- */
 
-static al_err rh_add(router_http *h, const char *uri, bool tree)
+/* router.http "http://HOST:PORT" -> host, port. */
+static al_err rh_parse_url(const char *url, char *host, size_t cap, int *port)
 {
-    nng_http_handler *hd;
-    int rv = nng_http_handler_alloc(&hd, uri, rh_handle);
-    if (rv == 0)
-        rv = nng_http_handler_set_method(hd, NULL); /* every method: we answer 405 as JSON */
-    if (rv == 0)
-        rv = nng_http_handler_collect_body(hd, false, 0); /* read on the pool (413 for big ones) */
-    if (rv == 0 && tree)
-        rv = nng_http_handler_set_tree(hd);
-    if (rv == 0)
-        rv = nng_http_handler_set_data(hd, h, NULL);
-    if (rv == 0)
-        rv = nng_http_server_add_handler(h->srv, hd);
-    if (rv != 0)
-        return ali_errf(AL_EINTERNAL, "http: handler %s: %s", uri, nng_strerror(rv));
+    const char *p = !strncmp(url, "http://", 7) ? url + 7 : NULL;
+    if (!p)
+        return ali_errf(AL_EINVAL, "router.http: '%s' is not an http://HOST:PORT URL", url);
+    const char *hs = p, *he;
+    if (*p == '[') { /* [v6] */
+        he = strchr(p, ']');
+        if (!he)
+            return ali_errf(AL_EINVAL, "router.http: '%s': unclosed '['", url);
+        hs = p + 1;
+        p = he + 1;
+    } else {
+        p += strcspn(p, ":/");
+        he = p;
+    }
+    if ((size_t)(he - hs) >= cap)
+        return ali_errf(AL_EINVAL, "router.http: '%s': host too long", url);
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = 0;
+    if (*p != ':')
+        return ali_errf(AL_EINVAL, "router.http: '%s' has no port (http://HOST:PORT)", url);
+    char *end;
+    long v = strtol(p + 1, &end, 10);
+    if (end == p + 1 || (*end && strcmp(end, "/")) || v < 0 || v > 65535)
+        return ali_errf(AL_EINVAL, "router.http: '%s': bad port", url);
+    *port = (int)v;
     return AL_OK;
 }
 
@@ -657,10 +687,12 @@ al_err router_http_start(router *r)
     h->r = r;
     pthread_mutex_init(&h->mu, NULL);
     h->created = (int64_t)time(NULL);
-    int rv = nng_url_parse(&h->url, url);
-    if (rv != 0 || strcmp(h->url->u_scheme, "http") != 0) {
+    char host[256];
+    int port = 0;
+    al_err ue = rh_parse_url(url, host, sizeof host, &port);
+    if (ue != AL_OK) {
         r->config_error = true;
-        return ali_errf(AL_EINVAL, "router.http: '%s' is not an http://HOST:PORT URL", url);
+        return ue;
     }
     /* the API-key rule for non-loopback addresses is the config's (al_cluster_cfg_load) */
     /* Chat template: router.chat_template, else detected from the tokenizer's config. */
@@ -703,25 +735,33 @@ al_err router_http_start(router *r)
     AL_TRY(router_pool_start(&h->pool, nth));
     h->pool_on = true;
 
-    if ((rv = nng_http_server_hold(&h->srv, h->url)) != 0)
-        return ali_errf(AL_EIO, "router.http %s: %s", url, nng_strerror(rv));
-    static const char *const errpage[][2] = {
-        {"404", "{\"error\":{\"code\":\"not_found\",\"message\":\"path: no such endpoint\"}}"},
-        {"405", "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"method: not allowed\"}}"},
-        {"400", "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"bad HTTP request\"}}"},
+    if (r->cfg.router.api_keys.n) {
+        h->key_inflight = calloc((size_t)r->cfg.router.api_keys.n, sizeof *h->key_inflight);
+        if (!h->key_inflight)
+            return ali_errf(AL_ENOMEM, "router: out of memory");
+    }
+    /* Memory that returns: few malloc arenas (not one per thread of the pool), and large blocks
+     * (bodies, their parse) from mmap with a fixed threshold, so that they go back on free. */
+    mallopt(M_ARENA_MAX, 4);
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+    const al_cluster_cfg *k = &r->cfg;
+    hs_limits lim = {
+        .max_connections = k->router.http_max_connections,
+        .header_timeout_ms = k->router.http_header_timeout_ms,
+        .body_timeout_ms = k->router.http_body_timeout_ms,
+        .min_body_rate = k->router.http_min_body_rate,
+        .idle_timeout_ms = k->router.http_idle_timeout_ms,
+        .send_timeout_ms = k->router.http_send_timeout_ms,
+        .max_header = k->router.http_max_header,
+        .max_url = k->router.http_max_url,
+        .max_body = k->router.max_body,
     };
-    for (size_t i = 0; i < AL_ARRAY_LEN(errpage); i++)
-        nng_http_server_set_error_page(h->srv, (uint16_t)atoi(errpage[i][0]), errpage[i][1]);
-    static const char *const exact[] = {"/healthz", "/metrics", "/v1/models", "/v1/intrinsics", "/v1/chat/completions",
-                                        "/v1/completions"};
-    for (size_t i = 0; i < AL_ARRAY_LEN(exact); i++)
-        AL_TRY(rh_add(h, exact[i], false));
-    AL_TRY(rh_add(h, "/v1/sessions", true));
-    if ((rv = nng_http_server_start(h->srv)) != 0)
-        return ali_errf(AL_EIO, "router.http %s: %s", url, nng_strerror(rv));
-    AL_INFO("router: HTTP API on %s (model '%s', chat template %s, %s, body cap %zu bytes, %d threads)", url,
-            r->cfg.router.model_name, al_chat_format_name(h->fmt),
-            r->cfg.router.api_keys.n ? "API keys required" : "no authentication", r->cfg.router.max_body, nth);
+    hs_cb cb = {.ud = h, .admit = rh_admit, .dispatch = rh_dispatch, .drop = rh_drop, .error = rh_proto_error};
+    AL_TRY(hs_start(&h->srv, host, port, &lim, &cb));
+    AL_INFO("router: HTTP API on %s (model '%s', chat template %s, %s, body cap %zu bytes, %d threads, at most %d "
+            "connections)", url, r->cfg.router.model_name, al_chat_format_name(h->fmt),
+            r->cfg.router.api_keys.n ? "API keys required" : "no authentication", r->cfg.router.max_body, nth,
+            lim.max_connections);
     return AL_OK;
 }
 
@@ -733,12 +773,14 @@ void router_http_stop(router *r)
     if (h->pool_on)
         router_pool_stop(&h->pool); /* in-flight requests finish; new ones get 503 */
     h->pool_on = false;
-    if (h->srv) {
-        nng_http_server_stop(h->srv);
-        nng_http_server_release(h->srv);
+    hs_stop(h->srv); /* after the pool: no worker holds a connection */
+    h->srv = NULL;
+    free(h->key_inflight);
+    while (h->addrs) {
+        rh_addr *a = h->addrs;
+        h->addrs = a->next;
+        free(a);
     }
-    if (h->url)
-        nng_url_free(h->url);
     if (h->self)
         al_rpc_client_close(h->self);
     if (h->defs_ok)

@@ -8,11 +8,11 @@
 
 #include <jansson.h>
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 
 #include "common/text/chat.h"
 #include "services/router/front/intrinsics.h"
 #include "services/router/front/openai.h"
+#include "services/router/http_server.h"
 #include "services/router/router.h"
 
 /* HTTP-side state of a session: its messages (for rendering the next turn) and the exact text whose
@@ -33,8 +33,9 @@ typedef struct rh_sess {
 
 typedef struct router_http {
     router *r;
-    nng_http_server *srv;
-    nng_url *url;
+    hs_server *srv;        /* the HTTP/1.1 server (http_server.c) */
+    int *key_inflight;     /* [api_keys.n] requests in flight per API key */
+    struct rh_addr *addrs; /* requests in flight per client address */
     router_pool pool;
     bool pool_on;
     al_rpc_client *self;   /* this router's own RPC API (sessions) */
@@ -52,21 +53,20 @@ typedef struct router_http {
 /* One HTTP request, handled on a pool thread. */
 typedef struct rh_call {
     router_http *h;
-    nng_aio *aio;
-    nng_http_req *req;
-    nng_http_conn *conn;
+    hs_conn *conn;
     char method[16];
     char path[1024];       /* decoded of its query string */
     char *body;            /* [len] + NUL */
     size_t len;
     const char *endpoint;  /* metrics label, e.g. "/v1/sessions/{id}/generate" */
     double t0;
-    int key_index;         /* index in r->cfg.router.api_keys of the key that authenticated the request,
-                              -1 when no keys are configured */
     bool replied;
-    /* SSE (hijacked connection) */
-    bool streaming;
-    nng_aio *wio;
+    int key_index;         /* index in r->cfg.router.api_keys of the key it authenticated with; -1 when no keys
+                            * are configured (or a path that needs none came without a valid one) */
+    char addr[64];         /* the client's address */
+    bool counted;          /* holds a slot of the in-flight limits */
+    bool close;            /* close the connection after this request */
+    bool streaming;        /* SSE reply under way */
     bool broken;           /* the client went away */
 } rh_call;
 
@@ -80,7 +80,7 @@ void rh_error_ra(rh_call *c, al_err e, const char *msg, int retry_after_s);
 /* al_errmsg() without the "METHOD: " prefix of an RPC error. */
 const char *rh_errmsg(void);
 
-/* ---- server-sent events over the hijacked connection ---- */
+/* ---- server-sent events (chunked, then the connection closes) ---- */
 al_err rh_sse_begin(rh_call *c);                          /* status line + headers */
 al_err rh_sse_send(rh_call *c, const char *data, size_t len); /* one chunk (chunked encoding) */
 void rh_sse_end(rh_call *c);                              /* last chunk, close */
