@@ -33,7 +33,7 @@ static inline int32_t ali_q8_row_sum(const int8_t *row, int K)
     return s;
 }
 
-/* Quantizes x [K] symmetrically: q [K] = round-to-nearest-even(x * 127 / max|x|), clamped to
+/* Quantizes x [K] symmetrically: q [K] = rint(x * 127 / max|x|) (nearest-even), clamped to
  * [-127, 127]; returns the scale max|x| / 127 (0 for an all-zero row, q all 0) and the sum of q in
  * *sum (may be NULL). Single IEEE operations only: the same bits from every ISA variant. A NaN or
  * infinite value gives a NaN scale (the products are NaN, as they would be in f32). */
@@ -56,7 +56,7 @@ static inline float ali_q8_quantize(int8_t *q, int32_t *sum, const float *x, int
     }
     float inv = 127.0f / amax;
     for (int k = 0; k < K; k++) {
-        float v = nearbyintf(x[k] * inv);
+        float v = rintf(x[k] * inv); /* nearest-even (the default mode); one roundss per value */
         v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
         q[k] = (int8_t)v;
         s += q[k];
