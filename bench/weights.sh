@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # weights.sh: f32 vs bf16 vs int8 matrix weights on the 85m preset in one run (bench_weights: prefill
-# 512 and decode 128 tok/s at 1 and 2 threads, ratios to f32), and llama.cpp's F32 and Q8_0 tg128 /
-# pp512 on the same weights and threads when ../shared/peer can set it up (skipped otherwise).
+# 512 and decode 128 tok/s at 1 and 2 threads, ratios to f32), and llama.cpp's Q8_0 tg128 / pp512
+# on the same weights and threads when ../shared/peer can set it up (skipped otherwise; its F32
+# numbers are in bench/reports/cpu-2026-11-28.md).
 # Knobs: ALORA_BENCH_DIR (work folder, default build/bench-weights), ALORA_BENCH_REPS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ echo "llama.cpp (llama-bench, same weights): tok/s"
 echo "| threads | weights | pp512 | tg128 | alora int8 decode / llama.cpp Q8_0 tg128 | alora int8 prefill / llama.cpp Q8_0 pp512 |"
 echo "|---|---|---|---|---|---|"
 for t in 1 2; do
-  for q in F32 Q8_0; do
+  for q in Q8_0; do
     f="$W/model.gguf"; [ "$q" = Q8_0 ] && f="$W/model-q8_0.gguf"
     out=$("$W/peer/run.sh" llama-bench -m "$f" -p 512 -n 128 -t "$t" -r "$REPS" -o json 2>/dev/null)
     pp=$(/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(next(r["avg_ts"] for r in d if r["n_prompt"]>0))' <<<"$out")

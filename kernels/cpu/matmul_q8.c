@@ -156,12 +156,33 @@ static void ali_q8_small_task(void *ctx, int task)
 
 /* ---- many rows: each task widens its tile of weight rows to f32, then sgemm -------------------- */
 
+typedef int8_t ali_i8x16 __attribute__((vector_size(16)));
+
+/* dst [rows, K] = the rows' dequantized weights (q * scale), 16 at a time in the variant's vectors. */
+static void ali_q8_widen_rows(float *dst, const void *w, int rows, int K)
+{
+    size_t rb = ali_q8_row_bytes(K);
+    int K16 = K & ~15;
+    for (int r = 0; r < rows; r++) {
+        const int8_t *row = (const int8_t *)w + (size_t)r * rb;
+        float s = ali_q8_row_scale(row, K), *d = dst + (size_t)r * K;
+        for (int k = 0; k < K16; k += 16) {
+            ali_i8x16 q;
+            memcpy(&q, row + k, sizeof q);
+            ali_v16 v = __builtin_convertvector(q, ali_v16) * s;
+            memcpy(d + k, &v, sizeof v);
+        }
+        for (int k = K16; k < K; k++)
+            d[k] = (float)row[k] * s;
+    }
+}
+
 static void ali_q8_big_task(void *ctx, int task)
 {
     const ali_q8_job *j = ctx;
     int n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
     float *buf = ali_cpu_scratch(4, (size_t)nb * (size_t)j->K);
-    ali_q8_widen(buf, (const int8_t *)j->w + (size_t)n0 * ali_q8_row_bytes(j->K), (size_t)nb, j->K);
+    ali_q8_widen_rows(buf, (const int8_t *)j->w + (size_t)n0 * ali_q8_row_bytes(j->K), nb, j->K);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, j->K, 1.0f, j->x, j->K, buf, j->K, j->beta,
                 j->y + n0, j->N);
 }

@@ -1,4 +1,4 @@
-/* q8.c: the cpu-q8 weight format's store and widening, its embedding, and the plain C reference matmul. */
+/* q8.c: the cpu-q8 weight format's store, its embedding, and the plain C reference matmul. */
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,18 +18,6 @@ void ali_q8_store_rows(void *dst, const float *host, size_t rows, int K)
         memset(row + K, 0, kp - (size_t)K);
         memcpy(row + kp, &s, sizeof s);
         memcpy(row + kp + 4, &sum, sizeof sum);
-    }
-}
-
-void ali_q8_widen(float *dst, const void *w, size_t rows, int K)
-{
-    size_t rb = ali_q8_row_bytes(K);
-    for (size_t r = 0; r < rows; r++) {
-        const int8_t *row = (const int8_t *)w + r * rb;
-        float s = ali_q8_row_scale(row, K);
-        float *d = dst + r * (size_t)K;
-        for (int k = 0; k < K; k++)
-            d[k] = (float)row[k] * s;
     }
 }
 

@@ -66,14 +66,12 @@ static inline float ali_q8_quantize(int8_t *q, int32_t *sum, const float *x, int
     return amax / 127.0f;
 }
 
-/* q8.c: the format's row store, a plain C matmul (the reference every ISA variant must match
- * bitwise on few rows) and the widening of rows to f32. */
+/* q8.c: the format's row store and a plain C matmul (the reference every ISA variant must match
+ * bitwise on few rows). */
 void ali_q8_store_rows(void *dst, const float *host, size_t rows, int K);
 /* y [T, N] (+)= dequantized-x [T, K] · w [N, K]^T exactly as the few-row kernels compute it:
  * x quantized per row (ali_q8_quantize), exact int32 dots, y = (float)dot * (sw * sx). */
 void ali_q8_matmul_ref(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
-/* dst [rows, K] f32 = the rows' dequantized weights. */
-void ali_q8_widen(float *dst, const void *w, size_t rows, int K);
 /* The embedding op of cpu-q8: out [T, H] = dequantized table rows [V, H] at ids, times scale. */
 void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
 
