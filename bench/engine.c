@@ -47,8 +47,8 @@ int main(int argc, char **argv)
     int threads = argc > 1 ? atoi(argv[1]) : 0;
     int n_prompt = argc > 2 ? atoi(argv[2]) : 512;
     int n_decode = argc > 3 ? atoi(argv[3]) : 128;
-    const char *wfmt = argc > 4 ? argv[4] : "f32"; /* f32 | bf16: matrix weights in memory */
-    const al_ops *ops = !strcmp(wfmt, "bf16") ? al_ops_cpu_bf16() : al_ops_cpu();
+    const char *wfmt = argc > 4 ? argv[4] : "f32"; /* f32 | bf16 | int8: matrix weights in memory */
+    const al_ops *ops = !strcmp(wfmt, "bf16") ? al_ops_cpu_bf16() : !strcmp(wfmt, "int8") ? al_ops_cpu_q8() : al_ops_cpu();
     al_cpu_set_threads(threads);
     threads = al_cpu_threads();
     al_model *m = bench_model(768, 12, 12, 12, 2048, 512);

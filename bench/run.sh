@@ -8,6 +8,9 @@ echo
 echo "== engine, bf16 weights (cpu-bf16)"
 "$BUILD/bench_engine" 0 512 128 bf16
 echo
+echo "== matrix weights: f32 vs bf16 vs int8 on the 85m preset (1 and 2 threads), llama.cpp F32 / Q8_0 beside"
+bash bench/weights.sh "$BUILD"
+echo
 echo "== CPU kernels: this portable build (variant chosen at run time: $("$BUILD/alora" --version | sed -n 's/^cpu kernels: //p'))"
 echo "   vs a -march=native build of the same source ($BUILD-native, built here); best of 3 runs each"
 bash bench/dispatch.sh "$BUILD" "$BUILD-native"

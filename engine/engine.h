@@ -206,9 +206,11 @@ al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void
 al_err al_weights_backend_load(const char *dir, const al_ops *ops, al_alloc_fn alloc, void *alloc_ctx,
                                al_model **model, void **buf);
 
-/* The backend for a model directory: device "auto|cpu|cpu-bf16|cuda", weights "auto|f32|bf16".
- * CUDA keeps weights in bf16 (weights "f32" is refused there); on the CPU "auto" keeps a bf16
- * checkpoint in bf16 (cpu-bf16: half the memory, exact) and anything else in f32. */
+/* The backend for a model directory: device "auto|cpu|cpu-bf16|cuda", weights "auto|f32|bf16|int8".
+ * CUDA keeps weights in bf16 (weights "f32" and "int8" are refused there: "int8 weights: CPU
+ * only"); on the CPU "auto" keeps a bf16 checkpoint in bf16 (cpu-bf16: half the memory, exact) and
+ * anything else in f32; "int8" quantizes the matrices at load (cpu-q8, al_ops_cpu_q8: a quarter of
+ * the f32 memory). */
 al_err al_ops_for_model(const char *device, const char *weights, const char *model_dir, const al_ops **out);
 
 /* Sampling (engine/sample.c) from raw logits [V] (not modified). */

@@ -146,9 +146,9 @@ static void ali_apply_lora(al_engine *e, const ali_batch *b, int layer, al_targe
 
 /* One-row steps read several weight matrices back to back: when the canonical layout put them
  * next to each other, one gemv over the stacked matrix replaces several small ones. */
-static int ali_adjacent(const al_engine *e, const float *a, size_t a_elems, const float *b)
+static int ali_adjacent(const al_engine *e, const float *a, size_t rows, int K, const float *b)
 {
-    return (const char *)a + a_elems * (size_t)e->ops->weight_bytes == (const char *)b;
+    return (const char *)a + al_ops_matrix_bytes(e->ops, rows, K) == (const char *)b;
 }
 
 void ali_forward(al_engine *e, const ali_batch *b)
@@ -168,7 +168,7 @@ void ali_forward(al_engine *e, const ali_batch *b)
         float *q = rs->q, *k = rs->k, *v = rs->v, *gate = rs->gate, *up = rs->up;
         /* attention block */
         ops->rmsnorm(rs->xn, rs->x, lw->attn_norm, T, H, c->rms_eps);
-        if (T == 1 && ali_adjacent(e, lw->wq, (size_t)qd * H, lw->wk) && ali_adjacent(e, lw->wk, (size_t)kvd * H, lw->wv)) {
+        if (T == 1 && ali_adjacent(e, lw->wq, (size_t)qd, H, lw->wk) && ali_adjacent(e, lw->wk, (size_t)kvd, H, lw->wv)) {
             q = rs->fused;
             k = q + qd;
             v = k + kvd;
@@ -190,7 +190,7 @@ void ali_forward(al_engine *e, const ali_batch *b)
         ops->add_scaled(rs->x, rs->proj, c->residual_multiplier, (size_t)T * H);
         /* MLP block */
         ops->rmsnorm(rs->xn, rs->x, lw->ffn_norm, T, H, c->rms_eps);
-        if (T == 1 && ali_adjacent(e, lw->w_gate, (size_t)I * H, lw->w_up)) {
+        if (T == 1 && ali_adjacent(e, lw->w_gate, (size_t)I, H, lw->w_up)) {
             gate = rs->fused;
             up = gate + I;
             ops->matmul(gate, rs->xn, lw->w_gate, 1, H, 2 * I, 0);

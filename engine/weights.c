@@ -19,24 +19,35 @@ typedef struct ali_wl {
 
 static size_t ali_wl_round(size_t n) { return (n + ALI_WALIGN - 1) / ALI_WALIGN * ALI_WALIGN; }
 
-/* Part of a region at byte `at` from the current offset (no padding inside a region). */
-static void ali_wl_part(ali_wl *s, float **dst, const float *src, size_t n, int matrix, size_t at)
+/* Part of a region at byte `at` from the current offset (no padding inside a region): a vector of
+ * n floats (K = 0) or a matrix of n / K rows of K weights. */
+static void ali_wl_part(ali_wl *s, float **dst, const float *src, size_t n, int K, size_t at)
 {
     char *p = s->base ? s->base + s->off + at : NULL;
     if (dst)
         *dst = (float *)p;
-    if (s->store)
-        s->ops->weight_store(p, src, n, matrix);
+    if (!s->store)
+        return;
+    if (K && s->ops->weight_store_rows)
+        s->ops->weight_store_rows(p, src, n / (size_t)K, K);
+    else
+        s->ops->weight_store(p, src, n, K != 0);
 }
 
-static void ali_wl_one(ali_wl *s, float **dst, const float *src, size_t n, int matrix)
+/* Bytes of n values: a matrix of n / K rows in the backend's format, or n floats (K = 0). */
+static size_t ali_wl_bytes(const ali_wl *s, size_t n, int K)
 {
-    ali_wl_part(s, dst, src, n, matrix, 0);
-    s->off += ali_wl_round(n * (matrix ? (size_t)s->ops->weight_bytes : sizeof(float)));
+    return K ? al_ops_matrix_bytes(s->ops, n / (size_t)K, K) : n * sizeof(float);
 }
 
-/* The layout: every tensor / fused region on a 256-byte boundary, matrices in ops->weight_bytes
- * per element, vectors f32:
+static void ali_wl_one(ali_wl *s, float **dst, const float *src, size_t n, int K)
+{
+    ali_wl_part(s, dst, src, n, K, 0);
+    s->off += ali_wl_round(ali_wl_bytes(s, n, K));
+}
+
+/* The layout: every tensor / fused region on a 256-byte boundary, matrices in the backend's format
+ * (ops->weight_bytes per element, or rows of ops->weight_row_bytes), vectors f32:
  *   embed [V,H] · norm [H] · lm_head [V,H] (untied only) ·
  *   per layer: attn_norm [H] · ffn_norm [H] · wq|wk|wv [(nh+2nkv)*hd, H] · wo [H, nh*hd] ·
  *              w_gate|w_up [2I, H] · w_down [H, I]
@@ -47,28 +58,28 @@ static size_t ali_wl_walk(const al_model_config *c, const al_ops *ops, char *bas
 {
     size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t mb = (size_t)ops->weight_bytes;
+    int h = c->hidden_size, q = (int)qd, in = c->intermediate_size;
     ali_wl s = {.ops = ops, .base = base, .store = src != NULL};
 #define D(f) (dst ? &dst->f : NULL)
 #define S(f) (src ? src->f : NULL)
-    ali_wl_one(&s, D(embed), S(embed), V * H, 1);
+    ali_wl_one(&s, D(embed), S(embed), V * H, h);
     ali_wl_one(&s, D(norm), S(norm), H, 0);
     if (!c->tie_word_embeddings)
-        ali_wl_one(&s, D(lm_head), S(lm_head), V * H, 1);
+        ali_wl_one(&s, D(lm_head), S(lm_head), V * H, h);
     else if (dst)
         dst->lm_head = dst->embed;
     for (int l = 0; l < c->n_layers; l++) {
         ali_wl_one(&s, D(layers[l].attn_norm), S(layers[l].attn_norm), H, 0);
         ali_wl_one(&s, D(layers[l].ffn_norm), S(layers[l].ffn_norm), H, 0);
-        ali_wl_part(&s, D(layers[l].wq), S(layers[l].wq), qd * H, 1, 0);
-        ali_wl_part(&s, D(layers[l].wk), S(layers[l].wk), kvd * H, 1, qd * H * mb);
-        ali_wl_part(&s, D(layers[l].wv), S(layers[l].wv), kvd * H, 1, (qd + kvd) * H * mb);
-        s.off += ali_wl_round((qd + 2 * kvd) * H * mb);
-        ali_wl_one(&s, D(layers[l].wo), S(layers[l].wo), H * qd, 1);
-        ali_wl_part(&s, D(layers[l].w_gate), S(layers[l].w_gate), I * H, 1, 0);
-        ali_wl_part(&s, D(layers[l].w_up), S(layers[l].w_up), I * H, 1, I * H * mb);
-        s.off += ali_wl_round(2 * I * H * mb);
-        ali_wl_one(&s, D(layers[l].w_down), S(layers[l].w_down), H * I, 1);
+        ali_wl_part(&s, D(layers[l].wq), S(layers[l].wq), qd * H, h, 0);
+        ali_wl_part(&s, D(layers[l].wk), S(layers[l].wk), kvd * H, h, ali_wl_bytes(&s, qd * H, h));
+        ali_wl_part(&s, D(layers[l].wv), S(layers[l].wv), kvd * H, h, ali_wl_bytes(&s, (qd + kvd) * H, h));
+        s.off += ali_wl_round(ali_wl_bytes(&s, (qd + 2 * kvd) * H, h));
+        ali_wl_one(&s, D(layers[l].wo), S(layers[l].wo), H * qd, q);
+        ali_wl_part(&s, D(layers[l].w_gate), S(layers[l].w_gate), I * H, h, 0);
+        ali_wl_part(&s, D(layers[l].w_up), S(layers[l].w_up), I * H, h, ali_wl_bytes(&s, I * H, h));
+        s.off += ali_wl_round(ali_wl_bytes(&s, 2 * I * H, h));
+        ali_wl_one(&s, D(layers[l].w_down), S(layers[l].w_down), H * I, in);
     }
 #undef D
 #undef S
@@ -98,6 +109,10 @@ al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void
                         ops->host_memory ? 64 : ALI_WALIGN);
     if (c->n_layers <= 0)
         return ali_errf(AL_EINVAL, "weights: the config has no layers");
+    if (ops->weight_row_bytes && (c->hidden_size > 131072 || c->intermediate_size > 131072 ||
+                                  c->n_heads * c->head_dim > 131072)) /* int32 dots: K * 127^2 < 2^31 */
+        return ali_errf(AL_EUNSUPPORTED, "weights: %s rows hold at most 131072 weights (hidden %d, intermediate %d)",
+                        ops->name, c->hidden_size, c->intermediate_size);
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers)
         return ali_errf(AL_ENOMEM, "out of memory");
@@ -105,10 +120,26 @@ al_err al_weights_backend_bind(const al_model_config *c, const al_ops *ops, void
     return AL_OK;
 }
 
+typedef struct ali_put_ctx {
+    const al_ops *ops;
+    const al_model_config *c;
+    const al_weights *w; /* the bound view: which tensor dst is tells its row length */
+} ali_put_ctx;
+
 static void ali_put(void *ctx, void *dst, const float *data, size_t n, int matrix)
 {
-    const al_ops *ops = ctx;
-    ops->weight_store(dst, data, n, matrix);
+    const ali_put_ctx *p = ctx;
+    if (!matrix || !p->ops->weight_store_rows) {
+        p->ops->weight_store(dst, data, n, matrix);
+        return;
+    }
+    int K = p->c->hidden_size; /* embed, lm_head, wq, wk, wv, w_gate, w_up */
+    for (int l = 0; l < p->c->n_layers; l++)
+        if (dst == p->w->layers[l].wo)
+            K = p->c->n_heads * p->c->head_dim;
+        else if (dst == p->w->layers[l].w_down)
+            K = p->c->intermediate_size;
+    p->ops->weight_store_rows(dst, data, n / (size_t)K, K);
 }
 
 al_err al_weights_backend_load(const char *dir, const al_ops *ops, al_alloc_fn alloc, void *alloc_ctx,
@@ -128,7 +159,7 @@ al_err al_weights_backend_load(const char *dir, const al_ops *ops, al_alloc_fn a
     al_weights w;
     al_err e = al_weights_backend_bind(&cfg, ops, dst, &w);
     if (e == AL_OK)
-        e = al_model_load_via(dir, &cfg, &w, ali_put, (void *)ops);
+        e = al_model_load_via(dir, &cfg, &w, ali_put, &(ali_put_ctx){.ops = ops, .c = &cfg, .w = &w});
     al_weights_unbind(&w);
     if (e == AL_OK) {
         ops->sync();
@@ -147,9 +178,16 @@ al_err al_ops_for_model(const char *device, const char *weights, const char *mod
     AL_TRY(al_ops_select(device, &o));
     if (!weights)
         weights = "auto";
-    if (strcmp(weights, "auto") && strcmp(weights, "f32") && strcmp(weights, "bf16"))
-        return ali_errf(AL_EINVAL, "weights '%s' is not one of auto, f32, bf16", weights);
-    if (!o->host_memory) {
+    if (strcmp(weights, "auto") && strcmp(weights, "f32") && strcmp(weights, "bf16") && strcmp(weights, "int8"))
+        return ali_errf(AL_EINVAL, "weights '%s' is not one of auto, f32, bf16, int8", weights);
+    if (!strcmp(weights, "int8")) {
+        if (!o->host_memory)
+            return ali_errf(AL_EUNSUPPORTED, "int8 weights: CPU only (the %s backend keeps matrix weights in bf16)",
+                            o->name);
+        if (o->weight_bytes == 2)
+            return ali_errf(AL_EINVAL, "device %s with weights = \"int8\": pick one", o->name);
+        o = al_ops_cpu_q8();
+    } else if (!o->host_memory) {
         if (!strcmp(weights, "f32"))
             return ali_errf(AL_EUNSUPPORTED, "weights = \"f32\": the %s backend keeps matrix weights in bf16", o->name);
     } else if (o->weight_bytes == 2) {

@@ -110,7 +110,20 @@ typedef struct al_ops {
 
     /* Threads the backend's host-side work uses (n <= 0: all cores); NULL when it has none to set. */
     void (*set_threads)(int n);
+
+    /* ---- int8 weights (cpu-q8, issue 15) ---- */
+    /* Matrix formats whose rows carry their own scale: bytes of one row of K weights (NULL: plain
+     * elements of weight_bytes each; see al_ops_matrix_bytes), and the store that writes host
+     * [rows, K] f32 in that format into dst (weight_store cannot: it does not know K). */
+    size_t (*weight_row_bytes)(int K);
+    void (*weight_store_rows)(void *dst, const float *host, size_t rows, int K);
 } al_ops;
+
+/* Bytes of a [rows, K] matrix in the backend's weight format. */
+static inline size_t al_ops_matrix_bytes(const al_ops *o, size_t rows, int K)
+{
+    return o->weight_row_bytes ? rows * o->weight_row_bytes(K) : rows * (size_t)K * (size_t)o->weight_bytes;
+}
 
 /* 1 when the backend computes straight from a model's canonical f32 host layout (al_weights_bind);
  * otherwise base weights are stored in its own layout (al_weights_backend_*). */
@@ -119,6 +132,12 @@ static inline int al_ops_canonical_weights(const al_ops *o) { return o->host_mem
 const al_ops *al_ops_cpu(void);
 /* The CPU backend with bf16 matrix weights (half the memory; products in f32). */
 const al_ops *al_ops_cpu_bf16(void);
+/* The CPU backend with int8 matrix weights (cpu-q8): each row of K weights is K int8 values q and a
+ * per-row f32 scale s (w = s * q, symmetric, s = max|w| / 127) and the int32 sum of q (see
+ * kernels/cpu/q8.c). Few-row matmuls quantize the activations per row to int8 and take exact int32
+ * dot products (AVX-512 VNNI / AVX2 / SSE4.2 / C, bitwise the same); more rows widen tiles of
+ * weights to f32 and use sgemm. Vectors and LoRA factors stay f32. */
+const al_ops *al_ops_cpu_q8(void);
 /* The CUDA backend, or NULL (with a logged reason) when not built or no device is present. */
 const al_ops *al_ops_cuda(void);
 /* Pins the CUDA backend to device dev (an ordinal of this process) for every thread that uses it.

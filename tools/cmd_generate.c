@@ -29,13 +29,14 @@ static void gen_usage(FILE *f)
             "                      [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]\n"
             "                      [--top-logprobs K] [--ignore-eos] [--threads N] [--block-size N]\n"
             "                      [--chunk N] [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
-            "                      [--device auto|cpu|cuda] [--weights auto|f32|bf16]\n"
+            "                      [--device auto|cpu|cuda] [--weights auto|f32|bf16|int8]\n"
             "Runs the engine in this process. Greedy unless --temperature > 0 is given.\n"
             "--prompt and --chat need DIR/tokenizer.json; --chat takes OpenAI-style messages\n"
             "([{\"role\":..,\"content\":..}] or {\"messages\":[..],\"documents\":[..]}).\n"
             "--device picks the backend (default cpu; auto = CUDA when a GPU is usable). --weights: matrix\n"
             "weights in memory on the CPU (default auto: bf16 for a bf16 checkpoint, half the memory,\n"
-            "same results; f32 otherwise); CUDA always keeps them in bf16.\n");
+            "same results; f32 otherwise; int8: quantized at load with per-row scales, a quarter of the f32\n"
+            "memory, CPU only); CUDA always keeps them in bf16.\n");
 }
 
 typedef struct gen_args {

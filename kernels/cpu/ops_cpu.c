@@ -1,4 +1,5 @@
 /* ops_cpu.c: the CPU backend's ops table, its ISA variant chosen at start, and thread control. */
+#include <assert.h>
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/q8.h"
 
 /* ---- the ISA variants compiled into this build (CMake defines ALI_CPU_HAVE_<V>) ---------------- */
 
@@ -16,24 +18,32 @@
 #define ALI_CPU_ISA_SFX _native
 #include "kernels/cpu/cpu_isa.h"
 static const ali_cpu_isa ali_isa_native = ALI_CPU_ISA_TABLE("native");
+#include "kernels/cpu/q8_isa.h"
+static void (*const ali_q8mm_native)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V4
 #define ALI_CPU_ISA_SFX _v4
 #include "kernels/cpu/cpu_isa.h"
 static const ali_cpu_isa ali_isa_v4 = ALI_CPU_ISA_TABLE("avx512");
+#include "kernels/cpu/q8_isa.h"
+static void (*const ali_q8mm_v4)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V3
 #define ALI_CPU_ISA_SFX _v3
 #include "kernels/cpu/cpu_isa.h"
 static const ali_cpu_isa ali_isa_v3 = ALI_CPU_ISA_TABLE("avx2");
+#include "kernels/cpu/q8_isa.h"
+static void (*const ali_q8mm_v3)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V2
 #define ALI_CPU_ISA_SFX _v2
 #include "kernels/cpu/cpu_isa.h"
 static const ali_cpu_isa ali_isa_v2 = ALI_CPU_ISA_TABLE("sse4.2");
+#include "kernels/cpu/q8_isa.h"
+static void (*const ali_q8mm_v2)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
 #undef ALI_CPU_ISA_SFX
 #endif
 
@@ -268,4 +278,66 @@ const al_ops *al_ops_cpu_bf16(void)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, ali_cpu_bf16_init);
     return &ali_cpu_bf16_ops;
+}
+
+/* ---- cpu-q8: the same ops with int8 matrix weights (kernels/cpu/q8.h: a quarter of the f32 memory
+ * and bandwidth). Vectors and LoRA factors stay f32; the embedding table (and a tied lm_head) is
+ * int8 too. */
+
+static size_t ali_cpu_q8_row_bytes(int K) { return ali_q8_row_bytes(K); }
+
+/* Vectors only: a matrix needs its row length (weight_store_rows). */
+static void ali_cpu_q8_store(void *dst, const float *host, size_t n, int matrix)
+{
+    assert(!matrix && "cpu-q8 stores matrices with weight_store_rows");
+    ali_cpu_weight_store(dst, host, n, 0);
+}
+
+/* A copy of a vector (tests, benches); NULL for a matrix, which needs its row length. */
+static void *ali_cpu_q8_upload(const float *host, size_t n, int matrix)
+{
+    if (matrix)
+        return NULL;
+    void *d = ali_aligned_alloc(n * sizeof(float) + 64);
+    if (d)
+        ali_cpu_weight_store(d, host, n, 0);
+    return d;
+}
+
+static al_ops ali_cpu_q8_ops;
+
+static void ali_cpu_q8_init(void)
+{
+    ali_cpu_q8_ops = *al_ops_cpu();
+    ali_cpu_q8_ops.name = "cpu-q8";
+    ali_cpu_q8_ops.weight_bytes = 1;
+    ali_cpu_q8_ops.weight_upload = ali_cpu_q8_upload;
+    ali_cpu_q8_ops.weight_free = ali_cpu_free;
+    ali_cpu_q8_ops.weight_store = ali_cpu_q8_store;
+    ali_cpu_q8_ops.weight_row_bytes = ali_cpu_q8_row_bytes;
+    ali_cpu_q8_ops.weight_store_rows = ali_q8_store_rows;
+    ali_cpu_q8_ops.embedding = ali_cpu_q8_embedding;
+#ifdef ALI_CPU_HAVE_NATIVE
+    if (ali_isa == &ali_isa_native)
+        ali_cpu_q8_ops.matmul = ali_q8mm_native;
+#endif
+#ifdef ALI_CPU_HAVE_V4
+    if (ali_isa == &ali_isa_v4)
+        ali_cpu_q8_ops.matmul = ali_q8mm_v4;
+#endif
+#ifdef ALI_CPU_HAVE_V3
+    if (ali_isa == &ali_isa_v3)
+        ali_cpu_q8_ops.matmul = ali_q8mm_v3;
+#endif
+#ifdef ALI_CPU_HAVE_V2
+    if (ali_isa == &ali_isa_v2)
+        ali_cpu_q8_ops.matmul = ali_q8mm_v2;
+#endif
+}
+
+const al_ops *al_ops_cpu_q8(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ali_cpu_q8_init);
+    return &ali_cpu_q8_ops;
 }

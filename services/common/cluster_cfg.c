@@ -15,7 +15,7 @@
 
 static const char *const ali_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const ali_devices[] = {"auto", "cpu", "cuda", NULL};
-const char *const al_cluster_weights_names[] = {"auto", "f32", "bf16", NULL};
+const char *const al_cluster_weights_names[] = {"auto", "f32", "bf16", "int8", NULL};
 static const char *const ali_docs[] = {"auto", "template", "none", "instruction", NULL}; /* al_intr_docs */
 
 static const al_cfg_key ali_intr_keys[] = {
@@ -90,7 +90,7 @@ static const al_cfg_key ali_keys[] = {
     {.path = "base.device", .type = AL_CFG_ENUM, .offset = C(base.device), .choices = ali_devices, .def_i = 0,
      .help = "auto|cpu|cuda"},
     {.path = "base.weights", .type = AL_CFG_ENUM, .offset = C(base.weights), .choices = al_cluster_weights_names,
-     .def_i = 0, .help = "auto|f32|bf16: matrix weights in memory (auto: bf16 for a bf16 checkpoint)"},
+     .def_i = 0, .help = "auto|f32|bf16|int8: matrix weights in memory (auto: bf16 for a bf16 checkpoint; int8: quantized at load, CPU only)"},
     {.path = "base.instances", .type = AL_CFG_INT, .offset = C(base.instances), .min = 1, .max = 64, .def_i = 1,
      .help = "base processes the router shards conversations across (each with every intrinsic's replicas)"},
     /* worker */

@@ -57,7 +57,8 @@ typedef struct al_cluster_cfg {
         int max_leases;        /* rows of the block-table arena (default 256) */
         int default_max_tokens; /* SeqGenerate with sampling.max_tokens 0 (default 256) */
         int device;            /* al_device_kind */
-        int weights;           /* 0 auto, 1 f32, 2 bf16 (al_cluster_weights_names) */
+        int weights;           /* 0 auto, 1 f32, 2 bf16, 3 int8 (al_cluster_weights_names); the
+                                  workers read the base's arena in the same format */
         int instances;         /* base processes (default 1): the router shards conversations across
                                   them; each gets every intrinsic's replicas. Instance k listens on
                                   al_cluster_base_url(k); on CUDA it takes GPU k % n_gpus */
@@ -139,7 +140,7 @@ al_err al_cluster_cfg_load(const char *path, al_cluster_cfg *cfg);
 al_err al_cluster_cfg_load_string(const char *text, al_cluster_cfg *cfg);
 void al_cluster_cfg_free(al_cluster_cfg *cfg);
 
-/* "auto", "f32", "bf16": base.weights by value. */
+/* "auto", "f32", "bf16", "int8": base.weights by value. */
 extern const char *const al_cluster_weights_names[];
 
 /* Intrinsic by name, NULL if absent. */

@@ -46,6 +46,11 @@ static al_err worker_pick_backend(worker_ctx *w, const alora_AttachReply *rp)
 {
     if (al_arena_kind_of(w->weights) == AL_ARENA_CPU) {
         AL_TRY(al_ops_select(rp->model.dtype == alora_Dtype_DTYPE_BF16 ? "cpu-bf16" : "cpu", &w->ops));
+        /* int8 (cpu-q8): the wire's Dtype has no int8 value, so the arena says f32; the cluster
+         * config's base.weights (the base reads the same file) says int8, and the arena's size
+         * must agree (checked below) */
+        if (rp->model.dtype != alora_Dtype_DTYPE_BF16 && !strcmp(al_cluster_weights_names[w->cfg.base.weights], "int8"))
+            w->ops = al_ops_cpu_q8();
     } else {
         int dev = al_arena_device(w->weights);
         al_err e = al_cuda_use_device(dev);
@@ -54,7 +59,7 @@ static al_err worker_pick_backend(worker_ctx *w, const alora_AttachReply *rp)
         if (e != AL_OK)
             return ali_errctx(e, "attach: the base's arenas are on GPU %d", dev);
     }
-    alora_Dtype want = w->ops->weight_bytes == 2 ? alora_Dtype_DTYPE_BF16 : alora_Dtype_DTYPE_F32;
+    alora_Dtype want = w->ops->weight_bytes == 2 ? alora_Dtype_DTYPE_BF16 : alora_Dtype_DTYPE_F32; /* int8: f32 */
     if (rp->model.dtype != want)
         return ali_errf(AL_EINVAL, "attach: the weight arena holds dtype %d, the %s backend computes with %s",
                         (int)rp->model.dtype, w->ops->name, want == alora_Dtype_DTYPE_BF16 ? "bf16" : "f32");
@@ -114,6 +119,12 @@ al_err worker_attach(worker_ctx *w)
     if (al_weights_backend_bytes(&mc, w->ops) > rp.manifest_offset)
         return ali_errf(AL_EINVAL, "attach: weights need %zu bytes on the %s backend, the manifest sits at %llu",
                         al_weights_backend_bytes(&mc, w->ops), w->ops->name, (unsigned long long)rp.manifest_offset);
+    /* an int8 arena is a quarter of an f32 one; one at least the size of the bf16 layout is not int8
+     * (base.weights differs between the base's config and this worker's) */
+    if (w->ops == al_ops_cpu_q8() && rp.manifest_offset >= al_weights_backend_bytes(&mc, al_ops_cpu_bf16()))
+        return ali_errf(AL_EINVAL, "attach: base.weights = \"int8\" here, but the base's weight arena (%llu bytes) "
+                                   "is not int8 (%zu bytes): the base runs with other weights",
+                        (unsigned long long)rp.manifest_offset, al_weights_backend_bytes(&mc, w->ops));
     AL_TRY(al_model_view(&mc, al_ops_canonical_weights(w->ops) ? wbase : NULL, &w->model));
     AL_TRY(al_weights_backend_bind(&mc, w->ops, wbase, &w->wview));
 

@@ -108,6 +108,22 @@ static void test_defaults(void **state)
     assert_non_null(strstr(al_errmsg(), "session_db"));
 }
 
+/* base.weights: every name al_ops_for_model takes, int8 included; anything else named in the error. */
+static void test_weights(void **state)
+{
+    al_cluster_cfg c;
+    static const char *const names[] = {"auto", "f32", "bf16", "int8"};
+    for (int i = 0; i < 4; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "base = { model = \"m\"; weights = \"%s\"; };", names[i]);
+        assert_int_equal(al_cluster_cfg_load_string(text, &c), AL_OK);
+        assert_string_equal(al_cluster_weights_names[c.base.weights], names[i]);
+        al_cluster_cfg_free(&c);
+    }
+    assert_int_equal(al_cluster_cfg_load_string("base = { model = \"m\"; weights = \"int4\"; };", &c), AL_EFORMAT);
+    assert_non_null(strstr(al_errmsg(), "base.weights"));
+}
+
 static void test_errors(void **state)
 {
     al_cluster_cfg c;
@@ -253,7 +269,7 @@ int main(void)
         cmocka_unit_test(test_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_instances),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_weights), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_http_keys),
         cmocka_unit_test(test_tls),
     };

@@ -1,0 +1,216 @@
+/* matmul_q8.c: matmul with cpu-q8 weights: exact int8 dot products for few rows (AVX-512 VNNI when
+ * the CPU has it, else AVX2 / SSE4.2 / C), f32 tiles and sgemm for more. */
+#include <cblas.h>
+#include <math.h>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/q8.h"
+#include "kernels/cpu/q8_isa.h"
+
+#if defined(__SSSE3__)
+#include <immintrin.h>
+#endif
+
+/* Up to this many rows: quantize the activations and take int8 dots (memory-bound, a quarter of
+ * the f32 bytes); more: widen weight tiles to f32 and use sgemm (compute-bound, f32 activations). */
+#define ALI_Q8_SMALL_T 8
+#define ALI_Q8_NB 4 /* weight rows per tile of the dot kernels */
+
+typedef struct ali_q8_job {
+    float *y;
+    const float *x;
+    const float *sx;  /* [T] activation scales */
+    const int8_t *xq; /* [T, K] quantized activations */
+    const void *w;    /* [N] rows of ali_q8_row_bytes(K) */
+    int T, K, N, accumulate, rows_per_task, tile;
+    float beta;
+} ali_q8_job;
+
+/* ---- exact int32 dots of one activation row against ALI_Q8_NB weight rows ------------------- */
+
+#if defined(__AVX512BW__)
+/* AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes and sums 4 products into int32
+ * lanes, exactly: x + 128 (x ^ 0x80) is unsigned, and sum((x + 128) w) - 128 sum(w) = sum(x w).
+ * The tail is a masked load (zero weights beyond K add nothing). */
+__attribute__((target("avx512vnni"))) static void ali_q8_dot_vnni(const int8_t *x, const int8_t *const *w, int K,
+                                                                   const int32_t *wsum, int32_t *out)
+{
+    __m512i acc[ALI_Q8_NB];
+    for (int c = 0; c < ALI_Q8_NB; c++)
+        acc[c] = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int k = 0; k < K; k += 64) {
+        __mmask64 m = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+        __m512i xu = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + k), flip);
+        for (int c = 0; c < ALI_Q8_NB; c++)
+            acc[c] = _mm512_dpbusd_epi32(acc[c], xu, _mm512_maskz_loadu_epi8(m, w[c] + k));
+    }
+    for (int c = 0; c < ALI_Q8_NB; c++)
+        out[c] = _mm512_reduce_add_epi32(acc[c]) - 128 * wsum[c];
+}
+
+static int ali_q8_has_vnni(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return v;
+}
+#endif
+
+/* AVX2 / SSSE3: maddubs multiplies unsigned |x| by sign(w, x) (both within [-127, 127], so the
+ * pair sums fit int16 without saturation: exact), madd widens the pairs to int32. */
+static void ali_q8_dot_simd(const int8_t *x, const int8_t *const *w, int K, const int32_t *wsum, int32_t *out)
+{
+    (void)wsum;
+    int k = 0;
+    int32_t s[ALI_Q8_NB] = {0};
+#if defined(__AVX2__)
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[ALI_Q8_NB];
+    for (int c = 0; c < ALI_Q8_NB; c++)
+        acc[c] = _mm256_setzero_si256();
+    for (; k + 32 <= K; k += 32) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), ax = _mm256_abs_epi8(xv);
+        for (int c = 0; c < ALI_Q8_NB; c++) {
+            __m256i sw = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(w[c] + k)), xv);
+            acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
+        }
+    }
+    for (int c = 0; c < ALI_Q8_NB; c++) {
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc[c]), _mm256_extracti128_si256(acc[c], 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        s[c] = _mm_cvtsi128_si32(h);
+    }
+#elif defined(__SSSE3__)
+    const __m128i ones = _mm_set1_epi16(1);
+    __m128i acc[ALI_Q8_NB];
+    for (int c = 0; c < ALI_Q8_NB; c++)
+        acc[c] = _mm_setzero_si128();
+    for (; k + 16 <= K; k += 16) {
+        __m128i xv = _mm_loadu_si128((const __m128i *)(x + k)), ax = _mm_abs_epi8(xv);
+        for (int c = 0; c < ALI_Q8_NB; c++) {
+            __m128i sw = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(w[c] + k)), xv);
+            acc[c] = _mm_add_epi32(acc[c], _mm_madd_epi16(_mm_maddubs_epi16(ax, sw), ones));
+        }
+    }
+    for (int c = 0; c < ALI_Q8_NB; c++) {
+        __m128i h = _mm_add_epi32(acc[c], _mm_shuffle_epi32(acc[c], 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        s[c] = _mm_cvtsi128_si32(h);
+    }
+#endif
+    for (; k < K; k++)
+        for (int c = 0; c < ALI_Q8_NB; c++)
+            s[c] += (int32_t)x[k] * w[c][k];
+    for (int c = 0; c < ALI_Q8_NB; c++)
+        out[c] = s[c];
+}
+
+typedef void (*ali_q8_dot_fn)(const int8_t *x, const int8_t *const *w, int K, const int32_t *wsum, int32_t *out);
+
+static ali_q8_dot_fn ali_q8_dot(void)
+{
+#if defined(__AVX512BW__)
+    if (ali_q8_has_vnni())
+        return ali_q8_dot_vnni;
+#endif
+    return ali_q8_dot_simd;
+}
+
+/* ---- few rows: int8 dots over a fixed partition of the weight rows ------------------------------ */
+
+static void ali_q8_small_task(void *ctx, int task)
+{
+    const ali_q8_job *j = ctx;
+    const int K = j->K, N = j->N;
+    const size_t rb = ali_q8_row_bytes(K);
+    int n0 = task * j->rows_per_task, n1 = n0 + j->rows_per_task;
+    n1 = n1 < N ? n1 : N;
+    ali_q8_dot_fn dot = ali_q8_dot();
+    for (int n = n0; n < n1; n += ALI_Q8_NB) {
+        int nb = n1 - n < ALI_Q8_NB ? n1 - n : ALI_Q8_NB;
+        const int8_t *wr[ALI_Q8_NB];
+        float sw[ALI_Q8_NB];
+        int32_t ws[ALI_Q8_NB], d[ALI_Q8_NB];
+        for (int c = 0; c < ALI_Q8_NB; c++) {
+            wr[c] = (const int8_t *)j->w + (size_t)(n + (c < nb ? c : 0)) * rb;
+            sw[c] = ali_q8_row_scale(wr[c], K);
+            ws[c] = ali_q8_row_sum(wr[c], K);
+        }
+        for (int t = 0; t < j->T; t++) {
+            dot(j->xq + (size_t)t * K, wr, K, ws, d);
+            float *yr = j->y + (size_t)t * N + n;
+            for (int c = 0; c < nb; c++) {
+                /* fmaf, not a product and a sum the compiler may or may not contract: the same
+                 * bits from every variant and the reference */
+                float s = sw[c] * j->sx[t];
+                yr[c] = j->accumulate ? fmaf((float)d[c], s, yr[c]) : (float)d[c] * s;
+            }
+        }
+    }
+}
+
+/* ---- many rows: each task widens its tile of weight rows to f32, then sgemm -------------------- */
+
+typedef int8_t ali_i8x16 __attribute__((vector_size(16)));
+
+/* dst [rows, K] = the rows' dequantized weights (q * scale), 16 at a time in the variant's vectors. */
+static void ali_q8_widen_rows(float *dst, const void *w, int rows, int K)
+{
+    size_t rb = ali_q8_row_bytes(K);
+    int K16 = K & ~15;
+    for (int r = 0; r < rows; r++) {
+        const int8_t *row = (const int8_t *)w + (size_t)r * rb;
+        float s = ali_q8_row_scale(row, K), *d = dst + (size_t)r * K;
+        for (int k = 0; k < K16; k += 16) {
+            ali_i8x16 q;
+            memcpy(&q, row + k, sizeof q);
+            ali_v16 v = __builtin_convertvector(q, ali_v16) * s;
+            memcpy(d + k, &v, sizeof v);
+        }
+        for (int k = K16; k < K; k++)
+            d[k] = (float)row[k] * s;
+    }
+}
+
+static void ali_q8_big_task(void *ctx, int task)
+{
+    const ali_q8_job *j = ctx;
+    int n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
+    float *buf = ali_cpu_scratch(4, (size_t)nb * (size_t)j->K);
+    ali_q8_widen_rows(buf, (const int8_t *)j->w + (size_t)n0 * ali_q8_row_bytes(j->K), nb, j->K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, j->K, 1.0f, j->x, j->K, buf, j->K, j->beta,
+                j->y + n0, j->N);
+}
+
+void ali_cpu_matmul_q8(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+{
+    ali_q8_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
+                    .beta = accumulate ? 1.0f : 0.0f};
+    int threads = al_cpu_threads();
+    if (T <= ALI_Q8_SMALL_T) {
+        /* the activations quantized once, by the caller; the tasks share them read-only */
+        float *scr = ali_cpu_scratch(5, (size_t)T + ((size_t)T * (size_t)K + 3) / 4);
+        int8_t *xq = (int8_t *)(scr + T);
+        for (int t = 0; t < T; t++)
+            scr[t] = ali_q8_quantize(xq + (size_t)t * K, NULL, x + (size_t)t * K, K);
+        j.sx = scr;
+        j.xq = xq;
+        /* ~4 tasks per thread; the partition is over weight rows, so no result depends on it */
+        int tasks = threads > 1 ? 4 * threads : 1;
+        int rows = (N + tasks - 1) / tasks;
+        rows = (rows + 15) / 16 * 16;
+        j.rows_per_task = rows < 64 ? 64 : rows;
+        ali_par_run((N + j.rows_per_task - 1) / j.rows_per_task, ali_q8_small_task, &j);
+    } else {
+        /* a fixed partition that depends on N alone (as the f32 sgemm path: thread-invariant) */
+        int tile = (N + 11) / 12;
+        tile = (tile + 15) / 16 * 16;
+        j.tile = tile < 64 ? 64 : tile;
+        ali_par_run((N + j.tile - 1) / j.tile, ali_q8_big_task, &j);
+    }
+}

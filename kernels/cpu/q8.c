@@ -1,0 +1,54 @@
+/* q8.c: the cpu-q8 weight format's store, its embedding, and the plain C reference matmul. */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/util.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/q8.h"
+
+void ali_q8_store_rows(void *dst, const float *host, size_t rows, int K)
+{
+    assert(K > 0 && K <= ALI_Q8_MAX_K);
+    size_t rb = ali_q8_row_bytes(K), kp = ((size_t)K + 3) / 4 * 4;
+    for (size_t r = 0; r < rows; r++) {
+        int8_t *row = (int8_t *)dst + r * rb;
+        int32_t sum = 0;
+        float s = ali_q8_quantize(row, &sum, host + r * (size_t)K, K);
+        memset(row + K, 0, kp - (size_t)K);
+        memcpy(row + kp, &s, sizeof s);
+        memcpy(row + kp + 4, &sum, sizeof sum);
+    }
+}
+
+void ali_q8_matmul_ref(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
+{
+    int8_t *xq = malloc((size_t)K);
+    assert(xq);
+    size_t rb = ali_q8_row_bytes(K);
+    for (int t = 0; t < T; t++) {
+        float sx = ali_q8_quantize(xq, NULL, x + (size_t)t * K, K);
+        for (int n = 0; n < N; n++) {
+            const int8_t *row = (const int8_t *)w + (size_t)n * rb;
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++)
+                acc += (int32_t)xq[k] * row[k];
+            float s = ali_q8_row_scale(row, K) * sx, *o = y + (size_t)t * N + n;
+            *o = accumulate ? fmaf((float)acc, s, *o) : (float)acc * s;
+        }
+    }
+    free(xq);
+}
+
+/* out [T, H] = dequantized table rows [V, H] at ids, times scale. */
+void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale)
+{
+    size_t rb = ali_q8_row_bytes(H);
+    for (int t = 0; t < T; t++) {
+        const int8_t *row = (const int8_t *)table + (size_t)ids[t] * rb;
+        float s = ali_q8_row_scale(row, H) * scale;
+        float *o = out + (size_t)t * H;
+        for (int h = 0; h < H; h++)
+            o[h] = (float)row[h] * s;
+    }
+}

@@ -1,0 +1,13 @@
+/* q8_isa.h: the cpu-q8 ops compiled once per ISA variant (no include guard: included per variant,
+ * as kernels/cpu/cpu_isa.h; the names take the variant's suffix when used). */
+#ifndef ALI_CPU_ISA_SFX
+#error "define ALI_CPU_ISA_SFX (the variant suffix) before including kernels/cpu/q8_isa.h"
+#endif
+#ifndef ali_cpu_matmul_q8
+#define ALI_Q8_CAT_(a, b) a##b
+#define ALI_Q8_CAT(a, b) ALI_Q8_CAT_(a, b)
+#define ali_cpu_matmul_q8 ALI_Q8_CAT(ali_cpu_matmul_q8, ALI_CPU_ISA_SFX)
+#endif
+
+/* matmul with cpu-q8 weights (kernels/cpu/q8.h): y [T,N] (+)= x [T,K] · w[N,K]^T. */
+void ali_cpu_matmul_q8(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
