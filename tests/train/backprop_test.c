@@ -121,7 +121,7 @@ static void grad_check(const char *model, const int32_t *inv, int n_inv)
         double err = fabs(fd - an) / fmax(2e-2, fabs(fd));
         maxrel = fmax(maxrel, err);
         checked++;
-        if (err > 2e-2) {
+        if (err > 5e-2) { /* float forward, eps 1e-2: curvature + rounding; the PEFT fixtures are the tight check */
             fprintf(stderr, "param %zu: analytic %.6g, finite difference %.6g\n", i, an, fd);
             bad++;
         }
