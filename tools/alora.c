@@ -19,6 +19,7 @@ static const cli_cmd cli_cmds[] = {
     {"up", cmd_up, "start a local cluster (base, workers, router) from one config"},
     {"invoke", cmd_invoke, "call an intrinsic through the cluster's router"},
     {"status", cmd_status, "list the cluster's processes as the router sees them"},
+    {"train", cmd_train, "fine-tune an aLoRA (or plain LoRA) on jsonl data into a PEFT adapter"},
 };
 
 static void cli_usage(FILE *f)

@@ -11,5 +11,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_invoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -361,12 +361,22 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
     if (c->logits_scaling != 1.0f)
         o->scale(b.logits, 1.0f / c->logits_scaling, (size_t)nt * V);
     memcpy(b.tgt, ids + n_prompt, sizeof(int32_t) * (size_t)nt);
+    int32_t n_correct = 0; /* the logits are in backend memory: host on the f32 CPU backend */
+    for (int i = 0; i < nt; i++) {
+        const float *lr = b.logits + (size_t)i * V;
+        int32_t best = 0;
+        for (int j = 1; j < V; j++)
+            if (lr[j] > lr[best])
+                best = j;
+        n_correct += best == b.tgt[i];
+    }
     o->cross_entropy(b.logits, b.nll, b.logits, b.tgt, nt, V, gscale / c->logits_scaling);
     double nll = 0;
     for (int i = 0; i < nt; i++)
         nll += b.nll[i];
     if (res)
-        *res = (al_train_result){.nll = nll, .n_targets = nt, .act_start = s, .n_grad_rows = backward ? Ts : 0};
+        *res = (al_train_result){.nll = nll, .n_targets = nt, .act_start = s, .n_grad_rows = backward ? Ts : 0,
+                                   .n_correct = n_correct};
     if (!backward)
         return AL_OK;
     /* backward: the head, then the layers in reverse over the suffix rows */

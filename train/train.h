@@ -81,6 +81,7 @@ typedef struct al_train_result {
     int32_t n_targets;
     int32_t act_start; /* first adapted position (0 for plain LoRA) */
     int32_t n_grad_rows; /* positions back-propagated through */
+    int32_t n_correct; /* target tokens that are the argmax of their logits (teacher-forced) */
 } al_train_result;
 
 /* One example: ids [n] = prompt (ids[0 .. n_prompt-1]) then targets; the loss is the next-token
