@@ -36,8 +36,11 @@ static void cmd_train_usage(FILE *f)
             "                   [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
             "Data lines: {\"tokens\": [...], \"target\": [...]} (the loss is over target, appended after\n"
             "tokens, which hold the invocation) or {\"messages\": [...], \"completion\": \"...\"} (needs\n"
-            "DIR/tokenizer.json; an aLoRA appends its invocation to the rendered conversation, a plain\n"
-            "LoRA the generation prompt; the completion is followed by EOS).\n"
+            "DIR/tokenizer.json; the conversation is rendered with the chat template and tokenized, then\n"
+            "the invocation is appended (as the router builds an intrinsic's prompt) or, without one,\n"
+            "the generation prompt; the completion is followed by EOS; \"target\": [ids] instead of\n"
+            "\"completion\" gives the answer as token ids). --plain-lora with --invocation(-string)\n"
+            "trains a plain LoRA on the same prompts (the invocation is then ordinary text).\n"
             "Writes OUT/adapter_config.json + adapter_model.safetensors (PEFT), checkpoints in\n"
             "OUT/checkpoint-STEP/, one progress line per step on stderr and a JSON summary on stdout.\n"
             "--epochs 0 only evaluates the initial adapter (B = 0: the base model) on --eval.\n");
@@ -120,8 +123,9 @@ static al_err tr_messages(const tr_text *tx, json_t *j, const char *file, int li
     if (!tx->tok)
         return ali_errf(AL_EINVAL, "%s:%d: \"messages\" data needs the model's tokenizer.json", file, line);
     json_t *msgs = json_object_get(j, "messages"), *comp = json_object_get(j, "completion");
-    if (!json_is_string(comp))
-        return ali_errf(AL_EFORMAT, "%s:%d: \"completion\" must be a string", file, line);
+    json_t *tgt = json_object_get(j, "target");
+    if (!json_is_string(comp) && !tgt)
+        return ali_errf(AL_EFORMAT, "%s:%d: \"completion\" must be a string (or give \"target\" ids)", file, line);
     char *mj = json_dumps(msgs, JSON_COMPACT);
     al_chat *chat = NULL;
     char *text = NULL;
@@ -131,10 +135,22 @@ static al_err tr_messages(const tr_text *tx, json_t *j, const char *file, int li
         e = al_chat_render(tx->fmt, chat->msgs, chat->n_msgs, chat->docs, chat->n_docs, tx->inv ? 0 : 1, &text);
     if (e == AL_OK)
         e = al_tokenizer_encode(tx->tok, text, strlen(text), 0, &p, &np);
-    if (e == AL_OK)
+    int eos = 0;
+    if (e == AL_OK && tgt) {
+        e = tr_ints(tgt, "target", file, line, &c, &nc); /* the answer as token ids, as given */
+        if (e != AL_OK) { /* already names the line */
+            free(mj);
+            free(text);
+            free(p);
+            al_chat_free(chat);
+            return e;
+        }
+    } else if (e == AL_OK) {
         e = al_tokenizer_encode(tx->tok, json_string_value(comp), json_string_length(comp), 0, &c, &nc);
+        eos = tx->eos >= 0;
+    }
     if (e == AL_OK) {
-        int32_t total = np + tx->n_inv + nc + (tx->eos >= 0);
+        int32_t total = np + tx->n_inv + nc + eos;
         *ids = malloc(sizeof(int32_t) * (size_t)total);
         if (!*ids)
             e = ali_errf(AL_ENOMEM, "out of memory");
@@ -143,7 +159,7 @@ static al_err tr_messages(const tr_text *tx, json_t *j, const char *file, int li
             if (tx->n_inv)
                 memcpy(*ids + np, tx->inv, sizeof(int32_t) * (size_t)tx->n_inv);
             memcpy(*ids + np + tx->n_inv, c, sizeof(int32_t) * (size_t)nc);
-            if (tx->eos >= 0)
+            if (eos)
                 (*ids)[total - 1] = tx->eos;
             *n = total;
             *n_prompt = np + tx->n_inv;
@@ -333,7 +349,7 @@ static int tr_parse(int argc, char **argv, tr_args *a)
         cmd_train_usage(stderr);
         return 2;
     }
-    if (!!a->plain + !!a->inv_csv + !!a->inv_str != 1) {
+    if (!!a->inv_csv + !!a->inv_str > 1 || (!a->plain && !a->inv_csv && !a->inv_str)) {
         fprintf(stderr, "alora train: give exactly one of --invocation, --invocation-string or --plain-lora\n");
         return 2;
     }
@@ -373,13 +389,29 @@ typedef struct tr_eval {
     double loss;    /* mean over target tokens */
     double tok_acc; /* target tokens that are the argmax */
     double ex_acc;  /* examples whose every target token is the argmax */
+    double choice_acc; /* first target token = the argmax among the set's first target tokens (< 0: none) */
+    int n_choices;
     int n;
 } tr_eval;
 
 static al_err tr_evaluate(al_trainer *tr, al_tlora *t, const tr_set *s, tr_eval *ev)
 {
     double nll = 0;
-    int64_t toks = 0, correct = 0, exact = 0;
+    int64_t toks = 0, correct = 0, exact = 0, chosen = 0;
+    /* a closed set of answers when the examples' first target tokens take at most 16 values */
+    int32_t ch[16];
+    int nch = 0;
+    for (int i = 0; i < s->n && nch <= 16; i++) {
+        int32_t f = s->ex[i].ids[s->ex[i].n_prompt], k = 0;
+        while (k < nch && ch[k] != f)
+            k++;
+        if (k == nch && nch < 16)
+            ch[nch] = f;
+        nch += k == nch;
+    }
+    if (nch < 2 || nch > 16)
+        nch = 0;
+    AL_TRY(al_trainer_set_choices(tr, ch, nch));
     for (int i = 0; i < s->n; i++) {
         al_train_result r;
         AL_TRY(al_trainer_example(tr, t, s->ex[i].ids, s->ex[i].n, s->ex[i].n_prompt, 1.0f, 0, &r));
@@ -387,10 +419,12 @@ static al_err tr_evaluate(al_trainer *tr, al_tlora *t, const tr_set *s, tr_eval 
         toks += r.n_targets;
         correct += r.n_correct;
         exact += r.n_correct == r.n_targets;
+        chosen += r.choice == s->ex[i].ids[s->ex[i].n_prompt];
     }
     *ev = (tr_eval){.loss = nll / (double)toks, .tok_acc = (double)correct / (double)toks,
-                    .ex_acc = (double)exact / s->n, .n = s->n};
-    return AL_OK;
+                    .ex_acc = (double)exact / s->n, .choice_acc = nch ? (double)chosen / s->n : -1,
+                    .n_choices = nch, .n = s->n};
+    return al_trainer_set_choices(tr, NULL, 0);
 }
 
 static long tr_peak_rss_bytes(void)
@@ -475,16 +509,16 @@ int cmd_train(int argc, char **argv)
             tr_fail("--resume %s: %s", a.resume, al_errmsg());
             goto out;
         }
-        if ((t->inv == NULL) != (inv == NULL) ||
-            (inv && (t->n_inv != n_inv || memcmp(t->inv, inv, sizeof(int32_t) * (size_t)n_inv)))) {
+        if ((t->inv == NULL) != (a.plain || !inv) ||
+            (t->inv && (t->n_inv != n_inv || memcmp(t->inv, inv, sizeof(int32_t) * (size_t)n_inv)))) {
             tr_fail("--resume %s: the checkpoint's invocation differs from this run's", a.resume);
             goto out;
         }
         t->rslora = a.rslora;
         t->alpha = (float)a.alpha; /* as given; the scale itself comes from the checkpoint */
     } else {
-        al_tlora_opts o = {.rank = (int32_t)a.rank, .alpha = (float)a.alpha, .rslora = a.rslora, .inv = inv,
-                           .n_inv = n_inv};
+        al_tlora_opts o = {.rank = (int32_t)a.rank, .alpha = (float)a.alpha, .rslora = a.rslora,
+                           .inv = a.plain ? NULL : inv, .n_inv = a.plain ? 0 : n_inv};
         memcpy(o.targets, a.targets, sizeof o.targets);
         if (al_tlora_init(&m->cfg, &o, (uint64_t)a.seed, &t) != AL_OK) {
             tr_fail("%s", al_errmsg());
@@ -494,7 +528,7 @@ int cmd_train(int argc, char **argv)
     /* every example must be trainable before the first step */
     for (int i = 0; i < data.n; i++) {
         al_train_result r;
-        int32_t s = inv ? al_alora_find_start(data.ex[i].ids, data.ex[i].n, inv, n_inv) : 0;
+        int32_t s = t->inv ? al_alora_find_start(data.ex[i].ids, data.ex[i].n, t->inv, t->n_inv) : 0;
         int badtok = data.ex[i].n > m->cfg.max_position_embeddings;
         for (int32_t k = 0; k < data.ex[i].n; k++)
             badtok |= data.ex[i].ids[k] >= m->cfg.vocab_size;
@@ -578,7 +612,7 @@ int cmd_train(int argc, char **argv)
     }
     json_t *j = json_object();
     json_object_set_new(j, "out", json_string(a.out));
-    json_object_set_new(j, "mode", json_string(inv ? "alora" : "lora"));
+    json_object_set_new(j, "mode", json_string(t->inv ? "alora" : "lora"));
     json_object_set_new(j, "examples", json_integer(data.n));
     json_object_set_new(j, "steps", json_integer(step));
     json_object_set_new(j, "epochs", json_integer(a.epochs));
@@ -597,6 +631,10 @@ int cmd_train(int argc, char **argv)
         json_object_set_new(e, "loss", json_real(ev.loss));
         json_object_set_new(e, "token_accuracy", json_real(ev.tok_acc));
         json_object_set_new(e, "accuracy", json_real(ev.ex_acc));
+        if (ev.n_choices) { /* the closed-set answer, as the cluster's constrained decoding picks it */
+            json_object_set_new(e, "choices", json_integer(ev.n_choices));
+            json_object_set_new(e, "choice_accuracy", json_real(ev.choice_acc));
+        }
         json_object_set_new(j, "eval", e);
     }
     char *s = json_dumps(j, a.json ? JSON_COMPACT : JSON_INDENT(2));

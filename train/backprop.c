@@ -28,6 +28,8 @@ struct al_trainer {
     float *arena;
     size_t cap, peak; /* floats */
     float *inv_freq;  /* [hd/2] */
+    int32_t *choices; /* [n_choices] closed set of answers, NULL = none */
+    int32_t n_choices;
 };
 
 al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
@@ -60,7 +62,26 @@ void al_trainer_free(al_trainer *tr)
         return;
     ali_aligned_free(tr->arena);
     ali_aligned_free(tr->inv_freq);
+    free(tr->choices);
     free(tr);
+}
+
+al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n)
+{
+    free(tr->choices);
+    tr->choices = NULL;
+    tr->n_choices = 0;
+    if (n <= 0)
+        return AL_OK;
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= tr->m->cfg.vocab_size)
+            return ali_errf(AL_EINVAL, "train: choice token %d outside the vocabulary", ids[i]);
+    tr->choices = malloc(sizeof(int32_t) * (size_t)n);
+    if (!tr->choices)
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    memcpy(tr->choices, ids, sizeof(int32_t) * (size_t)n);
+    tr->n_choices = n;
+    return AL_OK;
 }
 
 size_t al_trainer_peak_bytes(const al_trainer *tr) { return tr->peak * sizeof(float); }
@@ -370,13 +391,17 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
                 best = j;
         n_correct += best == b.tgt[i];
     }
+    int32_t choice = -1;
+    for (int32_t k = 0; k < tr->n_choices; k++)
+        if (choice < 0 || b.logits[tr->choices[k]] > b.logits[choice])
+            choice = tr->choices[k];
     o->cross_entropy(b.logits, b.nll, b.logits, b.tgt, nt, V, gscale / c->logits_scaling);
     double nll = 0;
     for (int i = 0; i < nt; i++)
         nll += b.nll[i];
     if (res)
         *res = (al_train_result){.nll = nll, .n_targets = nt, .act_start = s, .n_grad_rows = backward ? Ts : 0,
-                                   .n_correct = n_correct};
+                                   .n_correct = n_correct, .choice = choice};
     if (!backward)
         return AL_OK;
     /* backward: the head, then the layers in reverse over the suffix rows */

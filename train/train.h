@@ -82,6 +82,7 @@ typedef struct al_train_result {
     int32_t act_start; /* first adapted position (0 for plain LoRA) */
     int32_t n_grad_rows; /* positions back-propagated through */
     int32_t n_correct; /* target tokens that are the argmax of their logits (teacher-forced) */
+    int32_t choice;    /* the first target position's argmax among the trainer's choices (-1: none set) */
 } al_train_result;
 
 /* One example: ids [n] = prompt (ids[0 .. n_prompt-1]) then targets; the loss is the next-token
@@ -91,6 +92,10 @@ typedef struct al_train_result {
  * (their K/V are constants) and only positions >= s are back-propagated through. */
 al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
                           int backward, al_train_result *res);
+
+/* A closed set of answers (ids [n], copied; n = 0 clears): al_train_result.choice is then the one
+ * of them with the largest logit at the first target position, as constrained decoding picks. */
+al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);
 
 /* Bytes of the trainer's largest scratch so far (activations saved for the backward). */
 size_t al_trainer_peak_bytes(const al_trainer *tr);
