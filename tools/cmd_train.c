@@ -622,6 +622,7 @@ int cmd_train(int argc, char **argv)
     json_object_set_new(j, "seconds", json_real(secs));
     json_object_set_new(j, "tokens_per_s", json_real(secs > 0 ? done_tokens / secs : 0));
     json_object_set_new(j, "examples_per_s", json_real(secs > 0 ? done_ex / secs : 0));
+    json_object_set_new(j, "prefix_cached_positions", json_integer((json_int_t)al_trainer_cached_positions(tr)));
     json_object_set_new(j, "peak_activation_bytes", json_integer((json_int_t)al_trainer_peak_bytes(tr)));
     json_object_set_new(j, "peak_rss_bytes", json_integer(tr_peak_rss_bytes()));
     json_object_set_new(j, "model_bytes", json_integer((json_int_t)m->bytes));

@@ -30,6 +30,11 @@ struct al_trainer {
     float *inv_freq;  /* [hd/2] */
     int32_t *choices; /* [n_choices] closed set of answers, NULL = none */
     int32_t n_choices;
+    /* prefix cache: the base K/V (they do not depend on the adapter) of the last example's prefix */
+    int32_t *pc_ids;  /* [pc_n] its tokens */
+    float *pc_kv;     /* [L][2][pc_cap, kvd] */
+    int32_t pc_n, pc_cap;
+    int64_t pc_hits;  /* prefix positions taken from the cache */
 };
 
 al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
@@ -63,6 +68,8 @@ void al_trainer_free(al_trainer *tr)
     ali_aligned_free(tr->arena);
     ali_aligned_free(tr->inv_freq);
     free(tr->choices);
+    free(tr->pc_ids);
+    ali_aligned_free(tr->pc_kv);
     free(tr);
 }
 
@@ -303,6 +310,31 @@ static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora
                           .du = ali_take(cv, Ts * r)};
 }
 
+/* Keeps the K/V of positions [0, s) and their tokens for the next example (best effort: on no
+ * memory the cache is just emptied). */
+static void ali_tr_cache_put(al_trainer *tr, const int32_t *ids, int32_t s, float **K, float **V, size_t kvd)
+{
+    int L = tr->m->cfg.n_layers;
+    if (s > tr->pc_cap) {
+        free(tr->pc_ids);
+        ali_aligned_free(tr->pc_kv);
+        tr->pc_ids = malloc(sizeof(int32_t) * (size_t)s);
+        tr->pc_kv = ali_aligned_alloc(sizeof(float) * (size_t)L * 2 * (size_t)s * kvd);
+        tr->pc_cap = tr->pc_ids && tr->pc_kv ? s : 0;
+        tr->pc_n = 0;
+        if (!tr->pc_cap)
+            return;
+    }
+    memcpy(tr->pc_ids, ids, sizeof(int32_t) * (size_t)s);
+    for (int l = 0; l < L; l++) {
+        memcpy(tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, K[l], sizeof(float) * (size_t)s * kvd);
+        memcpy(tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, V[l], sizeof(float) * (size_t)s * kvd);
+    }
+    tr->pc_n = s;
+}
+
+int64_t al_trainer_cached_positions(const al_trainer *tr) { return tr->pc_hits; }
+
 al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
                           int backward, al_train_result *res)
 {
@@ -364,11 +396,22 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
     free(pos);
     ali_tr_ctx cx = {.c = c, .w = w, .o = o, .t = NULL, .K = b.K, .V = b.V, .cs = b.cs, .proj = b.proj,
                      .tmp = b.tmp};
-    /* the prefix: base weights, nothing kept but K/V */
-    if (s > 0) {
-        o->embedding(b.px, w->embed, ids, s, H, c->embedding_multiplier);
+    /* the prefix: base weights, nothing kept but K/V; positions whose tokens match the cached
+     * prefix's take its K/V (causal: they depend on those tokens only), the rest are computed */
+    int32_t hit = 0;
+    size_t kvd = (size_t)c->n_kv_heads * hd;
+    while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids[hit])
+        hit++;
+    for (int l = 0; l < c->n_layers && hit > 0; l++) {
+        memcpy(b.K[l], tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
+        memcpy(b.V[l], tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
+    }
+    tr->pc_hits += hit;
+    if (s > hit) {
+        o->embedding(b.px, w->embed, ids + hit, s - hit, H, c->embedding_multiplier);
         for (int l = 0; l < c->n_layers; l++)
-            ali_tr_layer_fwd(&cx, l, 0, s, b.px, &b.pre);
+            ali_tr_layer_fwd(&cx, l, hit, s - hit, b.px, &b.pre);
+        ali_tr_cache_put(tr, ids, s, b.K, b.V, kvd);
     }
     /* the suffix: the adapter on, activations kept */
     cx.t = t;

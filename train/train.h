@@ -97,6 +97,10 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
  * of them with the largest logit at the first target position, as constrained decoding picks. */
 al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);
 
+/* Prefix positions whose K/V came from the trainer's prefix cache so far: consecutive examples
+ * that share a conversation before their activation start compute it once. */
+int64_t al_trainer_cached_positions(const al_trainer *tr);
+
 /* Bytes of the trainer's largest scratch so far (activations saved for the backward). */
 size_t al_trainer_peak_bytes(const al_trainer *tr);
 

@@ -145,6 +145,58 @@ static void test_grad_granite_alora(void **state)
     grad_check("granite_f32", inv, 2);
 }
 
+/* Examples sharing a conversation before the activation start reuse its K/V (the prefix cache):
+ * the loss and gradients equal those of a fresh trainer. */
+static void test_prefix_cache(void **state)
+{
+    al_model *m;
+    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
+    int32_t inv[3] = {7, 8, 9};
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
+    al_tlora *t;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &t), AL_OK);
+    for (size_t i = 0; i < t->n; i++)
+        t->w[i] = 0.1f * (float)sin((double)i);
+    int32_t a[30], b[34];
+    for (int i = 0; i < 30; i++)
+        a[i] = b[i] = 20 + (i * 37) % 200;
+    a[0] = b[0] = 1;
+    memcpy(a + 22, inv, sizeof inv);            /* a: s = 22 */
+    memcpy(b + 26, inv, sizeof inv), b[29] = 40; /* b: shares a's first 22 tokens, s = 26 */
+    for (int i = 30; i < 34; i++)
+        b[i] = 50 + i;
+    al_trainer *tr, *fresh;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_train_result r;
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(tr, t, a, 30, 27, 1.0f, 1, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 0);
+    float *g1 = malloc(t->n * sizeof(float));
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(tr, t, b, 34, 31, 1.0f, 1, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 22);
+    memcpy(g1, t->g, t->n * sizeof(float));
+    double nll1 = r.nll;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &fresh), AL_OK);
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(fresh, t, b, 34, 31, 1.0f, 1, &r), AL_OK);
+    assert_true(fabs(r.nll - nll1) < 1e-5 * fabs(nll1));
+    double gm = 0, dm = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        gm = fmax(gm, fabs(t->g[i]));
+        dm = fmax(dm, fabs(t->g[i] - g1[i]));
+    }
+    assert_true(gm > 0 && dm <= 1e-5 * gm);
+    /* the same example again: the whole prefix comes from the cache */
+    assert_int_equal(al_trainer_example(tr, t, b, 34, 31, 1.0f, 0, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 22 + 26);
+    free(g1);
+    al_trainer_free(fresh);
+    al_trainer_free(tr);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
 /* Bad input: clear errors, no crash. */
 static void test_errors(void **state)
 {
@@ -180,7 +232,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_llama_lora), cmocka_unit_test(test_forward_granite_alora),
         cmocka_unit_test(test_grad_llama_alora),   cmocka_unit_test(test_grad_llama_lora),
-        cmocka_unit_test(test_grad_granite_alora), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_grad_granite_alora), cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
