@@ -27,7 +27,7 @@ with open(w + "/indep.jsonl", "w") as f:
         p = [1] + [r.randrange(10, 500) for _ in range(504)] + inv + [r.randrange(10, 500) for _ in range(4)]
         f.write(json.dumps({"tokens": p, "target": [r.randrange(10, 500) for _ in range(4)]}) + "\n")
 with open(w + "/shared.jsonl", "w") as f:
-    for i in range(4 * n):  # one conversation, different questions
+    for i in range(2 * n):  # one conversation, different questions
         p = conv + inv + [r.randrange(10, 500) for _ in range(4)]
         f.write(json.dumps({"tokens": p, "target": [r.randrange(10, 500) for _ in range(4)]}) + "\n")
 PYEOF
