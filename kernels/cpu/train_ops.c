@@ -131,11 +131,49 @@ static void ali_tr_att_fwd_task(void *ctx, int h)
     free(p);
 }
 
+/* Many query rows (a prefix, a plain-LoRA sequence): per head two sgemms, scores = scale Q K^T
+ * [Tq, p0+Tq] and out = P V, with the causal mask and softmax between them. */
+static int ali_tr_att_fwd_blas(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
+                               int nkv, int hd, float scale)
+{
+    int L = p0 + Tq, qd = nh * hd, kvd = nkv * hd, grp = nh / nkv;
+    float *P = ali_aligned_alloc(sizeof(float) * (size_t)Tq * L);
+    if (!P)
+        return 0; /* the per-row path needs no scratch */
+    for (int h = 0; h < nh; h++) {
+        int kh = h / grp;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, scale, q + (size_t)h * hd, qd,
+                    k + (size_t)kh * hd, kvd, 0.0f, P, L);
+        for (int i = 0; i < Tq; i++) {
+            float *pr = P + (size_t)i * L, m = -INFINITY;
+            int n = p0 + i + 1;
+            for (int j = 0; j < n; j++)
+                m = fmaxf(m, pr[j]);
+            double sum = 0;
+            for (int j = 0; j < n; j++) {
+                pr[j] = expf(pr[j] - m);
+                sum += pr[j];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int j = 0; j < n; j++)
+                pr[j] *= inv;
+            for (int j = n; j < L; j++)
+                pr[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, P, L, v + (size_t)kh * hd, kvd, 0.0f,
+                    out + (size_t)h * hd, qd);
+    }
+    ali_aligned_free(P);
+    return 1;
+}
+
 static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
                                  int nkv, int hd, float scale)
 {
     ali_tr_att a = {.out = out, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq, .nh = nh, .nkv = nkv, .hd = hd,
                     .scale = scale};
+    if (Tq >= 16 && ali_tr_att_fwd_blas(out, q, k, v, p0, Tq, nh, nkv, hd, scale))
+        return;
     if (Tq > 0)
         ali_par_run(nh, ali_tr_att_fwd_task, &a);
 }

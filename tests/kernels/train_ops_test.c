@@ -227,6 +227,37 @@ static void test_attention_ctg(void **state)
     }
 }
 
+/* many query rows take the sgemm path: the same as a double reference */
+static void test_attention_ctg_many_rows(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 9);
+    enum { p0 = 13, T = 37, nh = 6, nkv = 2, hd = 16, qd = nh * hd, kvd = nkv * hd, L = p0 + T };
+    float *q = malloc(sizeof(float) * T * qd), *k = malloc(sizeof(float) * L * kvd);
+    float *v = malloc(sizeof(float) * L * kvd), *out = malloc(sizeof(float) * T * qd);
+    fill(q, T * qd, &r, 1), fill(k, L * kvd, &r, 1), fill(v, L * kvd, &r, 1);
+    o->attention_ctg(out, q, k, v, p0, T, nh, nkv, hd, 0.25f);
+    for (int h = 0; h < nh; h++)
+        for (int i = 0; i < T; i++) {
+            int kh = h / (nh / nkv), n = p0 + i + 1;
+            double s[L], m = -1e300, z = 0;
+            for (int j = 0; j < n; j++) {
+                s[j] = 0.25 * dotd(q + i * qd + h * hd, k + j * kvd + kh * hd, hd);
+                m = fmax(m, s[j]);
+            }
+            for (int j = 0; j < n; j++)
+                z += (s[j] = exp(s[j] - m));
+            for (int d = 0; d < hd; d++) {
+                double acc = 0;
+                for (int j = 0; j < n; j++)
+                    acc += s[j] / z * v[j * kvd + kh * hd + d];
+                near(out[i * qd + h * hd + d], acc, 1e-5, "attention_ctg (sgemm path)", (size_t)(i * qd + h * hd + d));
+            }
+        }
+    free(q), free(k), free(v), free(out);
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(void **state)
 {
@@ -263,7 +294,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_dx_dw), cmocka_unit_test(test_rmsnorm_bwd), cmocka_unit_test(test_rope_bwd),
-        cmocka_unit_test(test_swiglu_bwd),   cmocka_unit_test(test_attention_ctg), cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_swiglu_bwd),   cmocka_unit_test(test_attention_ctg), cmocka_unit_test(test_attention_ctg_many_rows),
+        cmocka_unit_test(test_cross_entropy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
