@@ -57,7 +57,7 @@ PYEOF
 echo "   ($(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s)"
 
 common=(--model "$M" --data "$OUT/train.jsonl" --eval "$OUT/heldout.jsonl" --invocation-string "$INV"
-        --targets q,k,v,o --rank 8 --alpha 16 --lr 3e-3 --batch 8 --warmup 10 --epochs 4 --seed 1 --json)
+        --targets q,k,v,o --rank 8 --alpha 16 --lr 3e-3 --batch 8 --warmup 10 --epochs 8 --seed 1 --json)
 echo "== 2. train: the base zero-shot (epochs 0), the aLoRA, the plain LoRA"
 "$BIN" train "${common[@]}" --epochs 0 --out "$OUT/zero" >"$OUT/zero.json"
 "$BIN" train "${common[@]}" --out "$OUT/alora" 2>"$OUT/alora.log" >"$OUT/alora.json"
