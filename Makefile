@@ -8,7 +8,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DALORA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF
 endif
 
-.PHONY: deps build test test-deploy run bench clean format
+.PHONY: deps build test test-deploy run train-demo bench clean format
 
 deps:
 	@bash scripts/deps.sh
@@ -30,6 +30,11 @@ test-deploy: build
 
 run: build
 	@bash scripts/run.sh $(BUILD)
+
+# Trains a real intrinsic on ../shared/models/aidreams260K with `alora train` and serves it through
+# the cluster (examples/train_intrinsic.sh, docs/train.md).
+train-demo: build
+	@BUILD=$(BUILD) bash examples/train_intrinsic.sh
 
 bench: build
 	@bash bench/run.sh $(BUILD)

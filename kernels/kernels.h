@@ -117,6 +117,31 @@ typedef struct al_ops {
      * [rows, K] f32 in that format into dst (weight_store cannot: it does not know K). */
     size_t (*weight_row_bytes)(int K);
     void (*weight_store_rows)(void *dst, const float *host, size_t rows, int K);
+    /* ---- training (alora train, train/): the backward ops. CPU twins in kernels/cpu/train_ops.c;
+     * NULL on a backend without them (CUDA for now: the trainer says "not on this backend").
+     * Every tensor is f32 in backend memory, weights in the HF [out, in] layout. ---- */
+    /* dx [T,K] = alpha * dy [T,N] · w [N,K]  (+ dx if accumulate): the input gradient of matmul */
+    void (*matmul_dx)(float *dx, const float *dy, const float *w, int T, int K, int N, float alpha, int accumulate);
+    /* dw [N,K] = alpha * dy[T,N]^T · x [T,K]  (+ dw if accumulate): the weight gradient of matmul */
+    void (*matmul_dw)(float *dw, const float *dy, const float *x, int T, int K, int N, float alpha, int accumulate);
+    /* dx [T,H] += the gradient through out = rmsnorm(x) * w of dy [T,H] (w [H] frozen) */
+    void (*rmsnorm_bwd)(float *dx, const float *dy, const float *x, const float *w, int T, int H, float eps);
+    /* The transpose of rope in place on dx [T, n_heads, head_dim] (cs as for rope) */
+    void (*rope_bwd)(float *dx, const float *cs, int T, int n_heads, int head_dim);
+    /* dgate, dup [n] = the gradients of out = silu(gate) * up given dout [n] */
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+    /* Causal GQA attention over contiguous K/V: queries q [Tq, nh*hd] at positions p0 .. p0+Tq-1
+     * attend over k, v [p0+Tq, nkv*hd] (positions 0 ..), out [Tq, nh*hd]. */
+    void (*attention_ctg)(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
+                          int nkv, int hd, float scale);
+    /* Its backward given dout [Tq, nh*hd]: dq [Tq, nh*hd]; dk, dv [Tq, nkv*hd] for the keys at
+     * positions p0 .. p0+Tq-1 only (keys before p0 are constants: no gradient). All overwritten. */
+    void (*attention_ctg_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, int p0, int Tq, int nh, int nkv, int hd, float scale);
+    /* Per row of logits [n,V]: nll[i] = -log softmax(logits[i])[target[i]] (host array) and
+     * dlogits [n,V] = (softmax - onehot(target)) * gscale (may alias logits). */
+    void (*cross_entropy)(float *dlogits, float *nll, const float *logits, const int32_t *target, int n, int V,
+                          float gscale);
 } al_ops;
 
 /* Bytes of a [rows, K] matrix in the backend's weight format. */

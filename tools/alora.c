@@ -20,6 +20,7 @@ static const cli_cmd cli_cmds[] = {
     {"invoke", cmd_invoke, "call an intrinsic through the cluster's router"},
     {"status", cmd_status, "list the cluster's processes as the router sees them"},
     {"certs", cmd_certs, "make a CA and certificates for tls+tcp:// RPC (mutual TLS)"},
+    {"train", cmd_train, "fine-tune an aLoRA (or plain LoRA) on jsonl data into a PEFT adapter"},
 };
 
 static void cli_usage(FILE *f)

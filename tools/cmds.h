@@ -12,5 +12,6 @@ int cmd_up(int argc, char **argv);
 int cmd_invoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

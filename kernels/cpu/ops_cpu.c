@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/q8.h"
+#include "kernels/cpu/train_ops.h"
 
 /* ---- the ISA variants compiled into this build (CMake defines ALI_CPU_HAVE_<V>) ---------------- */
 
@@ -226,6 +227,7 @@ static void ali_cpu_ops_init(void)
         .logprobs_topk = v->logprobs_topk,
         .set_threads = al_cpu_set_threads,
     };
+    ali_cpu_train_ops(&ali_cpu_ops);
 }
 
 const al_ops *al_ops_cpu(void)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# train.sh: `alora train` throughput (issue 14 targets), each ratio measured in the same run:
+#   - aLoRA training vs torch + PEFT on the CPU (same threads, the 85m preset, 512-token prompts,
+#     4-token targets, aLoRA rank 8 on q,k,v,o): independent conversations, and examples sharing
+#     one 512-token conversation with different questions after the invocation (alora's prefix
+#     cache computes the conversation once; PEFT recomputes and back-propagates through it);
+#   - aLoRA vs plain LoRA in alora on the same data;
+#   - peak memory next to the model size.
+# Usage: bench/train.sh [BUILD]; PEFT side when $ALORA_PEFT_PYTHON is a python with torch + peft
+# (tests/oracle/requirements.txt), else it is skipped. THREADS (2), N (examples, 6).
+set -euo pipefail
+BUILD=${1:-build}
+BIN="$BUILD/alora"
+THREADS=${THREADS:-2}
+N=${N:-6}
+W=$(mktemp -d /tmp/alora-bench-train-XXXXXX)
+trap 'rm -rf "$W"' EXIT
+"$BIN" make-model --arch llama --preset 85m --seed 7 "$W/model" >/dev/null
+python3 - "$W" "$N" <<'PYEOF'
+import json, random, sys
+w, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(5)
+inv = [500, 501, 502]
+conv = [1] + [r.randrange(10, 500) for _ in range(504)]
+with open(w + "/indep.jsonl", "w") as f:
+    for i in range(n):   # 512-token prompts: 505 of conversation, the invocation, 4 question tokens
+        p = [1] + [r.randrange(10, 500) for _ in range(504)] + inv + [r.randrange(10, 500) for _ in range(4)]
+        f.write(json.dumps({"tokens": p, "target": [r.randrange(10, 500) for _ in range(4)]}) + "\n")
+with open(w + "/shared.jsonl", "w") as f:
+    for i in range(2 * n):  # one conversation, different questions
+        p = conv + inv + [r.randrange(10, 500) for _ in range(4)]
+        f.write(json.dumps({"tokens": p, "target": [r.randrange(10, 500) for _ in range(4)]}) + "\n")
+PYEOF
+train() { # data mode-args... -> summary JSON
+  local data=$1; shift
+  "$BIN" train --model "$W/model" --data "$W/$data.jsonl" --out "$W/out" --targets q,k,v,o --rank 8 --alpha 16 \
+    --epochs 1 --batch 1 --lr 1e-4 --threads "$THREADS" --json "$@" 2>/dev/null
+}
+A_IND=$(train indep --invocation 500,501,502)
+A_SH=$(train shared --invocation 500,501,502)
+L_IND=$(train indep --plain-lora)
+P_IND=null; P_SH=null
+if [ -n "${ALORA_PEFT_PYTHON:-}" ]; then
+  P_IND=$("$ALORA_PEFT_PYTHON" bench/train_peft.py --model "$W/model" --data "$W/indep.jsonl" --threads "$THREADS" --invocation 500,501,502 2>/dev/null | tail -1)
+  P_SH=$("$ALORA_PEFT_PYTHON" bench/train_peft.py --model "$W/model" --data "$W/shared.jsonl" --threads "$THREADS" --invocation 500,501,502 2>/dev/null | tail -1)
+fi
+python3 - "$A_IND" "$A_SH" "$L_IND" "$P_IND" "$P_SH" "$THREADS" <<'PYEOF'
+import json, sys
+a_ind, a_sh, l_ind = (json.loads(x) for x in sys.argv[1:4])
+p_ind, p_sh = (json.loads(x) for x in sys.argv[4:6])
+th = sys.argv[6]
+mb = lambda b: b / 1048576
+print(f"85m preset, 512-token prompts + 4-token targets, rank 8 on q,k,v,o, batch 1, {th} threads")
+print("| run | alora ex/s | PEFT ex/s | alora / PEFT |")
+print("|---|---|---|---|")
+def row(name, a, p):
+    r = f'{a["examples_per_s"] / p["examples_per_s"]:.1f}x' if p else "(PEFT not run)"
+    print(f'| {name} | {a["examples_per_s"]:.3f} | {p["examples_per_s"]:.3f} | {r} |' if p else
+          f'| {name} | {a["examples_per_s"]:.3f} | - | {r} |')
+row("aLoRA, independent conversations", a_ind, p_ind)
+row("aLoRA, one shared conversation", a_sh, p_sh)
+print(f'| plain LoRA (alora), independent | {l_ind["examples_per_s"]:.3f} | - | aLoRA / LoRA = {a_ind["examples_per_s"] / l_ind["examples_per_s"]:.1f}x |')
+print()
+print(f'memory: model {mb(a_ind["model_bytes"]):.0f} MiB; peak RSS alora aLoRA {mb(a_ind["peak_rss_bytes"]):.0f} MiB '
+      f'(activations {mb(a_ind["peak_activation_bytes"]):.0f} MiB), plain LoRA {mb(l_ind["peak_rss_bytes"]):.0f} MiB '
+      f'(activations {mb(l_ind["peak_activation_bytes"]):.0f} MiB)' +
+      (f', PEFT {mb(p_ind["peak_rss_bytes"]):.0f} MiB' if p_ind else ""))
+print("json:", json.dumps(dict(alora_indep=a_ind, alora_shared=a_sh, lora_indep=l_ind, peft_indep=p_ind, peft_shared=p_sh)))
+PYEOF

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""train_peft.py: the PEFT side of bench/train.sh: aLoRA (or plain LoRA) training throughput of
+torch + PEFT on the CPU, on the same model, data and thread count as `alora train`.
+
+    python bench/train_peft.py --model DIR --data FILE.jsonl --threads 2 [--invocation 500,501,502]
+        [--rank 8] [--targets q_proj,k_proj,v_proj,o_proj]
+
+One example per step (batch 1): forward, backward over the whole sequence (what PEFT does; its
+aLoRA masks the adapter before the activation start but back-propagates everywhere), AdamW step.
+Prints one JSON line: examples, seconds, examples_per_s, tokens_per_s, peak_rss_bytes.
+"""
+import argparse, json, os, resource, time
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from transformers import AutoModelForCausalLM
+from peft import LoraConfig, get_peft_model
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--model", required=True)
+ap.add_argument("--data", required=True)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--invocation")
+ap.add_argument("--rank", type=int, default=8)
+ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+kw = dict(r=a.rank, lora_alpha=2 * a.rank, target_modules=a.targets.split(","), lora_dropout=0.0,
+          task_type="CAUSAL_LM")
+if a.invocation:
+    kw["alora_invocation_tokens"] = [int(x) for x in a.invocation.split(",")]
+pm = get_peft_model(model, LoraConfig(**kw))
+pm.train()
+opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
+rows = [json.loads(l) for l in open(a.data) if l.strip()]
+t0 = time.time()
+toks = 0
+for r in rows:
+    ids = torch.tensor([r["tokens"] + r["target"]])
+    labels = ids.clone()
+    labels[0, :len(r["tokens"])] = -100
+    opt.zero_grad()
+    pm(input_ids=ids, labels=labels).loss.backward()
+    opt.step()
+    toks += ids.shape[1]
+dt = time.time() - t0
+print(json.dumps(dict(examples=len(rows), seconds=dt, examples_per_s=len(rows) / dt, tokens_per_s=toks / dt,
+                      peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))

@@ -1,0 +1,239 @@
+/* backprop_test.c: the trainer's forward against PEFT's golden logits, and its gradients of A and B
+ * (aLoRA over the suffix only, plain LoRA over everything) against central finite differences. */
+#include "al_test.h"
+
+#include <jansson.h>
+#include <math.h>
+
+#include "common/util.h"
+#include "train/train.h"
+
+#define FIX "tests/fixtures/oracle"
+
+/* sum over the targets of -log p, in double, from logits rows [n, V] */
+static double nll_of(const float *logits, const int32_t *ids, int n_prompt, int n, int V)
+{
+    double s = 0;
+    for (int p = n_prompt - 1; p < n - 1; p++) {
+        const float *l = logits + (size_t)p * V;
+        double m = -1e300, z = 0;
+        for (int j = 0; j < V; j++)
+            m = fmax(m, l[j]);
+        for (int j = 0; j < V; j++)
+            z += exp(l[j] - m);
+        s += m + log(z) - l[ids[p + 1]];
+    }
+    return s;
+}
+
+/* The forward matches PEFT's logits: the loss of a golden case's own prompt, targets = its last 4
+ * tokens, equals the one computed from PEFT's prompt_logits. */
+static void forward_vs_peft(const char *model, const char *adapter, const char *cas)
+{
+    char dir[256];
+    al_model *m;
+    al_adapter *a;
+    snprintf(dir, sizeof dir, FIX "/%s", model);
+    assert_int_equal(al_model_load(dir, &m), AL_OK);
+    snprintf(dir, sizeof dir, FIX "/adapters/%s", adapter);
+    assert_int_equal(al_adapter_load(dir, &m->cfg, &a), AL_OK);
+    json_error_t je;
+    json_t *root = json_load_file(FIX "/goldens.json", 0, &je);
+    assert_non_null(root);
+    json_t *cases = json_object_get(root, "cases"), *c = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(cases, i, v) if (strcmp(json_string_value(json_object_get(v, "name")), cas) == 0) c = v;
+    assert_non_null(c);
+    json_t *pr = json_object_get(c, "prompt");
+    int n = (int)json_array_size(pr);
+    int32_t ids[512];
+    for (int k = 0; k < n; k++)
+        ids[k] = (int32_t)json_integer_value(json_array_get(pr, (size_t)k));
+    al_st *st;
+    assert_int_equal(al_st_open(FIX "/goldens.safetensors", &st), AL_OK);
+    char nm[128];
+    snprintf(nm, sizeof nm, "%s.prompt_logits", cas);
+    const al_st_tensor *t = al_st_find(st, nm);
+    assert_non_null(t);
+    int n_prompt = n - 4;
+    double want = nll_of(t->data, ids, n_prompt, n, m->cfg.vocab_size);
+
+    al_tlora *tl;
+    assert_int_equal(al_tlora_from_adapter(&m->cfg, a, &tl), AL_OK);
+    al_trainer *tr;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_train_result res;
+    assert_int_equal(al_trainer_example(tr, tl, ids, n, n_prompt, 1.0f, 0, &res), AL_OK);
+    fprintf(stderr, "%s: nll %.7f, PEFT %.7f, s %d\n", cas, res.nll, want, res.act_start);
+    assert_true(fabs(res.nll - want) < 1e-4 * fmax(1.0, fabs(want)));
+    al_trainer_free(tr);
+    al_tlora_free(tl);
+    al_st_close(st);
+    json_decref(root);
+    al_adapter_free(a);
+    al_model_free(m);
+}
+
+static void test_forward_llama_lora(void **state) { forward_vs_peft("llama_f32", "lora_plain", "lora_plain"); }
+static void test_forward_granite_alora(void **state) { forward_vs_peft("granite_f32", "alora_mlp", "alora_granite"); }
+
+/* Gradients against central differences of the loss, for a sample of A and B entries of every
+ * module. B is random (PEFT's zero init would make every A gradient zero). */
+static void grad_check(const char *model, const int32_t *inv, int n_inv)
+{
+    char dir[256];
+    al_model *m;
+    snprintf(dir, sizeof dir, FIX "/%s", model);
+    assert_int_equal(al_model_load(dir, &m), AL_OK);
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 3, .alpha = 6, .inv = inv, .n_inv = n_inv};
+    al_tlora *t;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 11, &t), AL_OK);
+    al_rng r;
+    al_rng_seed(&r, 12);
+    for (size_t i = 0; i < t->n; i++)
+        t->w[i] = (float)al_rng_normal(&r) * 0.2f;
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++)
+        ids[i] = 20 + (int32_t)(al_rng_next(&r) % 200);
+    ids[0] = 1;
+    if (inv)
+        memcpy(ids + 12, inv, sizeof(int32_t) * (size_t)n_inv); /* s = 12 */
+    int n = 24, n_prompt = 20;
+    al_trainer *tr;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_train_result res;
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(tr, t, ids, n, n_prompt, 1.0f, 1, &res), AL_OK);
+    assert_int_equal(res.act_start, inv ? 12 : 0);
+    assert_int_equal(res.n_grad_rows, inv ? 23 - 12 : 23);
+    int bad = 0, checked = 0;
+    double maxrel = 0;
+    for (size_t i = 0; i < t->n; i += 1 + t->n / 300) {
+        float keep = t->w[i], eps = 1e-2f;
+        al_train_result rp, rm;
+        t->w[i] = keep + eps;
+        assert_int_equal(al_trainer_example(tr, t, ids, n, n_prompt, 1.0f, 0, &rp), AL_OK);
+        t->w[i] = keep - eps;
+        assert_int_equal(al_trainer_example(tr, t, ids, n, n_prompt, 1.0f, 0, &rm), AL_OK);
+        t->w[i] = keep;
+        double fd = (rp.nll - rm.nll) / (2 * eps), an = t->g[i];
+        double err = fabs(fd - an) / fmax(2e-2, fabs(fd));
+        maxrel = fmax(maxrel, err);
+        checked++;
+        if (err > 5e-2) { /* float forward, eps 1e-2: curvature + rounding; the PEFT fixtures are the tight check */
+            fprintf(stderr, "param %zu: analytic %.6g, finite difference %.6g\n", i, an, fd);
+            bad++;
+        }
+    }
+    fprintf(stderr, "%s %s: %d gradients checked, max rel err %.2e\n", model, inv ? "aLoRA" : "LoRA", checked, maxrel);
+    assert_int_equal(bad, 0);
+    al_trainer_free(tr);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
+static void test_grad_llama_alora(void **state)
+{
+    int32_t inv[3] = {7, 8, 9};
+    grad_check("llama_f32", inv, 3);
+}
+static void test_grad_llama_lora(void **state) { grad_check("llama_f32", NULL, 0); }
+static void test_grad_granite_alora(void **state)
+{
+    int32_t inv[2] = {11, 12};
+    grad_check("granite_f32", inv, 2);
+}
+
+/* Examples sharing a conversation before the activation start reuse its K/V (the prefix cache):
+ * the loss and gradients equal those of a fresh trainer. */
+static void test_prefix_cache(void **state)
+{
+    al_model *m;
+    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
+    int32_t inv[3] = {7, 8, 9};
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
+    al_tlora *t;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &t), AL_OK);
+    for (size_t i = 0; i < t->n; i++)
+        t->w[i] = 0.1f * (float)sin((double)i);
+    int32_t a[30], b[34];
+    for (int i = 0; i < 30; i++)
+        a[i] = b[i] = 20 + (i * 37) % 200;
+    a[0] = b[0] = 1;
+    memcpy(a + 22, inv, sizeof inv);            /* a: s = 22 */
+    memcpy(b + 26, inv, sizeof inv), b[29] = 40; /* b: shares a's first 22 tokens, s = 26 */
+    for (int i = 30; i < 34; i++)
+        b[i] = 50 + i;
+    al_trainer *tr, *fresh;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_train_result r;
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(tr, t, a, 30, 27, 1.0f, 1, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 0);
+    float *g1 = malloc(t->n * sizeof(float));
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(tr, t, b, 34, 31, 1.0f, 1, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 22);
+    memcpy(g1, t->g, t->n * sizeof(float));
+    double nll1 = r.nll;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &fresh), AL_OK);
+    al_tlora_zero_grad(t);
+    assert_int_equal(al_trainer_example(fresh, t, b, 34, 31, 1.0f, 1, &r), AL_OK);
+    assert_true(fabs(r.nll - nll1) < 1e-5 * fabs(nll1));
+    double gm = 0, dm = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        gm = fmax(gm, fabs(t->g[i]));
+        dm = fmax(dm, fabs(t->g[i] - g1[i]));
+    }
+    assert_true(gm > 0 && dm <= 1e-5 * gm);
+    /* the same example again: the whole prefix comes from the cache */
+    assert_int_equal(al_trainer_example(tr, t, b, 34, 31, 1.0f, 0, &r), AL_OK);
+    assert_int_equal(al_trainer_cached_positions(tr), 22 + 26);
+    free(g1);
+    al_trainer_free(fresh);
+    al_trainer_free(tr);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
+/* Bad input: clear errors, no crash. */
+static void test_errors(void **state)
+{
+    al_model *m;
+    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
+    int32_t inv[2] = {7, 8};
+    al_tlora_opts o = {.targets = {1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 2};
+    al_tlora *t;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 1, &t), AL_OK);
+    al_trainer *tr;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    int32_t ids[6] = {1, 30, 31, 32, 33, 34};
+    assert_int_equal(al_trainer_example(tr, t, ids, 6, 4, 1, 1, NULL), AL_EINVAL); /* no invocation */
+    assert_non_null(strstr(al_errmsg(), "invocation"));
+    int32_t ids2[6] = {1, 30, 31, 32, 7, 8};
+    assert_int_equal(al_trainer_example(tr, t, ids2, 6, 4, 1, 1, NULL), AL_EINVAL); /* only in the targets */
+    int32_t ids3[6] = {1, 7, 8, 32, 33, 999};
+    assert_int_equal(al_trainer_example(tr, t, ids3, 6, 4, 1, 1, NULL), AL_EINVAL); /* bad token */
+    assert_int_equal(al_trainer_example(tr, t, ids3, 6, 6, 1, 1, NULL), AL_EINVAL); /* no target */
+    o.rank = 0;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 1, &t), AL_EINVAL);
+    al_tlora_opts o2 = {.targets = {1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 2};
+    al_tlora *t2;
+    assert_int_equal(al_tlora_init(&m->cfg, &o2, 1, &t2), AL_OK);
+    al_tlora_free(t2);
+    al_trainer_free(tr);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_llama_lora), cmocka_unit_test(test_forward_granite_alora),
+        cmocka_unit_test(test_grad_llama_alora),   cmocka_unit_test(test_grad_llama_lora),
+        cmocka_unit_test(test_grad_granite_alora), cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,457 @@
+/* backprop.c: forward + backward of one training example through the ops table. The prefix before
+ * the aLoRA activation start runs the base weights and keeps only its K/V (constants); the suffix
+ * saves its activations and is back-propagated through, gradients reaching the adapter's A and B. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "train/train.h"
+
+/* Activations of a run of T rows through one layer (the suffix's are kept for the backward). */
+typedef struct ali_tr_acts {
+    float *xin;  /* [T, H] layer input (NULL: not kept) */
+    float *xn1;  /* [T, H] attention norm */
+    float *q;    /* [T, qd] after RoPE */
+    float *att;  /* [T, qd] attention output */
+    float *xmid; /* [T, H] residual after attention (NULL: not kept) */
+    float *xn2;  /* [T, H] MLP norm */
+    float *gate; /* [T, I] before SiLU */
+    float *up;   /* [T, I] */
+    float *act;  /* [T, I] silu(gate) * up */
+    float *u[AL_T_COUNT]; /* [T, r] A x of each adapted module (suffix only) */
+} ali_tr_acts;
+
+struct al_trainer {
+    const al_model *m;
+    const al_ops *ops;
+    float *arena;
+    size_t cap, peak; /* floats */
+    float *inv_freq;  /* [hd/2] */
+    int32_t *choices; /* [n_choices] closed set of answers, NULL = none */
+    int32_t n_choices;
+    /* prefix cache: the base K/V (they do not depend on the adapter) of the last example's prefix */
+    int32_t *pc_ids;  /* [pc_n] its tokens */
+    float *pc_kv;     /* [L][2][pc_cap, kvd] */
+    int32_t pc_n, pc_cap;
+    int64_t pc_hits;  /* prefix positions taken from the cache */
+};
+
+al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
+{
+    if (!ops->matmul_dx || !ops->matmul_dw || !ops->rmsnorm_bwd || !ops->rope_bwd || !ops->swiglu_bwd ||
+        !ops->attention_ctg || !ops->attention_ctg_bwd || !ops->cross_entropy)
+        return ali_errf(AL_EUNSUPPORTED, "train: the training ops are not on this backend (%s)", ops->name);
+    if (!al_ops_canonical_weights(ops) || !m->base)
+        return ali_errf(AL_EUNSUPPORTED, "train: needs the f32 host weights (backend %s)", ops->name);
+    const al_model_config *c = &m->cfg;
+    al_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr)
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    tr->m = m;
+    tr->ops = ops;
+    tr->inv_freq = ali_aligned_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
+    if (!tr->inv_freq) {
+        free(tr);
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    }
+    al_rope_inv_freq(tr->inv_freq, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
+                     c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
+    *out = tr;
+    return AL_OK;
+}
+
+void al_trainer_free(al_trainer *tr)
+{
+    if (!tr)
+        return;
+    ali_aligned_free(tr->arena);
+    ali_aligned_free(tr->inv_freq);
+    free(tr->choices);
+    free(tr->pc_ids);
+    ali_aligned_free(tr->pc_kv);
+    free(tr);
+}
+
+al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n)
+{
+    free(tr->choices);
+    tr->choices = NULL;
+    tr->n_choices = 0;
+    if (n <= 0)
+        return AL_OK;
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= tr->m->cfg.vocab_size)
+            return ali_errf(AL_EINVAL, "train: choice token %d outside the vocabulary", ids[i]);
+    tr->choices = malloc(sizeof(int32_t) * (size_t)n);
+    if (!tr->choices)
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    memcpy(tr->choices, ids, sizeof(int32_t) * (size_t)n);
+    tr->n_choices = n;
+    return AL_OK;
+}
+
+size_t al_trainer_peak_bytes(const al_trainer *tr) { return tr->peak * sizeof(float); }
+
+/* Bump allocator over the arena (64-byte aligned pieces); a first pass with base = NULL counts. */
+typedef struct ali_carve {
+    float *base;
+    size_t used;
+} ali_carve;
+
+static float *ali_take(ali_carve *cv, size_t n)
+{
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += (n + 15) & ~(size_t)15;
+    return p;
+}
+
+/* y [T, out] += scale * (x A^T) B^T, keeping u = x A^T [T, r] */
+static void ali_tr_lora_fwd(const al_ops *o, const al_tmod *md, const float *x, float *y, float *u, float *tmp, int T)
+{
+    o->matmul(u, x, md->A, T, md->in, md->r, 0);
+    memcpy(tmp, u, sizeof(float) * (size_t)T * md->r);
+    o->scale(tmp, md->scale, (size_t)T * md->r);
+    o->matmul(y, tmp, md->B, T, md->r, md->out, 1);
+}
+
+/* Given dy [T, out] of y += scale * B A x: gB += scale dy^T u, gA += du^T x, dx += du A with
+ * du = scale dy B. */
+static void ali_tr_lora_bwd(const al_ops *o, const al_tmod *md, const float *x, const float *u, const float *dy,
+                            float *dx, float *du, int T)
+{
+    o->matmul_dw(md->gB, dy, u, T, md->r, md->out, md->scale, 1);
+    o->matmul_dx(du, dy, md->B, T, md->r, md->out, md->scale, 0);
+    o->matmul_dw(md->gA, du, x, T, md->in, md->r, 1.0f, 1);
+    o->matmul_dx(dx, du, md->A, T, md->in, md->r, 1.0f, 1);
+}
+
+typedef struct ali_tr_ctx {
+    const al_model_config *c;
+    const al_weights *w;
+    const al_ops *o;
+    const al_tlora *t; /* NULL: base weights (the prefix) */
+    float **K, **V;    /* [L] each [n_in, kvd]: every position's K (after RoPE) and V */
+    const float *cs;   /* [n_in, hd] RoPE table */
+    float *proj;       /* [T, H] scratch */
+    float *tmp;        /* [T, r] scratch */
+} ali_tr_ctx;
+
+static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
+{
+    if (!x->t)
+        return NULL;
+    const al_tmod *m = &x->t->mods[l * AL_T_COUNT + t];
+    return m->r > 0 ? m : NULL;
+}
+
+/* Rows p0 .. p0+T-1 through layer l: x [T, H] in place, activations into a. */
+static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *x, const ali_tr_acts *a)
+{
+    const al_model_config *c = cx->c;
+    const al_layer_weights *lw = &cx->w->layers[l];
+    const al_ops *o = cx->o;
+    int H = c->hidden_size, I = c->intermediate_size, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    int qd = nh * hd, kvd = nkv * hd;
+    float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
+    const al_tmod *md;
+    if (a->xin)
+        memcpy(a->xin, x, sizeof(float) * (size_t)T * H);
+    o->rmsnorm(a->xn1, x, lw->attn_norm, T, H, c->rms_eps);
+    o->matmul(a->q, a->xn1, lw->wq, T, H, qd, 0);
+    o->matmul(k, a->xn1, lw->wk, T, H, kvd, 0);
+    o->matmul(v, a->xn1, lw->wv, T, H, kvd, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_Q)))
+        ali_tr_lora_fwd(o, md, a->xn1, a->q, a->u[AL_T_Q], cx->tmp, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_K)))
+        ali_tr_lora_fwd(o, md, a->xn1, k, a->u[AL_T_K], cx->tmp, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_V)))
+        ali_tr_lora_fwd(o, md, a->xn1, v, a->u[AL_T_V], cx->tmp, T);
+    o->rope(a->q, cx->cs + (size_t)p0 * hd, T, nh, hd);
+    o->rope(k, cx->cs + (size_t)p0 * hd, T, nkv, hd);
+    o->attention_ctg(a->att, a->q, cx->K[l], cx->V[l], p0, T, nh, nkv, hd, c->attention_multiplier);
+    o->matmul(cx->proj, a->att, lw->wo, T, qd, H, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_O)))
+        ali_tr_lora_fwd(o, md, a->att, cx->proj, a->u[AL_T_O], cx->tmp, T);
+    o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
+    if (a->xmid)
+        memcpy(a->xmid, x, sizeof(float) * (size_t)T * H);
+    o->rmsnorm(a->xn2, x, lw->ffn_norm, T, H, c->rms_eps);
+    o->matmul(a->gate, a->xn2, lw->w_gate, T, H, I, 0);
+    o->matmul(a->up, a->xn2, lw->w_up, T, H, I, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
+        ali_tr_lora_fwd(o, md, a->xn2, a->gate, a->u[AL_T_GATE], cx->tmp, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_UP)))
+        ali_tr_lora_fwd(o, md, a->xn2, a->up, a->u[AL_T_UP], cx->tmp, T);
+    o->swiglu(a->act, a->gate, a->up, (size_t)T * I);
+    o->matmul(cx->proj, a->act, lw->w_down, T, I, H, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_DOWN)))
+        ali_tr_lora_fwd(o, md, a->act, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
+    o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
+}
+
+typedef struct ali_tr_grads {
+    float *dproj; /* [T, H] */
+    float *datt;  /* [T, qd] */
+    float *dq;    /* [T, qd] */
+    float *dk;    /* [T, kvd] */
+    float *dv;    /* [T, kvd] */
+    float *dxn;   /* [T, H] */
+    float *dact;  /* [T, I] */
+    float *dgate; /* [T, I] */
+    float *dup;   /* [T, I] */
+    float *du;    /* [T, r] */
+} ali_tr_grads;
+
+/* dx [T, H]: the gradient at layer l's output on entry, at its input on return. */
+static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *dx, const ali_tr_acts *a,
+                             const ali_tr_grads *g)
+{
+    const al_model_config *c = cx->c;
+    const al_layer_weights *lw = &cx->w->layers[l];
+    const al_ops *o = cx->o;
+    int H = c->hidden_size, I = c->intermediate_size, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    int qd = nh * hd, kvd = nkv * hd;
+    float rm = c->residual_multiplier;
+    const al_tmod *md;
+    /* MLP: x_out = xmid + rm * down(act) */
+    o->matmul_dx(g->dact, dx, lw->w_down, T, I, H, rm, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_DOWN))) {
+        memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
+        o->scale(g->dproj, rm, (size_t)T * H);
+        ali_tr_lora_bwd(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->dact, g->du, T);
+    }
+    o->swiglu_bwd(g->dgate, g->dup, g->dact, a->gate, a->up, (size_t)T * I);
+    o->matmul_dx(g->dxn, g->dgate, lw->w_gate, T, H, I, 1.0f, 0);
+    o->matmul_dx(g->dxn, g->dup, lw->w_up, T, H, I, 1.0f, 1);
+    if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
+        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_GATE], g->dgate, g->dxn, g->du, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_UP)))
+        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_UP], g->dup, g->dxn, g->du, T);
+    o->rmsnorm_bwd(dx, g->dxn, a->xmid, lw->ffn_norm, T, H, c->rms_eps);
+    /* attention: xmid = xin + rm * o(att) */
+    o->matmul_dx(g->datt, dx, lw->wo, T, qd, H, rm, 0);
+    if ((md = ali_tr_mod(cx, l, AL_T_O))) {
+        memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
+        o->scale(g->dproj, rm, (size_t)T * H);
+        ali_tr_lora_bwd(o, md, a->att, a->u[AL_T_O], g->dproj, g->datt, g->du, T);
+    }
+    o->attention_ctg_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, T, nh, nkv, hd,
+                         c->attention_multiplier);
+    o->rope_bwd(g->dq, cx->cs + (size_t)p0 * hd, T, nh, hd);
+    o->rope_bwd(g->dk, cx->cs + (size_t)p0 * hd, T, nkv, hd);
+    o->matmul_dx(g->dxn, g->dq, lw->wq, T, H, qd, 1.0f, 0);
+    o->matmul_dx(g->dxn, g->dk, lw->wk, T, H, kvd, 1.0f, 1);
+    o->matmul_dx(g->dxn, g->dv, lw->wv, T, H, kvd, 1.0f, 1);
+    if ((md = ali_tr_mod(cx, l, AL_T_Q)))
+        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_Q], g->dq, g->dxn, g->du, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_K)))
+        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_K], g->dk, g->dxn, g->du, T);
+    if ((md = ali_tr_mod(cx, l, AL_T_V)))
+        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_V], g->dv, g->dxn, g->du, T);
+    o->rmsnorm_bwd(dx, g->dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
+}
+
+/* Carves (or, with cv->base NULL, counts) every buffer of one example. */
+typedef struct ali_tr_bufs {
+    float **K, **V;      /* [L] pointers */
+    float *cs;           /* [n_in, hd] */
+    float *px;           /* [s, H] prefix residual */
+    ali_tr_acts pre;     /* prefix activations (overwritten per layer) */
+    ali_tr_acts *suf;    /* [L] suffix activations */
+    float *x;            /* [Ts, H] */
+    float *proj, *tmp;   /* [max(s,Ts), H], [Ts, r] */
+    float *hout;         /* [nt, H] */
+    float *logits;       /* [nt, V] */
+    float *nll;          /* [nt] */
+    int32_t *tgt;        /* [nt] */
+    float *dx, *dhout;   /* [Ts, H], [nt, H] */
+    ali_tr_grads g;
+} ali_tr_bufs;
+
+static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora *t, int n_in, int s, int nt,
+                         ali_tr_bufs *b)
+{
+    size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, V = (size_t)c->vocab_size, r = (size_t)t->rank;
+    size_t Ts = (size_t)(n_in - s), S = (size_t)s, R = AL_MAX(S, Ts);
+    for (int l = 0; l < c->n_layers; l++) {
+        float *k = ali_take(cv, (size_t)n_in * kvd), *v = ali_take(cv, (size_t)n_in * kvd);
+        if (cv->base)
+            b->K[l] = k, b->V[l] = v;
+    }
+    b->cs = ali_take(cv, (size_t)n_in * c->head_dim);
+    b->px = ali_take(cv, S * H);
+    b->pre = (ali_tr_acts){.xn1 = ali_take(cv, S * H), .q = ali_take(cv, S * qd), .att = ali_take(cv, S * qd),
+                           .xn2 = ali_take(cv, S * H), .gate = ali_take(cv, S * I), .up = ali_take(cv, S * I),
+                           .act = ali_take(cv, S * I)};
+    for (int l = 0; l < c->n_layers; l++) {
+        ali_tr_acts a = {.xin = ali_take(cv, Ts * H), .xn1 = ali_take(cv, Ts * H), .q = ali_take(cv, Ts * qd),
+                         .att = ali_take(cv, Ts * qd), .xmid = ali_take(cv, Ts * H), .xn2 = ali_take(cv, Ts * H),
+                         .gate = ali_take(cv, Ts * I), .up = ali_take(cv, Ts * I), .act = ali_take(cv, Ts * I)};
+        for (int k = 0; k < AL_T_COUNT; k++)
+            if (t->mods[l * AL_T_COUNT + k].r > 0)
+                a.u[k] = ali_take(cv, Ts * r);
+        if (cv->base)
+            b->suf[l] = a;
+    }
+    b->x = ali_take(cv, Ts * H);
+    b->proj = ali_take(cv, R * H);
+    b->tmp = ali_take(cv, R * r);
+    b->hout = ali_take(cv, (size_t)nt * H);
+    b->logits = ali_take(cv, (size_t)nt * V);
+    b->nll = ali_take(cv, (size_t)nt);
+    b->tgt = (int32_t *)ali_take(cv, (size_t)nt);
+    b->dx = ali_take(cv, Ts * H);
+    b->dhout = ali_take(cv, (size_t)nt * H);
+    b->g = (ali_tr_grads){.dproj = ali_take(cv, Ts * H), .datt = ali_take(cv, Ts * qd), .dq = ali_take(cv, Ts * qd),
+                          .dk = ali_take(cv, Ts * kvd), .dv = ali_take(cv, Ts * kvd), .dxn = ali_take(cv, Ts * H),
+                          .dact = ali_take(cv, Ts * I), .dgate = ali_take(cv, Ts * I), .dup = ali_take(cv, Ts * I),
+                          .du = ali_take(cv, Ts * r)};
+}
+
+/* Keeps the K/V of positions [0, s) and their tokens for the next example (best effort: on no
+ * memory the cache is just emptied). */
+static void ali_tr_cache_put(al_trainer *tr, const int32_t *ids, int32_t s, float **K, float **V, size_t kvd)
+{
+    int L = tr->m->cfg.n_layers;
+    if (s > tr->pc_cap) {
+        free(tr->pc_ids);
+        ali_aligned_free(tr->pc_kv);
+        tr->pc_ids = malloc(sizeof(int32_t) * (size_t)s);
+        tr->pc_kv = ali_aligned_alloc(sizeof(float) * (size_t)L * 2 * (size_t)s * kvd);
+        tr->pc_cap = tr->pc_ids && tr->pc_kv ? s : 0;
+        tr->pc_n = 0;
+        if (!tr->pc_cap)
+            return;
+    }
+    memcpy(tr->pc_ids, ids, sizeof(int32_t) * (size_t)s);
+    for (int l = 0; l < L; l++) {
+        memcpy(tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, K[l], sizeof(float) * (size_t)s * kvd);
+        memcpy(tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, V[l], sizeof(float) * (size_t)s * kvd);
+    }
+    tr->pc_n = s;
+}
+
+int64_t al_trainer_cached_positions(const al_trainer *tr) { return tr->pc_hits; }
+
+al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
+                          int backward, al_train_result *res)
+{
+    const al_model_config *c = &tr->m->cfg;
+    const al_weights *w = &tr->m->w;
+    const al_ops *o = tr->ops;
+    int H = c->hidden_size, V = c->vocab_size, hd = c->head_dim;
+    if (t->n_layers != c->n_layers)
+        return ali_errf(AL_EINVAL, "train: adapter has %d layers, model %d", t->n_layers, c->n_layers);
+    if (n_prompt < 1 || n_prompt >= n)
+        return ali_errf(AL_EINVAL, "train: example needs a prompt and at least one target token (prompt %d of %d)",
+                        n_prompt, n);
+    if (n > c->max_position_embeddings)
+        return ali_errf(AL_ERANGE, "train: example of %d tokens is longer than the model's context (%d)", n,
+                        c->max_position_embeddings);
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ali_errf(AL_EINVAL, "train: token %d at position %d outside the vocabulary (%d)", ids[i], i, V);
+    int32_t s = 0;
+    if (t->inv) {
+        s = al_alora_find_start(ids, n, t->inv, t->n_inv);
+        if (s < 0)
+            return ali_errf(AL_EINVAL, "train: the example does not contain the invocation sequence");
+        if (s > n_prompt - 1)
+            return ali_errf(AL_EINVAL,
+                            "train: the invocation's last occurrence starts at %d, inside the targets (prompt %d "
+                            "tokens): the adapter would not see the target positions",
+                            s, n_prompt);
+    }
+    int n_in = n - 1, Ts = n_in - s, nt = n - n_prompt;
+    /* size, then carve */
+    ali_tr_bufs b;
+    float *Kp[512], *Vp[512];
+    ali_tr_acts sufp[512];
+    if (c->n_layers > 512)
+        return ali_errf(AL_EUNSUPPORTED, "train: more than 512 layers");
+    memset(&b, 0, sizeof b);
+    b.K = Kp, b.V = Vp, b.suf = sufp;
+    ali_carve cv = {0};
+    ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
+    if (cv.used > tr->cap) {
+        ali_aligned_free(tr->arena);
+        tr->arena = ali_aligned_alloc(cv.used * sizeof(float));
+        tr->cap = tr->arena ? cv.used : 0;
+        if (!tr->arena)
+            return ali_errf(AL_ENOMEM, "train: cannot allocate %.1f MiB of activations for %d tokens",
+                            cv.used * 4.0 / 1048576.0, n);
+    }
+    tr->peak = AL_MAX(tr->peak, cv.used);
+    cv = (ali_carve){.base = tr->arena};
+    ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
+
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n_in);
+    if (!pos)
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    for (int i = 0; i < n_in; i++)
+        pos[i] = i;
+    al_rope_table(b.cs, pos, n_in, hd, tr->inv_freq);
+    free(pos);
+    ali_tr_ctx cx = {.c = c, .w = w, .o = o, .t = NULL, .K = b.K, .V = b.V, .cs = b.cs, .proj = b.proj,
+                     .tmp = b.tmp};
+    /* the prefix: base weights, nothing kept but K/V; positions whose tokens match the cached
+     * prefix's take its K/V (causal: they depend on those tokens only), the rest are computed */
+    int32_t hit = 0;
+    size_t kvd = (size_t)c->n_kv_heads * hd;
+    while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids[hit])
+        hit++;
+    for (int l = 0; l < c->n_layers && hit > 0; l++) {
+        memcpy(b.K[l], tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
+        memcpy(b.V[l], tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
+    }
+    tr->pc_hits += hit;
+    if (s > hit) {
+        o->embedding(b.px, w->embed, ids + hit, s - hit, H, c->embedding_multiplier);
+        for (int l = 0; l < c->n_layers; l++)
+            ali_tr_layer_fwd(&cx, l, hit, s - hit, b.px, &b.pre);
+        ali_tr_cache_put(tr, ids, s, b.K, b.V, kvd);
+    }
+    /* the suffix: the adapter on, activations kept */
+    cx.t = t;
+    o->embedding(b.x, w->embed, ids + s, Ts, H, c->embedding_multiplier);
+    for (int l = 0; l < c->n_layers; l++)
+        ali_tr_layer_fwd(&cx, l, s, Ts, b.x, &b.suf[l]);
+    /* loss rows: positions n_prompt-1 .. n-2 predict ids[n_prompt ..] */
+    int r0 = n_prompt - 1 - s;
+    o->rmsnorm(b.hout, b.x + (size_t)r0 * H, w->norm, nt, H, c->rms_eps);
+    o->matmul(b.logits, b.hout, w->lm_head, nt, H, V, 0);
+    if (c->logits_scaling != 1.0f)
+        o->scale(b.logits, 1.0f / c->logits_scaling, (size_t)nt * V);
+    memcpy(b.tgt, ids + n_prompt, sizeof(int32_t) * (size_t)nt);
+    int32_t n_correct = 0; /* the logits are in backend memory: host on the f32 CPU backend */
+    for (int i = 0; i < nt; i++) {
+        const float *lr = b.logits + (size_t)i * V;
+        int32_t best = 0;
+        for (int j = 1; j < V; j++)
+            if (lr[j] > lr[best])
+                best = j;
+        n_correct += best == b.tgt[i];
+    }
+    int32_t choice = -1;
+    for (int32_t k = 0; k < tr->n_choices; k++)
+        if (choice < 0 || b.logits[tr->choices[k]] > b.logits[choice])
+            choice = tr->choices[k];
+    o->cross_entropy(b.logits, b.nll, b.logits, b.tgt, nt, V, gscale / c->logits_scaling);
+    double nll = 0;
+    for (int i = 0; i < nt; i++)
+        nll += b.nll[i];
+    if (res)
+        *res = (al_train_result){.nll = nll, .n_targets = nt, .act_start = s, .n_grad_rows = backward ? Ts : 0,
+                                   .n_correct = n_correct, .choice = choice};
+    if (!backward)
+        return AL_OK;
+    /* backward: the head, then the layers in reverse over the suffix rows */
+    o->matmul_dx(b.dhout, b.logits, w->lm_head, nt, H, V, 1.0f, 0);
+    memset(b.dx, 0, sizeof(float) * (size_t)Ts * H);
+    o->rmsnorm_bwd(b.dx + (size_t)r0 * H, b.dhout, b.x + (size_t)r0 * H, w->norm, nt, H, c->rms_eps);
+    for (int l = c->n_layers - 1; l >= 0; l--)
+        ali_tr_layer_bwd(&cx, l, s, Ts, b.dx, &b.suf[l], &b.g);
+    return AL_OK;
+}
