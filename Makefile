@@ -8,7 +8,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DALORA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF
 endif
 
-.PHONY: deps build test test-deploy run bench clean format
+.PHONY: deps build test test-deploy run bench bench-rag clean format
 
 deps:
 	@bash scripts/deps.sh
@@ -33,6 +33,11 @@ run: build
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+# The RAG workload (bench/rag_load.sh): alora aLoRA vs alora plain LoRA vs llama-server (../shared/peer),
+# N = 1..16 concurrent conversations, report table and gnuplot plots in build/bench-rag/results/.
+bench-rag: build
+	@bash bench/rag_load.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')

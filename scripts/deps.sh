@@ -5,6 +5,7 @@ PKGS=(build-essential cmake pkg-config
       libnng-dev nng-utils nanopb libnanopb-dev libconfig-dev
       libopenblas-dev libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
+      gnuplot-nox python3-numpy   # make bench-rag: plots; ../shared/peer/hf_to_gguf.py (Debian's python3)
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
