@@ -89,7 +89,7 @@ def make_conversation(seed, idx, turns, answer_words, doc_words):
             docs_new = [1]
         docs = [{"doc_id": f"c{idx}-t{t}-d{j}", "text": sentence_block(rng, doc_words)}
                 for j in range(docs_new[0] if docs_new else 0)]
-        user = sentence_block(rng, rng.randint(18, 36)).rstrip(".") + "?"
+        user = sentence_block(rng, rng.randint(10, 24)).rstrip(".") + "?"
         answer = sentence_block(rng, answer_words)
         calls = []
         if t > 0 and rng.random() < 0.5:
@@ -430,7 +430,8 @@ class Run:
         self.lock = threading.Lock()
         self.calls, self.turns = [], []
         self.next_conv = 0
-        self.t_start = self.deadline = 0.0
+        self.t_start = self.deadline = self.cutoff = 0.0
+        self.abandoned = 0
         self.samples = []
         self.stop = threading.Event()
 
@@ -455,6 +456,11 @@ class Run:
             for kind in turn["calls"]:
                 if kind != "answer" and kind not in self.sys.have:
                     continue
+                if time.perf_counter() >= self.cutoff:  # the drain is bounded: abandon the turn
+                    with self.lock:
+                        self.calls += recs
+                        self.abandoned += 1
+                    return False
                 if kind == "answer":
                     r = self.sys.call(conn, "answer", msgs, docs)
                     msgs = msgs + [{"role": "assistant", "content": turn["answer"]}]
@@ -509,6 +515,7 @@ class Run:
         m0 = self.sys.metrics(conn) or {}
         self.t_start = time.perf_counter()
         self.deadline = self.t_start + a.duration
+        self.cutoff = self.deadline + (a.grace if a.grace >= 0 else a.duration)
         smp = threading.Thread(target=self.sampler, daemon=True)
         smp.start()
         threads = []
@@ -556,7 +563,7 @@ def summarize(a, run, elapsed, m0, m1):
          "elapsed_s": elapsed, "seed": a.seed, "turns_per_conv": a.turns, "answer_tokens": a.answer_tokens,
          "slo": {"ttft_ms": a.slo_ttft_ms, "answer_ttft_ms": a.slo_answer_ttft_ms},
          "n_turns": len(turns), "n_calls": len(calls), "n_intrinsic_calls": len(intr),
-         "n_conversations_started": run.next_conv,
+         "n_conversations_started": run.next_conv, "turns_abandoned": run.abandoned,
          "errors": sum(1 for c in calls if c.get("status") != 200),
          "not_ok": sum(1 for c in calls if not c.get("ok")),
          "turns_per_s": len(turns) / elapsed if elapsed else 0.0,
@@ -745,14 +752,17 @@ def main():
     r.add_argument("--duration", type=float, default=20.0, help="seconds during which new turns start")
     r.add_argument("--max-convs", type=int, default=0, help="stop after this many conversations (0: by --duration)")
     r.add_argument("--turns", type=int, default=4, help="turns per conversation")
-    r.add_argument("--answer-tokens", type=int, default=32, help="K: tokens of each base answer")
+    r.add_argument("--answer-tokens", type=int, default=16, help="K: tokens of each base answer")
     r.add_argument("--answer-words", type=int, default=None, help="words of the scripted answer (default K/2)")
-    r.add_argument("--doc-words", type=int, default=60, help="words per retrieved document")
+    r.add_argument("--doc-words", type=int, default=40, help="words per retrieved document")
     r.add_argument("--intrinsic-max-tokens", default="certainty=1,answerability=4,query_rewrite=24,"
                    "hallucination_detection=24", help="max_tokens per intrinsic (llama-server: n_predict)")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="SLO: every intrinsic TTFT of a turn")
     r.add_argument("--slo-answer-ttft-ms", type=float, default=2000.0, help="SLO: the answer's TTFT")
+    r.add_argument("--grace", type=float, default=-1.0,
+                   help="after the deadline, calls still start for this long (default: --duration); later a "
+                        "turn in progress is abandoned (not counted)")
     r.add_argument("--timeout", type=float, default=600.0)
     r.add_argument("--sample-s", type=float, default=0.5, help="/metrics sampling period")
     r.add_argument("--intrinsics", help="llama: alora's /v1/intrinsics JSON (instruction, documents placement)")

@@ -5,8 +5,9 @@
 # re-prefilling the whole prompt) and (c) llama-server (../shared/peer: the same weights and adapters
 # converted to GGUF, --parallel slots), all three up at once and measured interleaved at each load
 # N (the order rotates per N), then a markdown report and gnuplot plots (PNG and SVG).
-# Knobs (environment): RAG_LOADS (default 1,2,4,8,16), RAG_DURATION (s per run, default 20),
-# RAG_TURNS (4), RAG_K (answer tokens, 32), RAG_LLAMA_THREADS (2), RAG_SYSTEMS (alora,alora-lora,
+# Knobs (environment): RAG_LOADS (default 1,2,4,8,16), RAG_DURATION (s per run, default 30), RAG_GRACE (s after it
+# during which calls of turns in progress still start, default 15),
+# RAG_TURNS (3), RAG_K (answer tokens, 16), RAG_LLAMA_THREADS (1), RAG_SYSTEMS (alora,alora-lora,
 # llama-server), RAG_OUT (results dir, default $W/results), ALORA_BENCH_DIR (work dir, build/bench-rag),
 # RAG_PEER (llama.cpp dir, default $W/peer), RAG_SHARED (default ../shared).
 set -euo pipefail
@@ -16,10 +17,11 @@ ALORA="$BUILD/alora"
 BIN_DIR=$(dirname "$(readlink -f "$ALORA")")
 W=${ALORA_BENCH_DIR:-build/bench-rag}
 LOADS=${RAG_LOADS:-1,2,4,8,16}
-DUR=${RAG_DURATION:-20}
-TURNS=${RAG_TURNS:-4}
-K=${RAG_K:-32}
-LT=${RAG_LLAMA_THREADS:-2}
+DUR=${RAG_DURATION:-30}
+GRACE=${RAG_GRACE:-15}
+TURNS=${RAG_TURNS:-3}
+K=${RAG_K:-16}
+LT=${RAG_LLAMA_THREADS:-1}
 SYSTEMS=${RAG_SYSTEMS:-alora,alora-lora,llama-server}
 SHARED=${RAG_SHARED:-../shared}
 PEER=${RAG_PEER:-$W/peer}
@@ -80,7 +82,7 @@ cluster_cfg() {
   cat >"$d.cfg" <<CFG
 run_dir = "$d";
 log_level = "warn";
-base = { model = "$W/model"; kv_blocks = 2048; block_size = 16; max_batch_tokens = 512; threads = 1; lease_ttl_ms = 30000; };
+base = { model = "$W/model"; kv_blocks = 1024; block_size = 16; max_batch_tokens = 512; threads = 1; lease_ttl_ms = 30000; };
 worker = { kv_blocks = 512; max_batch_tokens = 512; threads = 1; heartbeat_ms = 500; };
 router = { max_queue = 256; worker_ttl_ms = 3000; request_timeout_ms = 600000; http = "http://127.0.0.1:$3";
            tokenizer = "$PWD/deploy/tokenizer"; model_name = "alora-85m"; };
@@ -120,7 +122,7 @@ if [ -n "$RUN_LLAMA" ]; then
   LORAS=$(printf "$W/gguf/%s.gguf," "${NAMES[@]}"); LORAS=${LORAS%,}
   # one slot per conversation of the largest load, a unified KV big enough for all of them
   "$PEER/run.sh" llama-server -m "$W/gguf/model.gguf" --lora "$LORAS" --lora-init-without-apply \
-    -np "$MAXN" -kvu -c $((MAXN * 2048)) -t "$LT" -tb "$LT" --host 127.0.0.1 --port "$LPORT" --no-webui --metrics \
+    -np "$MAXN" -kvu -c $((MAXN * 1024)) -t "$LT" -tb "$LT" --host 127.0.0.1 --port "$LPORT" --no-webui --metrics \
     >"$W/llama-server.log" 2>&1 &
   LLAMA_PID=$!
   for _ in $(seq 1 600); do
@@ -140,7 +142,7 @@ i=0
 for n in ${LOADS//,/ }; do
   for j in "${!SYS[@]}"; do
     s=${SYS[$(( (i + j) % ${#SYS[@]} ))]}
-    args=(run --label "$s" --url "${URL[$s]}" --clients "$n" --duration "$DUR" --turns "$TURNS" --answer-tokens "$K"
+    args=(run --label "$s" --url "${URL[$s]}" --clients "$n" --duration "$DUR" --grace "$GRACE" --turns "$TURNS" --answer-tokens "$K"
           --seed "$n" --out "$OUT/$s-$n.json")
     if [ "$s" = llama-server ]; then
       args+=(--system llama --intrinsics "$OUT/intrinsics.json" --tokenize "$ALORA tokenize --model deploy/tokenizer"
