@@ -559,7 +559,7 @@ def pct(xs, p):
 def summarize(a, run, elapsed, m0, m1):
     calls, turns = run.calls, run.turns
     intr = [c for c in calls if c["kind"] != "answer"]
-    s = {"system": a.label or a.system, "clients": a.clients, "rate": a.rate, "duration_s": a.duration,
+    s = {"system": a.label or a.system, "clients": 0 if a.rate else a.clients, "rate": a.rate, "duration_s": a.duration,
          "elapsed_s": elapsed, "seed": a.seed, "turns_per_conv": a.turns, "answer_tokens": a.answer_tokens,
          "slo": {"ttft_ms": a.slo_ttft_ms, "answer_ttft_ms": a.slo_answer_ttft_ms},
          "n_turns": len(turns), "n_calls": len(calls), "n_intrinsic_calls": len(intr),

@@ -68,6 +68,12 @@ done
 check "later turns hit the prefix cache" [ "$(jq '.summary.prefix_cache_hit_rate > 0.3' "$J")" = true ]
 check "router counter agrees with the responses' cached tokens" \
   [ "$(jq '.summary.metrics_prefix_hit_tokens >= .summary.cached_prompt_tokens * 0.5' "$J")" = true ]
+# open loop: conversations arriving at 4/s (Poisson), 2 of them, one turn each
+python3 bench/rag_load.py run --system alora --url "$H" --rate 4 --duration 600 --turns 1 --max-convs 2 \
+  --answer-tokens 4 --doc-words 10 --seed 6 --out "$T/open.json" >"$T/open.out" 2>&1
+check "open loop: exited 0" [ $? -eq 0 ]
+check "open loop: 2 turns, every call ok" \
+  [ "$(jq '[.summary.n_turns, ([.calls[] | select(.ok != true)] | length)]' -c "$T/open.json")" = "[2,0]" ]
 # the report subcommand reads it back
 python3 bench/rag_load.py report "$J" --md "$T/t.md" --dat "$T/dat" >/dev/null
 check "report table has the alora row" grep -q '^| alora | 2 |' "$T/t.md"
