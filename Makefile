@@ -8,7 +8,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DALORA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF
 endif
 
-.PHONY: deps build test test-deploy run train-demo bench clean format
+.PHONY: deps build test test-deploy run train-demo bench bench-rag clean format
 
 deps:
 	@bash scripts/deps.sh
@@ -38,6 +38,11 @@ train-demo: build
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+# The RAG workload (bench/rag_load.sh): alora aLoRA vs alora plain LoRA vs llama-server (../shared/peer),
+# N = 1..16 concurrent conversations, report table and gnuplot plots in build/bench-rag/results/.
+bench-rag: build
+	@bash bench/rag_load.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')

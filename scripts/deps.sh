@@ -7,6 +7,7 @@ PKGS=(build-essential cmake pkg-config
       libsqlite3-dev nettle-dev   # the router's session store (SQLite) and SHA-256 of API keys
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
       openssl                               # `alora certs`: the CA and certificates for tls+tcp:// RPC
+      gnuplot-nox python3-numpy   # make bench-rag: plots; ../shared/peer/hf_to_gguf.py (Debian's python3)
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
