@@ -40,7 +40,7 @@ const char *al_intr_parser_name(int p)
  * costs ~3.5 ms per token on a cold grammar with a 128k vocabulary, bench/reports/structured-*;
  * max_tokens bounds the output anyway, as granite-common's schema does) */
 static const char ali_schema_query_rewrite[] =
-    "{\"type\":\"object\",\"properties\":{\"rewritten_question\":{\"type\":\"string\"}},"
+    "{\"type\":\"object\",\"properties\":{\"rewritten_question\":{\"type\":\"string\",\"minLength\":1}},"
     "\"required\":[\"rewritten_question\"],\"additionalProperties\":false}";
 static const char ali_schema_hallucination[] =
     "{\"type\":\"array\",\"maxItems\":64,\"items\":{\"type\":\"object\",\"properties\":{"
