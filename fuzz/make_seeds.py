@@ -140,6 +140,16 @@ put('tokenizer', js({"model": {"type": "BPE", "vocab": {"x": 0}, "merges": [["x"
                          {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]},
                      "decoder": {"type": "ByteLevel"}}))
 
+# ---- tokenize: text ------------------------------------------------------------------------------
+corpus = rd('tests/fixtures/tokenizer/train_corpus.txt')
+for i in range(0, 2400, 400):
+    put('tokenize', corpus[i:i + 400])
+for t in ['', ' ', '  \n\n\t ', "I'm   don't 's 've", '<|endoftext|>hi<|pad|> left<sep>WORD', '<|begin_of_text|><|start_of_role|>user<|end_of_role|>x<|end_of_text|>',
+          '<s> </s><unk><|eot|>', 'caf\u00e9 \u2581\u2581x \U0001f600 \u0301e', '12345678901234567890', '\u00a0\u2028\u180e\u3000x']:
+    put('tokenize', t)
+for b in [b'\xff\xfe\x00a', b'\xc3', b'\xe2\x96', b'a\x00b', b'\xf4\x90\x80\x80', b'\xed\xa0\x80']:
+    put('tokenize', b)
+
 # ---- cluster_cfg --------------------------------------------------------------------------------
 put('cluster_cfg', rd('deploy/local.cfg'))
 put('cluster_cfg', rd('deploy/intrinsics.cfg'))
@@ -288,6 +298,10 @@ KEYS = {
     'intrinsics_parse': ['answerable', 'unanswerable', 'rewritten_question', 'score', 'yes', 'no', 'faithful',
                          'unfaithful', 'partial', 'relevant', 'irrelevant', 'r', 'c', 'i', 'e', '<|end_of_text|>'],
     'rpc': ['ALRP'],
+    'tokenize': ['<|endoftext|>', '<|pad|>', '<sep>', ' left', 'WORD', '<|fim|>', '<|begin_of_text|>',
+                 '<|end_of_text|>', '<|start_of_role|>', '<|end_of_role|>', '<|eot_id|>', '<|im_start|>',
+                 '<tool_call>', '<unk>', '<s>', '</s>', '<|eot|>', "'s", "'ll", ' the', '\u2581', '\r\n',
+                 '\u00e9', '\U0001f600', '\xff'],
 }
 QUOTED = ('openai', 'chat', 'model_config', 'adapter_config', 'safetensors', 'intrinsics_parse')
 os.makedirs(os.path.join(ROOT, 'fuzz', 'dict'), exist_ok=True)

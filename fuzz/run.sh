@@ -3,13 +3,14 @@
 #   fuzz/run.sh BUILD_DIR [TARGET...]     targets default to every fuzz/*.c
 # Env: FUZZ_SECONDS (per target, default 60), FUZZ_JOBS (parallel targets, default 1),
 #      FUZZ_RUNS (instead of a time: this many executions after the seeds; the smoke uses it),
-#      FUZZ_ARGS (more libFuzzer flags). Each target starts from its committed seeds
-#      (fuzz/corpus/<t>) plus its working corpus BUILD_DIR/fuzz-corpus/<t>, which keeps what it
-#      finds between runs; crashes land in BUILD_DIR/fuzz-artifacts/. A line per target goes to
+#      FUZZ_ARGS (more libFuzzer flags), FUZZ_CORPUS_DIR (working corpora; default below),
+#      ALORA_SOURCE_DIR (the source tree: seeds, dictionaries, fixtures; default: this script's).
+# Each target starts from its committed seeds (fuzz/corpus/<t>) plus its working corpus
+#      BUILD_DIR/fuzz-corpus/<t>, which keeps what it finds between runs; crashes land in BUILD_DIR/fuzz-artifacts/. A line per target goes to
 #      BUILD_DIR/fuzz-stats.tsv (date, target, seconds, executions, exec/s, coverage, result).
 # Exit status: 1 when any target crashed (its input and the stack are printed), else 0.
 set -uo pipefail
-SRC=$(cd "$(dirname "$0")/.." && pwd)
+SRC=${ALORA_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${1:?usage: fuzz/run.sh BUILD_DIR [TARGET...]}
 BUILD=$(cd "$BUILD" && pwd)
 shift
@@ -22,7 +23,7 @@ JOBS=${FUZZ_JOBS:-1}
 mkdir -p "$BUILD/fuzz-artifacts" "$BUILD/fuzz-logs"
 
 run_one() {
-  local t=$1 bin="$BUILD/fuzz_$1" work="$BUILD/fuzz-corpus/$1" log="$BUILD/fuzz-logs/$1.log"
+  local t=$1 bin="$BUILD/fuzz_$1" work="${FUZZ_CORPUS_DIR:-$BUILD/fuzz-corpus}/$1" log="$BUILD/fuzz-logs/$1.log"
   if [ ! -x "$bin" ]; then
     echo "fuzz: $bin missing (build with -DALORA_FUZZ=ON --target fuzz_all)" >&2
     return 1

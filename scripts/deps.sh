@@ -5,6 +5,8 @@ PKGS=(build-essential cmake pkg-config
       libnng-dev nng-utils nanopb libnanopb-dev libconfig-dev
       libopenblas-dev libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
+      clang libclang-rt-14-dev llvm  # `make fuzz` / tests/fuzz: Debian 12's clang is 14; libFuzzer is in
+                                     # libclang-rt-14-dev, llvm-symbolizer (stack traces) in llvm
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
