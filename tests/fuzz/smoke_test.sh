@@ -2,7 +2,7 @@
 # smoke_test.sh: every libFuzzer target (fuzz/) on its committed seeds plus a few thousand mutations,
 # under ASan + UBSan. Builds the clang fuzz build in $ALORA_BUILD/fuzz itself (incremental after
 # the first run); exits 77 (skipped) where clang or libFuzzer is missing. FUZZ_SMOKE_RUNS changes
-# the executions per target (default 2000).
+# the executions per target (default 2000), FUZZ_SMOKE_SECONDS caps each target's time (15).
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${ALORA_BUILD:-$SRC/build}
@@ -33,7 +33,10 @@ for f in "$SRC"/fuzz/*.c; do
   n=$((n + 1))
 done
 [ "$n" -ge 10 ] || { echo "FAIL: only $n fuzz targets"; exit 1; }
-FUZZ_CORPUS_DIR="$work" FUZZ_RUNS="${FUZZ_SMOKE_RUNS:-2000}" bash "$SRC/fuzz/run.sh" "$DIR" || {
+# at most FUZZ_SMOKE_SECONDS (15) of mutation per target after its seeds: the slow targets (a
+# tokenizer.json load per input, ~10-20 exec/s under ASan on a loaded 2-core machine) stop on time
+FUZZ_CORPUS_DIR="$work" FUZZ_RUNS="${FUZZ_SMOKE_RUNS:-2000}" \
+  FUZZ_ARGS="-max_total_time=${FUZZ_SMOKE_SECONDS:-15}" bash "$SRC/fuzz/run.sh" "$DIR" || {
   echo "FAIL: a fuzz target crashed (input and stack above; artifacts in $DIR/fuzz-artifacts)"
   exit 1
 }
