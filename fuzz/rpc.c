@@ -44,7 +44,7 @@ static void fuzz_sampling(const alora_Sampling *s)
 
 /* Decodes one whole frame into a message of exactly its struct's size (so ASan sees any overrun);
  * a frame that decodes is encoded again and must decode again. */
-static void fuzz_frame(const uint8_t *buf, size_t len, int depth)
+static void fuzz_frame(const uint8_t *buf, size_t len)
 {
     al_rpc_hdr h;
     const pb_msgdesc_t *d = NULL;
@@ -64,7 +64,7 @@ static void fuzz_frame(const uint8_t *buf, size_t len, int depth)
         }
         uint8_t *again = NULL;
         size_t again_len = 0;
-        if (depth == 0 && al_rpc_frame_encode(&h, msg, &again, &again_len) == AL_OK) {
+        if (al_rpc_frame_encode(&h, msg, &again, &again_len) == AL_OK) {
             void *msg2 = malloc(ssz ? ssz : 1);
             al_pbmem m2 = AL_PBMEM_INIT;
             al_rpc_hdr h2;
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     if (data[0] >= 0xf0) {
-        fuzz_frame(data + 1, size - 1, 0);
+        fuzz_frame(data + 1, size - 1);
         return 0;
     }
     static const uint8_t kinds[4] = {0, AL_RPC_F_REPLY, AL_RPC_F_REPLY, AL_RPC_F_REPLY | AL_RPC_F_ERROR};
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     al_rpc_hdr_write(f, &h);
     memcpy(f + AL_RPC_HDR_SIZE, data + 2, size - 2);
-    fuzz_frame(f, AL_RPC_HDR_SIZE + size - 2, 0);
+    fuzz_frame(f, AL_RPC_HDR_SIZE + size - 2);
     free(f);
     return 0;
 }
