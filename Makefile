@@ -1,4 +1,4 @@
-# Thin wrapper around CMake: make deps | build | test | run | bench | clean.
+# Thin wrapper around CMake: make deps | build | test | run | bench | fuzz | clean.
 BUILD ?= build
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
@@ -8,7 +8,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DALORA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF
 endif
 
-.PHONY: deps build test test-deploy run train-demo bench bench-rag clean format
+.PHONY: deps build test test-deploy run train-demo bench bench-rag fuzz clean format
 
 deps:
 	@bash scripts/deps.sh
@@ -43,9 +43,18 @@ bench: build
 # N = 1..16 concurrent conversations, report table and gnuplot plots in build/bench-rag/results/.
 bench-rag: build
 	@bash bench/rag_load.sh $(BUILD)
+# libFuzzer targets (fuzz/, docs/fuzzing.md): a clang build with ASan + UBSan in build-fuzz/, then
+# each target for FUZZ_SECONDS (FUZZ_TARGETS="openai rpc" picks some; FUZZ_JOBS runs several at once).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DALORA_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -8,6 +8,8 @@ PKGS=(build-essential cmake pkg-config
       python3 python3-yaml procps jq curl   # python3-yaml: tests/deploy parses the compose / k8s YAML
       openssl                               # `alora certs`: the CA and certificates for tls+tcp:// RPC
       gnuplot-nox python3-numpy   # make bench-rag: plots; ../shared/peer/hf_to_gguf.py (Debian's python3)
+      clang libclang-rt-14-dev llvm  # `make fuzz` / tests/fuzz: Debian 12's clang is 14; libFuzzer is in
+                                     # libclang-rt-14-dev, llvm-symbolizer (stack traces) in llvm
       prometheus) # promtool: tests/services/router/front/metrics_test checks /metrics output (also installs the server)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -147,6 +147,8 @@ static bool ali_dec_f32(pb_istream_t *s, const pb_field_t *f, void **arg)
     size_t k = s->bytes_left / 4;
     if (s->bytes_left % 4)
         PB_RETURN_ERROR(s, "packed float array: length not a multiple of 4");
+    if (k == 0) /* an empty packed field: nothing to store (and no buffer yet) */
+        return true;
     if (nd->max && nd->n + k > nd->max)
         return ali_dec_overflow(s, nd, f->tag);
     if (!ali_node_reserve(nd, nd->n + k))

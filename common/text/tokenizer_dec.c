@@ -32,6 +32,8 @@ static void ali_slist_clear(ali_slist *l)
 /* Starts a new string; append to it with ali_slist_cat. */
 static al_err ali_slist_new(ali_slist *l)
 {
+    if (!l->a.s) /* entries point into the buffer, even empty ones (no NULL + 0) */
+        AL_TRY(ali_sbuf_reserve(&l->a, 0));
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
         size_t *o = realloc(l->off, nc * sizeof *o);
