@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "common/log.h"
 #include "common/util.h"
@@ -50,6 +53,15 @@ static void (*const ali_q8mm_v2)(float *, const float *, const void *, int, int,
 
 /* Whether this CPU runs a variant: x86-64-v4 = AVX-512 F/BW/CD/DQ/VL, v3 = AVX2 + FMA + BMI1/2 +
  * F16C + LZCNT + MOVBE, v2 = SSE4.2 + POPCNT + SSSE3 (+ CX16, LAHF). */
+#if defined(__x86_64__)
+/* F16C from cpuid leaf 1 (clang 14's __builtin_cpu_supports does not know "f16c"; gcc's does). */
+static int ali_cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 static int ali_cpu_runs(const ali_cpu_isa *v)
 {
 #if defined(__x86_64__)
@@ -60,7 +72,7 @@ static int ali_cpu_runs(const ali_cpu_isa *v)
                __builtin_cpu_supports("avx512vl") && ali_cpu_runs(&(ali_cpu_isa){.name = "avx2"});
     if (!strcmp(v->name, "avx2"))
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
-               __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c") &&
+               __builtin_cpu_supports("bmi2") && ali_cpu_has_f16c() &&
                ali_cpu_runs(&(ali_cpu_isa){.name = "sse4.2"});
     if (!strcmp(v->name, "sse4.2"))
         return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt") &&

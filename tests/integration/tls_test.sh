@@ -52,8 +52,13 @@ check "an invoke over tls+tcp:// succeeds" test "$(jq '.tokens | length' <<<"$a"
 b=$("$ALORA" generate --model "$T/model" --adapter "$T/cert" --tokens "$TOKS" --max-tokens 4 --json)
 check "it answers what the single-process engine computes" \
   test "$(jq -c .tokens <<<"$a")" = "$(jq -c .tokens <<<"$b")"
-s=$("$ALORA" status --base "$BASE" --json 2>&1)
-check "alora status --base over tls+tcp:// (client certificate)" test "$(jq -r .clients <<<"$s" 2>/dev/null)" = 1
+for _ in $(seq 1 100); do # the router says hello from its monitor's next poll
+  s=$("$ALORA" status --base "$BASE" --json 2>&1)
+  [ "$(jq -r .clients <<<"$s" 2>/dev/null)" = 1 ] && break
+  sleep 0.1
+done
+check "alora status --base over tls+tcp:// (client certificate): $(jq -c "{clients, sequences}" <<<"$s" 2>/dev/null || head -c 200 <<<"$s")" \
+  test "$(jq -r .clients <<<"$s" 2>/dev/null)" = 1
 
 # refused: no certificate (the base and the router require one), another CA's certificate, plain tcp
 unset ALORA_TLS_CA ALORA_TLS_CERT ALORA_TLS_KEY
