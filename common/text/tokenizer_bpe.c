@@ -25,6 +25,8 @@ al_err ali_ivec_push(ali_ivec *a, int32_t x)
 
 al_err ali_ivec_append(ali_ivec *a, const int32_t *x, size_t n)
 {
+    if (n == 0) /* (a->v may still be NULL) */
+        return AL_OK;
     if (a->n + n > a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
         while (nc < a->n + n)
@@ -279,7 +281,8 @@ void ali_cache_put(ali_cache *c, const char *key, size_t klen, const int32_t *id
     if (!mem)
         return;
     memcpy(mem, key, klen);
-    memcpy(mem + koff, ids, n * sizeof(int32_t));
+    if (n)
+        memcpy(mem + koff, ids, n * sizeof(int32_t));
     uint64_t h = ali_hash_bytes(key, klen);
     size_t slot = h & (ALI_CACHE_SLOTS - 1);
     pthread_mutex_t *lk = &c->lock[slot & (ALI_CACHE_LOCKS - 1)];
@@ -519,8 +522,8 @@ static al_err ali_bpe_cached(const al_tokenizer *t, const char *w, size_t n, ali
     } else {
         e = ali_bpe_chars(t, w, n, out);
     }
-    if (e == AL_OK)
-        ali_cache_put(t->cache, w, n, out->v + before, out->n - before);
+    if (e == AL_OK) /* (out->v is NULL while out is empty) */
+        ali_cache_put(t->cache, w, n, out->n > before ? out->v + before : NULL, out->n - before);
     return e;
 }
 
