@@ -62,39 +62,7 @@ typedef struct cli_ma_opts {
 
 static al_err cli_ma_write_config(const char *path, const cli_ma_opts *o, const al_model_config *mc)
 {
-    json_t *j = json_object();
-    json_object_set_new(j, "peft_type", json_string("LORA"));
-    json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
-    json_object_set_new(j, "base_model_name_or_path", json_string(mc->name));
-    json_object_set_new(j, "r", json_integer(o->rank));
-    json_object_set_new(j, "lora_alpha", json_real(o->alpha));
-    json_object_set_new(j, "lora_dropout", json_real(0.0));
-    json_object_set_new(j, "bias", json_string("none"));
-    json_t *tm = json_array();
-    for (int t = 0; t < AL_T_COUNT; t++)
-        if (o->targets[t])
-            json_array_append_new(tm, json_string(al_target_module((al_target)t)));
-    json_object_set_new(j, "target_modules", tm);
-    json_object_set_new(j, "fan_in_fan_out", json_false());
-    json_object_set_new(j, "inference_mode", json_true());
-    json_object_set_new(j, "use_rslora", json_boolean(o->rslora));
-    json_object_set_new(j, "use_dora", json_false());
-    json_object_set_new(j, "init_lora_weights", json_true());
-    json_object_set_new(j, "modules_to_save", json_null());
-    json_object_set_new(j, "layers_to_transform", json_null());
-    json_object_set_new(j, "rank_pattern", json_object());
-    json_object_set_new(j, "alpha_pattern", json_object());
-    if (o->n_inv > 0) {
-        json_t *inv = json_array();
-        for (int i = 0; i < o->n_inv; i++)
-            json_array_append_new(inv, json_integer(o->inv[i]));
-        json_object_set_new(j, "alora_invocation_tokens", inv);
-    }
-    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    json_decref(j);
-    if (rc != 0)
-        return ali_errf(AL_EIO, "%s: cannot write", path);
-    return AL_OK;
+    return al_adapter_write_config(path, mc->name, o->rank, o->alpha, o->targets, o->rslora, o->inv, o->n_inv);
 }
 
 static al_err cli_ma_write_tensors(const char *path, const cli_ma_opts *o, const al_model_config *mc)

@@ -169,39 +169,8 @@ static al_err ali_tl_mkdir(const char *dir)
 
 static al_err ali_tl_write_config(const al_tlora *t, const al_model_config *c, const char *path)
 {
-    json_t *j = json_object();
-    json_object_set_new(j, "peft_type", json_string("LORA"));
-    json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
-    json_object_set_new(j, "base_model_name_or_path", json_string(c->name));
-    json_object_set_new(j, "r", json_integer(t->rank));
-    json_object_set_new(j, "lora_alpha", json_real(t->alpha));
-    json_object_set_new(j, "lora_dropout", json_real(0.0));
-    json_object_set_new(j, "bias", json_string("none"));
-    json_t *tm = json_array();
-    for (int k = 0; k < AL_T_COUNT; k++)
-        if (t->targets[k])
-            json_array_append_new(tm, json_string(al_target_module((al_target)k)));
-    json_object_set_new(j, "target_modules", tm);
-    json_object_set_new(j, "fan_in_fan_out", json_false());
-    json_object_set_new(j, "inference_mode", json_true());
-    json_object_set_new(j, "use_rslora", json_boolean(t->rslora));
-    json_object_set_new(j, "use_dora", json_false());
-    json_object_set_new(j, "init_lora_weights", json_true());
-    json_object_set_new(j, "modules_to_save", json_null());
-    json_object_set_new(j, "layers_to_transform", json_null());
-    json_object_set_new(j, "rank_pattern", json_object());
-    json_object_set_new(j, "alpha_pattern", json_object());
-    if (t->inv) {
-        json_t *inv = json_array();
-        for (int32_t i = 0; i < t->n_inv; i++)
-            json_array_append_new(inv, json_integer(t->inv[i]));
-        json_object_set_new(j, "alora_invocation_tokens", inv);
-    }
-    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    json_decref(j);
-    if (rc != 0)
-        return ali_errf(AL_EIO, "%s: cannot write", path);
-    return AL_OK;
+    return al_adapter_write_config(path, c->name, t->rank, t->alpha, t->targets, t->rslora, t->inv,
+                                   t->inv ? t->n_inv : 0);
 }
 
 al_err al_tlora_save(const al_tlora *t, const al_model_config *c, const char *dir)

@@ -561,3 +561,41 @@ out:
     *out = a;
     return AL_OK;
 }
+
+al_err al_adapter_write_config(const char *path, const char *base_model, int r, double alpha,
+                               const int targets[AL_T_COUNT], int rslora, const int32_t *inv, int n_inv)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "peft_type", json_string("LORA"));
+    json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+    json_object_set_new(j, "base_model_name_or_path", json_string(base_model ? base_model : ""));
+    json_object_set_new(j, "r", json_integer(r));
+    json_object_set_new(j, "lora_alpha", json_real(alpha));
+    json_object_set_new(j, "lora_dropout", json_real(0.0));
+    json_object_set_new(j, "bias", json_string("none"));
+    json_t *tm = json_array();
+    for (int t = 0; t < AL_T_COUNT; t++)
+        if (targets[t])
+            json_array_append_new(tm, json_string(al_target_module((al_target)t)));
+    json_object_set_new(j, "target_modules", tm);
+    json_object_set_new(j, "fan_in_fan_out", json_false());
+    json_object_set_new(j, "inference_mode", json_true());
+    json_object_set_new(j, "use_rslora", json_boolean(rslora));
+    json_object_set_new(j, "use_dora", json_false());
+    json_object_set_new(j, "init_lora_weights", json_true());
+    json_object_set_new(j, "modules_to_save", json_null());
+    json_object_set_new(j, "layers_to_transform", json_null());
+    json_object_set_new(j, "rank_pattern", json_object());
+    json_object_set_new(j, "alpha_pattern", json_object());
+    if (inv && n_inv > 0) {
+        json_t *a = json_array();
+        for (int i = 0; i < n_inv; i++)
+            json_array_append_new(a, json_integer(inv[i]));
+        json_object_set_new(j, "alora_invocation_tokens", a);
+    }
+    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    if (rc != 0)
+        return ali_errf(AL_EIO, "%s: cannot write", path);
+    return AL_OK;
+}

@@ -47,6 +47,12 @@ typedef struct al_adapter {
     void *buf;             /* owns A/B/bias storage */
 } al_adapter;
 
+/* Writes a PEFT adapter_config.json (LoRA, CAUSAL_LM) at path: rank r, lora_alpha, the adapted
+ * projections (targets [AL_T_COUNT], 1 = adapted), rsLoRA, and alora_invocation_tokens when
+ * n_inv > 0 (an aLoRA). base_model: base_model_name_or_path. */
+al_err al_adapter_write_config(const char *path, const char *base_model, int r, double alpha,
+                               const int targets[AL_T_COUNT], int rslora, const int32_t *inv, int n_inv);
+
 /* Loads DIR/adapter_config.json + DIR/adapter_model.safetensors against a model config. */
 al_err al_adapter_load(const char *dir, const al_model_config *cfg, al_adapter **out);
 void al_adapter_free(al_adapter *a);
