@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "services/base/base.h"
@@ -181,7 +183,13 @@ al_err base_loop_start(base_ctx *b)
     o.vocab = b->vocab = al_service_vocab(&b->cfg, &b->model->cfg);
     AL_TRY(al_engine_create(b->model, &o, &b->engine));
     AL_TRY(base_leases_init(b));
-    b->next_seq_id = 1;
+    /* Sequence ids start at a random multiple of 2^32: an id a client kept from an earlier instance
+     * of this base (a router that has not yet noticed a restart) names no sequence of this one,
+     * instead of someone else's. */
+    uint32_t r32 = 0;
+    if (getrandom(&r32, sizeof r32, 0) != (ssize_t)sizeof r32)
+        r32 = (uint32_t)time(NULL) ^ (uint32_t)getpid() * 2654435761u;
+    b->next_seq_id = ((uint64_t)(r32 & 0x7fffffffu) << 32) | 1;
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     b->mu_init = true;
