@@ -236,6 +236,17 @@ static void rh_sess_save(router_http *h, const rh_sess *s)
     free(t);
 }
 
+/* A new session's HTTP state under id sid: stored, then listed. */
+static void rh_sess_add(router_http *h, rh_sess *s, const char *sid)
+{
+    ROUTER_STRCPY(s->id, sid);
+    rh_sess_save(h, s);
+    pthread_mutex_lock(&h->mu);
+    s->next = h->sess;
+    h->sess = s;
+    pthread_mutex_unlock(&h->mu);
+}
+
 /* The session's HTTP state: the one in memory, else the stored one (a router restart), else empty (a
  * session made over NNG). NULL: out of memory. */
 static rh_sess *rh_sess_load(router_http *h, const char *id)
@@ -454,12 +465,7 @@ static void rh_s_create(rh_call *c)
         rh_error_ra(c, e, al_errmsg(), e == AL_EOVERLOADED ? 1 : 0);
         goto out;
     }
-    ROUTER_STRCPY(s->id, sid);
-    rh_sess_save(h, s);
-    pthread_mutex_lock(&h->mu);
-    s->next = h->sess;
-    h->sess = s;
-    pthread_mutex_unlock(&h->mu);
+    rh_sess_add(h, s, sid);
     rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", sid, "object", "session", "model",
                                     h->r->cfg.router.model_name, "n_tokens", (json_int_t)nids, "messages",
                                     chat->n_msgs, "base_instance", base_id));
@@ -1007,12 +1013,7 @@ static void rh_s_import(rh_call *c)
     char sid[64], base_id[64];
     if ((e = router_session_new(r, rh_owner(c), toks, nt, NULL, sid, base_id)) != AL_OK)
         goto out;
-    ROUTER_STRCPY(s->id, sid);
-    rh_sess_save(h, s);
-    pthread_mutex_lock(&h->mu);
-    s->next = h->sess;
-    h->sess = s;
-    pthread_mutex_unlock(&h->mu);
+    rh_sess_add(h, s, sid);
     rh_reply_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "id", sid, "object", "session", "model",
                                     r->cfg.router.model_name, "n_tokens", (json_int_t)nt, "messages", s->n,
                                     "base_instance", base_id, "imported", 1));
