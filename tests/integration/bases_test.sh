@@ -106,7 +106,12 @@ while [ $SECONDS -lt $deadline ]; do
     jq -e '[.processes[] | select(.role == "worker" and .health == "ok")] | length == 4' >/dev/null && break
   sleep 0.1
 done
-[ "$nb" = 2 ] && ok "base-1 restarted, its workers re-attached" || fail "after the restart: $nb live bases"
+if [ "$nb" = 2 ]; then ok "base-1 restarted, its workers re-attached"
+else # say why: the router's view and what alora up logged about base-1
+  fail "after the restart: $nb live bases"
+  "$ALORA" status --router "$R" 2>&1 | head -20
+  echo "--- alora up stderr (base-1, restarts)"; grep -aE "base-1|restart|exited|error" "$T/b.err" | tail -30
+fi
 out=$("$ALORA" invoke --router "$R" --intrinsic certainty --tokens "$convo,600,601,602" --json)
 s=$(jq .activation_start <<<"$out")
 [ "$(base_of "$(jq -r .worker <<<"$out")")" = 0 ] && [ "$(jq .prefix_cached_tokens <<<"$out")" = "$s" ] &&
