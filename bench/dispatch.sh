@@ -26,6 +26,9 @@ print("| measure | portable (dispatched) | native | portable / native |")
 print("|---|---|---|---|")
 for k in ("prefill", "decode"):
     print("| %s tok/s | %.1f | %.1f | %.3f |" % (k, best[port][k], best[nat][k], best[port][k] / best[nat][k]))
+for k in ("prefill", "decode"):
+    r = best[port][k] / best[nat][k]
+    print("RATIO portable build / -march=native build, %s: %.3f (target >= 0.95) %s" % (k, r, "met" if r >= 0.95 else "missed"))
 print(json.dumps({"dispatch_prefill_ratio": round(best[port]["prefill"] / best[nat]["prefill"], 4),
                   "dispatch_decode_ratio": round(best[port]["decode"] / best[nat]["decode"], 4)}))
 ' "$BUILD" "$NATIVE"

@@ -715,6 +715,22 @@ def cmd_report(a):
             row += ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     md = "\n".join(lines) + "\n"
+    # one RATIO line per target and load, for make bench's summary (bench/run.sh)
+    for n in loads:
+        A, L, P = by.get((ref, n)), by.get((peer, n)), by.get((lora, n))
+        if A and L and L["intrinsic_calls_per_s"] > 0:
+            rt = A["intrinsic_calls_per_s"] / L["intrinsic_calls_per_s"]
+            print(f"RATIO RAG intrinsic calls/s {ref} / {peer}, N={n}: {rt:.2f} (target >= 3.00, p99 TTFT <=) "
+                  f"{'met' if verdict.get(n) else 'missed'}")
+            pa = A["per_call"]["intrinsics"]["ttft_p99_ms"]
+            pl = L["per_call"]["intrinsics"]["ttft_p99_ms"]
+            if pa and pl:
+                print(f"RATIO RAG p99 intrinsic TTFT {ref} / {peer}, N={n}: {pa / pl:.2f} (target <= 1.00) "
+                      f"{'met' if pa <= pl else 'missed'}")
+        if A and P and P["intrinsic_calls_per_s"] > 0:
+            rp = A["intrinsic_calls_per_s"] / P["intrinsic_calls_per_s"]
+            print(f"RATIO RAG intrinsic calls/s {ref} / {lora}, N={n}: {rp:.2f} (target >= 10.00) "
+                  f"{'met' if rp >= 10 else 'missed'}")
     if a.md:
         open(a.md, "w").write(md)
     else:
