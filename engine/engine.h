@@ -142,6 +142,11 @@ typedef struct al_engine_stats {
     int32_t sequences, running;
     uint64_t cache_hit_blocks, cache_miss_blocks, cache_hit_tokens;
     uint64_t prefill_tokens, decode_tokens, steps;
+    uint64_t step_seqs;    /* sequences summed over the steps (steps / step_seqs = batching) */
+    uint64_t step_rows;    /* rows (tokens) summed over the steps */
+    uint64_t shared_steps; /* steps that ran two or more sequences together */
+    uint64_t shared_rows;  /* rows of those steps */
+    int32_t last_step_seqs, last_step_rows; /* the latest step's */
 } al_engine_stats;
 
 typedef struct al_engine al_engine;

@@ -130,6 +130,8 @@ struct al_engine {
     ali_pcache *pc; /* NULL when the prefix cache is off */
     ali_runstate rs;
     uint64_t n_prefill_tokens, n_decode_tokens, n_steps;
+    uint64_t n_step_seqs, n_step_rows, n_shared_steps, n_shared_rows; /* batching (al_engine_stats) */
+    int32_t last_step_seqs, last_step_rows;
     const al_adapter *adapters[ALI_MAX_ADAPTERS];
     int32_t n_adapters;
     ali_seq *seqs; /* [max_seqs] */

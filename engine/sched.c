@@ -628,6 +628,14 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
                    .groups = e->groups, .n_groups = n_groups, .out_rows = e->out_rows, .n_out = n_out};
     ali_forward(e, &b);
     e->n_steps++;
+    e->n_step_seqs += (uint64_t)n_sched;
+    e->n_step_rows += (uint64_t)T;
+    if (n_sched > 1) {
+        e->n_shared_steps++;
+        e->n_shared_rows += (uint64_t)T;
+    }
+    e->last_step_seqs = n_sched;
+    e->last_step_rows = T;
     for (int32_t k = 0; k < n_sched; k++) {
         ali_seq *s = &e->seqs[sched[k]];
         if (s->n_computed >= s->prompt_end)
@@ -870,4 +878,10 @@ void al_engine_stats_get(const al_engine *e, al_engine_stats *st)
     st->prefill_tokens = e->n_prefill_tokens;
     st->decode_tokens = e->n_decode_tokens;
     st->steps = e->n_steps;
+    st->step_seqs = e->n_step_seqs;
+    st->step_rows = e->n_step_rows;
+    st->shared_steps = e->n_shared_steps;
+    st->shared_rows = e->n_shared_rows;
+    st->last_step_seqs = e->last_step_seqs;
+    st->last_step_rows = e->last_step_rows;
 }
