@@ -91,6 +91,14 @@ typedef struct al_engine_opts {
                                  are refused */
     int32_t threads;          /* CPU threads of the backend (process-wide): n > 0, -1 = all cores,
                                  0 = leave the process's setting */
+    int32_t max_shared_rows;  /* 0 = off. n > 0: a step stacks several sequences only while its rows
+                                 stay <= n: a sequence joins a step with its whole chunk (what it would
+                                 run alone, min(remaining, max_batch_tokens)) or waits for the next
+                                 step, where it goes first (no starvation); a chunk above n runs
+                                 alone. A sequence's chunks are then the same batched or not, and at
+                                 n <= the few-row matmul's limit (8 on the CPU) every shared step
+                                 runs the kernel that computes each row on its own: batched results
+                                 equal unbatched ones bit for bit (tests/engine/batch_test.c) */
 } al_engine_opts;
 
 typedef struct al_request {

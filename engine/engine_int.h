@@ -75,6 +75,7 @@ typedef struct ali_seq {
     uint64_t chain;     /* prefix-cache chain value after n_hashed full blocks */
     int32_t n_hashed;
     uint64_t order;
+    int32_t waited;     /* 1: left out of the last step (max_shared_rows): goes first in the next */
 } ali_seq;
 
 /* Per-step scratch, sized for max_batch_tokens rows. */

@@ -39,6 +39,8 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
         return ali_errf(AL_ERANGE, "engine: max_batch_tokens %d must be >= 1", o.max_batch_tokens);
     if (o.max_batch_tokens > 65536)
         return ali_errf(AL_ERANGE, "engine: max_batch_tokens %d out of range [1, 65536]", o.max_batch_tokens);
+    if (o.max_shared_rows < 0 || o.max_shared_rows > 65536)
+        return ali_errf(AL_ERANGE, "engine: max_shared_rows %d out of range [0, 65536]", o.max_shared_rows);
     if (c->head_dim > 1024 || c->head_dim % 2)
         return ali_errf(AL_EUNSUPPORTED, "engine: head_dim %d must be even and <= 1024", c->head_dim);
     if (o.n_blocks == 0) {
@@ -453,6 +455,8 @@ static int ali_seq_order_cmp(const void *a, const void *b, void *ctx)
 {
     const al_engine *e = ctx;
     const ali_seq *x = &e->seqs[*(const int32_t *)a], *y = &e->seqs[*(const int32_t *)b];
+    if (x->waited != y->waited) /* sequences a full step left out first */
+        return y->waited - x->waited;
     int dx = x->n_gen > 0, dy = y->n_gen > 0; /* decoding sequences first */
     if (dx != dy)
         return dy - dx;
@@ -543,6 +547,11 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     for (int32_t k = 0; k < n_run && T < budget; k++) {
         ali_seq *s = &e->seqs[order[k]];
         int32_t c = AL_MIN(s->n_toks - s->n_computed, budget - T);
+        if (e->o.max_shared_rows > 0 && T > 0 &&
+            T + AL_MIN(s->n_toks - s->n_computed, budget) > e->o.max_shared_rows) {
+            s->waited = 1; /* its whole chunk does not fit: next step, first */
+            continue;
+        }
         if (ali_seq_own_tail(e, s) != AL_OK)
             continue; /* no block to copy into this step */
         if (ali_seq_reserve(e, s, s->n_computed + c) != AL_OK) {
@@ -553,6 +562,7 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
         }
         sched[n_sched] = order[k];
         chunk[n_sched++] = c;
+        s->waited = 0;
         T += c;
     }
     if (n_sched == 0) {

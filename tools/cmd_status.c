@@ -174,6 +174,12 @@ int cmd_status(int argc, char **argv)
             json_object_set_new(j, "capacity", json_integer(p->capacity));
             json_object_set_new(j, "requests", json_integer((json_int_t)p->requests));
             json_object_set_new(j, "last_seen_ms", json_integer((json_int_t)p->last_seen_ms));
+            if (p->role == alora_Role_ROLE_WORKER) { /* batching: steps shared by concurrent invocations */
+                json_object_set_new(j, "steps", json_integer((json_int_t)p->steps));
+                json_object_set_new(j, "shared_steps", json_integer((json_int_t)p->shared_steps));
+                json_object_set_new(j, "step_calls", json_integer((json_int_t)p->step_calls));
+                json_object_set_new(j, "step_rows", json_integer((json_int_t)p->step_rows));
+            }
             json_array_append_new(ps, j);
         }
         json_object_set_new(o, "processes", ps);

@@ -1,7 +1,8 @@
 /* batch_test.c: the worker's batching: invocations stepped together (their rows stacked in one
  * forward pass, each attending to its own read-only prefix) give what each gives alone: bit for bit
- * while every step stays within the few-row matmul (<= 8 rows), within a stated tolerance above,
- * and both within the PEFT goldens' tolerance (tests/fixtures/oracle). */
+ * while every step stays within the few-row matmul (<= 8 rows) and always with max_shared_rows = 8,
+ * within a stated tolerance when larger steps go to sgemm, and within the PEFT goldens' tolerance
+ * (tests/fixtures/oracle). */
 #include "al_test.h"
 
 #include <math.h>
@@ -32,11 +33,12 @@ typedef struct bat_stats {
 } bat_stats;
 
 /* Runs invs [lo, hi) together in one worker engine (a fresh one); records tokens and logits. */
-static void run_worker(const al_ops *ops, inv *iv, int lo, int hi, bat_stats *bs)
+static void run_worker(const al_ops *ops, inv *iv, int lo, int hi, int32_t shared_rows, bat_stats *bs)
 {
     const al_model *m = iv[lo].c->m;
     al_engine *w = NULL;
-    al_engine_opts wo = {.block_size = 16, .n_blocks = 256, .max_seqs = MAXB, .max_batch_tokens = 256, .ops = ops};
+    al_engine_opts wo = {.block_size = 16, .n_blocks = 256, .max_seqs = MAXB, .max_batch_tokens = 256, .ops = ops,
+                         .max_shared_rows = shared_rows};
     assert_int_equal(al_engine_create(m, &wo, &w), AL_OK);
     const al_adapter *added[8];
     int n_added = 0;
@@ -131,9 +133,9 @@ static void few_rows(const al_ops *ops)
     al_engine *base = setup(ops, iv, N, 2, &gl, &lp);
     int32_t V = iv[0].c->m->cfg.vocab_size;
     bat_stats together = {0}, alone = {0};
-    run_worker(ops, iv, 0, N, &together);
+    run_worker(ops, iv, 0, N, 0, &together);
     for (int i = 0; i < N; i++)
-        run_worker(ops, iv, N + i, N + i + 1, &alone);
+        run_worker(ops, iv, N + i, N + i + 1, 0, &alone);
     assert_true(together.max_rows <= 8);
     assert_true(together.shared_steps >= NGEN); /* prefill + decode steps ran all N at once */
     assert_int_equal(alone.shared_steps, 0);
@@ -165,9 +167,9 @@ static void test_many_rows_tolerance(void **state)
     al_engine *base = setup(al_ops_cpu(), iv, N, 0, &gl, &lp);
     int32_t V = iv[0].c->m->cfg.vocab_size;
     bat_stats together = {0}, alone = {0};
-    run_worker(al_ops_cpu(), iv, 0, N, &together);
+    run_worker(al_ops_cpu(), iv, 0, N, 0, &together);
     for (int i = 0; i < N; i++)
-        run_worker(al_ops_cpu(), iv, N + i, N + i + 1, &alone);
+        run_worker(al_ops_cpu(), iv, N + i, N + i + 1, 0, &alone);
     assert_true(together.max_rows > 8);
     assert_true(together.shared_steps >= NGEN);
     float worst = 0;
@@ -188,6 +190,80 @@ static void test_many_rows_tolerance(void **state)
     al_engine_free(base);
 }
 
+/* max_shared_rows = 8 (the worker's default, worker.batch_rows): the same 8 invocations with the
+ * goldens' suffixes (3-16 rows each) share only steps of <= 8 rows, a sequence joins with its whole
+ * chunk or waits, a chunk above 8 rows runs alone: every sequence's chunks are those it runs alone
+ * and every shared step stays in the few-row kernel, so batched equals alone bit for bit by
+ * construction, while the decode steps are still shared. */
+static void test_shared_rows_bitwise(void **state)
+{
+    enum { N = 8 };
+    const al_ops *ops[] = {al_ops_cpu(), al_ops_cpu_bf16()};
+    for (size_t o = 0; o < AL_ARRAY_LEN(ops); o++) {
+        inv iv[2 * N];
+        float *gl, *lp;
+        al_engine *base = setup(ops[o], iv, N, 0, &gl, &lp);
+        int32_t V = iv[0].c->m->cfg.vocab_size;
+        bat_stats together = {0}, alone = {0};
+        run_worker(ops[o], iv, 0, N, 8, &together);
+        for (int i = 0; i < N; i++)
+            run_worker(ops[o], iv, N + i, N + i + 1, 8, &alone);
+        assert_true(together.shared_steps >= NGEN - 1); /* the decodes of all 8 share steps */
+        assert_true(together.steps < alone.steps);
+        for (int i = 0; i < N; i++) {
+            al_assert_ints_equal(iv[i].toks, iv[N + i].toks, NGEN);
+            if (memcmp(iv[i].gl, iv[N + i].gl, sizeof(float) * (size_t)NGEN * V) ||
+                memcmp(iv[i].lp, iv[N + i].lp, sizeof(float) * NGEN))
+                fail_msg("%s: invocation %d (%s): batched logits differ from alone (max %g)", ops[o]->name, i,
+                         iv[i].c->name, (double)golden_maxdiff(iv[i].gl, iv[N + i].gl, (size_t)NGEN * V));
+            if (ops[o] == al_ops_cpu())
+                assert_true(golden_maxdiff(iv[i].gl, iv[i].c->gen_logits, (size_t)NGEN * V) <= iv[i].c->tol);
+        }
+        fprintf(stderr, "%s, max_shared_rows 8: %llu steps batched (%llu shared) vs %llu alone, bitwise equal\n",
+                ops[o]->name, (unsigned long long)together.steps, (unsigned long long)together.shared_steps,
+                (unsigned long long)alone.steps);
+        free(gl);
+        free(lp);
+        al_engine_free(base);
+    }
+}
+
+/* A chunk that cannot join a shared step waits one step at most: it goes first in the next one,
+ * even while other sequences keep decoding (no starvation); budget-limited chunks still work. */
+static void test_shared_rows_no_starvation(void **state)
+{
+    const golden_case *c = golden_find(&G, "long_prompt");
+    assert_non_null(c);
+    al_engine *e = NULL;
+    al_engine_opts o = {.block_size = 16, .n_blocks = 256, .max_seqs = 8, .max_batch_tokens = 64, .max_shared_rows = 8};
+    assert_int_equal(al_engine_create(c->m, &o, &e), AL_OK);
+    int32_t dec[4], big;
+    for (int i = 0; i < 4; i++) {
+        al_request r = {.tokens = c->prompt + i, .n_tokens = 2, .adapter = -1, .max_tokens = 40, .ignore_eos = 1};
+        assert_int_equal(al_engine_submit(e, &r, &dec[i]), AL_OK);
+    }
+    int32_t n = 0;
+    assert_int_equal(al_engine_step(e, &n), AL_OK); /* 4 x 2 rows: shared, then they decode */
+    al_request r = {.tokens = c->prompt, .n_tokens = c->n_prompt, .adapter = -1, .max_tokens = 1};
+    assert_int_equal(al_engine_submit(e, &r, &big), AL_OK);
+    int steps = 0;
+    while (!al_engine_done(e, big)) {
+        assert_int_equal(al_engine_step(e, &n), AL_OK);
+        al_engine_stats st;
+        al_engine_stats_get(e, &st);
+        assert_true(st.last_step_rows <= 8 || st.last_step_seqs == 1); /* long chunks alone */
+        steps++;
+        assert_true(steps <= 2 * ((c->n_prompt + 63) / 64) + 1);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_false(al_engine_done(e, dec[i])); /* the decoders were still running meanwhile */
+    assert_int_equal(al_engine_run(e), AL_OK);
+    al_result res;
+    assert_int_equal(al_engine_result(e, big, &res), AL_OK);
+    assert_int_equal(res.finish, AL_FINISH_LENGTH);
+    al_engine_free(e);
+}
+
 int main(void)
 {
     if (golden_load(&G) != 0) {
@@ -198,6 +274,8 @@ int main(void)
         cmocka_unit_test(test_few_rows_bitwise_f32),
         cmocka_unit_test(test_few_rows_bitwise_bf16),
         cmocka_unit_test(test_many_rows_tolerance),
+        cmocka_unit_test(test_shared_rows_bitwise),
+        cmocka_unit_test(test_shared_rows_no_starvation),
     };
     int rc = cmocka_run_group_tests_name("engine_batch", tests, NULL, NULL);
     golden_free(&G);
