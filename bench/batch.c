@@ -25,7 +25,7 @@ static int cmp_d(const void *a, const void *b)
 typedef struct client {
     const char *url, *intr;
     int32_t *toks; /* [n] conversation + invocation tokens */
-    int n, calls, max_tokens, id;
+    int n, calls, max_tokens, id, cold, ctx;
     double *lat;   /* [calls] ms */
     int failed;
     double sum_router_ms, sum_queue_ms, sum_batch; /* router's total and queue time, worker batch size */
@@ -69,9 +69,13 @@ static void *client_main(void *arg)
         k->failed = 1;
     k->sum_router_ms = k->sum_queue_ms = k->sum_batch = 0;
     pthread_barrier_wait(k->go);
-    for (int i = 0; i < k->calls && !k->failed; i++)
+    for (int i = 0; i < k->calls && !k->failed; i++) {
+        if (k->cold) /* a new conversation every call: the base prefills it (no cached prefix) */
+            for (int t = 0; t < k->ctx; t++)
+                k->toks[t] = 10 + (int32_t)(((uint64_t)t * 7919u + (uint64_t)(k->id * 1000 + i + 17) * 104729u) % 480u);
         if (one_call(c, k, &k->lat[i]) != 0)
             k->failed = 1;
+    }
     if (c)
         al_rpc_client_close(c);
     return NULL;
@@ -80,7 +84,7 @@ static void *client_main(void *arg)
 int main(int argc, char **argv)
 {
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502";
-    int clients = 8, calls = 8, ctx = 256, max_tokens = 4;
+    int clients = 8, calls = 8, ctx = 256, max_tokens = 4, cold = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--intrinsic")) intr = argv[i + 1];
@@ -89,6 +93,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--calls")) calls = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ctx")) ctx = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cold")) cold = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "bench_batch: unknown option %s\n", argv[i]);
             return 2;
@@ -96,7 +101,8 @@ int main(int argc, char **argv)
     }
     if (!url || clients < 1 || clients > 256 || calls < 1 || ctx < 1 || ctx > 100000 || max_tokens < 1) {
         fprintf(stderr, "usage: bench_batch --router URL [--intrinsic NAME] [--inv 500,501,502] [--clients 8]\n"
-                        "                   [--calls 8 (per client)] [--ctx 256] [--max-tokens 4]\n");
+                        "                   [--calls 8 (per client)] [--ctx 256] [--max-tokens 4]\n"
+                        "                   [--cold 1: a new conversation every call, prefilled by the base]\n");
         return 2;
     }
     int32_t inv[64];
@@ -117,6 +123,8 @@ int main(int argc, char **argv)
         k->n = ctx + n_inv;
         k->calls = calls;
         k->max_tokens = max_tokens;
+        k->cold = cold;
+        k->ctx = ctx;
         k->go = &go;
         k->toks = malloc(sizeof(int32_t) * (size_t)k->n);
         k->lat = calloc((size_t)calls, sizeof(double));

@@ -3,7 +3,10 @@
 # batching concurrent calls into shared forward steps (worker.max_batch = 8, batch_rows = 8: the
 # default) vs not (max_batch = 1), and batching with no row limit (batch_rows = 0: steps above 8 rows
 # go to sgemm): three clusters up at once on the same weights, measured in rotation in the same run;
-# prints the worker's step counters (mean calls and rows per step) and a RATIO line.
+# prints the worker's step counters (mean calls and rows per step) and a RATIO line. Then the base:
+# new conversations (no cached prefix: the base prefills BATCH_CTX tokens per call) from 8
+# concurrent clients vs 1 client, the same calls: the base's step counters show whether prefills of
+# different conversations share steps (BATCH_BASE=0 skips it).
 # Knobs (environment): BATCH_REPS (alternating repetitions, default 3; the median counts),
 # BATCH_CLIENTS (8), BATCH_CALLS (calls per client per repetition, 6), BATCH_CTX (conversation
 # tokens, 256), BATCH_MAX_TOKENS (generated tokens per call, 4), ALORA_BENCH_PRESET (85m),
@@ -52,10 +55,14 @@ for mode in "${MODES[@]}"; do
   [ -f "$RUN/ready-$mode" ] || { echo "batch: cluster '$mode' not ready"; tail -20 "$W/up-$mode.log"; exit 1; }
 done
 
-run() { # run MODE -> calls/s
-  "$BUILD/bench_batch" --router "ipc://$RUN/$1/router.ipc" --intrinsic answerability --inv 505,506 \
-    --clients "$CLIENTS" --calls "$CALLS" --ctx "$CTX" --max-tokens "$MT" | tee -a "$W/runs-$1.txt" |
+run() { # run MODE [bench_batch options] -> calls/s
+  local m=$1; shift
+  "$BUILD/bench_batch" --router "ipc://$RUN/$m/router.ipc" --intrinsic answerability --inv 505,506 \
+    --clients "$CLIENTS" --calls "$CALLS" --ctx "$CTX" --max-tokens "$MT" "$@" | tee -a "$W/runs-$m.txt" |
     sed -n 's/.*calls_per_s \([0-9.]*\).*/\1/p'
+}
+base_stats() { # base_stats MODE -> "steps shared_steps step_seqs step_rows"
+  "$ALORA" status --base "ipc://$RUN/$1/base.ipc" --json | jq -r '"\(.steps) \(.shared_steps) \(.step_seqs) \(.step_rows)"'
 }
 worker_stats() { # worker_stats MODE -> "steps shared_steps step_calls step_rows"
   "$ALORA" status --router "ipc://$RUN/$1/router.ipc" --json |
@@ -93,3 +100,21 @@ ratio=$(echo "${MED[on]} / ${MED[off]}" | bc -l)
 met=$(echo "$ratio >= 2.0" | bc -l)
 printf 'RATIO intrinsic calls/s on one worker, %d clients, batched / batching off: %.2f (target >= 2.00) %s\n' \
   "$CLIENTS" "$ratio" "$([ "$met" = 1 ] && echo met || echo missed)"
+
+[ "${BATCH_BASE:-1}" = 1 ] || exit 0
+echo
+echo "base: new conversations of $CTX tokens (the base prefills each; base.max_batch_tokens 512), 1 generated"
+echo "token, $((CLIENTS * 2)) calls from $CLIENTS concurrent clients vs the same calls from 1 client:"
+echo
+echo "| clients | calls/s | base steps | shared steps | sequences per step | rows per step |"
+echo "|--:|--:|--:|--:|--:|--:|"
+for nc in "$CLIENTS" 1; do
+  read -r s0 sh0 q0 r0 <<<"$(base_stats on)"
+  v=$(CLIENTS=$nc run on --cold 1 --max-tokens 1 --clients "$nc" --calls $((CLIENTS * 2 / nc)))
+  read -r s1 sh1 q1 r1 <<<"$(base_stats on)"
+  [ -n "$v" ] || { echo "batch: a base run failed"; exit 1; }
+  ds=$((s1 - s0))
+  printf '| %d | %.2f | %d | %d | %.2f | %.1f |\n' "$nc" "$v" "$ds" $((sh1 - sh0)) "$(echo "($q1 - $q0) / $ds" | bc -l)" \
+    "$(echo "($r1 - $r0) / $ds" | bc -l)"
+done
+echo "(the warm-up call of each client is counted in the base's steps: it prefills a conversation too)"

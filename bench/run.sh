@@ -29,3 +29,4 @@ if [ -x bench/cluster.sh ]; then
   echo "== cluster: intrinsic TTFT, aLoRA vs plain LoRA"
   bash bench/cluster.sh "$BUILD"
 fi
+echo; echo "== worker batching: intrinsic calls/s, 8 clients on one worker, batched vs off (bench/batch.sh)"; bash bench/batch.sh "$BUILD"

@@ -77,7 +77,8 @@ static int st_base(const char *url, int json, long timeout)
              {"prefix_cache_misses", r.prefix_cache_misses}, {"prefix_cache_hit_tokens", r.prefix_cache_hit_tokens},
              {"running", r.running}, {"queued", r.queued}, {"prefill_tokens", r.prefill_tokens},
              {"decode_tokens", r.decode_tokens}, {"requests", r.requests}, {"leases_expired", r.leases_expired},
-             {"leases_dropped", r.leases_dropped}};
+             {"leases_dropped", r.leases_dropped}, {"steps", r.steps}, {"shared_steps", r.shared_steps},
+             {"step_seqs", r.step_seqs}, {"step_rows", r.step_rows}};
     size_t n = sizeof f / sizeof f[0];
     if (json) {
         json_t *o = json_object();
