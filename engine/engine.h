@@ -143,6 +143,8 @@ typedef struct al_result {
     double prefill_ms, decode_ms;
     int32_t computed_tokens;     /* tokens whose KV this sequence computed */
     int32_t cached_tokens;       /* prompt tokens whose KV came from the prefix cache */
+    int32_t steps;               /* forward steps the sequence ran in */
+    int32_t step_seqs;           /* sequences summed over those steps (/ steps = its mean batch) */
 } al_result;
 
 typedef struct al_engine_stats {

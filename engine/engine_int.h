@@ -76,6 +76,7 @@ typedef struct ali_seq {
     int32_t n_hashed;
     uint64_t order;
     int32_t waited;     /* 1: left out of the last step (max_shared_rows): goes first in the next */
+    int32_t steps, step_seqs; /* al_result.steps / step_seqs */
 } ali_seq;
 
 /* Per-step scratch, sized for max_batch_tokens rows. */

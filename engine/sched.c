@@ -647,6 +647,10 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     e->last_step_seqs = n_sched;
     e->last_step_rows = T;
     for (int32_t k = 0; k < n_sched; k++) {
+        e->seqs[sched[k]].steps++;
+        e->seqs[sched[k]].step_seqs += n_sched;
+    }
+    for (int32_t k = 0; k < n_sched; k++) {
         ali_seq *s = &e->seqs[sched[k]];
         if (s->n_computed >= s->prompt_end)
             e->n_decode_tokens += (uint64_t)chunk[k];
@@ -731,7 +735,7 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
                        .prompt_top_logprobs = s->n_ptop,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
                        .stop_index = s->stop_index, .error = s->error, .computed_tokens = s->computed_tokens,
-                       .cached_tokens = s->cached_tokens};
+                       .cached_tokens = s->cached_tokens, .steps = s->steps, .step_seqs = s->step_seqs};
     if (s->finish != AL_FINISH_NONE) {
         out->prefill_ms = (s->t_first - s->t_start) * 1e3;
         out->decode_ms = (s->t_end - s->t_first) * 1e3;

@@ -27,7 +27,6 @@ typedef struct worker_cmd {
     int32_t reused;
     const uint8_t *row_hdr; /* lease row header in the table arena, NULL without a lease */
     uint64_t generation;
-    int32_t steps, step_calls; /* forward steps this invocation ran in, invocations summed over them */
     struct worker_cmd *next;
 } worker_cmd;
 

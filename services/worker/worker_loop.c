@@ -40,17 +40,11 @@ void worker_loop_push(worker_ctx *w, worker_cmd *c)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Publishes the engine's step counters (the stats thread reads them while steps run) and counts
- * the step for every invocation in it (its reply's timings.batch_size). */
-static void worker_loop_count(worker_ctx *w, uint64_t steps_before)
+/* Publishes the engine's step counters (the stats thread reads them while steps run). */
+static void worker_loop_count(worker_ctx *w)
 {
     al_engine_stats st;
     al_engine_stats_get(w->engine, &st);
-    if (st.steps != steps_before) /* a step ran: every running invocation with work left was in it */
-        for (worker_cmd *c = w->running; c; c = c->next) {
-            c->steps++;
-            c->step_calls += st.last_step_seqs;
-        }
     __atomic_store_n(&w->steps, st.steps, __ATOMIC_RELAXED);
     __atomic_store_n(&w->shared_steps, st.shared_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&w->step_calls, st.step_seqs, __ATOMIC_RELAXED);
@@ -103,11 +97,10 @@ static void *worker_loop_main(void *arg)
             continue;
         }
         int32_t n_active = 0;
-        uint64_t steps_before = __atomic_load_n(&w->steps, __ATOMIC_RELAXED);
         al_err e = al_engine_step(w->engine, &n_active);
         if (e != AL_OK)
             AL_ERROR("engine step failed: %s: %s", al_strerror(e), al_errmsg());
-        worker_loop_count(w, steps_before);
+        worker_loop_count(w);
         pp = &w->running;
         while (*pp) {
             worker_cmd *c = *pp, *next = c->next;

@@ -76,6 +76,12 @@ static void run_worker(const al_ops *ops, inv *iv, int lo, int hi, int32_t share
         assert_int_equal(r.finish, AL_FINISH_LENGTH);
         assert_int_equal(r.n_tokens, NGEN);
         memcpy(iv[i].toks, r.tokens, sizeof iv[i].toks);
+        /* the sequence's own step count: it ran alone iff every step it ran in held only it */
+        assert_true(r.steps >= 1 && r.step_seqs >= r.steps);
+        if (hi - lo == 1)
+            assert_int_equal(r.step_seqs, r.steps);
+        else
+            assert_true(r.step_seqs > r.steps);
         memcpy(iv[i].lp, r.logprobs, sizeof(float) * NGEN);
     }
     al_engine_free(w);
