@@ -25,7 +25,7 @@ static int cmp_d(const void *a, const void *b)
 typedef struct client {
     const char *url, *intr;
     int32_t *toks; /* [n] conversation + invocation tokens */
-    int n, calls, max_tokens, id, cold, ctx;
+    int n, calls, max_tokens, id, cold, ctx, seed;
     double *lat;   /* [calls] ms */
     int failed;
     double sum_router_ms, sum_queue_ms, sum_batch; /* router's total and queue time, worker batch size */
@@ -72,7 +72,8 @@ static void *client_main(void *arg)
     for (int i = 0; i < k->calls && !k->failed; i++) {
         if (k->cold) /* a new conversation every call: the base prefills it (no cached prefix) */
             for (int t = 0; t < k->ctx; t++)
-                k->toks[t] = 10 + (int32_t)(((uint64_t)t * 7919u + (uint64_t)(k->id * 1000 + i + 17) * 104729u) % 480u);
+                k->toks[t] = 10 + (int32_t)(((uint64_t)t * 7919u + (uint64_t)(k->seed * 64 + k->id * k->calls + i + 17) * 104729u +
+                                                 (uint64_t)t * t) % 480u);
         if (one_call(c, k, &k->lat[i]) != 0)
             k->failed = 1;
     }
@@ -84,7 +85,7 @@ static void *client_main(void *arg)
 int main(int argc, char **argv)
 {
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502";
-    int clients = 8, calls = 8, ctx = 256, max_tokens = 4, cold = 0;
+    int clients = 8, calls = 8, ctx = 256, max_tokens = 4, cold = 0, seed = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--intrinsic")) intr = argv[i + 1];
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--ctx")) ctx = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--cold")) cold = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seed")) seed = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "bench_batch: unknown option %s\n", argv[i]);
             return 2;
@@ -102,7 +104,8 @@ int main(int argc, char **argv)
     if (!url || clients < 1 || clients > 256 || calls < 1 || ctx < 1 || ctx > 100000 || max_tokens < 1) {
         fprintf(stderr, "usage: bench_batch --router URL [--intrinsic NAME] [--inv 500,501,502] [--clients 8]\n"
                         "                   [--calls 8 (per client)] [--ctx 256] [--max-tokens 4]\n"
-                        "                   [--cold 1: a new conversation every call, prefilled by the base]\n");
+                        "                   [--cold 1: a new conversation every call, prefilled by the base]\n"
+                        "                   [--seed S: which new conversations (--cold; a new S per run, clients x calls <= 64)]\n");
         return 2;
     }
     int32_t inv[64];
@@ -124,12 +127,14 @@ int main(int argc, char **argv)
         k->calls = calls;
         k->max_tokens = max_tokens;
         k->cold = cold;
+        k->seed = seed;
         k->ctx = ctx;
         k->go = &go;
         k->toks = malloc(sizeof(int32_t) * (size_t)k->n);
         k->lat = calloc((size_t)calls, sizeof(double));
-        for (int i = 0; i < ctx; i++) /* one conversation per client: no prefix shared between them */
-            k->toks[i] = 10 + (int32_t)(((uint64_t)i * 7919u + (uint64_t)(j + 1) * 104729u + (uint64_t)i * i * (j + 3)) % 480u);
+        for (int i = 0; i < ctx; i++) /* one conversation per client (and seed): no prefix shared between them */
+            k->toks[i] = 10 + (int32_t)(((uint64_t)i * 7919u + (uint64_t)(j + 1 + 100 * seed) * 104729u +
+                                         (uint64_t)i * i * (j + 3)) % 480u);
         memcpy(k->toks + ctx, inv, sizeof(int32_t) * (size_t)n_inv);
         pthread_create(&th[j], NULL, client_main, k);
     }

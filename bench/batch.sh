@@ -6,7 +6,9 @@
 # prints the worker's step counters (mean calls and rows per step) and a RATIO line. Then the base:
 # new conversations (no cached prefix: the base prefills BATCH_CTX tokens per call) from 8
 # concurrent clients vs 1 client, the same calls: the base's step counters show whether prefills of
-# different conversations share steps (BATCH_BASE=0 skips it).
+# different conversations share steps (BATCH_BASE=0 skips it); then the engine alone
+# (bench_prefill_batch: base prefills and worker calls, together vs one at a time; BATCH_ENGINE=0
+# skips it).
 # Knobs (environment): BATCH_REPS (alternating repetitions, default 3; the median counts),
 # BATCH_CLIENTS (8), BATCH_CALLS (calls per client per repetition, 6), BATCH_CTX (conversation
 # tokens, 256), BATCH_MAX_TOKENS (generated tokens per call, 4), ALORA_BENCH_PRESET (85m),
@@ -108,13 +110,20 @@ echo "token, $((CLIENTS * 2)) calls from $CLIENTS concurrent clients vs the same
 echo
 echo "| clients | calls/s | base steps | shared steps | sequences per step | rows per step |"
 echo "|--:|--:|--:|--:|--:|--:|"
-for nc in "$CLIENTS" 1; do
+seed=0
+for nc in "$CLIENTS" 1 1 "$CLIENTS"; do
   read -r s0 sh0 q0 r0 <<<"$(base_stats on)"
-  v=$(CLIENTS=$nc run on --cold 1 --max-tokens 1 --clients "$nc" --calls $((CLIENTS * 2 / nc)))
+  seed=$((seed + 1))
+  v=$(run on --cold 1 --max-tokens 1 --clients "$nc" --calls $((CLIENTS * 2 / nc)) --seed $seed)
   read -r s1 sh1 q1 r1 <<<"$(base_stats on)"
   [ -n "$v" ] || { echo "batch: a base run failed"; exit 1; }
   ds=$((s1 - s0))
   printf '| %d | %.2f | %d | %d | %.2f | %.1f |\n' "$nc" "$v" "$ds" $((sh1 - sh0)) "$(echo "($q1 - $q0) / $ds" | bc -l)" \
     "$(echo "($r1 - $r0) / $ds" | bc -l)"
 done
-echo "(the warm-up call of each client is counted in the base's steps: it prefills a conversation too)"
+echo "(every call and each client's warm-up call prefills a new conversation; the order alternates)"
+[ "${BATCH_ENGINE:-1}" = 1 ] || exit 0
+echo
+echo "engine alone (bench_prefill_batch): the same, without RPC"
+echo
+"$BUILD/bench_prefill_batch" 1 "$CLIENTS" "$CTX"
