@@ -9,7 +9,8 @@
 # during which calls of turns in progress still start, default 15),
 # RAG_TURNS (3), RAG_K (answer tokens, 16), RAG_LLAMA_THREADS (1), RAG_SYSTEMS (alora,alora-lora,
 # llama-server), RAG_OUT (results dir, default $W/results), ALORA_BENCH_DIR (work dir, build/bench-rag),
-# RAG_PEER (llama.cpp dir, default $W/peer), RAG_SHARED (default ../shared).
+# RAG_PEER (llama.cpp dir, default $W/peer), RAG_SHARED (default ../shared), RAG_WORKER_CFG (extra
+# worker settings for both alora clusters, e.g. "max_batch = 1;" to run without batching).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -83,7 +84,7 @@ cluster_cfg() {
 run_dir = "$d";
 log_level = "warn";
 base = { model = "$W/model"; kv_blocks = 1024; block_size = 16; max_batch_tokens = 512; threads = 1; lease_ttl_ms = 30000; };
-worker = { kv_blocks = 512; max_batch_tokens = 512; threads = 1; heartbeat_ms = 500; };
+worker = { kv_blocks = 512; max_batch_tokens = 512; threads = 1; heartbeat_ms = 500; ${RAG_WORKER_CFG:-} };
 router = { max_queue = 256; worker_ttl_ms = 3000; request_timeout_ms = 600000; http = "http://127.0.0.1:$3";
            tokenizer = "$PWD/deploy/tokenizer"; model_name = "alora-85m"; };
 up = { grace_ms = 5000; };

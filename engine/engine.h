@@ -91,6 +91,14 @@ typedef struct al_engine_opts {
                                  are refused */
     int32_t threads;          /* CPU threads of the backend (process-wide): n > 0, -1 = all cores,
                                  0 = leave the process's setting */
+    int32_t max_shared_rows;  /* 0 = off. n > 0: a step stacks several sequences only while its rows
+                                 stay <= n: a sequence joins a step with its whole chunk (what it would
+                                 run alone, min(remaining, max_batch_tokens)) or waits for the next
+                                 step, where it goes first (no starvation); a chunk above n runs
+                                 alone. A sequence's chunks are then the same batched or not, and at
+                                 n <= the few-row matmul's limit (8 on the CPU) every shared step
+                                 runs the kernel that computes each row on its own: batched results
+                                 equal unbatched ones bit for bit (tests/engine/batch_test.c) */
 } al_engine_opts;
 
 typedef struct al_request {
@@ -135,6 +143,8 @@ typedef struct al_result {
     double prefill_ms, decode_ms;
     int32_t computed_tokens;     /* tokens whose KV this sequence computed */
     int32_t cached_tokens;       /* prompt tokens whose KV came from the prefix cache */
+    int32_t steps;               /* forward steps the sequence ran in */
+    int32_t step_seqs;           /* sequences summed over those steps (/ steps = its mean batch) */
 } al_result;
 
 typedef struct al_engine_stats {
@@ -142,6 +152,11 @@ typedef struct al_engine_stats {
     int32_t sequences, running;
     uint64_t cache_hit_blocks, cache_miss_blocks, cache_hit_tokens;
     uint64_t prefill_tokens, decode_tokens, steps;
+    uint64_t step_seqs;    /* sequences summed over the steps (steps / step_seqs = batching) */
+    uint64_t step_rows;    /* rows (tokens) summed over the steps */
+    uint64_t shared_steps; /* steps that ran two or more sequences together */
+    uint64_t shared_rows;  /* rows of those steps */
+    int32_t last_step_seqs, last_step_rows; /* the latest step's */
 } al_engine_stats;
 
 typedef struct al_engine al_engine;

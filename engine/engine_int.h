@@ -75,6 +75,8 @@ typedef struct ali_seq {
     uint64_t chain;     /* prefix-cache chain value after n_hashed full blocks */
     int32_t n_hashed;
     uint64_t order;
+    int32_t waited;     /* 1: left out of the last step (max_shared_rows): goes first in the next */
+    int32_t steps, step_seqs; /* al_result.steps / step_seqs */
 } ali_seq;
 
 /* Per-step scratch, sized for max_batch_tokens rows. */
@@ -130,6 +132,8 @@ struct al_engine {
     ali_pcache *pc; /* NULL when the prefix cache is off */
     ali_runstate rs;
     uint64_t n_prefill_tokens, n_decode_tokens, n_steps;
+    uint64_t n_step_seqs, n_step_rows, n_shared_steps, n_shared_rows; /* batching (al_engine_stats) */
+    int32_t last_step_seqs, last_step_rows;
     const al_adapter *adapters[ALI_MAX_ADAPTERS];
     int32_t n_adapters;
     ali_seq *seqs; /* [max_seqs] */

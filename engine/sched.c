@@ -39,6 +39,8 @@ al_err al_engine_create(const al_model *m, const al_engine_opts *opts, al_engine
         return ali_errf(AL_ERANGE, "engine: max_batch_tokens %d must be >= 1", o.max_batch_tokens);
     if (o.max_batch_tokens > 65536)
         return ali_errf(AL_ERANGE, "engine: max_batch_tokens %d out of range [1, 65536]", o.max_batch_tokens);
+    if (o.max_shared_rows < 0 || o.max_shared_rows > 65536)
+        return ali_errf(AL_ERANGE, "engine: max_shared_rows %d out of range [0, 65536]", o.max_shared_rows);
     if (c->head_dim > 1024 || c->head_dim % 2)
         return ali_errf(AL_EUNSUPPORTED, "engine: head_dim %d must be even and <= 1024", c->head_dim);
     if (o.n_blocks == 0) {
@@ -453,6 +455,8 @@ static int ali_seq_order_cmp(const void *a, const void *b, void *ctx)
 {
     const al_engine *e = ctx;
     const ali_seq *x = &e->seqs[*(const int32_t *)a], *y = &e->seqs[*(const int32_t *)b];
+    if (x->waited != y->waited) /* sequences a full step left out first */
+        return y->waited - x->waited;
     int dx = x->n_gen > 0, dy = y->n_gen > 0; /* decoding sequences first */
     if (dx != dy)
         return dy - dx;
@@ -543,6 +547,11 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
     for (int32_t k = 0; k < n_run && T < budget; k++) {
         ali_seq *s = &e->seqs[order[k]];
         int32_t c = AL_MIN(s->n_toks - s->n_computed, budget - T);
+        if (e->o.max_shared_rows > 0 && T > 0 &&
+            T + AL_MIN(s->n_toks - s->n_computed, budget) > e->o.max_shared_rows) {
+            s->waited = 1; /* its whole chunk does not fit: next step, first */
+            continue;
+        }
         if (ali_seq_own_tail(e, s) != AL_OK)
             continue; /* no block to copy into this step */
         if (ali_seq_reserve(e, s, s->n_computed + c) != AL_OK) {
@@ -553,6 +562,7 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
         }
         sched[n_sched] = order[k];
         chunk[n_sched++] = c;
+        s->waited = 0;
         T += c;
     }
     if (n_sched == 0) {
@@ -628,6 +638,18 @@ al_err al_engine_step(al_engine *e, int32_t *n_active)
                    .groups = e->groups, .n_groups = n_groups, .out_rows = e->out_rows, .n_out = n_out};
     ali_forward(e, &b);
     e->n_steps++;
+    e->n_step_seqs += (uint64_t)n_sched;
+    e->n_step_rows += (uint64_t)T;
+    if (n_sched > 1) {
+        e->n_shared_steps++;
+        e->n_shared_rows += (uint64_t)T;
+    }
+    e->last_step_seqs = n_sched;
+    e->last_step_rows = T;
+    for (int32_t k = 0; k < n_sched; k++) {
+        e->seqs[sched[k]].steps++;
+        e->seqs[sched[k]].step_seqs += n_sched;
+    }
     for (int32_t k = 0; k < n_sched; k++) {
         ali_seq *s = &e->seqs[sched[k]];
         if (s->n_computed >= s->prompt_end)
@@ -713,7 +735,7 @@ al_err al_engine_result(const al_engine *e, int32_t id, al_result *out)
                        .prompt_top_logprobs = s->n_ptop,
                        .activation_start = s->adapter >= 0 ? s->act_start : -1, .finish = s->finish,
                        .stop_index = s->stop_index, .error = s->error, .computed_tokens = s->computed_tokens,
-                       .cached_tokens = s->cached_tokens};
+                       .cached_tokens = s->cached_tokens, .steps = s->steps, .step_seqs = s->step_seqs};
     if (s->finish != AL_FINISH_NONE) {
         out->prefill_ms = (s->t_first - s->t_start) * 1e3;
         out->decode_ms = (s->t_end - s->t_first) * 1e3;
@@ -870,4 +892,10 @@ void al_engine_stats_get(const al_engine *e, al_engine_stats *st)
     st->prefill_tokens = e->n_prefill_tokens;
     st->decode_tokens = e->n_decode_tokens;
     st->steps = e->n_steps;
+    st->step_seqs = e->n_step_seqs;
+    st->step_rows = e->n_step_rows;
+    st->shared_steps = e->n_shared_steps;
+    st->shared_rows = e->n_shared_rows;
+    st->last_step_seqs = e->last_step_seqs;
+    st->last_step_rows = e->last_step_rows;
 }

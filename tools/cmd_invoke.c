@@ -50,6 +50,7 @@ static void inv_print_json(const alora_InvokeReply *r)
     json_t *tm = json_object();
     json_object_set_new(tm, "ttft_ms", json_real(r->timings.ttft_ms));
     json_object_set_new(tm, "total_ms", json_real(r->timings.total_ms));
+    json_object_set_new(tm, "batch_size", json_integer(r->timings.batch_size)); /* mean calls per worker step */
     json_object_set_new(o, "timings", tm);
     json_object_set_new(o, "prefix_cached_tokens", json_integer(r->prefix_cached_tokens));
     json_object_set_new(o, "computed_tokens", json_integer(r->computed_tokens));

@@ -77,7 +77,8 @@ static int st_base(const char *url, int json, long timeout)
              {"prefix_cache_misses", r.prefix_cache_misses}, {"prefix_cache_hit_tokens", r.prefix_cache_hit_tokens},
              {"running", r.running}, {"queued", r.queued}, {"prefill_tokens", r.prefill_tokens},
              {"decode_tokens", r.decode_tokens}, {"requests", r.requests}, {"leases_expired", r.leases_expired},
-             {"leases_dropped", r.leases_dropped}};
+             {"leases_dropped", r.leases_dropped}, {"steps", r.steps}, {"shared_steps", r.shared_steps},
+             {"step_seqs", r.step_seqs}, {"step_rows", r.step_rows}};
     size_t n = sizeof f / sizeof f[0];
     if (json) {
         json_t *o = json_object();
@@ -174,6 +175,12 @@ int cmd_status(int argc, char **argv)
             json_object_set_new(j, "capacity", json_integer(p->capacity));
             json_object_set_new(j, "requests", json_integer((json_int_t)p->requests));
             json_object_set_new(j, "last_seen_ms", json_integer((json_int_t)p->last_seen_ms));
+            if (p->role == alora_Role_ROLE_WORKER) { /* batching: steps shared by concurrent invocations */
+                json_object_set_new(j, "steps", json_integer((json_int_t)p->steps));
+                json_object_set_new(j, "shared_steps", json_integer((json_int_t)p->shared_steps));
+                json_object_set_new(j, "step_calls", json_integer((json_int_t)p->step_calls));
+                json_object_set_new(j, "step_rows", json_integer((json_int_t)p->step_rows));
+            }
             json_array_append_new(ps, j);
         }
         json_object_set_new(o, "processes", ps);

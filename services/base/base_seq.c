@@ -608,6 +608,10 @@ void base_stats_fill(base_ctx *b, alora_BaseStatsReply *r)
     r->seqs_reclaimed = b->seqs_reclaimed;
     r->seqs_freed = b->seqs_freed;
     r->clients = (uint32_t)b->n_clients;
+    r->steps = st.steps;
+    r->shared_steps = st.shared_steps;
+    r->step_seqs = st.step_seqs;
+    r->step_rows = st.step_rows;
 }
 
 static int base_hello_cmd(base_ctx *b, base_cmd *c)

@@ -66,6 +66,12 @@ typedef struct al_cluster_cfg {
     struct {
         int kv_blocks;         /* private suffix KV pool, blocks (default 256) */
         int max_batch_tokens;  /* default 256 */
+        int max_batch;         /* invocations that share one forward step (default 8; 1 = no batching:
+                                  one invocation at a time); at most the intrinsic's capacity */
+        int batch_rows;        /* rows a shared step may stack (default 8, the CPU few-row matmul's
+                                  limit: batched results equal unbatched ones bit for bit); an
+                                  invocation whose rows do not fit waits for the next step, a longer
+                                  one runs alone; 0 = up to max_batch_tokens (al_engine_opts.max_shared_rows) */
         int threads;           /* BLAS threads (default 1) */
         int heartbeat_ms;      /* router heartbeat period (default 1000) */
         int health_ms;         /* base health-check period (default 1000) */

@@ -14,6 +14,7 @@ typedef struct router_wsnap {
     uint32_t pid, capacity, leases_held, active;
     alora_Health health;
     uint64_t requests;
+    uint64_t steps, shared_steps, step_calls, step_rows; /* the worker's batching counters */
     double last_seen;
     al_rpc_client *cli;
     router_worker *w;
@@ -99,6 +100,10 @@ static void router_task_status(router_task *t)
             s->leases_held = st.leases_held;
             s->active = st.active + st.queued;
             ROUTER_STRCPY(s->backend, st.backend);
+            s->steps = st.steps;
+            s->shared_steps = st.shared_steps;
+            s->step_calls = st.step_calls;
+            s->step_rows = st.step_rows;
         } else {
             s->health = alora_Health_HEALTH_DOWN;
         }
@@ -118,6 +123,10 @@ static void router_task_status(router_task *t)
             p->capacity = s->capacity;
             p->requests = s->requests;
             p->last_seen_ms = (uint64_t)router_ms_since(s->last_seen);
+            p->steps = s->steps;
+            p->shared_steps = s->shared_steps;
+            p->step_calls = s->step_calls;
+            p->step_rows = s->step_rows;
         }
     }
     pthread_mutex_lock(&r->mu);

@@ -66,9 +66,11 @@ typedef struct worker_ctx {
     worker_cmd *q_head, *q_tail; /* new (under mu) */
     bool stop;                   /* under mu */
     worker_cmd *waiting, *running; /* engine thread */
+    int32_t n_running;             /* engine thread: invocations in the engine (<= cfg.worker.max_batch) */
     /* counters (atomics) */
     uint32_t n_active, n_queued;
     uint64_t invocations, errors, computed_tokens, reused_tokens;
+    uint64_t steps, shared_steps, step_calls, step_rows; /* forward steps and how they were shared */
 
     /* rpc */
     al_rpc_server *srv;

@@ -172,6 +172,8 @@ int worker_invoke_finish(worker_ctx *w, worker_cmd *c)
     rp->timings.total_ms = (now - c->t_queued) * 1e3;
     rp->timings.prefill_tokens = (uint32_t)AL_MAX(r.computed_tokens - r.n_tokens + 1, 0);
     rp->timings.decode_tokens = (uint32_t)n_out;
+    /* mean invocations per forward step this one ran in (1 = it ran alone) */
+    rp->timings.batch_size = r.steps ? (uint32_t)((r.step_seqs + r.steps / 2) / r.steps) : 0;
     snprintf(rp->worker_id, sizeof rp->worker_id, "%s", w->worker_id);
     __atomic_add_fetch(&w->invocations, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&w->computed_tokens, (uint64_t)r.computed_tokens, __ATOMIC_RELAXED);

@@ -1,4 +1,6 @@
-/* worker_loop.c: the worker's engine thread: private engine, queued invocations batched per step. */
+/* worker_loop.c: the worker's engine thread: private engine; invocations that arrive while a step
+ * computes wait in the queue and join the next step, up to worker.max_batch of them per step (their
+ * rows stacked into one forward pass over the base weights, each with its own leased prefix). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,6 +40,17 @@ void worker_loop_push(worker_ctx *w, worker_cmd *c)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Publishes the engine's step counters (the stats thread reads them while steps run). */
+static void worker_loop_count(worker_ctx *w)
+{
+    al_engine_stats st;
+    al_engine_stats_get(w->engine, &st);
+    __atomic_store_n(&w->steps, st.steps, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->shared_steps, st.shared_steps, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->step_calls, st.step_seqs, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->step_rows, st.step_rows, __ATOMIC_RELAXED);
+}
+
 static void *worker_loop_main(void *arg)
 {
     worker_ctx *w = arg;
@@ -59,7 +72,7 @@ static void *worker_loop_main(void *arg)
             tail = &(*tail)->next;
         *tail = in;
         worker_cmd **pp = &w->waiting;
-        while (*pp) {
+        while (*pp && w->n_running < w->cfg.worker.max_batch) {
             worker_cmd *c = *pp, *next = c->next;
             int r = worker_invoke_start(w, c);
             if (r < 0)
@@ -69,6 +82,7 @@ static void *worker_loop_main(void *arg)
             if (r == 0) {
                 c->next = w->running;
                 w->running = c;
+                w->n_running++;
                 __atomic_add_fetch(&w->n_active, 1, __ATOMIC_RELAXED);
             }
         }
@@ -86,6 +100,7 @@ static void *worker_loop_main(void *arg)
         al_err e = al_engine_step(w->engine, &n_active);
         if (e != AL_OK)
             AL_ERROR("engine step failed: %s: %s", al_strerror(e), al_errmsg());
+        worker_loop_count(w);
         pp = &w->running;
         while (*pp) {
             worker_cmd *c = *pp, *next = c->next;
@@ -94,6 +109,7 @@ static void *worker_loop_main(void *arg)
                 continue;
             }
             *pp = next;
+            w->n_running--;
             __atomic_sub_fetch(&w->n_active, 1, __ATOMIC_RELAXED);
             worker_invoke_finish(w, c);
         }
@@ -102,6 +118,7 @@ static void *worker_loop_main(void *arg)
     w->waiting = NULL;
     worker_fail_list(w, w->running);
     w->running = NULL;
+    w->n_running = 0;
     return NULL;
 }
 
@@ -129,6 +146,7 @@ al_err worker_loop_start(worker_ctx *w)
                         .ops = w->ops,
                         .weights = &w->wview,
                         .prefix_cache = 0,
+                        .max_shared_rows = w->cfg.worker.batch_rows,
                         .threads = w->cfg.worker.threads > 0 ? w->cfg.worker.threads : -1};
     o.vocab = w->vocab = al_service_vocab(&w->cfg, &w->model->cfg);
     AL_TRY(al_engine_create(w->model, &o, &w->engine));

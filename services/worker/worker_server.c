@@ -55,6 +55,11 @@ static al_err worker_h_stats(al_rpc_job *job, const void *req, void *rep, void *
     r->scratch_blocks_free = (uint32_t)nfree;
     r->leases_held = 0; /* leases belong to the caller (the router); the worker only reads them */
     r->kv_copied_bytes = worker_kv_copied_bytes(w);
+    r->steps = __atomic_load_n(&w->steps, __ATOMIC_RELAXED);
+    r->shared_steps = __atomic_load_n(&w->shared_steps, __ATOMIC_RELAXED);
+    r->step_calls = __atomic_load_n(&w->step_calls, __ATOMIC_RELAXED);
+    r->step_rows = __atomic_load_n(&w->step_rows, __ATOMIC_RELAXED);
+    r->max_batch = (uint32_t)w->cfg.worker.max_batch;
     return AL_OK;
 }
 
