@@ -1,6 +1,5 @@
 /* matmul_q8.c: matmul with cpu-q8 weights: exact int8 dot products for few rows (AVX-512 VNNI when
- * the CPU has it, else AVX2 / SSE4.2 / C), f32 tiles and sgemm for more. */
-#include <cblas.h>
+ * the CPU has it, else AVX2 / SSE4.2 / C); more rows go to the packed int8 GEMM (matmul_q8_gemm.c). */
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -11,8 +10,9 @@
 #include <immintrin.h>
 #endif
 
-/* Up to this many rows: quantize the activations and take int8 dots (memory-bound, a quarter of
- * the f32 bytes); more: widen weight tiles to f32 and use sgemm (compute-bound, f32 activations). */
+/* Up to this many rows: int8 dots of each activation row against a few weight rows at a time
+ * (memory-bound: a quarter of the f32 bytes); more: the packed GEMM (compute-bound). Both quantize
+ * the activations per row and take exact int32 dots: the same bits either way. */
 #define ALI_Q8_SMALL_T 8
 #define ALI_Q8_NB 4 /* weight rows per tile of the dot kernels */
 
@@ -22,8 +22,7 @@ typedef struct ali_q8_job {
     const float *sx;  /* [T] activation scales */
     const int8_t *xq; /* [T, K] quantized activations */
     const void *w;    /* [N] rows of ali_q8_row_bytes(K) */
-    int T, K, N, accumulate, rows_per_task, tile;
-    float beta;
+    int T, K, N, accumulate, rows_per_task;
 } ali_q8_job;
 
 /* ---- exact int32 dots of one activation row against ALI_Q8_NB weight rows ------------------- */
@@ -49,15 +48,6 @@ __attribute__((target("avx512vnni"))) static void ali_q8_dot_vnni(const int8_t *
         out[c] = _mm512_reduce_add_epi32(acc[c]) - 128 * wsum[c];
 }
 
-static int ali_q8_has_vnni(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
-    }
-    return v;
-}
 #endif
 
 /* AVX2 / SSSE3: maddubs multiplies unsigned |x| by sign(w, x) (both within [-127, 127], so the
@@ -115,7 +105,7 @@ typedef void (*ali_q8_dot_fn)(const int8_t *x, const int8_t *const *w, int K, co
 static ali_q8_dot_fn ali_q8_dot(void)
 {
 #if defined(__AVX512BW__)
-    if (ali_q8_has_vnni())
+    if (ali_q8_cpu_vnni())
         return ali_q8_dot_vnni;
 #endif
     return ali_q8_dot_simd;
@@ -154,63 +144,24 @@ static void ali_q8_small_task(void *ctx, int task)
     }
 }
 
-/* ---- many rows: each task widens its tile of weight rows to f32, then sgemm -------------------- */
-
-typedef int8_t ali_i8x16 __attribute__((vector_size(16)));
-
-/* dst [rows, K] = the rows' dequantized weights (q * scale), 16 at a time in the variant's vectors. */
-static void ali_q8_widen_rows(float *dst, const void *w, int rows, int K)
-{
-    size_t rb = ali_q8_row_bytes(K);
-    int K16 = K & ~15;
-    for (int r = 0; r < rows; r++) {
-        const int8_t *row = (const int8_t *)w + (size_t)r * rb;
-        float s = ali_q8_row_scale(row, K), *d = dst + (size_t)r * K;
-        for (int k = 0; k < K16; k += 16) {
-            ali_i8x16 q;
-            memcpy(&q, row + k, sizeof q);
-            ali_v16 v = __builtin_convertvector(q, ali_v16) * s;
-            memcpy(d + k, &v, sizeof v);
-        }
-        for (int k = K16; k < K; k++)
-            d[k] = (float)row[k] * s;
-    }
-}
-
-static void ali_q8_big_task(void *ctx, int task)
-{
-    const ali_q8_job *j = ctx;
-    int n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
-    float *buf = ali_cpu_scratch(4, (size_t)nb * (size_t)j->K);
-    ali_q8_widen_rows(buf, (const int8_t *)j->w + (size_t)n0 * ali_q8_row_bytes(j->K), nb, j->K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, j->K, 1.0f, j->x, j->K, buf, j->K, j->beta,
-                j->y + n0, j->N);
-}
-
 void ali_cpu_matmul_q8(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
 {
-    ali_q8_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
-                    .beta = accumulate ? 1.0f : 0.0f};
+    if (T > ALI_Q8_SMALL_T && ali_q8_gemm(y, x, w, T, K, N, accumulate))
+        return;
+    /* few rows (or no AVX2 for the packed kernel): the activations quantized once, by the caller;
+     * the tasks share them read-only */
+    ali_q8_job j = {.y = y, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate};
     int threads = al_cpu_threads();
-    if (T <= ALI_Q8_SMALL_T) {
-        /* the activations quantized once, by the caller; the tasks share them read-only */
-        float *scr = ali_cpu_scratch(5, (size_t)T + ((size_t)T * (size_t)K + 3) / 4);
-        int8_t *xq = (int8_t *)(scr + T);
-        for (int t = 0; t < T; t++)
-            scr[t] = ali_q8_quantize(xq + (size_t)t * K, NULL, x + (size_t)t * K, K);
-        j.sx = scr;
-        j.xq = xq;
-        /* ~4 tasks per thread; the partition is over weight rows, so no result depends on it */
-        int tasks = threads > 1 ? 4 * threads : 1;
-        int rows = (N + tasks - 1) / tasks;
-        rows = (rows + 15) / 16 * 16;
-        j.rows_per_task = rows < 64 ? 64 : rows;
-        ali_par_run((N + j.rows_per_task - 1) / j.rows_per_task, ali_q8_small_task, &j);
-    } else {
-        /* a fixed partition that depends on N alone (as the f32 sgemm path: thread-invariant) */
-        int tile = (N + 11) / 12;
-        tile = (tile + 15) / 16 * 16;
-        j.tile = tile < 64 ? 64 : tile;
-        ali_par_run((N + j.tile - 1) / j.tile, ali_q8_big_task, &j);
-    }
+    float *scr = ali_cpu_scratch(5, (size_t)T + ((size_t)T * (size_t)K + 3) / 4);
+    int8_t *xq = (int8_t *)(scr + T);
+    for (int t = 0; t < T; t++)
+        scr[t] = ali_q8_quantize(xq + (size_t)t * K, NULL, x + (size_t)t * K, K);
+    j.sx = scr;
+    j.xq = xq;
+    /* ~4 tasks per thread; the partition is over weight rows, so no result depends on it */
+    int tasks = threads > 1 ? 4 * threads : 1;
+    int rows = (N + tasks - 1) / tasks;
+    rows = (rows + 15) / 16 * 16;
+    j.rows_per_task = rows < 64 ? 64 : rows;
+    ali_par_run((N + j.rows_per_task - 1) / j.rows_per_task, ali_q8_small_task, &j);
 }

@@ -40,6 +40,16 @@ void ali_q8_matmul_ref(float *y, const float *x, const void *w, int T, int K, in
     free(xq);
 }
 
+int ali_q8_cpu_vnni(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return v;
+}
+
 /* out [T, H] = dequantized table rows [V, H] at ids, times scale. */
 void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale)
 {
