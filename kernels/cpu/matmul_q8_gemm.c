@@ -87,24 +87,42 @@ __attribute__((target("avx512vnni"))) static void ali_q8g_tile_vnni(const ali_q8
 {
     const int K4 = j->Kp / 4;
     const uint8_t *a = j->xa + (size_t)t0 * j->Kp;
-    __m512i acc[ALI_Q8G_MR][4];
-    for (int r = 0; r < ALI_Q8G_MR; r++)
-        for (int v = 0; v < 4; v++)
-            acc[r][v] = _mm512_setzero_si512();
+    const size_t Kp = (size_t)j->Kp;
+    /* 24 named accumulators: with an array, GCC spills it to the stack every iteration */
+#define ALI_Q8G_Z(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0
+    ALI_Q8G_Z(0);
+    ALI_Q8G_Z(1);
+    ALI_Q8G_Z(2);
+    ALI_Q8G_Z(3);
+    ALI_Q8G_Z(4);
+    ALI_Q8G_Z(5);
+#undef ALI_Q8G_Z
     for (int k4 = 0; k4 < K4; k4++) {
         const int32_t *b = bp + (size_t)k4 * ALI_Q8G_NR;
+        const uint8_t *ak = a + 4 * (size_t)k4;
         __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16), b2 = _mm512_load_si512(b + 32),
                 b3 = _mm512_load_si512(b + 48);
-        for (int r = 0; r < ALI_Q8G_MR; r++) {
-            int32_t av;
-            memcpy(&av, a + (size_t)r * j->Kp + 4 * (size_t)k4, 4);
-            __m512i ab = _mm512_set1_epi32(av);
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], ab, b0);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], ab, b1);
-            acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], ab, b2);
-            acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], ab, b3);
-        }
+#define ALI_Q8G_ROW(r)                                                                                      \
+    do {                                                                                                    \
+        int32_t av;                                                                                         \
+        memcpy(&av, ak + (r) * Kp, 4);                                                                      \
+        __m512i ab = _mm512_set1_epi32(av);                                                                 \
+        c##r##0 = _mm512_dpbusd_epi32(c##r##0, ab, b0);                                                     \
+        c##r##1 = _mm512_dpbusd_epi32(c##r##1, ab, b1);                                                     \
+        c##r##2 = _mm512_dpbusd_epi32(c##r##2, ab, b2);                                                     \
+        c##r##3 = _mm512_dpbusd_epi32(c##r##3, ab, b3);                                                     \
+    } while (0)
+        ALI_Q8G_ROW(0);
+        ALI_Q8G_ROW(1);
+        ALI_Q8G_ROW(2);
+        ALI_Q8G_ROW(3);
+        ALI_Q8G_ROW(4);
+        ALI_Q8G_ROW(5);
+#undef ALI_Q8G_ROW
     }
+    _Static_assert(ALI_Q8G_MR == 6, "ali_q8g_tile_vnni names 6 rows of accumulators");
+    const __m512i acc[ALI_Q8G_MR][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                                        {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
     int tb = j->T - t0 < ALI_Q8G_MR ? j->T - t0 : ALI_Q8G_MR;
     if (!j->accumulate) { /* the common case, vectorized: y = cvt(d - 128 sum(w)) * (sw * sx) */
         __mmask16 m[4];
