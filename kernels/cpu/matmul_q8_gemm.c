@@ -30,17 +30,20 @@ typedef struct ali_q8g_job {
     const uint8_t *xa; /* [Tp, Kp] activations: int8, or int8 ^ 0x80 (u8) for vpdpbusd */
     const float *sx;   /* [T] activation scales */
     const void *w;     /* [N] rows of ali_q8_row_bytes(K) */
-    int T, Tp, K, Kp, N, accumulate, tile, vnni;
+    int T, Tp, K, Kp, N, accumulate, tile, vnni, amx;
 } ali_q8g_job;
 
 #if defined(__AVX2__)
 
 /* The panel's weights, scales and sums: bp [Kp/4][NR] int32 lanes of 4 k each, rows past nb zero
  * (they add nothing and are not stored). */
-static void ali_q8g_pack(int32_t *bp, float *sw, int32_t *ws, const void *w, int n0, int nb, int K)
+static void ali_q8g_pack(int32_t *bp, float *sw, int32_t *ws, const void *w, int n0, int nb, int K, int Kp)
 {
     const size_t rb = ali_q8_row_bytes(K);
     const int K4 = (K + 3) / 4;
+    for (int k4 = K4; k4 < Kp / 4; k4++) /* AMX pads K to whole tiles of 64 */
+        for (int c = 0; c < ALI_Q8G_NR; c++)
+            bp[(size_t)k4 * ALI_Q8G_NR + c] = 0;
     for (int c = nb; c < ALI_Q8G_NR; c++) {
         sw[c] = 0.0f;
         ws[c] = 0;
@@ -63,15 +66,17 @@ static void ali_q8g_pack(int32_t *bp, float *sw, int32_t *ws, const void *w, int
     }
 }
 
-/* y rows [t0, t0 + tb) x panel columns [0, nb) from the int32 dots d [MR][NR] (for vpdpbusd: the
- * u8 dot, minus 128 * sum(w)); the same operations as ali_q8_matmul_ref. */
-static void ali_q8g_store(const ali_q8g_job *j, const int32_t (*d)[ALI_Q8G_NR], const float *sw, const int32_t *ws,
-                          int t0, int tb, int n0, int nb)
+/* y rows [t0, t0 + tb) x columns [n0, n0 + nb) from the int32 dots d [tb][ld] (for vpdpbusd and
+ * AMX: the u8 dot, minus 128 * sum(w)); sw, ws: the columns' scales and sums. The same operations
+ * as ali_q8_matmul_ref. */
+static void ali_q8g_store(const ali_q8g_job *j, const int32_t *d, int ld, const float *sw, const int32_t *ws, int t0,
+                          int tb, int n0, int nb)
 {
     for (int r = 0; r < tb; r++) {
         float sx = j->sx[t0 + r], *yr = j->y + (size_t)(t0 + r) * j->N + n0;
         for (int c = 0; c < nb; c++) {
-            int32_t dot = j->vnni ? (int32_t)((uint32_t)d[r][c] - 128u * (uint32_t)ws[c]) : d[r][c];
+            int32_t dr = d[(size_t)r * ld + c];
+            int32_t dot = j->vnni ? (int32_t)((uint32_t)dr - 128u * (uint32_t)ws[c]) : dr;
             float s = sw[c] * sx;
             yr[c] = j->accumulate ? fmaf((float)dot, s, yr[c]) : (float)dot * s;
         }
@@ -145,10 +150,65 @@ __attribute__((target("avx512vnni"))) static void ali_q8g_tile_vnni(const ali_q8
     for (int r = 0; r < ALI_Q8G_MR; r++)
         for (int v = 0; v < 4; v++)
             _mm512_storeu_si512(&d[r][16 * v], acc[r][v]);
-    ali_q8g_store(j, (const int32_t(*)[ALI_Q8G_NR])d, sw, ws, t0, tb, n0, nb);
+    ali_q8g_store(j, &d[0][0], ALI_Q8G_NR, sw, ws, t0, tb, n0, nb);
 }
 
 static int ali_q8g_vnni(void) { return ali_q8_cpu_vnni(); }
+
+/* AMX (tdpbusd: the same u8 x s8 products, exact int32 sums) on 32 activation rows x the panel's
+ * 64 weight rows: tiles 0-3 the four 16 x 16 int32 blocks of 32 columns at a time, 4-5 the two
+ * 16 x 64-byte activation tiles, 6-7 two 16-column slices of the panel (its [K/4][NR][4] layout is
+ * AMX's B layout, 256 bytes a row). K is padded to whole 64-byte tiles, rows to 32. */
+typedef struct ali_q8g_tilecfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} ali_q8g_tilecfg;
+
+__attribute__((target("amx-int8,amx-tile"))) static void ali_q8g_tile_amx(const ali_q8g_job *j, const int32_t *bp,
+                                                                          const float *sw, const int32_t *ws,
+                                                                          int t0, int n0, int nb)
+{
+    const size_t Kp = (size_t)j->Kp;
+    const uint8_t *a = j->xa + (size_t)t0 * Kp;
+    int32_t d[32][32] __attribute__((aligned(64)));
+    int tb = j->T - t0 < 32 ? j->T - t0 : 32;
+    for (int c0 = 0; c0 < nb; c0 += 32) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (size_t k0 = 0; k0 < Kp; k0 += 64) {
+            const int32_t *b = bp + k0 / 4 * ALI_Q8G_NR + c0;
+            _tile_loadd(4, a + k0, Kp);
+            _tile_loadd(5, a + 16 * Kp + k0, Kp);
+            _tile_loadd(6, b, ALI_Q8G_NR * 4);
+            _tile_loadd(7, b + 16, ALI_Q8G_NR * 4);
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(1, 4, 7);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+        _tile_stored(0, &d[0][0], 128);
+        _tile_stored(1, &d[0][16], 128);
+        _tile_stored(2, &d[16][0], 128);
+        _tile_stored(3, &d[16][16], 128);
+        int nc = nb - c0 < 32 ? nb - c0 : 32;
+        ali_q8g_store(j, &d[0][0], 32, sw + c0, ws + c0, t0, tb, n0 + c0, nc);
+    }
+}
+
+/* In static storage: GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes, so a local
+ * configuration's other stores were dropped as dead. */
+static const ali_q8g_tilecfg ali_q8g_cfg = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+__attribute__((target("amx-int8,amx-tile"))) static void ali_q8g_amx_begin(void) { _tile_loadconfig(&ali_q8g_cfg); }
+
+__attribute__((target("amx-int8,amx-tile"))) static void ali_q8g_amx_end(void) { _tile_release(); }
 #else
 static int ali_q8g_vnni(void) { return 0; }
 #endif
@@ -189,7 +249,7 @@ static void ali_q8g_tile_avx2(const ali_q8g_job *j, const int32_t *bp, const flo
         }
     }
     int tb = j->T - t0 < ALI_Q8G_MR ? j->T - t0 : ALI_Q8G_MR;
-    ali_q8g_store(j, (const int32_t(*)[ALI_Q8G_NR])d, sw, ws, t0, tb, n0, nb);
+    ali_q8g_store(j, &d[0][0], ALI_Q8G_NR, sw, ws, t0, tb, n0, nb);
 }
 
 static void ali_q8g_task(void *ctx, int task)
@@ -200,9 +260,20 @@ static void ali_q8g_task(void *ctx, int task)
     float *scr = ali_cpu_scratch(4, (size_t)j->Kp / 4 * ALI_Q8G_NR + 2 * ALI_Q8G_NR);
     int32_t *bp = (int32_t *)scr, *ws = bp + (size_t)j->Kp / 4 * ALI_Q8G_NR;
     float *sw = (float *)(ws + ALI_Q8G_NR);
+#if defined(__AVX512BW__)
+    if (j->amx)
+        ali_q8g_amx_begin(); /* tile configuration is per thread */
+#endif
     for (int n0 = task * j->tile; n0 < n_end; n0 += ALI_Q8G_NR) {
         int nb = n_end - n0 < ALI_Q8G_NR ? n_end - n0 : ALI_Q8G_NR;
-        ali_q8g_pack(bp, sw, ws, j->w, n0, nb, j->K);
+        ali_q8g_pack(bp, sw, ws, j->w, n0, nb, j->K, j->Kp);
+#if defined(__AVX512BW__)
+        if (j->amx) {
+            for (int t0 = 0; t0 < j->T; t0 += 32)
+                ali_q8g_tile_amx(j, bp, sw, ws, t0, n0, nb);
+            continue;
+        }
+#endif
         for (int t0 = 0; t0 < j->T; t0 += ALI_Q8G_MR) {
 #if defined(__AVX512BW__)
             if (j->vnni) {
@@ -213,6 +284,10 @@ static void ali_q8g_task(void *ctx, int task)
             ali_q8g_tile_avx2(j, bp, sw, ws, t0, n0, nb);
         }
     }
+#if defined(__AVX512BW__)
+    if (j->amx)
+        ali_q8g_amx_end();
+#endif
 }
 
 /* Quantizes the activation rows [t0, t1) into the job's xa (zero padding to Kp; ^ 0x80 for vnni). */
@@ -252,8 +327,14 @@ int ali_q8_gemm(float *y, const float *x, const void *w, int T, int K, int N, in
     if (!__builtin_cpu_supports("avx2"))
         return 0;
     ali_q8g_job j = {.y = y, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate, .vnni = ali_q8g_vnni()};
-    j.Kp = (K + 3) / 4 * 4;
-    j.Tp = (T + ALI_Q8G_MR - 1) / ALI_Q8G_MR * ALI_Q8G_MR;
+#if defined(__AVX512BW__)
+    j.amx = j.vnni && ali_q8_cpu_amx(); /* AMX implies AVX-512 VNNI on every CPU that has it */
+    j.vnni |= j.amx;
+#endif
+    /* K: whole int32 lanes (AMX: whole 64-byte tiles); rows: whole register tiles (AMX: 32) */
+    j.Kp = j.amx ? (K + 63) / 64 * 64 : (K + 3) / 4 * 4;
+    int mr = j.amx ? 32 : ALI_Q8G_MR;
+    j.Tp = (T + mr - 1) / mr * mr;
     /* the caller's scratch: [T] scales, then [Tp, Kp] bytes of activations */
     float *scr = ali_cpu_scratch(5, (size_t)T + ((size_t)j.Tp * (size_t)j.Kp + 3) / 4 + 16);
     j.sx = scr;

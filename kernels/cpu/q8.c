@@ -1,5 +1,11 @@
 /* q8.c: the cpu-q8 weight format's store, its embedding, and the plain C reference matmul. */
 #include <assert.h>
+#include <stdatomic.h>
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 
@@ -49,6 +55,36 @@ int ali_q8_cpu_vnni(void)
     }
     return v;
 }
+
+#define ALI_ARCH_REQ_XCOMP_PERM 0x1023
+#define ALI_XFEATURE_XTILEDATA 18
+
+static int ali_q8_amx_probe(void)
+{
+#if !defined(__x86_64__) || !defined(__linux__)
+    return 0;
+#else
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) /* AMX-TILE, AMX-INT8 */
+        return 0;
+    /* the tile data is off until the process asks (Linux 5.16+); refused: no AMX */
+    return syscall(SYS_arch_prctl, ALI_ARCH_REQ_XCOMP_PERM, ALI_XFEATURE_XTILEDATA) == 0;
+#endif
+}
+
+static atomic_int ali_q8_amx_on = 1;
+
+int ali_q8_cpu_amx(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = ali_q8_amx_probe();
+    return v && atomic_load(&ali_q8_amx_on);
+}
+
+int ali_q8_use_amx(int on) { return atomic_exchange(&ali_q8_amx_on, on ? 1 : 0); }
 
 /* out [T, H] = dequantized table rows [V, H] at ids, times scale. */
 void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale)

@@ -125,6 +125,39 @@ static void test_threads_bitwise(void **state)
     }
 }
 
+/* AMX (tdpbusd) and AVX-512 VNNI (vpdpbusd) take the same exact int32 dots: the packed GEMM gives
+ * the same bits with AMX on and off, and both the C reference's (skipped without AMX). */
+static void test_amx_bitwise(void **state)
+{
+    if (!ali_q8_cpu_amx()) {
+        printf("no AMX (cpuid, or the kernel refused the tile state): skipped\n");
+        skip();
+    }
+    const al_ops *o = al_ops_cpu_q8();
+    int shapes[][4] = {{9, 768, 64, 0}, {33, 33, 129, 1}, {47, 2048, 200, 0}, {100, 100, 65, 1}, {512, 768, 130, 0}};
+    for (size_t s = 0; s < AL_ARRAY_LEN(shapes); s++) {
+        int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2], acc = shapes[s][3];
+        float *x = randn((size_t)T * K, 40 + s, 1.0f), *w = randn((size_t)N * K, 50 + s, 0.05f);
+        float *y0 = randn((size_t)T * N, 60 + s, 1.0f);
+        void *wq = store(o, w, N, K);
+        float *ya = malloc(sizeof(float) * (size_t)T * N), *yv = malloc(sizeof(float) * (size_t)T * N),
+              *yr = malloc(sizeof(float) * (size_t)T * N);
+        memcpy(ya, y0, sizeof(float) * (size_t)T * N);
+        memcpy(yv, y0, sizeof(float) * (size_t)T * N);
+        memcpy(yr, y0, sizeof(float) * (size_t)T * N);
+        o->matmul(ya, x, wq, T, K, N, acc);
+        assert_int_equal(ali_q8_use_amx(0), 1);
+        assert_int_equal(ali_q8_cpu_amx(), 0);
+        o->matmul(yv, x, wq, T, K, N, acc);
+        ali_q8_use_amx(1);
+        ali_q8_matmul_ref(yr, x, wq, T, K, N, acc);
+        assert_memory_equal(ya, yv, sizeof(float) * (size_t)T * N);
+        assert_memory_equal(ya, yr, sizeof(float) * (size_t)T * N);
+        free(x), free(w), free(y0), free(ya), free(yv), free(yr);
+        ali_aligned_free(wq);
+    }
+}
+
 static void test_embedding_and_format(void **state)
 {
     const al_ops *o = al_ops_cpu_q8();
@@ -166,6 +199,7 @@ static void test_embedding_and_format(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_matmul_shapes), cmocka_unit_test(test_threads_bitwise),
+                                       cmocka_unit_test(test_amx_bitwise),
                                        cmocka_unit_test(test_embedding_and_format)};
     return cmocka_run_group_tests_name("kernels_q8", tests, NULL, NULL);
 }
