@@ -38,7 +38,7 @@ typedef struct ali_q8_job {
  * lanes, exactly: x + 128 (x ^ 0x80) is unsigned, and sum((x + 128) w) - 128 sum(w) = sum(x w).
  * The tail is a masked load (zero weights beyond K add nothing). */
 __attribute__((target("avx512vnni"))) static void ali_q8_dot_vnni(const int8_t *x, const int8_t *const *w, int K,
-                                                                   const int32_t *wsum, int32_t *out, size_t pf)
+                                                                   int32_t *out, size_t pf)
 {
     __m512i acc[ALI_Q8_NB];
     for (int c = 0; c < ALI_Q8_NB; c++)
@@ -58,7 +58,10 @@ __attribute__((target("avx512vnni"))) static void ali_q8_dot_vnni(const int8_t *
     __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
     __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
     __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    q = _mm_sub_epi32(q, _mm_slli_epi32(_mm_loadu_si128((const __m128i *)wsum), 7));
+    /* the rows' sums after the loop: their line is in cache by now (before it, a miss per row) */
+    __m128i ws = _mm_setr_epi32(ali_q8_row_sum(w[0], K), ali_q8_row_sum(w[1], K), ali_q8_row_sum(w[2], K),
+                                ali_q8_row_sum(w[3], K));
+    q = _mm_sub_epi32(q, _mm_slli_epi32(ws, 7));
     _mm_storeu_si128((__m128i *)out, q);
 }
 
@@ -66,10 +69,8 @@ __attribute__((target("avx512vnni"))) static void ali_q8_dot_vnni(const int8_t *
 
 /* AVX2 / SSSE3: maddubs multiplies unsigned |x| by sign(w, x) (both within [-127, 127], so the
  * pair sums fit int16 without saturation: exact), madd widens the pairs to int32. */
-static void ali_q8_dot_simd(const int8_t *x, const int8_t *const *w, int K, const int32_t *wsum, int32_t *out,
-                            size_t pf)
+static void ali_q8_dot_simd(const int8_t *x, const int8_t *const *w, int K, int32_t *out, size_t pf)
 {
-    (void)wsum;
     int k = 0;
     int32_t s[ALI_Q8_NB] = {0};
 #if defined(__AVX2__)
@@ -118,8 +119,7 @@ static void ali_q8_dot_simd(const int8_t *x, const int8_t *const *w, int K, cons
 }
 
 /* out [NB] = x · w[c] over K (exact int32); pf: the prefetch distance in bytes (0: the same line). */
-typedef void (*ali_q8_dot_fn)(const int8_t *x, const int8_t *const *w, int K, const int32_t *wsum, int32_t *out,
-                              size_t pf);
+typedef void (*ali_q8_dot_fn)(const int8_t *x, const int8_t *const *w, int K, int32_t *out, size_t pf);
 
 static ali_q8_dot_fn ali_q8_dot(void)
 {
@@ -144,15 +144,15 @@ static void ali_q8_small_task(void *ctx, int task)
         int nb = n1 - n < ALI_Q8_NB ? n1 - n : ALI_Q8_NB;
         const int8_t *wr[ALI_Q8_NB];
         float sw[ALI_Q8_NB];
-        int32_t ws[ALI_Q8_NB], d[ALI_Q8_NB];
-        for (int c = 0; c < ALI_Q8_NB; c++) {
+        int32_t d[ALI_Q8_NB];
+        for (int c = 0; c < ALI_Q8_NB; c++)
             wr[c] = (const int8_t *)j->w + (size_t)(n + (c < nb ? c : 0)) * rb;
-            sw[c] = ali_q8_row_scale(wr[c], K);
-            ws[c] = ali_q8_row_sum(wr[c], K);
-        }
         for (int t = 0; t < j->T; t++) {
             /* the first activation row prefetches the next tile; the others find this one in L1 */
-            dot(j->xq + (size_t)t * K, wr, K, ws, d, t == 0 ? ALI_Q8_PF_ROWS * rb : 0);
+            dot(j->xq + (size_t)t * K, wr, K, d, t == 0 ? ALI_Q8_PF_ROWS * rb : 0);
+            if (t == 0) /* the scales after the first dot: in cache by then (before it, a miss a row) */
+                for (int c = 0; c < ALI_Q8_NB; c++)
+                    sw[c] = ali_q8_row_scale(wr[c], K);
             float *yr = j->y + (size_t)t * N + n;
             for (int c = 0; c < nb; c++) {
                 /* fmaf, not a product and a sum the compiler may or may not contract: the same

@@ -1,4 +1,5 @@
-/* q8.c: the cpu-q8 weight format's store, its embedding, and the plain C reference matmul. */
+/* q8.c: the cpu-q8 weight format's store, its embedding, the plain C reference matmul, and the
+ * CPU feature probes of its kernels (AVX-512 VNNI, AMX). */
 #include <assert.h>
 #include <stdatomic.h>
 #if defined(__x86_64__) && defined(__linux__)
@@ -7,6 +8,7 @@
 #include <unistd.h>
 #endif
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "common/util.h"
@@ -76,12 +78,15 @@ static int ali_q8_amx_probe(void)
 
 static atomic_int ali_q8_amx_on = 1;
 
+static int ali_q8_amx_ok;
+
+static void ali_q8_amx_init(void) { ali_q8_amx_ok = ali_q8_amx_probe(); }
+
 int ali_q8_cpu_amx(void)
 {
-    static int v = -1;
-    if (v < 0)
-        v = ali_q8_amx_probe();
-    return v && atomic_load(&ali_q8_amx_on);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ali_q8_amx_init);
+    return ali_q8_amx_ok && atomic_load(&ali_q8_amx_on);
 }
 
 int ali_q8_use_amx(int on) { return atomic_exchange(&ali_q8_amx_on, on ? 1 : 0); }
