@@ -1,5 +1,6 @@
 /* matmul_q8_gemm.c: the many-row cpu-q8 matmul (prefill): int8 activations times packed int8 weight
- * panels, vpdpbusd (AVX-512 VNNI) or maddubs (AVX2), exact int32 dots: ali_q8_matmul_ref's bits. */
+ * panels, AMX tdpbusd, vpdpbusd (AVX-512 VNNI) or maddubs (AVX2), exact int32 dots: the bits of
+ * ali_q8_matmul_ref. */
 #include <stdint.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@
 
 typedef struct ali_q8g_job {
     float *y;          /* [T, N] */
-    const uint8_t *xa; /* [Tp, Kp] activations: int8, or int8 ^ 0x80 (u8) for vpdpbusd */
+    const uint8_t *xa; /* [Tp, Kp] activations: int8, or int8 ^ 0x80 (u8) for vpdpbusd / AMX */
     const float *sx;   /* [T] activation scales */
     const void *w;     /* [N] rows of ali_q8_row_bytes(K) */
     int T, Tp, K, Kp, N, accumulate, tile, vnni, amx;
