@@ -1,6 +1,14 @@
-/* q8.c: the cpu-q8 weight format's store, its embedding, and the plain C reference matmul. */
+/* q8.c: the cpu-q8 weight format's store, its embedding, the plain C reference matmul, and the
+ * CPU feature probes of its kernels (AVX-512 VNNI, AMX). */
 #include <assert.h>
+#include <stdatomic.h>
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "common/util.h"
@@ -39,6 +47,49 @@ void ali_q8_matmul_ref(float *y, const float *x, const void *w, int T, int K, in
     }
     free(xq);
 }
+
+int ali_q8_cpu_vnni(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return v;
+}
+
+#define ALI_ARCH_REQ_XCOMP_PERM 0x1023
+#define ALI_XFEATURE_XTILEDATA 18
+
+static int ali_q8_amx_probe(void)
+{
+#if !defined(__x86_64__) || !defined(__linux__)
+    return 0;
+#else
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) /* AMX-TILE, AMX-INT8 */
+        return 0;
+    /* the tile data is off until the process asks (Linux 5.16+); refused: no AMX */
+    return syscall(SYS_arch_prctl, ALI_ARCH_REQ_XCOMP_PERM, ALI_XFEATURE_XTILEDATA) == 0;
+#endif
+}
+
+static atomic_int ali_q8_amx_on = 1;
+
+static int ali_q8_amx_ok;
+
+static void ali_q8_amx_init(void) { ali_q8_amx_ok = ali_q8_amx_probe(); }
+
+int ali_q8_cpu_amx(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ali_q8_amx_init);
+    return ali_q8_amx_ok && atomic_load(&ali_q8_amx_on);
+}
+
+int ali_q8_use_amx(int on) { return atomic_exchange(&ali_q8_amx_on, on ? 1 : 0); }
 
 /* out [T, H] = dequantized table rows [V, H] at ids, times scale. */
 void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale)

@@ -72,6 +72,15 @@ void ali_q8_store_rows(void *dst, const float *host, size_t rows, int K);
 /* y [T, N] (+)= dequantized-x [T, K] · w [N, K]^T exactly as the few-row kernels compute it:
  * x quantized per row (ali_q8_quantize), exact int32 dots, y = (float)dot * (sw * sx). */
 void ali_q8_matmul_ref(float *y, const float *x, const void *w, int T, int K, int N, int accumulate);
+/* Whether the CPU has AVX-512 VNNI (cpuid, cached). */
+int ali_q8_cpu_vnni(void);
+/* Whether the packed GEMM uses AMX: cpuid has AMX-TILE and AMX-INT8, Linux granted the tile state
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process), and ali_q8_use_amx has not turned it
+ * off. Same bits either way (exact int32 dots), only the speed differs. */
+int ali_q8_cpu_amx(void);
+/* Turns the AMX path off (0) or back on where available (1), for tests and benchmarks; returns
+ * the previous setting. */
+int ali_q8_use_amx(int on);
 /* The embedding op of cpu-q8: out [T, H] = dequantized table rows [V, H] at ids, times scale. */
 void ali_cpu_q8_embedding(float *out, const void *table, const int32_t *ids, int T, int H, float scale);
 

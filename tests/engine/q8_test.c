@@ -1,5 +1,5 @@
 /* q8_test.c: the engine with int8 weights (cpu-q8): logits against the f32 engine on the oracle
- * fixture models with an aLoRA adapter (few-row int8 path and the sgemm path), the checkpoint load
+ * fixture models with an aLoRA adapter (few-row int8 dots and the packed int8 GEMM), the checkpoint load
  * equal to the in-memory store, the memory saved, the backend choice, and on the real aidreams260K
  * (skipped without ../shared) top-1 agreement with f32 over real text. */
 #include "al_test.h"
@@ -40,7 +40,7 @@ static float *run_logits(const al_model *m, const al_ops *ops, const al_weights 
  * row's largest magnitude (bf16's is 2^-8 of each value's own), so a weight or activation of
  * typical size (~1/3 of the row max for these Gaussian-initialised fixtures) carries up to ~1.2%
  * rounding error, ~0.7% RMS; a product of a quantized weight row and a quantized activation row
- * (few-row path) ~1% RMS; the matmuls in sequence (2 layers, an adapter, the lm_head) with the
+ * (every matmul: both int8 paths quantize the activations per row) ~1% RMS; the matmuls in sequence (2 layers, an adapter, the lm_head) with the
  * residual stream carrying the errors forward give a few percent, the worst element of a row of
  * 256 a few times the RMS. Measured (printed below): 2-6.5% on these fixtures, so 12% is about
  * twice the worst seen while still failing any real format error (a wrong scale, row or K is
@@ -93,7 +93,7 @@ static void check_model(const char *model, const char *adapter)
     const al_ops *q8 = al_ops_cpu_q8();
     char what[256];
     for (int c = 0; c < 2; c++) {
-        int chunk = c ? 512 : 8; /* 8: every matmul on the int8 dot path; 512: prefill on sgemm */
+        int chunk = c ? 512 : 8; /* 8: every matmul on the int8 dot path; 512: prefill on the int8 GEMM */
         float *ref = run_logits(m, al_ops_cpu(), NULL, a, chunk), *got = run_logits(m, q8, NULL, a, chunk);
         snprintf(what, sizeof what, "%s chunk %d", model, chunk);
         compare(what, ref, got, 18, rows, V);
@@ -148,7 +148,7 @@ static void test_memory_and_choice(void **st)
 }
 
 /* aidreams260K (a trained model: real activations, real text): greedy next-token agreement with
- * f32 at every position of the fixture text, prefill (sgemm path) and decode-sized steps (int8). */
+ * f32 at every position of the fixture text, prefill (int8 GEMM) and decode-sized steps (int8 dots). */
 static void test_aidreams_top1(void **st)
 {
     const char *shared = al_test_shared();
@@ -205,7 +205,7 @@ static void test_aidreams_top1(void **st)
     }
     for (int c = 0; c < 2; c++)
         fprintf(stderr, "aidreams260K int8 vs f32 top-1 (%s): %d of %d positions agree (%.1f%%)\n",
-                c ? "prefill, sgemm path" : "chunks of 4, int8 dot path", agree[c], positions[c],
+                c ? "prefill, int8 GEMM path" : "chunks of 4, int8 dot path", agree[c], positions[c],
                 100.0 * agree[c] / positions[c]);
     fprintf(stderr, "aidreams260K weights: f32 %zu bytes, int8 %zu bytes (%.3f)\n",
             al_weights_backend_bytes(&m->cfg, al_ops_cpu()), al_weights_backend_bytes(&m->cfg, al_ops_cpu_q8()),

@@ -28,10 +28,11 @@ static void *store(const al_ops *o, const float *w, int N, int K)
 }
 
 /* The tolerance, from the format alone. With symmetric round-to-nearest, |w - s_w q| <= s_w / 2 =
- * max|w_n| / 254 per weight, and likewise for an activation row quantized per row (few-row path).
- * So |y - y_q| <= sum|x| max|w_n| / 254 + sum|w_n| max|x| / 254 + K max|x| max|w_n| / 254^2, plus
- * f32 rounding (1e-5 of sum|x w|). More rows (sgemm on widened weights) keep x in f32: only the
- * first term. A worst case, not an estimate: every element must be inside it. */
+ * max|w_n| / 254 per weight, and likewise for an activation row quantized per row (every path: the
+ * few-row dots and the packed GEMM alike). So |y - y_q| <= sum|x| max|w_n| / 254 + sum|w_n| max|x|
+ * / 254 + K max|x| max|w_n| / 254^2, plus f32 rounding (1e-5 of sum|x w|). A worst case, not an
+ * estimate: every element must be inside it. And every path takes exact int32 dots, so the result
+ * is also bitwise the plain C reference's, whatever the row count, ISA or kernel. */
 static void check_case(const al_ops *o, int T, int K, int N, int accumulate, uint64_t seed)
 {
     float *x = randn((size_t)T * K, seed, 1.0f), *w = randn((size_t)N * K, seed + 1, 0.05f);
@@ -41,7 +42,6 @@ static void check_case(const al_ops *o, int T, int K, int N, int accumulate, uin
         x[3] = 9.0f; /* an outlier channel */
     void *wq = store(o, w, N, K);
     o->matmul(y, x, wq, T, K, N, accumulate);
-    int small = T <= 8;
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * K;
         double xabs = 0, xmax = 0;
@@ -58,9 +58,7 @@ static void check_case(const al_ops *o, int T, int K, int N, int accumulate, uin
                 wmax = fmax(wmax, fabs(wr[k]));
                 xw += fabs((double)xr[k] * wr[k]);
             }
-            double tol = xabs * wmax / 254 + 1e-5 * xw + 1e-6;
-            if (small)
-                tol += wabs * xmax / 254 + K * xmax * wmax / (254.0 * 254.0);
+            double tol = xabs * wmax / 254 + wabs * xmax / 254 + K * xmax * wmax / (254.0 * 254.0) + 1e-5 * xw + 1e-6;
             double got = y[(size_t)t * N + n];
             if (!(fabs(got - ref) <= tol)) {
                 fprintf(stderr, "T=%d K=%d N=%d acc=%d [%d,%d]: got %.7g want %.7g (tol %.3g)\n", T, K, N, accumulate,
@@ -69,7 +67,7 @@ static void check_case(const al_ops *o, int T, int K, int N, int accumulate, uin
             }
         }
     }
-    if (small) { /* every ISA variant takes exact int32 dots: the same bits as the C reference */
+    { /* every ISA variant and path takes exact int32 dots: the same bits as the C reference */
         float *yr = malloc(sizeof(float) * (size_t)T * N);
         memcpy(yr, y0, sizeof(float) * (size_t)T * N);
         ali_q8_matmul_ref(yr, x, wq, T, K, N, accumulate);
@@ -97,6 +95,13 @@ static void test_matmul_shapes(void **state)
     check_case(o, 1, 2048, 768, 0, 99); /* the 85m down projection */
     check_case(o, 3, 768, 2048, 1, 98);
     check_case(o, 40, 768, 600, 0, 97);
+    /* the packed GEMM (more than 8 rows): panel edges (64 weight rows), row blocks (6), K tails */
+    check_case(o, 9, 768, 64, 1, 96);
+    check_case(o, 13, 33, 129, 1, 95);
+    check_case(o, 17, 2048, 200, 0, 94);
+    check_case(o, 64, 100, 65, 1, 93);
+    check_case(o, 100, 7, 3, 0, 92);
+    check_case(o, 203, 768, 130, 1, 91);
 }
 
 /* Results never depend on the thread count (fixed partitions over weight rows). */
@@ -116,6 +121,39 @@ static void test_threads_bitwise(void **state)
         al_cpu_set_threads(1);
         assert_memory_equal(y1, y2, sizeof(float) * (size_t)T * N);
         free(x), free(w), free(y1), free(y2);
+        ali_aligned_free(wq);
+    }
+}
+
+/* AMX (tdpbusd) and AVX-512 VNNI (vpdpbusd) take the same exact int32 dots: the packed GEMM gives
+ * the same bits with AMX on and off, and both the C reference's (skipped without AMX). */
+static void test_amx_bitwise(void **state)
+{
+    if (!ali_q8_cpu_amx()) {
+        printf("no AMX (cpuid, or the kernel refused the tile state): skipped\n");
+        skip();
+    }
+    const al_ops *o = al_ops_cpu_q8();
+    int shapes[][4] = {{9, 768, 64, 0}, {33, 33, 129, 1}, {47, 2048, 200, 0}, {100, 100, 65, 1}, {512, 768, 130, 0}};
+    for (size_t s = 0; s < AL_ARRAY_LEN(shapes); s++) {
+        int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2], acc = shapes[s][3];
+        float *x = randn((size_t)T * K, 40 + s, 1.0f), *w = randn((size_t)N * K, 50 + s, 0.05f);
+        float *y0 = randn((size_t)T * N, 60 + s, 1.0f);
+        void *wq = store(o, w, N, K);
+        float *ya = malloc(sizeof(float) * (size_t)T * N), *yv = malloc(sizeof(float) * (size_t)T * N),
+              *yr = malloc(sizeof(float) * (size_t)T * N);
+        memcpy(ya, y0, sizeof(float) * (size_t)T * N);
+        memcpy(yv, y0, sizeof(float) * (size_t)T * N);
+        memcpy(yr, y0, sizeof(float) * (size_t)T * N);
+        o->matmul(ya, x, wq, T, K, N, acc);
+        assert_int_equal(ali_q8_use_amx(0), 1);
+        assert_int_equal(ali_q8_cpu_amx(), 0);
+        o->matmul(yv, x, wq, T, K, N, acc);
+        ali_q8_use_amx(1);
+        ali_q8_matmul_ref(yr, x, wq, T, K, N, acc);
+        assert_memory_equal(ya, yv, sizeof(float) * (size_t)T * N);
+        assert_memory_equal(ya, yr, sizeof(float) * (size_t)T * N);
+        free(x), free(w), free(y0), free(ya), free(yv), free(yr);
         ali_aligned_free(wq);
     }
 }
@@ -161,6 +199,7 @@ static void test_embedding_and_format(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_matmul_shapes), cmocka_unit_test(test_threads_bitwise),
+                                       cmocka_unit_test(test_amx_bitwise),
                                        cmocka_unit_test(test_embedding_and_format)};
     return cmocka_run_group_tests_name("kernels_q8", tests, NULL, NULL);
 }
