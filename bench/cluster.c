@@ -237,8 +237,10 @@ int main(int argc, char **argv)
              * router->base BASE_LEASE unless the router reused a kept lease (the unlease goes back
              * off the path, after the answer) */
             double hops = 2 + (double)(n_ov - n_kept) / n_ov, r = ov * 1e3 / (hops * bare_us);
-            printf("RATIO RPC overhead per intrinsic call / its bare NNG round trips (%.2f of %.0f us; %d of %d calls "
-                   "on a kept lease): %.2f (target <= 1.50) %s\n", hops, bare_us, n_kept, n_ov, r, met(r, 1.5));
+            printf("(round trips per call on the critical path: %.2f of %.0f us each; %d of %d cached calls used a "
+                   "kept lease)\n", hops, bare_us, n_kept, n_ov);
+            printf("RATIO RPC overhead per intrinsic call / its bare NNG round trips: %.2f (target <= 1.50) %s\n", r,
+                   met(r, 1.5));
         }
     }
     al_rpc_client_close(c);

@@ -66,15 +66,15 @@ kill -TERM $UP 2>/dev/null; wait $UP 2>/dev/null || true
 echo
 PEER=$SHARED/peer
 if [ "$PEER_ON" = 0 ]; then
-  echo "RATIO intrinsic TTFT / llama-server aLoRA TTFT: skipped (ALORA_BENCH_PEER=0)"
+  echo "llama-server aLoRA TTFT comparison skipped: ALORA_BENCH_PEER=0 (no RATIO line for it)"
   exit 0
 fi
 if [ ! -f "$PEER/setup.sh" ] || ! /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
-  echo "RATIO intrinsic TTFT / llama-server aLoRA TTFT: skipped ($PEER or Debian's python3-numpy absent)"
+  echo "llama-server aLoRA TTFT comparison skipped: $PEER or Debian's python3-numpy absent (no RATIO line for it)"
   exit 0
 fi
 [ -x "$W/peer/run.sh" ] || bash "$PEER/setup.sh" "$W/peer" >"$W/peer-setup.log" 2>&1 ||
-  { echo "RATIO intrinsic TTFT / llama-server aLoRA TTFT: skipped (peer setup failed, $W/peer-setup.log)"; exit 0; }
+  { echo "llama-server aLoRA TTFT comparison skipped: peer setup failed, $W/peer-setup.log (no RATIO line for it)"; exit 0; }
 export PYTHONPATH="$W/peer/root/usr/lib/python3/dist-packages"
 mkdir -p "$W/gguf"
 if [ ! -f "$W/gguf/plain.gguf" ]; then
@@ -84,13 +84,13 @@ if [ ! -f "$W/gguf/plain.gguf" ]; then
   { /usr/bin/python3 "$PEER/hf_to_gguf.py" model "$W/model" "$W/gguf/model.gguf" &&
     /usr/bin/python3 "$PEER/hf_to_gguf.py" adapter "$W/certainty" "$W/model" "$W/gguf/alora.gguf" &&
     /usr/bin/python3 "$PEER/hf_to_gguf.py" adapter "$W/certainty-plain" "$W/model" "$W/gguf/plain.gguf"; } \
-    >"$W/gguf/convert.log" 2>&1 || { rm -f "$W/gguf/plain.gguf"; echo "RATIO intrinsic TTFT / llama-server aLoRA TTFT: skipped (GGUF conversion failed, $W/gguf/convert.log)"; exit 0; }
+    >"$W/gguf/convert.log" 2>&1 || { rm -f "$W/gguf/plain.gguf"; echo "llama-server aLoRA TTFT comparison skipped: GGUF conversion failed, $W/gguf/convert.log (no RATIO line for it)"; exit 0; }
 fi
 MAXN=$(( MAXCTX + 3 + 5 ))
 if ! /usr/bin/python3 "$PEER/alora_ttft_bench.py" "$W/peer/run.sh llama-server" "$W/gguf/model.gguf" "$W/gguf/alora.gguf" \
     "$W/gguf/plain.gguf" "$W/peer.json" --ctx "$CTX" --reps "$REPS" --threads 1 --n-ctx $(( MAXN > 2048 ? MAXN : 2048 )) \
     --port $(( 18200 + $$ % 700 )) >"$W/peer.log" 2>&1; then
-  echo "RATIO intrinsic TTFT / llama-server aLoRA TTFT: skipped (llama-server run failed, $W/peer.log)"
+  echo "llama-server aLoRA TTFT comparison skipped: llama-server run failed, $W/peer.log (no RATIO line for it)"
   exit 0
 fi
 echo "llama-server (b11669, ../shared/peer) aLoRA TTFT, cached prefix, -t 1: client wall time of the same"
