@@ -179,9 +179,11 @@ static inline const float *ali_kv_run(const al_kv_geom *g, const al_seq_view *s,
 /* Heads [h0, h1) of ali_attn_few (each head is computed whole by one caller: results do not
  * depend on how heads are split over threads). head_dim % 16 == 0. K and V are read in runs of up
  * to 16 positions of one block: per (head, row) the run's 16 dot products are accumulated in
- * vectors and reduced together (ali_hsum16x16), the scores stored contiguously; P·V accumulates a
- * run per (head, row) in registers before it is added to the output row. The run's K/V head
- * slice stays in L1 across the rows, so the context is read from memory once per layer. */
+ * vectors and reduced together (ali_hsum16x16), the scores stored contiguously; P·V keeps a (head,
+ * row) slice of the output in registers over a run. Every score and output element sees the same
+ * operations in the same order whatever the runs are, so results do not depend on where the
+ * blocks or segments split the context. The run's K/V head slice stays in L1 across the rows, so
+ * the context is read from memory once per layer. */
 static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
 {
     const al_kv_geom *g = j->g;
@@ -241,17 +243,30 @@ static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
                     continue;
                 const float *w = scores + ((size_t)r * n_heads + h) * n_ctx + p;
                 float *oh = j->out + (size_t)(s->row0 + r) * qd + (size_t)h * hd;
-                for (int c = 0; c < nc; c++) { /* two chains of FMAs per vector of the head */
-                    ali_v16 o0 = {0}, o1 = {0};
-                    int i = 0;
-                    for (; i + 1 < m; i += 2) {
-                        o0 += w[i] * ali_ld16(vh + (size_t)i * kvd + 16 * c);
-                        o1 += w[i + 1] * ali_ld16(vh + (size_t)(i + 1) * kvd + 16 * c);
+                /* o += w_p * v_p in position order, from the value in the output row: the same
+                 * operations whatever the runs (a leased prefix splits them where the worker's own
+                 * positions begin), so a worker's rows equal the in-process engine's bit for bit */
+                int c = 0;
+                for (; c + 4 <= nc; c += 4) {
+                    ali_v16 o0 = ali_ld16(oh + 16 * c), o1 = ali_ld16(oh + 16 * c + 16);
+                    ali_v16 o2 = ali_ld16(oh + 16 * c + 32), o3 = ali_ld16(oh + 16 * c + 48);
+                    for (int i = 0; i < m; i++) {
+                        const float *vr = vh + (size_t)i * kvd + 16 * c;
+                        o0 += w[i] * ali_ld16(vr);
+                        o1 += w[i] * ali_ld16(vr + 16);
+                        o2 += w[i] * ali_ld16(vr + 32);
+                        o3 += w[i] * ali_ld16(vr + 48);
                     }
-                    if (i < m)
-                        o0 += w[i] * ali_ld16(vh + (size_t)i * kvd + 16 * c);
-                    ali_v16 t = ali_ld16(oh + 16 * c) + (o0 + o1);
-                    memcpy(oh + 16 * c, &t, sizeof t);
+                    memcpy(oh + 16 * c, &o0, sizeof o0);
+                    memcpy(oh + 16 * c + 16, &o1, sizeof o1);
+                    memcpy(oh + 16 * c + 32, &o2, sizeof o2);
+                    memcpy(oh + 16 * c + 48, &o3, sizeof o3);
+                }
+                for (; c < nc; c++) {
+                    ali_v16 o = ali_ld16(oh + 16 * c);
+                    for (int i = 0; i < m; i++)
+                        o += w[i] * ali_ld16(vh + (size_t)i * kvd + 16 * c);
+                    memcpy(oh + 16 * c, &o, sizeof o);
                 }
             }
         }

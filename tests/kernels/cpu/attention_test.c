@@ -1,7 +1,7 @@
 /* attention_test.c: the CPU attention (few-row runs of 16 positions, the chunk path, the fallback for
  * head_dim % 16 != 0) against a double-precision reference over the same paged KV: a read-only
  * prefix of up to 2040 positions, block sizes 1..32, shuffled tables, GQA; and the same bytes
- * whatever the thread count. */
+ * whatever the thread count and wherever a read-only prefix ends. */
 #include "al_test.h"
 
 #include <math.h>
@@ -110,6 +110,53 @@ static void run(int hd, int nh, int nkv, int bs, spec sp)
     free(sc), free(out1), free(out2), free(q), free(k), free(v), free(ro), free(rw), free(t_ro), free(t_rw);
 }
 
+/* Attention of T rows after ro_n positions, the context laid out as one private segment (split =
+ * 0) or as a read-only prefix of `split` positions plus the rest: the same K/V, bit-identical
+ * outputs (the worker over a leased prefix vs the in-process engine). */
+static float *split_run(int hd, int nh, int nkv, int bs, int n_prev, int T, int split, const float *kall,
+                        const float *vall, const float *q)
+{
+    al_kv_geom g = {.n_layers = 1, .n_kv_heads = nkv, .head_dim = hd, .block_size = bs};
+    int kvd = nkv * hd, n_ctx = n_prev + T;
+    size_t bf = al_kv_block_floats(&g);
+    int nb = (n_ctx + bs - 1) / bs + 2;
+    float *ro = calloc((size_t)nb * bf, sizeof(float)), *rw = calloc((size_t)nb * bf, sizeof(float));
+    int32_t *tro = malloc(sizeof(int32_t) * (size_t)nb), *trw = malloc(sizeof(int32_t) * (size_t)nb);
+    for (int i = 0; i < nb; i++)
+        tro[i] = trw[i] = nb - 1 - i;
+    al_seq_view sv = {.ro = {.pool = ro, .table = split ? tro : NULL, .pos0 = 0, .n = split},
+                      .rw = {.pool = rw, .table = trw, .pos0 = split, .n = n_ctx - split},
+                      .row0 = 0, .n_rows = T, .pos0 = n_prev};
+    for (int p = 0; p < n_prev; p++) /* the context before this step's rows */
+        for (int kv = 0; kv < 2; kv++)
+            memcpy((float *)ref_row(&g, &sv, 0, kv, p), (kv ? vall : kall) + (size_t)p * kvd, sizeof(float) * kvd);
+    const al_ops *ops = al_ops_cpu();
+    ops->kv_write(&g, 0, &sv, 1, kall + (size_t)n_prev * kvd, vall + (size_t)n_prev * kvd);
+    float *out = calloc((size_t)T * nh * hd, sizeof(float));
+    ops->attention(&g, 0, nh, 0.125f, &sv, 1, q, out);
+    free(ro), free(rw), free(tro), free(trw);
+    return out;
+}
+
+static void test_split_invariance(void **state)
+{
+    const int hd = 64, nh = 8, nkv = 4, n_prev = 45, T = 3;
+    int splits[] = {45, 1, 17, 32, 44};
+    float *k = randn((size_t)(n_prev + T) * nkv * hd, 21), *v = randn((size_t)(n_prev + T) * nkv * hd, 22);
+    float *q = randn((size_t)T * nh * hd, 23);
+    for (int bs = 4; bs <= 32; bs *= 2) {
+        float *want = split_run(hd, nh, nkv, bs, n_prev, T, 0, k, v, q);
+        for (size_t i = 0; i < AL_ARRAY_LEN(splits); i++) {
+            float *got = split_run(hd, nh, nkv, bs, n_prev, T, splits[i], k, v, q);
+            if (memcmp(got, want, sizeof(float) * (size_t)T * nh * hd) != 0)
+                fail_msg("block %d: a read-only prefix of %d positions changes the output", bs, splits[i]);
+            free(got);
+        }
+        free(want);
+    }
+    free(k), free(v), free(q);
+}
+
 /* The intrinsic case: a few invocation rows over a long leased prefix. */
 static void test_few_rows_long_prefix(void **state)
 {
@@ -142,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_few_rows_long_prefix),
         cmocka_unit_test(test_few_rows_odd_blocks),
         cmocka_unit_test(test_fallback_and_chunk),
+        cmocka_unit_test(test_split_invariance),
     };
     return cmocka_run_group_tests_name("kernels_cpu_attention", tests, NULL, NULL);
 }
