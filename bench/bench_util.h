@@ -60,7 +60,7 @@ static inline double bench_copy_gbs(size_t bytes, double min_seconds)
 /* One pass of a sum over n vectors (four independent accumulators, a prefetch ahead), compiled for
  * AVX-512, AVX2 and the baseline and picked at run time (the widest loads read fastest). */
 typedef float bench_v16 __attribute__((vector_size(64)));
-__attribute__((target_clones("avx512f", "avx2", "default"), unused)) static float
+__attribute__((target_clones("avx512f", "avx2", "default"))) static float
 bench_read_pass(const bench_v16 *a, size_t n)
 {
     bench_v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
