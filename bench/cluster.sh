@@ -43,7 +43,7 @@ intrinsics = ( { name = "certainty"; adapter = "$W/certainty"; replicas = 1; max
 CFG
 "$ALORA" up -c "$W/bench.cfg" --ready-file "$RUN/ready" >/dev/null 2>"$W/up.log" &
 UP=$!
-trap 'kill -TERM $UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$RUN"' EXIT
+trap 'kill -TERM $UP 2>/dev/null || true; wait $UP 2>/dev/null || true; rm -rf "$RUN"' EXIT
 for _ in $(seq 1 600); do [ -f "$RUN/ready" ] && break; sleep 0.1; done
 [ -f "$RUN/ready" ] || { echo "cluster not ready"; tail -20 "$W/up.log"; exit 1; }
 
@@ -58,9 +58,11 @@ echo
   --ctx "$CTX" --reps "$REPS" --model "$W/model" --adapter-bytes "$abytes" --bare-us "$bare" --tsv "$W/alora.tsv"
 echo
 echo "Bare NNG req/rep round trip (ipc, 64 B, same run, bench_rpc): ${bare} µs mean. The critical path of a"
-echo "call makes 3 round trips (client->router, router->base lease, router->worker); the unlease goes"
-echo "to the base after the answer."
-kill -TERM $UP 2>/dev/null; wait $UP 2>/dev/null || true
+echo "call makes 3 round trips (client->router, router->base lease, router->worker), 2 when the router"
+echo "reuses a lease it kept from an earlier call on the same prefix (router.lease_hold_ms); the unlease"
+echo "goes to the base after the answer."
+kill -TERM $UP 2>/dev/null || true
+wait $UP 2>/dev/null || true
 
 # llama-server's aLoRA TTFT on the same weights and adapter (1 thread), same contexts.
 echo

@@ -249,8 +249,9 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
                 e = ali_errf(AL_EINTERNAL, "base lease: %u tokens granted, %d asked", lr.n_tokens, p);
                 goto out;
             }
-            if (!a->seq_id && router_lcache_add(r, b, seq, p, &lr, t_lease, &lce))
-                leased = false; /* the cache holds it now */
+            /* kept from now (the grant, after any prefill); the cache holds it then */
+            if (!a->seq_id && router_lcache_add(r, b, seq, p, &lr, al_now(), &lce))
+                leased = false;
         }
         if (have_lease) {
             wq.has_lease = true;
