@@ -10,7 +10,8 @@
 # ALORA_BENCH_PRESET (make-model preset, default 85m), ALORA_BENCH_DTYPE (f32|bf16),
 # ALORA_BENCH_CTX (contexts, default 253,1021,2037), ALORA_BENCH_KV (base KV blocks),
 # ALORA_BENCH_REPS (repetitions per point, default 5), ALORA_BENCH_PEER (llama-server side: 1 = when
-# ../shared/peer exists (default), 0 = skip), ALORA_BENCH_DIR (work folder, default build/bench-cluster).
+# ../shared/peer exists (default), 0 = skip), ALORA_BENCH_DIR (work folder, default build/bench-cluster),
+# ALORA_BENCH_LEASE_HOLD_MS (router.lease_hold_ms, default 2000; 0 = a BASE_LEASE round trip per call).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -23,6 +24,7 @@ KV=${ALORA_BENCH_KV:-768}
 W=${ALORA_BENCH_DIR:-build/bench-cluster}/$PRESET-$DTYPE
 REPS=${ALORA_BENCH_REPS:-5}
 PEER_ON=${ALORA_BENCH_PEER:-1}
+HOLD=${ALORA_BENCH_LEASE_HOLD_MS:-2000}
 SHARED=${ALORA_SHARED:-../shared}
 mkdir -p "$W"
 # the worker's private pool must hold a whole plain-LoRA re-prefill of the longest context
@@ -38,7 +40,7 @@ run_dir = "$RUN";
 log_level = "info";
 base = { model = "$W/model"; kv_blocks = $KV; block_size = 16; max_batch_tokens = 512; threads = 1; device = "$DEVICE"; };
 worker = { kv_blocks = $WKV; max_batch_tokens = 512; threads = 1; };
-router = { request_timeout_ms = 300000; };
+router = { request_timeout_ms = 300000; lease_hold_ms = $HOLD; };
 intrinsics = ( { name = "certainty"; adapter = "$W/certainty"; replicas = 1; max_tokens = 1; } );
 CFG
 "$ALORA" up -c "$W/bench.cfg" --ready-file "$RUN/ready" >/dev/null 2>"$W/up.log" &
