@@ -1,12 +1,17 @@
 /* cluster.c: intrinsic latency through a running cluster (router -> base lease -> worker), aLoRA vs
- * plain LoRA per context length, and the RPC overhead of a call (client wall time minus the compute
- * the base and the worker report). Driven by bench/cluster.sh, which starts the cluster. */
+ * plain LoRA per context length, the RPC overhead of a call (client wall time minus the compute
+ * the base and the worker report) against bare NNG round trips, and the TTFT against the floor
+ * measured in the same run (weights + KV read once at the measured read bandwidth, plus the
+ * few-token FLOPs at the measured sgemm rate). Driven by bench/cluster.sh, which starts the cluster. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "common/ipc/rpc.h"
+#include "common/model/model.h"
+#include "kernels/kernels.h"
 
 static double now_ms(void)
 {
@@ -30,6 +35,7 @@ static double median(double *v, int n)
 typedef struct shot {
     double wall, ttft, compute;
     uint32_t computed, cached;
+    bool kept; /* the router used a lease kept from an earlier call: no base round trip */
 } shot;
 
 static int call(al_rpc_client *c, const char *intr, const int32_t *t, int n, int mode, int max_tokens, shot *s)
@@ -56,13 +62,36 @@ static int call(al_rpc_client *c, const char *intr, const int32_t *t, int n, int
     s->compute = r.timings.prefill_ms + r.timings.decode_ms;
     s->computed = r.computed_tokens;
     s->cached = r.prefix_cached_tokens;
+    s->kept = r.lease_kept;
     al_pbmem_free(&m);
     return 0;
 }
 
+/* The floor of a few-token intrinsic step: bytes read once and FLOPs of n_new tokens over ctx
+ * positions of KV (f32), at the read bandwidth (GB/s) and sgemm rate (GFLOP/s) measured here. */
+typedef struct floor_model {
+    al_model_config c;
+    double wbytes, abytes, gbs, gflops; /* weight bytes (as stored), adapter bytes */
+} floor_model;
+
+static double floor_ms(const floor_model *f, int ctx, int n_new)
+{
+    const al_model_config *c = &f->c;
+    double H = c->hidden_size, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+    double lin = c->n_layers * (H * qd * 2 + H * kvd * 2 + 3 * H * c->intermediate_size) + H * c->vocab_size;
+    double kv = (double)(ctx + n_new) * c->n_layers * 2 * kvd * sizeof(float);
+    double flops = n_new * (2 * lin + 2 * f->abytes / sizeof(float)) +
+                   (double)n_new * c->n_layers * 4 * qd * (ctx + n_new);
+    return (f->wbytes + f->abytes + kv) / (f->gbs * 1e9) * 1e3 + flops / (f->gflops * 1e9) * 1e3;
+}
+
+static const char *met(double v, double bound) { return v <= bound ? "met" : "missed"; }
+
 int main(int argc, char **argv)
 {
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
+    const char *model = NULL, *tsv = NULL;
+    double bare_us = 0, abytes = 0;
     int reps = 3, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
@@ -71,6 +100,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--ctx")) ctx_s = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--adapter-bytes")) abytes = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--bare-us")) bare_us = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tsv")) tsv = argv[i + 1];
         else {
             fprintf(stderr, "bench_cluster: unknown option %s\n", argv[i]);
             return 2;
@@ -78,9 +111,36 @@ int main(int argc, char **argv)
     }
     if (!url || reps < 1) {
         fprintf(stderr, "usage: bench_cluster --router URL [--intrinsic NAME] [--inv 500,501,502]\n"
-                        "                     [--ctx 256,1024,2040] [--reps 3] [--max-tokens 1]\n");
+                        "                     [--ctx 256,1024,2040] [--reps 3] [--max-tokens 1]\n"
+                        "                     [--model DIR --adapter-bytes B] (the floor: its config, the\n"
+                        "                     bandwidth and sgemm rate measured here, 1 thread)\n"
+                        "                     [--bare-us US] (a bare NNG round trip measured in the same run)\n"
+                        "                     [--tsv FILE] (context, median client wall ms of the cached aLoRA call)\n");
         return 2;
     }
+    floor_model fm = {.abytes = abytes};
+    if (model) {
+        if (al_config_load(model, &fm.c) != AL_OK) {
+            fprintf(stderr, "bench_cluster: --model %s: %s\n", model, al_errmsg());
+            return 1;
+        }
+        const al_model_config *c = &fm.c;
+        double H = c->hidden_size, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+        fm.wbytes = (c->n_layers * (H * qd * 2 + H * kvd * 2 + 3 * H * c->intermediate_size + 2 * H) +
+                     H * c->vocab_size + H) * (double)al_dtype_size(c->dtype);
+        al_cpu_set_threads(1);
+        float sink;
+        fm.gbs = bench_read_gbs((size_t)512 << 20, 1.0, &sink);
+        fm.gflops = bench_sgemm_gflops(512, c->hidden_size, c->intermediate_size, 1.0);
+        printf("Floor inputs (measured now, 1 thread): read bandwidth %.2f GB/s (sum over 512 MiB), sgemm "
+               "512x%dx%d %.1f GFLOP/s; weights %.1f MB as stored (%s) + adapter %.2f MB; KV f32 %.1f KB/token.\n\n", fm.gbs, c->hidden_size, c->intermediate_size, fm.gflops, fm.wbytes / 1e6,
+               al_dtype_name(c->dtype), fm.abytes / 1e6, c->n_layers * 2 * kvd * 4 / 1e3);
+        volatile float keep = sink; /* the sum must be computed */
+        (void)keep;
+    }
+    FILE *tf = tsv ? fopen(tsv, "w") : NULL;
+    double ov_all[256], floor_ratio[64];
+    int n_ov = 0, n_fr = 0, fr_ctx[64], n_kept = 0;
     int32_t inv[64];
     int n_inv = 0;
     for (char *p = (char *)inv_s; *p && n_inv < 64;) {
@@ -95,10 +155,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_cluster: %s\n", al_errmsg());
         return 1;
     }
-    printf("| context | aLoRA ttft, cold prefix (ms) | aLoRA ttft, cached prefix (ms) | plain LoRA ttft (ms) | "
-           "speedup (cached) | computed aLoRA / LoRA | RPC overhead per call (ms) |\n");
-    printf("|--------:|-----------------------------:|-------------------------------:|---------------------:|"
-           "-----------------:|----------------------:|---------------------------:|\n");
+    printf("| context | aLoRA ttft, cold prefix (ms) | aLoRA ttft, cached prefix (ms) | client wall, cached (ms) | "
+           "floor (ms) | plain LoRA ttft (ms) | speedup (cached) | computed aLoRA / LoRA | RPC overhead per call (ms) |\n");
+    printf("|--------:|-----------------------------:|-------------------------------:|-------------------------:|"
+           "-----------:|---------------------:|-----------------:|----------------------:|---------------------------:|\n");
     int rc = 0;
     for (char *p = (char *)ctx_s; *p;) {
         int ctx = (int)strtol(p, &p, 10);
@@ -111,7 +171,7 @@ int main(int argc, char **argv)
         memcpy(t + ctx, inv, sizeof(int32_t) * (size_t)n_inv);
         shot cold, s;
         double *wa = calloc((size_t)reps, sizeof(double)), *wl = calloc((size_t)reps, sizeof(double));
-        double *ov = calloc((size_t)reps, sizeof(double));
+        double *ov = calloc((size_t)reps, sizeof(double)), *ww = calloc((size_t)reps, sizeof(double));
         uint32_t ca = 0, cl = 0;
         if (call(c, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &cold) != 0) {
             rc = 1;
@@ -123,7 +183,12 @@ int main(int argc, char **argv)
                 goto next;
             }
             wa[k] = s.ttft;
+            ww[k] = s.wall;
             ov[k] = s.wall - s.compute;
+            if (n_ov < (int)(sizeof ov_all / sizeof *ov_all)) {
+                ov_all[n_ov++] = ov[k];
+                n_kept += s.kept;
+            }
             ca = s.computed;
         }
         for (int k = 0; k < reps; k++) {
@@ -134,19 +199,49 @@ int main(int argc, char **argv)
             wl[k] = s.ttft;
             cl = s.computed;
         }
-        double ma = median(wa, reps), ml = median(wl, reps);
-        char comp[48];
+        double ma = median(wa, reps), ml = median(wl, reps), mw = median(ww, reps);
+        double fl = model ? floor_ms(&fm, n - (int)ca, (int)ca) : 0;
+        char comp[48], fls[32] = "-";
         snprintf(comp, sizeof comp, "%u / %u", ca, cl);
-        printf("| %7d | %28.1f | %30.1f | %20.1f | %15.1fx | %21s | %26.2f |\n", n, cold.ttft, ma, ml,
-               ma > 0 ? ml / ma : 0, comp, median(ov, reps));
+        if (model)
+            snprintf(fls, sizeof fls, "%.1f", fl);
+        printf("| %7d | %28.1f | %30.1f | %24.1f | %10s | %20.1f | %15.1fx | %21s | %26.2f |\n", n, cold.ttft, ma,
+               mw, fls, ml, ma > 0 ? ml / ma : 0, comp, median(ov, reps));
+        if (model && n_fr < 64) {
+            fr_ctx[n_fr] = n;
+            floor_ratio[n_fr++] = mw / fl;
+        }
+        if (tf)
+            fprintf(tf, "%d\t%.3f\n", n, mw);
         fflush(stdout);
     next:
         free(t);
         free(wa);
         free(wl);
         free(ov);
+        free(ww);
         if (rc)
             break;
+    }
+    if (tf)
+        fclose(tf);
+    if (rc == 0) {
+        printf("\n");
+        for (int i = 0; i < n_fr; i++)
+            printf("RATIO intrinsic TTFT (client wall, cached prefix) / floor, %d tokens: %.2f (target <= 2.00) %s\n",
+                   fr_ctx[i], floor_ratio[i], met(floor_ratio[i], 2.0));
+        double ov = median(ov_all, n_ov);
+        printf("RATIO RPC overhead per intrinsic call, ms: %.2f (target <= 0.50) %s\n", ov, met(ov, 0.5));
+        if (bare_us > 0 && n_ov > 0) {
+            /* the round trips on a call's critical path: client->router and router->worker, plus
+             * router->base BASE_LEASE unless the router reused a kept lease (the unlease goes back
+             * off the path, after the answer) */
+            double hops = 2 + (double)(n_ov - n_kept) / n_ov, r = ov * 1e3 / (hops * bare_us);
+            printf("(round trips per call on the critical path: %.2f of %.0f us each; %d of %d cached calls used a "
+                   "kept lease)\n", hops, bare_us, n_kept, n_ov);
+            printf("RATIO RPC overhead per intrinsic call / its bare NNG round trips: %.2f (target <= 1.50) %s\n", r,
+                   met(r, 1.5));
+        }
     }
     al_rpc_client_close(c);
     return rc;

@@ -93,9 +93,8 @@ typedef struct ali_few_job {
     float *out, *scores;
 } ali_few_job;
 
-/* Heads [h0, h1) of ali_attn_few (each head is computed whole by one caller: results do not
- * depend on how heads are split over threads). */
-static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
+/* Heads [h0, h1) of ali_attn_few, the scalar-order fallback (head_dim not a multiple of 16). */
+static void ali_attn_few_heads_any(const ali_few_job *j, int h0, int h1)
 {
     const al_kv_geom *g = j->g;
     const al_seq_view *s = j->s;
@@ -132,6 +131,146 @@ static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
                     oh[i] += wp * vh[i];
             }
         }
+    }
+}
+
+/* Two-operand lane shuffle with constant indices into a||b (GCC and clang spell it differently). */
+typedef int32_t ali_i16 __attribute__((vector_size(64)));
+#if defined(__clang__)
+#define ALI_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define ALI_SHUF(a, b, ...) __builtin_shuffle(a, b, (ali_i16){__VA_ARGS__})
+#endif
+
+/* Lane i of the result = the sum of the 16 lanes of a[i]: a fixed tree of 15 shuffle-adds in four
+ * levels instead of 16 sequential horizontal sums (the order never depends on the thread count). */
+static inline ali_v16 ali_hsum16x16(const ali_v16 *a)
+{
+    ali_v16 b[8], c[4], d[2];
+    for (int k = 0; k < 8; k++)
+        b[k] = ALI_SHUF(a[2 * k], a[2 * k + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               ALI_SHUF(a[2 * k], a[2 * k + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int k = 0; k < 4; k++)
+        c[k] = ALI_SHUF(b[2 * k], b[2 * k + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               ALI_SHUF(b[2 * k], b[2 * k + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int k = 0; k < 2; k++)
+        d[k] = ALI_SHUF(c[2 * k], c[2 * k + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+               ALI_SHUF(c[2 * k], c[2 * k + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    return ALI_SHUF(d[0], d[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+           ALI_SHUF(d[0], d[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+/* The next run of positions [p, p + *cnt) that lie in one block of one segment (at most 16): the
+ * address of position p's K (kv = 0) or V row; the run's rows follow at a stride of kv_dim. */
+static inline const float *ali_kv_run(const al_kv_geom *g, const al_seq_view *s, int layer, int kv, int32_t p,
+                                      int32_t n_ctx, int *cnt)
+{
+    const al_kv_seg *seg = p < s->ro.n ? &s->ro : &s->rw;
+    int32_t seg_end = p < s->ro.n ? s->ro.n : n_ctx;
+    int32_t rel = p - seg->pos0, in_blk = rel % g->block_size;
+    int32_t n = g->block_size - in_blk;
+    if (n > seg_end - p)
+        n = seg_end - p;
+    *cnt = n < 16 ? (int)n : 16;
+    size_t kvd = (size_t)g->n_kv_heads * g->head_dim;
+    return ali_kv_block(g, seg->pool, seg->table[rel / g->block_size], layer, kv) + (size_t)in_blk * kvd;
+}
+
+/* Heads [h0, h1) of ali_attn_few (each head is computed whole by one caller: results do not
+ * depend on how heads are split over threads). head_dim % 16 == 0. K and V are read in runs of up
+ * to 16 positions of one block: per (head, row) the run's 16 dot products are accumulated in
+ * vectors and reduced together (ali_hsum16x16), the scores stored contiguously; P·V keeps a (head,
+ * row) slice of the output in registers over a run. Every score and output element sees the same
+ * operations in the same order whatever the runs are, so results do not depend on where the
+ * blocks or segments split the context. The run's K/V head slice stays in L1 across the rows, so
+ * the context is read from memory once per layer. */
+static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
+{
+    const al_kv_geom *g = j->g;
+    const al_seq_view *s = j->s;
+    int n_heads = j->n_heads, hd = g->head_dim, group = n_heads / g->n_kv_heads, nt = s->n_rows;
+    if (hd % 16 != 0 || hd > 512) {
+        ali_attn_few_heads_any(j, h0, h1);
+        return;
+    }
+    int nc = hd / 16;
+    size_t qd = (size_t)n_heads * hd, kvd = (size_t)g->n_kv_heads * hd;
+    int32_t n_ctx = s->pos0 + nt;
+    float *scores = j->scores;
+    ali_v16 sc16 = {0};
+    sc16 += j->scale;
+    for (int32_t p = 0; p < n_ctx;) {
+        int cnt;
+        const float *k0 = ali_kv_run(g, s, j->layer, 0, p, n_ctx, &cnt);
+        for (int h = h0; h < h1; h++) {
+            const float *kh = k0 + (size_t)(h / group) * hd;
+            for (int r = 0; r < nt; r++) {
+                if (p > s->pos0 + r)
+                    continue; /* causal: this row sees none of the run (and a row that sees part
+                               * of it computes it whole: scores past its limit are never read) */
+                const float *qh = j->q + (size_t)(s->row0 + r) * qd + (size_t)h * hd;
+                ali_v16 acc[16];
+                for (int i = 0; i < 16; i++) {
+                    acc[i] = (ali_v16){0};
+                    if (i < cnt) {
+                        const float *kr = kh + (size_t)i * kvd;
+                        for (int c = 0; c < nc; c++)
+                            acc[i] += ali_ld16(qh + 16 * c) * ali_ld16(kr + 16 * c);
+                    }
+                }
+                ali_v16 d = ali_hsum16x16(acc) * sc16;
+                memcpy(scores + ((size_t)r * n_heads + h) * n_ctx + p, &d, sizeof(float) * (size_t)cnt);
+            }
+        }
+        p += cnt;
+    }
+    for (int r = 0; r < nt; r++) {
+        int32_t lim = s->pos0 + r + 1;
+        float *orow = j->out + (size_t)(s->row0 + r) * qd;
+        memset(orow + (size_t)h0 * hd, 0, sizeof(float) * (size_t)(h1 - h0) * hd);
+        for (int h = h0; h < h1; h++)
+            ali_softmax(scores + ((size_t)r * n_heads + h) * n_ctx, lim);
+    }
+    for (int32_t p = 0; p < n_ctx;) {
+        int cnt;
+        const float *v0 = ali_kv_run(g, s, j->layer, 1, p, n_ctx, &cnt);
+        for (int h = h0; h < h1; h++) {
+            const float *vh = v0 + (size_t)(h / group) * hd;
+            for (int r = 0; r < nt; r++) {
+                int32_t lim = s->pos0 + r + 1; /* causal: positions [0, lim) */
+                int m = lim - p < cnt ? (int)(lim - p) : cnt;
+                if (m <= 0)
+                    continue;
+                const float *w = scores + ((size_t)r * n_heads + h) * n_ctx + p;
+                float *oh = j->out + (size_t)(s->row0 + r) * qd + (size_t)h * hd;
+                /* o += w_p * v_p in position order, from the value in the output row: the same
+                 * operations whatever the runs (a leased prefix splits them where the worker's own
+                 * positions begin), so a worker's rows equal the in-process engine's bit for bit */
+                int c = 0;
+                for (; c + 4 <= nc; c += 4) {
+                    ali_v16 o0 = ali_ld16(oh + 16 * c), o1 = ali_ld16(oh + 16 * c + 16);
+                    ali_v16 o2 = ali_ld16(oh + 16 * c + 32), o3 = ali_ld16(oh + 16 * c + 48);
+                    for (int i = 0; i < m; i++) {
+                        const float *vr = vh + (size_t)i * kvd + 16 * c;
+                        o0 += w[i] * ali_ld16(vr);
+                        o1 += w[i] * ali_ld16(vr + 16);
+                        o2 += w[i] * ali_ld16(vr + 32);
+                        o3 += w[i] * ali_ld16(vr + 48);
+                    }
+                    memcpy(oh + 16 * c, &o0, sizeof o0);
+                    memcpy(oh + 16 * c + 16, &o1, sizeof o1);
+                    memcpy(oh + 16 * c + 32, &o2, sizeof o2);
+                    memcpy(oh + 16 * c + 48, &o3, sizeof o3);
+                }
+                for (; c < nc; c++) {
+                    ali_v16 o = ali_ld16(oh + 16 * c);
+                    for (int i = 0; i < m; i++)
+                        o += w[i] * ali_ld16(vh + (size_t)i * kvd + 16 * c);
+                    memcpy(oh + 16 * c, &o, sizeof o);
+                }
+            }
+        }
+        p += cnt;
     }
 }
 

@@ -85,6 +85,8 @@ typedef struct al_cluster_cfg {
         int heartbeat_ms;      /* told to workers (default 1000) */
         int worker_ttl_ms;     /* missed heartbeats for this long = deregistered (default 5000) */
         int request_timeout_ms; /* per backend call (default 60000) */
+        int lease_hold_ms;     /* keep a conversation prefix's lease this long and reuse it for the next
+                                  intrinsic call on it (default 2000; 0 = a lease per call) */
         char *chat_template;   /* "" / NULL = detect from the model */
         char *tokenizer;       /* tokenizer directory (default base.model) */
         char *model_name;      /* the base model's name in the HTTP API (default: basename of base.model) */

@@ -132,6 +132,10 @@ typedef struct router_session {
     struct router_session *next;
 } router_session;
 
+/* Prefix leases kept and reused across intrinsic calls (router_lease_cache.c). */
+typedef struct router_lcache router_lcache;
+typedef struct router_lcache_ent router_lcache_ent;
+
 struct router {
     al_cluster_cfg cfg;
     char id[64];
@@ -143,6 +147,7 @@ struct router {
     router_base *bases;    /* [n_bases]: base.instances */
     int n_bases;
     router_affinity aff;   /* prefix -> bases (under mu) */
+    router_lcache *lc;     /* kept prefix leases; NULL when router.lease_hold_ms = 0 */
     router_pool pool;      /* invocations, sessions */
     router_pool ctl;       /* registration, status */
     al_tokenizer *tok;     /* optional (text requests) */
@@ -204,6 +209,33 @@ typedef struct router_invoke_args {
     double t_accept;
 } router_invoke_args;
 al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m);
+/* BASE_UNLEASE now, or off the caller's path on the control pool (synchronously when it stops). */
+void router_unlease_now(router_base *b, uint64_t lease_id);
+void router_unlease_later(router *r, router_base *b, uint64_t lease_id);
+
+/* Lease cache (router_lease_cache.c): a lease on a conversation prefix is kept for
+ * router.lease_hold_ms after it is granted, and the next call on the same base with the same prefix
+ * tokens uses it instead of a BASE_LEASE round trip. At most a quarter of a base's KV blocks and
+ * lease rows are held this way. Entries granted by a base instance that is gone are never used. */
+al_err router_lcache_init(router *r);
+/* A live kept lease of toks[0, n) on b: *lr, and a use reference in *e (router_lcache_put). */
+bool router_lcache_get(router *r, router_base *b, const int32_t *toks, int32_t n, alora_LeaseReply *lr,
+                       router_lcache_ent **e);
+/* Keeps a lease just granted (at al_now() `granted`), with a use reference in *e; false = not kept
+ * (the caller unleases it as usual). */
+bool router_lcache_add(router *r, router_base *b, const int32_t *toks, int32_t n, const alora_LeaseReply *lr,
+                       double granted, router_lcache_ent **e);
+/* The base instance id that granted a kept lease. */
+const char *router_lcache_inst(const router_lcache_ent *e);
+/* Drops a use reference; bad = the lease failed (it is released once unused). */
+void router_lcache_put(router *r, router_lcache_ent *e, bool bad);
+/* Releases base b's kept leases (its lease rows or KV are short). */
+void router_lcache_drop_base(router *r, router_base *b);
+/* Releases expired (all = every unused) kept leases; the monitor calls it. router_lcache_free
+ * (router_stop) forgets the rest without RPCs: a base drops a client's leases when it disconnects. */
+void router_lcache_sweep(router *r, bool all);
+void router_lcache_stats(router *r, uint32_t *held, uint64_t *hits, uint64_t *misses);
+void router_lcache_free(router *r);
 /* Validates sampling fields (errors name "<prefix>.field"). */
 al_err router_check_sampling(const alora_Sampling *s, const char *prefix);
 al_err router_check_tokens(const router *r, const char *field, const int32_t *t, size_t n);

@@ -91,6 +91,7 @@ static void *router_monitor_main(void *arg)
         }
         router_registry_sweep(r, false);
         router_sessions_expire(r);
+        router_lcache_sweep(r, false);
         pthread_mutex_lock(&r->mu);
         if (r->stopping)
             break;
@@ -203,6 +204,7 @@ al_err router_start(router *r, const char *cfg_path)
         r->config_error = e == AL_EFORMAT || e == AL_EIO; /* restarting would not help */
         return e;
     }
+    AL_TRY(router_lcache_init(r));
     if (pthread_create(&r->monitor, NULL, router_monitor_main, r) != 0)
         return ali_errf(AL_EINTERNAL, "router: cannot start the monitor thread");
     r->monitor_on = true;
@@ -234,6 +236,7 @@ void router_stop(router *r)
     r->srv = NULL;
     router_pool_stop(&r->pool);
     router_pool_stop(&r->ctl);
+    router_lcache_free(r); /* every call is done (the bases drop its leases with its connection) */
     router_registry_sweep(r, true);
     router_sessions_free(r); /* before the bases: sessions point at them */
     router_bases_close(r);

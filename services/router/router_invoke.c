@@ -1,4 +1,4 @@
-/* router_invoke.c: ROUTER_INVOKE: activation start, BASE_LEASE, WORKER_INVOKE (one retry), unlease. */
+/* router_invoke.c: ROUTER_INVOKE: activation start, BASE_LEASE (or a kept lease), WORKER_INVOKE (one retry), unlease. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +95,7 @@ static al_err router_call_worker(router *r, const router_base *b, const char *in
     return ali_errf(AL_EINTERNAL, "unreachable");
 }
 
-static void router_unlease(router_base *b, uint64_t lease_id)
+void router_unlease_now(router_base *b, uint64_t lease_id)
 {
     alora_UnleaseRequest uq = {.lease_id = lease_id};
     alora_Empty ur;
@@ -113,14 +113,14 @@ typedef struct router_unlease_arg {
 static void router_unlease_task(router_task *t)
 {
     router_unlease_arg *u = (router_unlease_arg *)t->req;
-    router_unlease(u->b, u->lease_id);
+    router_unlease_now(u->b, u->lease_id);
     free(u);
 }
 
 /* The unlease is off the caller's critical path: the answer goes back while the control pool tells
  * the base (leases pin blocks by reference, so the sequence is free to change meanwhile; the
  * pool drains its queue before the bases close). Synchronous when the pool is stopping. */
-static void router_unlease_later(router *r, router_base *b, uint64_t lease_id)
+void router_unlease_later(router *r, router_base *b, uint64_t lease_id)
 {
     router_unlease_arg *u = malloc(sizeof *u);
     if (u) {
@@ -129,7 +129,7 @@ static void router_unlease_later(router *r, router_base *b, uint64_t lease_id)
             return;
         free(u);
     }
-    router_unlease(b, lease_id);
+    router_unlease_now(b, lease_id);
 }
 
 al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m)
@@ -166,7 +166,9 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     alora_WorkerInvokeReply wr;
     al_pbmem qm = AL_PBMEM_INIT, wm = AL_PBMEM_INIT, lm = AL_PBMEM_INIT; /* worker request, reply, lease */
     alora_LeaseReply lr = alora_LeaseReply_init_zero;
-    bool leased = false;
+    bool leased = false, have_lease = false, kept = false; /* leased: ours to unlease; have_lease: lr is
+                                                            * valid; kept: it came from the lease cache */
+    router_lcache_ent *lce = NULL;           /* a kept lease in use (router_lease_cache.c) */
     char worker_id[64] = "";
     wq.sampling = a->sampling;
     wq.mode = a->mode;
@@ -181,6 +183,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
         goto out;
     }
 
+    int32_t p = 0; /* leased prefix */
     if (a->mode == alora_InvokeMode_MODE_LORA) {
         /* Plain-LoRA baseline: the whole sequence through the adapter, no base KV. */
         if ((e = al_pb_ref_i32(&wq.full_tokens, &qm, seq, (size_t)N)) != AL_OK)
@@ -189,24 +192,43 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
         wq.activation_start = 0;
         s = 0;
     } else {
-        int32_t p = s >= 0 ? s : N;
+        p = s >= 0 ? s : N;
         if (p >= N) /* the worker needs one token to produce logits */
             p = N - 1;
-        if (p > 0) {
+        wq.start_pos = (uint32_t)p;
+        if ((e = al_pb_ref_i32(&wq.tokens, &qm, seq + p, (size_t)(N - p))) != AL_OK)
+            goto out;
+        wq.has_activation_start = s >= 0;
+        wq.activation_start = s >= 0 ? (uint32_t)s : 0;
+    }
+    char wbase[64] = "";
+    for (int attempt = 0;; attempt++) {
+        bool lc_hit = false;
+        if (p > 0 && attempt == 0 && !a->seq_id && router_lcache_get(r, b, seq, p, &lr, &lce)) {
+            /* a lease kept from an earlier call on this prefix: no base round trip */
+            have_lease = lc_hit = kept = true;
+            lr.n_cached = lr.n_tokens;
+            lr.timings = (alora_Timings){0};
+        } else if (p > 0) {
             alora_LeaseRequest lq = alora_LeaseRequest_init_zero;
             /* The lease must outlive the worker call it serves (a long structured output can take
              * more than the base's default TTL): the request timeout, twice for one retry on another
-             * replica, plus a margin. We unlease when done; a router that dies loses its leases
-             * with its connection. */
-            int64_t ttl = 2 * (int64_t)router_timeout(r) + 5000;
-            lq.ttl_ms = (uint32_t)AL_MAX(ttl, (int64_t)r->cfg.base.lease_ttl_ms);
+             * replica, plus a margin (plus router.lease_hold_ms when the router keeps it). We unlease
+             * when done; a router that dies loses its leases with its connection. */
+            int64_t ttl = 2 * (int64_t)router_timeout(r) + 5000 + (r->lc && !a->seq_id ? r->cfg.router.lease_hold_ms : 0);
+            lq.ttl_ms = (uint32_t)AL_MIN(AL_MAX(ttl, (int64_t)r->cfg.base.lease_ttl_ms), (int64_t)UINT32_MAX);
             if (a->seq_id) {
                 lq.seq_id = a->seq_id;
                 lq.n_tokens = (uint32_t)p;
             } else if ((e = al_pb_ref_i32(&lq.tokens, &lm, seq, (size_t)p)) != AL_OK) {
                 goto out;
             }
+            t_lease = al_now();
             e = al_rpc_call(b->cli, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+            if (e == AL_ECAPACITY && r->lc) { /* its lease rows are short: give back the kept ones */
+                router_lcache_drop_base(r, b);
+                e = al_rpc_call(b->cli, alora_Method_BASE_LEASE, &lq, &lr, &lm, router_timeout(r));
+            }
             if (e != AL_OK && !a->base && router_retryable(e) && e != AL_EOVERLOADED && r->n_bases > 1) {
                 /* that base is gone: the conversation moves to the next base in its order */
                 router_base *nb = router_base_route(r, seq, pkey, b);
@@ -222,24 +244,40 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
                 e = ali_errctx(e, r->n_bases > 1 ? "base %d lease" : "base lease", b->index);
                 goto out;
             }
-            leased = true;
+            leased = have_lease = true;
             if (lr.n_tokens != (uint32_t)p) {
                 e = ali_errf(AL_EINTERNAL, "base lease: %u tokens granted, %d asked", lr.n_tokens, p);
                 goto out;
             }
+            /* kept from now (the grant, after any prefill); the cache holds it then */
+            if (!a->seq_id && router_lcache_add(r, b, seq, p, &lr, al_now(), &lce))
+                leased = false;
+        }
+        if (have_lease) {
             wq.has_lease = true;
             wq.lease = (alora_LeaseRef){.lease_id = lr.lease_id, .n_tokens = lr.n_tokens,
                                         .table_offset = lr.table_offset, .generation = lr.generation};
         }
-        wq.start_pos = (uint32_t)p;
-        if ((e = al_pb_ref_i32(&wq.tokens, &qm, seq + p, (size_t)(N - p))) != AL_OK)
-            goto out;
-        wq.has_activation_start = s >= 0;
-        wq.activation_start = s >= 0 ? (uint32_t)s : 0;
+        t_worker = al_now();
+        wbase[0] = 0;
+        e = router_call_worker(r, b, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
+        if (e == AL_OK && lc_hit && strcmp(wbase, router_lcache_inst(lce)) != 0)
+            /* the base restarted between the lookup and the pick: a kept lease names rows of the
+             * old instance's table, which the worker must not have read from the new one */
+            e = ali_errf(AL_EUNAVAILABLE, "kept lease of base instance %s, worker attached to %s",
+                         router_lcache_inst(lce), wbase);
+        if (e != AL_OK && lc_hit) {
+            /* a kept lease the worker could not use (released by TTL, its base restarted, ...):
+             * forget it and lease afresh once */
+            AL_DEBUG("router: kept lease %llu failed (%s: %s); leasing again", (unsigned long long)lr.lease_id,
+                     al_strerror(e), al_errmsg());
+            router_lcache_put(r, lce, true);
+            lce = NULL;
+            have_lease = kept = false;
+            continue;
+        }
+        break;
     }
-    t_worker = al_now();
-    char wbase[64] = "";
-    e = router_call_worker(r, b, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
     if (e != AL_OK && e != AL_EUNAVAILABLE && wbase[0]) {
         /* A worker still attached to a base that just restarted rejects the new base's lease: check
          * the base now and answer `unavailable` (retry later) instead of a confusing lease error. */
@@ -257,6 +295,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
         goto out;
 
     /* The reply. */
+    double t_reply = al_now();
     const int32_t *ot;
     const float *lp, *tl;
     const int32_t *ti;
@@ -281,7 +320,8 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     rep->has_activation_start = s >= 0;
     rep->activation_start = s;
     rep->finish_reason = wr.finish_reason;
-    rep->prefix_cached_tokens = leased ? lr.n_cached : 0;
+    rep->prefix_cached_tokens = have_lease ? lr.n_cached : 0;
+    rep->lease_kept = kept;
     rep->computed_tokens = wr.computed_tokens;
     ROUTER_STRCPY(rep->worker_id, worker_id);
     double now = al_now();
@@ -304,13 +344,16 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
             al_metric_add(am->prefix_hit_tokens, NULL, rep->prefix_cached_tokens);
         }
     }
-    AL_DEBUG("router: invoke %s n=%d s=%d mode=%d lease %.1f ms worker %.1f ms on %s", a->intrinsic, N, s, a->mode,
-             (t_worker - t_lease) * 1e3, (now - t_worker) * 1e3, worker_id);
+    AL_DEBUG("router: invoke %s n=%d s=%d mode=%d: before lease %.3f ms, lease %.3f ms, worker %.3f ms (its queue "
+             "%.3f, prefill %.3f, decode %.3f, total %.3f), reply %.3f ms on %s", a->intrinsic, N, s, a->mode,
+             (t_lease - t_start) * 1e3, (t_worker - t_lease) * 1e3, (t_reply - t_worker) * 1e3, wr.timings.queue_ms,
+             wr.timings.prefill_ms, wr.timings.decode_ms, wr.timings.total_ms, (now - t_reply) * 1e3, worker_id);
 out:;
     char msg[600];
     snprintf(msg, sizeof msg, "%s", al_errmsg());
     if (leased)
         router_unlease_later(r, b, lr.lease_id);
+    router_lcache_put(r, lce, e != AL_OK);
     router_base_done(r, routed);
     al_pbmem_free(&qm);
     al_pbmem_free(&wm);
