@@ -29,3 +29,4 @@ if [ -x bench/cluster.sh ]; then
   echo "== cluster: intrinsic TTFT, aLoRA vs plain LoRA"
   bash bench/cluster.sh "$BUILD"
 fi
+echo; echo "== alora train vs torch + PEFT (\$ALORA_PEFT_PYTHON; alora alone without it)"; bash bench/train.sh "$BUILD"

@@ -37,11 +37,21 @@ typedef struct ali_small_job {
 #undef ALI_WSCALAR
 #undef ALI_SFX
 
-/* Row blocks for sgemm over T rows: ~128 rows or fewer each (a block packs the weights once: under
- * 1% of its product), an even number of them when more than one (two threads stay busy). Each
- * block is one single-threaded sgemm over the whole weight matrix; the partition depends on T
- * alone (OpenBLAS's result for a row depends on the block's shape), so results are the same at
- * any thread count. */
+/* Many rows, forward: sgemm per tile of weight rows (each tile packs its weights once and x once:
+ * x is cache-resident, the weights stream from memory once in all). Tiles of ~192 rows or more, a
+ * multiple of 16, an even number of them when more than one (two threads stay busy). Transposed
+ * product: sgemm per block of ~128 rows of dy (each block packs the weights: under 1% of its
+ * product). Each tile or block is one single-threaded sgemm; the partitions depend on the shapes
+ * alone (OpenBLAS's result depends on the call's shape), so results are the same at any thread
+ * count. */
+static int ali_tr_col_tile(int N)
+{
+    int nt = N / 192;
+    nt = nt > 1 ? nt / 2 * 2 : 1;
+    int w = (N + nt - 1) / nt;
+    return (w + 15) / 16 * 16;
+}
+
 static int ali_tr_row_blocks(int T)
 {
     int nb = (T + 127) / 128;
@@ -51,21 +61,23 @@ static int ali_tr_row_blocks(int T)
 typedef struct ali_tr_mm {
     float *y;
     const float *x, *w;
-    int T, K, N, nb;
+    int T, K, N, nb; /* nb: forward: weight rows per tile; transpose: blocks of dy rows */
     float alpha, beta;
-    int trans_w; /* 1: y [T,N] = x [T,K] w^T (forward); 0: y [T,K'] = x [T,N'] w (the transpose) */
 } ali_tr_mm;
+
+static void ali_tr_mm_cols_task(void *ctx, int b)
+{
+    const ali_tr_mm *j = ctx;
+    int n0 = b * j->nb, nn = AL_TILE_MIN(j->nb, j->N - n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nn, j->K, 1.0f, j->x, j->K, j->w + (size_t)n0 * j->K,
+                j->K, j->beta, j->y + n0, j->N);
+}
 
 static void ali_tr_mm_rows_task(void *ctx, int b)
 {
     const ali_tr_mm *j = ctx;
     int r0 = (int)((int64_t)j->T * b / j->nb), r1 = (int)((int64_t)j->T * (b + 1) / j->nb);
-    if (r1 <= r0)
-        return;
-    if (j->trans_w)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, j->N, j->K, j->alpha, j->x + (size_t)r0 * j->K,
-                    j->K, j->w, j->K, j->beta, j->y + (size_t)r0 * j->N, j->N);
-    else
+    if (r1 > r0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->K, j->N, j->alpha,
                     j->x + (size_t)r0 * j->N, j->N, j->w, j->K, j->beta, j->y + (size_t)r0 * j->K, j->K);
 }
@@ -91,9 +103,9 @@ static void ali_tr_matmul_fwd(float *y, const float *x, const float *w, int T, i
         ali_par_run((N + rows - 1) / rows, ali_small_task_tr, &j);
         return;
     }
-    ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_row_blocks(T), .alpha = 1.0f,
-                   .beta = accumulate ? 1.0f : 0.0f, .trans_w = 1};
-    ali_par_run(j.nb, ali_tr_mm_rows_task, &j);
+    ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(N), .alpha = 1.0f,
+                   .beta = accumulate ? 1.0f : 0.0f};
+    ali_par_run((N + j.nb - 1) / j.nb, ali_tr_mm_cols_task, &j);
 }
 
 /* ---- dx [T,K] = alpha dy [T,N] · w [N,K]: for few rows a streaming kernel over column panels of
@@ -181,7 +193,7 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
         return;
     }
     ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_row_blocks(T), .alpha = alpha,
-                   .beta = accumulate ? 1.0f : 0.0f, .trans_w = 0};
+                   .beta = accumulate ? 1.0f : 0.0f};
     ali_par_run(j.nb, ali_tr_mm_rows_task, &j);
 }
 
