@@ -94,9 +94,13 @@ print()
 # sharing a conversation: the first example computes the prefix, every further one its suffix only
 n_sh = a_sh["examples"]
 per = (a_sh["seconds"] - a_sh1["seconds"]) / (n_sh - 1) if n_sh > 1 else float("nan")
-print(f'sharing a conversation: first example (prefix + suffix) {a_sh1["seconds"]:.3f} s, each further example '
-      f'{per * 1000:.0f} ms (suffix forward + backward: 11 positions) = {1 / per:.2f} ex/s as the number of examples '
-      f'per conversation grows' + (f' ({1 / per / p_sh["examples_per_s"]:.1f}x PEFT)' if p_sh else ""))
+if per > 0:
+    print(f'sharing a conversation: first example (prefix + suffix) {a_sh1["seconds"]:.3f} s, each further example '
+          f'{per * 1000:.0f} ms (suffix forward + backward: 11 positions) = {1 / per:.2f} ex/s as the number of '
+          f'examples per conversation grows' + (f' ({1 / per / p_sh["examples_per_s"]:.1f}x PEFT)' if p_sh else ""))
+else:  # two separate runs: under load their difference can be noise
+    print(f'sharing a conversation: first example {a_sh1["seconds"]:.3f} s, all {n_sh} {a_sh["seconds"]:.3f} s: '
+          f'the per-example cost is lost in the noise of this run (raise REPS)')
 print(f'memory: model {mb(a_ind["model_bytes"]):.0f} MiB; peak RSS alora aLoRA {mb(a_ind["peak_rss_bytes"]):.0f} MiB '
       f'(activations {mb(a_ind["peak_activation_bytes"]):.0f} MiB), plain LoRA {mb(l_ind["peak_rss_bytes"]):.0f} MiB '
       f'(activations {mb(l_ind["peak_activation_bytes"]):.0f} MiB)' +
