@@ -71,7 +71,8 @@ static void test_matmul_paths(void **state)
     const al_ops *o = al_ops_cpu();
     al_rng r;
     al_rng_seed(&r, 11);
-    static const int shapes[][3] = {{1, 64, 33}, {11, 200, 70}, {32, 131, 96}, {33, 200, 70}, {40, 70, 500}, {300, 70, 45}};
+    static const int shapes[][3] = {{1, 64, 33},  {11, 200, 70}, {32, 131, 96}, {7, 130, 500},
+                                    {33, 200, 70}, {40, 70, 500}, {300, 70, 45}};
     for (size_t si = 0; si < AL_ARRAY_LEN(shapes); si++) {
         int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
         float *x = malloc(sizeof(float) * T * K), *w = malloc(sizeof(float) * N * K), *dy = malloc(sizeof(float) * T * N);
