@@ -142,6 +142,11 @@ typedef struct al_ops {
      * dlogits [n,V] = (softmax - onehot(target)) * gscale (may alias logits). */
     void (*cross_entropy)(float *dlogits, float *nll, const float *logits, const int32_t *target, int n, int V,
                           float gscale);
+    /* The trainer's forward product over f32 weights w [N,K]: y [T,N] = x [T,K] · w^T (+ y if
+     * accumulate), as matmul, tuned for its shapes (few-row suffixes: the weights streamed once for
+     * up to 32 rows; long prefixes: sgemm over row blocks, the weights packed once per block).
+     * NULL: the trainer uses matmul. */
+    void (*matmul_fwd)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
 } al_ops;
 
 /* Bytes of a [rows, K] matrix in the backend's weight format. */

@@ -30,10 +30,11 @@ struct al_trainer {
     float *inv_freq;  /* [hd/2] */
     int32_t *choices; /* [n_choices] closed set of answers, NULL = none */
     int32_t n_choices;
-    /* prefix cache: the base K/V (they do not depend on the adapter) of the last example's prefix */
-    int32_t *pc_ids;  /* [pc_n] its tokens */
-    float *pc_kv;     /* [L][2][pc_cap, kvd] */
-    int32_t pc_n, pc_cap;
+    /* every position's K/V, kept between examples: rows [0, pc_n) are the base K/V (they do not
+     * depend on the adapter) of the last example's prefix, the prefix cache */
+    int32_t *pc_ids;  /* [kv_cap] the tokens of rows [0, pc_n) */
+    float *kv;        /* [L][2][kv_cap, kvd] */
+    int32_t pc_n, kv_cap;
     int64_t pc_hits;  /* prefix positions taken from the cache */
 };
 
@@ -69,7 +70,7 @@ void al_trainer_free(al_trainer *tr)
     ali_aligned_free(tr->inv_freq);
     free(tr->choices);
     free(tr->pc_ids);
-    ali_aligned_free(tr->pc_kv);
+    ali_aligned_free(tr->kv);
     free(tr);
 }
 
@@ -137,6 +138,15 @@ typedef struct ali_tr_ctx {
     float *tmp;        /* [T, r] scratch */
 } ali_tr_ctx;
 
+/* y [T,N] (+)= x [T,K] · w^T over base weights: the backend's trainer product when it has one */
+static void ali_tr_mm(const al_ops *o, float *y, const float *x, const float *w, int T, int K, int N, int acc)
+{
+    if (o->matmul_fwd)
+        o->matmul_fwd(y, x, w, T, K, N, acc);
+    else
+        o->matmul(y, x, w, T, K, N, acc);
+}
+
 static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
 {
     if (!x->t)
@@ -145,8 +155,9 @@ static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
     return m->r > 0 ? m : NULL;
 }
 
-/* Rows p0 .. p0+T-1 through layer l: x [T, H] in place, activations into a. */
-static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *x, const ali_tr_acts *a)
+/* Rows p0 .. p0+T-1 through layer l: x [T, H] in place, activations into a. kv_only: only the
+ * rows' K and V (the last layer of a prefix: nothing after them is ever read). */
+static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *x, const ali_tr_acts *a, int kv_only)
 {
     const al_model_config *c = cx->c;
     const al_layer_weights *lw = &cx->w->layers[l];
@@ -158,9 +169,15 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     if (a->xin)
         memcpy(a->xin, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn1, x, lw->attn_norm, T, H, c->rms_eps);
-    o->matmul(a->q, a->xn1, lw->wq, T, H, qd, 0);
-    o->matmul(k, a->xn1, lw->wk, T, H, kvd, 0);
-    o->matmul(v, a->xn1, lw->wv, T, H, kvd, 0);
+    if (kv_only) {
+        ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
+        ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
+        o->rope(k, cx->cs + (size_t)p0 * hd, T, nkv, hd);
+        return;
+    }
+    ali_tr_mm(o, a->q, a->xn1, lw->wq, T, H, qd, 0);
+    ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
+    ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_Q)))
         ali_tr_lora_fwd(o, md, a->xn1, a->q, a->u[AL_T_Q], cx->tmp, T);
     if ((md = ali_tr_mod(cx, l, AL_T_K)))
@@ -170,21 +187,21 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     o->rope(a->q, cx->cs + (size_t)p0 * hd, T, nh, hd);
     o->rope(k, cx->cs + (size_t)p0 * hd, T, nkv, hd);
     o->attention_ctg(a->att, a->q, cx->K[l], cx->V[l], p0, T, nh, nkv, hd, c->attention_multiplier);
-    o->matmul(cx->proj, a->att, lw->wo, T, qd, H, 0);
+    ali_tr_mm(o, cx->proj, a->att, lw->wo, T, qd, H, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_O)))
         ali_tr_lora_fwd(o, md, a->att, cx->proj, a->u[AL_T_O], cx->tmp, T);
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
     if (a->xmid)
         memcpy(a->xmid, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn2, x, lw->ffn_norm, T, H, c->rms_eps);
-    o->matmul(a->gate, a->xn2, lw->w_gate, T, H, I, 0);
-    o->matmul(a->up, a->xn2, lw->w_up, T, H, I, 0);
+    ali_tr_mm(o, a->gate, a->xn2, lw->w_gate, T, H, I, 0);
+    ali_tr_mm(o, a->up, a->xn2, lw->w_up, T, H, I, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
         ali_tr_lora_fwd(o, md, a->xn2, a->gate, a->u[AL_T_GATE], cx->tmp, T);
     if ((md = ali_tr_mod(cx, l, AL_T_UP)))
         ali_tr_lora_fwd(o, md, a->xn2, a->up, a->u[AL_T_UP], cx->tmp, T);
     o->swiglu(a->act, a->gate, a->up, (size_t)T * I);
-    o->matmul(cx->proj, a->act, lw->w_down, T, I, H, 0);
+    ali_tr_mm(o, cx->proj, a->act, lw->w_down, T, I, H, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN)))
         ali_tr_lora_fwd(o, md, a->act, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
@@ -275,11 +292,6 @@ static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora
     size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, V = (size_t)c->vocab_size, r = (size_t)t->rank;
     size_t Ts = (size_t)(n_in - s), S = (size_t)s, R = AL_MAX(S, Ts);
-    for (int l = 0; l < c->n_layers; l++) {
-        float *k = ali_take(cv, (size_t)n_in * kvd), *v = ali_take(cv, (size_t)n_in * kvd);
-        if (cv->base)
-            b->K[l] = k, b->V[l] = v;
-    }
     b->cs = ali_take(cv, (size_t)n_in * c->head_dim);
     b->px = ali_take(cv, S * H);
     b->pre = (ali_tr_acts){.xn1 = ali_take(cv, S * H), .q = ali_take(cv, S * qd), .att = ali_take(cv, S * qd),
@@ -310,27 +322,31 @@ static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora
                           .du = ali_take(cv, Ts * r)};
 }
 
-/* Keeps the K/V of positions [0, s) and their tokens for the next example (best effort: on no
- * memory the cache is just emptied). */
-static void ali_tr_cache_put(al_trainer *tr, const int32_t *ids, int32_t s, float **K, float **V, size_t kvd)
+/* Room for the K/V of n positions in tr->kv, keeping the cached prefix rows. */
+static al_err ali_tr_kv_reserve(al_trainer *tr, int32_t n, size_t kvd)
 {
+    if (n <= tr->kv_cap)
+        return AL_OK;
     int L = tr->m->cfg.n_layers;
-    if (s > tr->pc_cap) {
-        free(tr->pc_ids);
-        ali_aligned_free(tr->pc_kv);
-        tr->pc_ids = malloc(sizeof(int32_t) * (size_t)s);
-        tr->pc_kv = ali_aligned_alloc(sizeof(float) * (size_t)L * 2 * (size_t)s * kvd);
-        tr->pc_cap = tr->pc_ids && tr->pc_kv ? s : 0;
-        tr->pc_n = 0;
-        if (!tr->pc_cap)
-            return;
+    int32_t cap = AL_MAX(n, tr->kv_cap + tr->kv_cap / 2);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    float *kv = ali_aligned_alloc(sizeof(float) * (size_t)L * 2 * (size_t)cap * kvd);
+    if (!ids || !kv) {
+        free(ids);
+        ali_aligned_free(kv);
+        return ali_errf(AL_ENOMEM, "train: cannot allocate %.1f MiB of keys and values for %d tokens",
+                        4.0 * L * 2 * (double)cap * kvd / 1048576.0, n);
     }
-    memcpy(tr->pc_ids, ids, sizeof(int32_t) * (size_t)s);
-    for (int l = 0; l < L; l++) {
-        memcpy(tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, K[l], sizeof(float) * (size_t)s * kvd);
-        memcpy(tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, V[l], sizeof(float) * (size_t)s * kvd);
-    }
-    tr->pc_n = s;
+    for (int i = 0; i < 2 * L && tr->pc_n > 0; i++)
+        memcpy(kv + (size_t)i * cap * kvd, tr->kv + (size_t)i * tr->kv_cap * kvd, sizeof(float) * (size_t)tr->pc_n * kvd);
+    if (tr->pc_n > 0)
+        memcpy(ids, tr->pc_ids, sizeof(int32_t) * (size_t)tr->pc_n);
+    free(tr->pc_ids);
+    ali_aligned_free(tr->kv);
+    tr->pc_ids = ids;
+    tr->kv = kv;
+    tr->kv_cap = cap;
+    return AL_OK;
 }
 
 int64_t al_trainer_cached_positions(const al_trainer *tr) { return tr->pc_hits; }
@@ -373,6 +389,12 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
         return ali_errf(AL_EUNSUPPORTED, "train: more than 512 layers");
     memset(&b, 0, sizeof b);
     b.K = Kp, b.V = Vp, b.suf = sufp;
+    size_t kvd = (size_t)c->n_kv_heads * hd;
+    AL_TRY(ali_tr_kv_reserve(tr, n_in, kvd));
+    for (int l = 0; l < c->n_layers; l++) {
+        b.K[l] = tr->kv + (size_t)(2 * l) * tr->kv_cap * kvd;
+        b.V[l] = tr->kv + (size_t)(2 * l + 1) * tr->kv_cap * kvd;
+    }
     ali_carve cv = {0};
     ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
     if (cv.used > tr->cap) {
@@ -383,7 +405,7 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
             return ali_errf(AL_ENOMEM, "train: cannot allocate %.1f MiB of activations for %d tokens",
                             cv.used * 4.0 / 1048576.0, n);
     }
-    tr->peak = AL_MAX(tr->peak, cv.used);
+    tr->peak = AL_MAX(tr->peak, cv.used + (size_t)c->n_layers * 2 * (size_t)tr->kv_cap * kvd); /* + K/V */
     cv = (ali_carve){.base = tr->arena};
     ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
 
@@ -397,31 +419,29 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
     ali_tr_ctx cx = {.c = c, .w = w, .o = o, .t = NULL, .K = b.K, .V = b.V, .cs = b.cs, .proj = b.proj,
                      .tmp = b.tmp};
     /* the prefix: base weights, nothing kept but K/V; positions whose tokens match the cached
-     * prefix's take its K/V (causal: they depend on those tokens only), the rest are computed */
+     * prefix's keep its K/V (causal: they depend on those tokens only), the rest are computed in
+     * place after them */
     int32_t hit = 0;
-    size_t kvd = (size_t)c->n_kv_heads * hd;
     while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids[hit])
         hit++;
-    for (int l = 0; l < c->n_layers && hit > 0; l++) {
-        memcpy(b.K[l], tr->pc_kv + (size_t)(2 * l) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
-        memcpy(b.V[l], tr->pc_kv + (size_t)(2 * l + 1) * tr->pc_cap * kvd, sizeof(float) * (size_t)hit * kvd);
-    }
     tr->pc_hits += hit;
+    tr->pc_n = hit; /* the rows after it are about to be overwritten */
     if (s > hit) {
         o->embedding(b.px, w->embed, ids + hit, s - hit, H, c->embedding_multiplier);
         for (int l = 0; l < c->n_layers; l++)
-            ali_tr_layer_fwd(&cx, l, hit, s - hit, b.px, &b.pre);
-        ali_tr_cache_put(tr, ids, s, b.K, b.V, kvd);
+            ali_tr_layer_fwd(&cx, l, hit, s - hit, b.px, &b.pre, l == c->n_layers - 1);
+        memcpy(tr->pc_ids + hit, ids + hit, sizeof(int32_t) * (size_t)(s - hit));
     }
+    tr->pc_n = s;
     /* the suffix: the adapter on, activations kept */
     cx.t = t;
     o->embedding(b.x, w->embed, ids + s, Ts, H, c->embedding_multiplier);
     for (int l = 0; l < c->n_layers; l++)
-        ali_tr_layer_fwd(&cx, l, s, Ts, b.x, &b.suf[l]);
+        ali_tr_layer_fwd(&cx, l, s, Ts, b.x, &b.suf[l], 0);
     /* loss rows: positions n_prompt-1 .. n-2 predict ids[n_prompt ..] */
     int r0 = n_prompt - 1 - s;
     o->rmsnorm(b.hout, b.x + (size_t)r0 * H, w->norm, nt, H, c->rms_eps);
-    o->matmul(b.logits, b.hout, w->lm_head, nt, H, V, 0);
+    ali_tr_mm(o, b.logits, b.hout, w->lm_head, nt, H, V, 0);
     if (c->logits_scaling != 1.0f)
         o->scale(b.logits, 1.0f / c->logits_scaling, (size_t)nt * V);
     memcpy(b.tgt, ids + n_prompt, sizeof(int32_t) * (size_t)nt);

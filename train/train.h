@@ -101,7 +101,8 @@ al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);
  * that share a conversation before their activation start compute it once. */
 int64_t al_trainer_cached_positions(const al_trainer *tr);
 
-/* Bytes of the trainer's largest scratch so far (activations saved for the backward). */
+/* Bytes of the trainer's largest scratch so far (the activations saved for the backward and every
+ * position's K/V, which also hold the prefix cache). */
 size_t al_trainer_peak_bytes(const al_trainer *tr);
 
 #endif

@@ -24,6 +24,7 @@
 static const ali_cpu_isa ali_isa_native = ALI_CPU_ISA_TABLE("native");
 #include "kernels/cpu/q8_isa.h"
 static void (*const ali_q8mm_native)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
+void ali_cpu_train_ops_native(al_ops *o);
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V4
@@ -32,6 +33,7 @@ static void (*const ali_q8mm_native)(float *, const float *, const void *, int, 
 static const ali_cpu_isa ali_isa_v4 = ALI_CPU_ISA_TABLE("avx512");
 #include "kernels/cpu/q8_isa.h"
 static void (*const ali_q8mm_v4)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
+void ali_cpu_train_ops_v4(al_ops *o);
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V3
@@ -40,6 +42,7 @@ static void (*const ali_q8mm_v4)(float *, const float *, const void *, int, int,
 static const ali_cpu_isa ali_isa_v3 = ALI_CPU_ISA_TABLE("avx2");
 #include "kernels/cpu/q8_isa.h"
 static void (*const ali_q8mm_v3)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
+void ali_cpu_train_ops_v3(al_ops *o);
 #undef ALI_CPU_ISA_SFX
 #endif
 #ifdef ALI_CPU_HAVE_V2
@@ -48,6 +51,7 @@ static void (*const ali_q8mm_v3)(float *, const float *, const void *, int, int,
 static const ali_cpu_isa ali_isa_v2 = ALI_CPU_ISA_TABLE("sse4.2");
 #include "kernels/cpu/q8_isa.h"
 static void (*const ali_q8mm_v2)(float *, const float *, const void *, int, int, int, int) = ali_cpu_matmul_q8;
+void ali_cpu_train_ops_v2(al_ops *o);
 #undef ALI_CPU_ISA_SFX
 #endif
 
@@ -209,6 +213,27 @@ static void ali_cpu_weight_store(void *dst, const float *host, size_t n, int mat
 
 static al_ops ali_cpu_ops;
 
+/* The training ops of the variant in use (kernels/cpu/train_ops.c is compiled per variant too). */
+static void ali_cpu_train_ops_pick(al_ops *o)
+{
+#ifdef ALI_CPU_HAVE_NATIVE
+    if (ali_isa == &ali_isa_native)
+        ali_cpu_train_ops_native(o);
+#endif
+#ifdef ALI_CPU_HAVE_V4
+    if (ali_isa == &ali_isa_v4)
+        ali_cpu_train_ops_v4(o);
+#endif
+#ifdef ALI_CPU_HAVE_V3
+    if (ali_isa == &ali_isa_v3)
+        ali_cpu_train_ops_v3(o);
+#endif
+#ifdef ALI_CPU_HAVE_V2
+    if (ali_isa == &ali_isa_v2)
+        ali_cpu_train_ops_v2(o);
+#endif
+}
+
 static void ali_cpu_ops_init(void)
 {
     ali_cpu_init();
@@ -239,7 +264,7 @@ static void ali_cpu_ops_init(void)
         .logprobs_topk = v->logprobs_topk,
         .set_threads = al_cpu_set_threads,
     };
-    ali_cpu_train_ops(&ali_cpu_ops);
+    ali_cpu_train_ops_pick(&ali_cpu_ops);
 }
 
 const al_ops *al_ops_cpu(void)

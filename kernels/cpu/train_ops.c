@@ -1,6 +1,8 @@
-/* train_ops.c: the CPU twins of the training (backward) ops: matmul transposes, RMSNorm, RoPE,
- * SwiGLU, contiguous causal attention and its backward, cross-entropy. */
+/* train_ops.c: the CPU twins of the training (backward) ops: the trainer's forward matmul, the
+ * matmul transposes, RMSNorm, RoPE, SwiGLU, contiguous causal attention and its backward,
+ * cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,166 @@
 #include "common/util.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/train_ops.h"
+
+/* Up to this many rows the products stream the weights once (every row served from each weight
+ * tile while it is in cache); above, sgemm over fixed blocks of rows. */
+#define ALI_TR_FEW 32
+#define ALI_NB 16
+
+/* ---- the engine's few-row streaming kernel (kernels/cpu/matmul_tiles.h), any row count ---- */
+typedef struct ali_small_job {
+    float *y;
+    const float *x;
+    const float *xl;
+    const void *w; /* [N, K] f32 */
+    int T, K, N, accumulate, rows_per_task;
+} ali_small_job;
+
+#define ALI_WT float
+#define ALI_NV 1
+#define ALI_WLOAD(v, p) ((v)[0] = ali_ld16(p))
+#define ALI_WSCALAR(p) (*(p))
+#define ALI_SFX _tr
+#include "kernels/cpu/matmul_tiles.h"
+#undef ALI_WT
+#undef ALI_NV
+#undef ALI_WLOAD
+#undef ALI_WSCALAR
+#undef ALI_SFX
+
+/* Many rows, forward: sgemm per tile of weight rows (each tile packs its weights once and x once:
+ * x is cache-resident, the weights stream from memory once in all). Tiles of ~192 rows or more, a
+ * multiple of 16, an even number of them when more than one (two threads stay busy). Transposed
+ * product: sgemm per block of ~128 rows of dy (each block packs the weights: under 1% of its
+ * product). Each tile or block is one single-threaded sgemm; the partitions depend on the shapes
+ * alone (OpenBLAS's result depends on the call's shape), so results are the same at any thread
+ * count. */
+static int ali_tr_col_tile(int N)
+{
+    int nt = N / 192;
+    nt = nt > 1 ? nt / 2 * 2 : 1;
+    int w = (N + nt - 1) / nt;
+    return (w + 15) / 16 * 16;
+}
+
+static int ali_tr_row_blocks(int T)
+{
+    int nb = (T + 127) / 128;
+    return nb > 1 ? (nb + 1) / 2 * 2 : 1;
+}
+
+typedef struct ali_tr_mm {
+    float *y;
+    const float *x, *w;
+    int T, K, N, nb; /* nb: forward: weight rows per tile; transpose: blocks of dy rows */
+    float alpha, beta;
+} ali_tr_mm;
+
+static void ali_tr_mm_cols_task(void *ctx, int b)
+{
+    const ali_tr_mm *j = ctx;
+    int n0 = b * j->nb, nn = AL_TILE_MIN(j->nb, j->N - n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nn, j->K, 1.0f, j->x, j->K, j->w + (size_t)n0 * j->K,
+                j->K, j->beta, j->y + n0, j->N);
+}
+
+static void ali_tr_mm_rows_task(void *ctx, int b)
+{
+    const ali_tr_mm *j = ctx;
+    int r0 = (int)((int64_t)j->T * b / j->nb), r1 = (int)((int64_t)j->T * (b + 1) / j->nb);
+    if (r1 > r0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->K, j->N, j->alpha,
+                    j->x + (size_t)r0 * j->N, j->N, j->w, j->K, j->beta, j->y + (size_t)r0 * j->K, j->K);
+}
+
+/* y [T,N] = x [T,K] · w [N,K]^T (+ y if accumulate): f32 weights */
+static void ali_tr_matmul_fwd(float *y, const float *x, const float *w, int T, int K, int N, int accumulate)
+{
+    if (T <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!accumulate)
+            memset(y, 0, sizeof(float) * (size_t)T * N);
+        return;
+    }
+    if (T <= ALI_TR_FEW) {
+        int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
+        int rows = (N + tasks - 1) / tasks;
+        rows = (rows + 15) / 16 * 16;
+        if (rows < 64)
+            rows = 64;
+        ali_small_job j = {.y = y, .x = x, .xl = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
+                           .rows_per_task = rows};
+        ali_par_run((N + rows - 1) / rows, ali_small_task_tr, &j);
+        return;
+    }
+    ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(N), .alpha = 1.0f,
+                   .beta = accumulate ? 1.0f : 0.0f};
+    ali_par_run((N + j.nb - 1) / j.nb, ali_tr_mm_cols_task, &j);
+}
+
+/* ---- dx [T,K] = alpha dy [T,N] · w [N,K]: for few rows a streaming kernel over column panels of
+ * w, each panel read once (in blocks of weight rows that stay in L1) for every row of dy ---- */
+
+#if defined(__AVX512F__)
+#define ALI_DX_TB 4 /* dy rows per register tile: 4 x 4 zmm accumulators */
+#else
+#define ALI_DX_TB 2 /* 2 x 4 x (2 ymm) */
+#endif
+#define ALI_DX_CW 4   /* 16-float vectors per register tile: 64 columns */
+#define ALI_DX_PANEL 128 /* columns per task (768 columns: 6 tasks, even over 1, 2, 3 or 6 threads) */
+#define ALI_DX_NBLK 64   /* weight rows per L1 block (64 x 512 B) */
+
+typedef struct ali_dx_job {
+    float *dx;
+    const float *dy; /* [T, N], alpha applied */
+    const float *w;
+    int T, K, N;
+} ali_dx_job;
+
+/* dx[t0 .. t0+tb, c0 .. c0+64) += dy[t0.., n0..n1) · w[n0..n1, c0..c0+64) */
+static void ali_dx_tile(const ali_dx_job *j, int t0, int tb, int c0, int n0, int n1)
+{
+    ali_v16 acc[ALI_DX_TB][ALI_DX_CW];
+    const int K = j->K, N = j->N;
+    for (int i = 0; i < ALI_DX_TB; i++)
+        for (int c = 0; c < ALI_DX_CW; c++)
+            acc[i][c] = i < tb ? ali_ld16(j->dx + (size_t)(t0 + i) * K + c0 + 16 * c) : (ali_v16){0};
+    for (int n = n0; n < n1; n++) {
+        const float *wr = j->w + (size_t)n * K + c0;
+        ali_v16 wv[ALI_DX_CW];
+        for (int c = 0; c < ALI_DX_CW; c++)
+            wv[c] = ali_ld16(wr + 16 * c);
+        for (int i = 0; i < ALI_DX_TB; i++) {
+            float d = j->dy[(size_t)(t0 + (i < tb ? i : 0)) * N + n];
+            for (int c = 0; c < ALI_DX_CW; c++)
+                acc[i][c] += d * wv[c];
+        }
+    }
+    for (int i = 0; i < tb; i++)
+        for (int c = 0; c < ALI_DX_CW; c++)
+            memcpy(j->dx + (size_t)(t0 + i) * K + c0 + 16 * c, &acc[i][c], sizeof(ali_v16));
+}
+
+static void ali_dx_task(void *ctx, int task)
+{
+    const ali_dx_job *j = ctx;
+    int c0 = task * ALI_DX_PANEL, c1 = AL_TILE_MIN(c0 + ALI_DX_PANEL, j->K);
+    int cv = c0 + (c1 - c0) / 64 * 64; /* whole 64-column tiles; the rest per element */
+    for (int n0 = 0; n0 < j->N; n0 += ALI_DX_NBLK) {
+        int n1 = AL_TILE_MIN(n0 + ALI_DX_NBLK, j->N);
+        for (int c = c0; c < cv; c += 64)
+            for (int t = 0; t < j->T; t += ALI_DX_TB)
+                ali_dx_tile(j, t, AL_TILE_MIN(ALI_DX_TB, j->T - t), c, n0, n1);
+        for (int t = 0; t < j->T; t++)
+            for (int k = cv; k < c1; k++) {
+                float s = j->dx[(size_t)t * j->K + k];
+                for (int n = n0; n < n1; n++)
+                    s += j->dy[(size_t)t * j->N + n] * j->w[(size_t)n * j->K + k];
+                j->dx[(size_t)t * j->K + k] = s;
+            }
+    }
+}
 
 static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, int K, int N, float alpha,
                              int accumulate)
@@ -19,8 +181,20 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
             memset(dx, 0, sizeof(float) * (size_t)T * K);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, K, N, alpha, dy, N, w, K, accumulate ? 1.0f : 0.0f,
-                dx, K);
+    if (T <= ALI_TR_FEW && K >= 64) {
+        /* dy scaled by alpha in this thread's scratch (slot 2: free while the trainer runs) */
+        float *dys = ali_cpu_scratch(2, (size_t)T * N);
+        for (size_t i = 0; i < (size_t)T * N; i++)
+            dys[i] = alpha * dy[i];
+        if (!accumulate)
+            memset(dx, 0, sizeof(float) * (size_t)T * K);
+        ali_dx_job j = {.dx = dx, .dy = dys, .w = w, .T = T, .K = K, .N = N};
+        ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_dx_task, &j);
+        return;
+    }
+    ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_row_blocks(T), .alpha = alpha,
+                   .beta = accumulate ? 1.0f : 0.0f};
+    ali_par_run(j.nb, ali_tr_mm_rows_task, &j);
 }
 
 static void ali_tr_matmul_dw(float *dw, const float *dy, const float *x, int T, int K, int N, float alpha,
@@ -89,82 +263,37 @@ typedef struct ali_tr_att {
     float scale;
 } ali_tr_att;
 
-/* p [n] = softmax over keys 0 .. n-1 of scale * q · k_j (kv head kh) */
-static void ali_tr_probs(const ali_tr_att *a, const float *qrow, int kh, int n, float *p)
-{
-    int kvd = a->nkv * a->hd;
-    float m = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        p[j] = a->scale * ali_dot(qrow, a->k + (size_t)j * kvd + (size_t)kh * a->hd, a->hd);
-        m = fmaxf(m, p[j]);
-    }
-    double sum = 0;
-    for (int j = 0; j < n; j++) {
-        p[j] = expf(p[j] - m);
-        sum += p[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int j = 0; j < n; j++)
-        p[j] *= inv;
-}
+/* Forward: one task per (query head, block of ALI_ATT_BQ query rows): scores = scale Q K^T over
+ * the keys the block's last row sees, the causal mask and softmax, out = P V; two single-threaded
+ * sgemms per task, the scores in the thread's scratch. */
+#define ALI_ATT_BQ 64
 
-/* one task per query head */
-static void ali_tr_att_fwd_task(void *ctx, int h)
+static void ali_tr_att_fwd_task(void *ctx, int task)
 {
     const ali_tr_att *a = ctx;
+    int nblk = (a->Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ, h = task / nblk, i0 = (task % nblk) * ALI_ATT_BQ;
+    int bq = AL_TILE_MIN(ALI_ATT_BQ, a->Tq - i0), L = a->p0 + i0 + bq;
     int qd = a->nh * a->hd, kvd = a->nkv * a->hd, kh = h / (a->nh / a->nkv);
-    float *p = malloc(sizeof(float) * (size_t)(a->p0 + a->Tq));
-    if (!p)
-        abort(); /* a few KB: out of memory here is a stack overflow */
-    for (int i = 0; i < a->Tq; i++) {
-        int n = a->p0 + i + 1;
-        const float *qrow = a->q + (size_t)i * qd + (size_t)h * a->hd;
-        float *o = a->out + (size_t)i * qd + (size_t)h * a->hd;
-        ali_tr_probs(a, qrow, kh, n, p);
-        memset(o, 0, sizeof(float) * (size_t)a->hd);
-        for (int j = 0; j < n; j++) {
-            const float *vr = a->v + (size_t)j * kvd + (size_t)kh * a->hd;
-            for (int d = 0; d < a->hd; d++)
-                o[d] += p[j] * vr[d];
-        }
+    float *P = ali_cpu_scratch(0, (size_t)bq * L); /* [bq, L] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, L, a->hd, a->scale, a->q + (size_t)i0 * qd + (size_t)h * a->hd,
+                qd, a->k + (size_t)kh * a->hd, kvd, 0.0f, P, L);
+    for (int i = 0; i < bq; i++) {
+        float *pr = P + (size_t)i * L, m = -FLT_MAX, sum = 0.0f;
+        int n = a->p0 + i0 + i + 1;
+        for (int j = 0; j < n; j++)
+            m = pr[j] > m ? pr[j] : m;
+        for (int j = 0; j < n; j++)
+            pr[j] = ali_expf(pr[j] - m);
+        for (int j = 0; j < n; j++)
+            sum += pr[j];
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++)
+            pr[j] *= inv;
+        for (int j = n; j < L; j++)
+            pr[j] = 0.0f;
     }
-    free(p);
-}
-
-/* Many query rows (a prefix, a plain-LoRA sequence): per head two sgemms, scores = scale Q K^T
- * [Tq, p0+Tq] and out = P V, with the causal mask and softmax between them. */
-static int ali_tr_att_fwd_blas(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
-                               int nkv, int hd, float scale)
-{
-    int L = p0 + Tq, qd = nh * hd, kvd = nkv * hd, grp = nh / nkv;
-    float *P = ali_aligned_alloc(sizeof(float) * (size_t)Tq * L);
-    if (!P)
-        return 0; /* the per-row path needs no scratch */
-    for (int h = 0; h < nh; h++) {
-        int kh = h / grp;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, scale, q + (size_t)h * hd, qd,
-                    k + (size_t)kh * hd, kvd, 0.0f, P, L);
-        for (int i = 0; i < Tq; i++) {
-            float *pr = P + (size_t)i * L, m = -INFINITY;
-            int n = p0 + i + 1;
-            for (int j = 0; j < n; j++)
-                m = fmaxf(m, pr[j]);
-            double sum = 0;
-            for (int j = 0; j < n; j++) {
-                pr[j] = expf(pr[j] - m);
-                sum += pr[j];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int j = 0; j < n; j++)
-                pr[j] *= inv;
-            for (int j = n; j < L; j++)
-                pr[j] = 0.0f;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, P, L, v + (size_t)kh * hd, kvd, 0.0f,
-                    out + (size_t)h * hd, qd);
-    }
-    ali_aligned_free(P);
-    return 1;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, L, 1.0f, P, L, a->v + (size_t)kh * a->hd, kvd,
+                0.0f, a->out + (size_t)i0 * qd + (size_t)h * a->hd, qd);
 }
 
 static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
@@ -172,54 +301,51 @@ static void ali_tr_attention_ctg(float *out, const float *q, const float *k, con
 {
     ali_tr_att a = {.out = out, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq, .nh = nh, .nkv = nkv, .hd = hd,
                     .scale = scale};
-    if (Tq >= 16 && ali_tr_att_fwd_blas(out, q, k, v, p0, Tq, nh, nkv, hd, scale))
-        return;
     if (Tq > 0)
-        ali_par_run(nh, ali_tr_att_fwd_task, &a);
+        ali_par_run(nh * ((Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ), ali_tr_att_fwd_task, &a);
 }
 
-/* one task per KV head: it owns that head's columns of dk / dv and its query heads' dq */
+/* Backward: one task per KV head (it owns that head's columns of dk / dv and its query heads' dq);
+ * per query head, with P the forward's probabilities (recomputed) and dP = dO V^T:
+ *   dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK += dS^T Q,  dV += P^T dO
+ * (dK, dV over the keys at p0 .. p0+Tq-1 only), each product one single-threaded sgemm. */
 static void ali_tr_att_bwd_task(void *ctx, int kh)
 {
     const ali_tr_att *a = ctx;
-    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, L = a->p0 + a->Tq;
-    float *p = malloc(sizeof(float) * 2 * (size_t)L);
-    if (!p)
-        abort();
-    float *dp = p + L;
-    for (int j = 0; j < a->Tq; j++) {
-        memset(a->dk + (size_t)j * kvd + (size_t)kh * a->hd, 0, sizeof(float) * (size_t)a->hd);
-        memset(a->dv + (size_t)j * kvd + (size_t)kh * a->hd, 0, sizeof(float) * (size_t)a->hd);
-    }
-    for (int h = kh * grp; h < (kh + 1) * grp; h++)
-        for (int i = 0; i < a->Tq; i++) {
+    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, L = a->p0 + a->Tq, Tq = a->Tq, hd = a->hd;
+    float *P = ali_cpu_scratch(0, (size_t)Tq * L), *dP = ali_cpu_scratch(1, (size_t)Tq * L); /* [Tq, L] */
+    const float *K = a->k + (size_t)kh * hd, *V = a->v + (size_t)kh * hd; /* rows of stride kvd */
+    float *dK = a->dk + (size_t)kh * hd, *dV = a->dv + (size_t)kh * hd;
+    for (int g = 0; g < grp; g++) {
+        int h = kh * grp + g;
+        const float *Q = a->q + (size_t)h * hd, *dO = a->dout + (size_t)h * hd;
+        float beta = g ? 1.0f : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, a->scale, Q, qd, K, kvd, 0.0f, P, L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, 1.0f, dO, qd, V, kvd, 0.0f, dP, L);
+        for (int i = 0; i < Tq; i++) {
+            float *pr = P + (size_t)i * L, *dr = dP + (size_t)i * L, m = -FLT_MAX, sum = 0.0f, D = 0.0f;
             int n = a->p0 + i + 1;
-            const float *qrow = a->q + (size_t)i * qd + (size_t)h * a->hd;
-            const float *go = a->dout + (size_t)i * qd + (size_t)h * a->hd;
-            float *gq = a->dq + (size_t)i * qd + (size_t)h * a->hd;
-            ali_tr_probs(a, qrow, kh, n, p);
-            double D = 0;
-            for (int j = 0; j < n; j++) {
-                dp[j] = ali_dot(go, a->v + (size_t)j * kvd + (size_t)kh * a->hd, a->hd);
-                D += (double)p[j] * dp[j];
-            }
-            memset(gq, 0, sizeof(float) * (size_t)a->hd);
-            for (int j = 0; j < n; j++) {
-                float ds = p[j] * (dp[j] - (float)D) * a->scale; /* d score_j, scale folded in */
-                const float *kr = a->k + (size_t)j * kvd + (size_t)kh * a->hd;
-                for (int d = 0; d < a->hd; d++)
-                    gq[d] += ds * kr[d];
-                if (j >= a->p0) {
-                    float *gk = a->dk + (size_t)(j - a->p0) * kvd + (size_t)kh * a->hd;
-                    float *gv = a->dv + (size_t)(j - a->p0) * kvd + (size_t)kh * a->hd;
-                    for (int d = 0; d < a->hd; d++) {
-                        gk[d] += ds * qrow[d];
-                        gv[d] += p[j] * go[d];
-                    }
-                }
-            }
+            for (int j = 0; j < n; j++)
+                m = pr[j] > m ? pr[j] : m;
+            for (int j = 0; j < n; j++)
+                pr[j] = ali_expf(pr[j] - m);
+            for (int j = 0; j < n; j++)
+                sum += pr[j];
+            float inv = 1.0f / sum;
+            for (int j = 0; j < n; j++)
+                pr[j] *= inv;
+            for (int j = 0; j < n; j++)
+                D += pr[j] * dr[j];
+            for (int j = 0; j < n; j++)
+                dr[j] = pr[j] * (dr[j] - D) * a->scale;
+            for (int j = n; j < L; j++)
+                pr[j] = dr[j] = 0.0f;
         }
-    free(p);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, dP, L, K, kvd, 0.0f,
+                    a->dq + (size_t)h * hd, qd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, dP + a->p0, L, Q, qd, beta, dK, kvd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, P + a->p0, L, dO, qd, beta, dV, kvd);
+    }
 }
 
 static void ali_tr_attention_ctg_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
@@ -255,6 +381,7 @@ static void ali_tr_cross_entropy(float *dlogits, float *nll, const float *logits
 
 void ali_cpu_train_ops(al_ops *o)
 {
+    o->matmul_fwd = ali_tr_matmul_fwd;
     o->matmul_dx = ali_tr_matmul_dx;
     o->matmul_dw = ali_tr_matmul_dw;
     o->rmsnorm_bwd = ali_tr_rmsnorm_bwd;

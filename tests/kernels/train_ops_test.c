@@ -63,6 +63,59 @@ static void test_matmul_dx_dw(void **state)
     }
 }
 
+/* The shapes the trainer's products take each path on: few rows (the weights streamed once; the
+ * transpose in 128-column panels with a tail) and many rows (sgemm over weight tiles / row blocks): the same as
+ * double loops, and bitwise the same on 1 thread and on all cores. */
+static void test_matmul_paths(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 11);
+    static const int shapes[][3] = {{1, 64, 33},  {11, 200, 70}, {32, 131, 96}, {7, 130, 500},
+                                    {33, 200, 70}, {40, 70, 500}, {300, 70, 45}};
+    for (size_t si = 0; si < AL_ARRAY_LEN(shapes); si++) {
+        int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        float *x = malloc(sizeof(float) * T * K), *w = malloc(sizeof(float) * N * K), *dy = malloc(sizeof(float) * T * N);
+        float *y = malloc(sizeof(float) * T * N), *dx = malloc(sizeof(float) * T * K);
+        float *y1 = malloc(sizeof(float) * T * N), *dx1 = malloc(sizeof(float) * T * K);
+        fill(x, (size_t)T * K, &r, 1), fill(w, (size_t)N * K, &r, 1), fill(dy, (size_t)T * N, &r, 1);
+        for (int acc = 0; acc < 2; acc++) {
+            for (int th = 1; th >= 0; th--) {
+                al_cpu_set_threads(th);
+                for (int i = 0; i < T * N; i++)
+                    y[i] = 0.5f;
+                for (int i = 0; i < T * K; i++)
+                    dx[i] = 0.25f;
+                o->matmul_fwd(y, x, w, T, K, N, acc);
+                o->matmul_dx(dx, dy, w, T, K, N, 0.7f, acc);
+                if (th) {
+                    memcpy(y1, y, sizeof(float) * T * N);
+                    memcpy(dx1, dx, sizeof(float) * T * K);
+                    continue;
+                }
+                if (memcmp(y1, y, sizeof(float) * T * N) || memcmp(dx1, dx, sizeof(float) * T * K)) {
+                    fprintf(stderr, "T=%d K=%d N=%d: 1 thread and %d differ\n", T, K, N, al_cpu_threads());
+                    fail();
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                for (int n = 0; n < N; n++)
+                    near(y[t * N + n], dotd(x + (size_t)t * K, w + (size_t)n * K, K) + (acc ? 0.5 : 0), 5e-5,
+                         "matmul_fwd", (size_t)(t * N + n));
+                for (int k = 0; k < K; k++) {
+                    double s = 0;
+                    for (int n = 0; n < N; n++)
+                        s += (double)dy[t * N + n] * w[(size_t)n * K + k];
+                    near(dx[t * K + k], 0.7 * s + (acc ? 0.25 : 0), 5e-5, "matmul_dx", (size_t)(t * K + k));
+                }
+            }
+        }
+        free(x), free(w), free(dy), free(y), free(dx), free(y1), free(dx1);
+    }
+    /* (1 thread = no pool, and one pool size: kernels/cpu/pool.c can hang when it is resized right
+     * after starting a helper, which then misses the stop) */
+}
+
 /* ---- rmsnorm ---- */
 static void test_rmsnorm_bwd(void **state)
 {
@@ -227,7 +280,7 @@ static void test_attention_ctg(void **state)
     }
 }
 
-/* many query rows take the sgemm path: the same as a double reference */
+/* many query rows (one block of 37 after 13 keys): the same as a double reference */
 static void test_attention_ctg_many_rows(void **state)
 {
     const al_ops *o = al_ops_cpu();
@@ -256,6 +309,56 @@ static void test_attention_ctg_many_rows(void **state)
             }
         }
     free(q), free(k), free(v), free(out);
+}
+
+/* many query rows (two forward blocks of 64, a suffix of 70 after 9 constant keys): the backward
+ * against the same gradients in double, straight from their definitions */
+static void test_attention_bwd_many_rows(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 10);
+    enum { p0 = 9, T = 70, nh = 4, nkv = 2, hd = 16, qd = nh * hd, kvd = nkv * hd, L = p0 + T };
+    float *q = malloc(sizeof(float) * T * qd), *k = malloc(sizeof(float) * L * kvd), *v = malloc(sizeof(float) * L * kvd);
+    float *g = malloc(sizeof(float) * T * qd), *dq = malloc(sizeof(float) * T * qd);
+    float *dk = malloc(sizeof(float) * T * kvd), *dv = malloc(sizeof(float) * T * kvd);
+    double *rdk = calloc((size_t)T * kvd, sizeof(double)), *rdv = calloc((size_t)T * kvd, sizeof(double));
+    const float sc = 0.3f;
+    fill(q, T * qd, &r, 1), fill(k, L * kvd, &r, 1), fill(v, L * kvd, &r, 1), fill(g, T * qd, &r, 1);
+    o->attention_ctg_bwd(dq, dk, dv, g, q, k, v, p0, T, nh, nkv, hd, sc);
+    for (int h = 0; h < nh; h++)
+        for (int i = 0; i < T; i++) {
+            int kh = h / (nh / nkv), n = p0 + i + 1;
+            const float *qr = q + i * qd + h * hd, *gr = g + i * qd + h * hd;
+            double p[L], dp[L], m = -1e300, z = 0, D = 0;
+            for (int j = 0; j < n; j++) {
+                p[j] = sc * dotd(qr, k + j * kvd + kh * hd, hd);
+                m = fmax(m, p[j]);
+            }
+            for (int j = 0; j < n; j++)
+                z += (p[j] = exp(p[j] - m));
+            for (int j = 0; j < n; j++) {
+                p[j] /= z;
+                dp[j] = dotd(gr, v + j * kvd + kh * hd, hd);
+                D += p[j] * dp[j];
+            }
+            for (int d = 0; d < hd; d++) {
+                double acc = 0;
+                for (int j = 0; j < n; j++)
+                    acc += p[j] * (dp[j] - D) * sc * k[j * kvd + kh * hd + d];
+                near(dq[i * qd + h * hd + d], acc, 1e-4, "attention dq (many rows)", (size_t)(i * qd + h * hd + d));
+            }
+            for (int j = p0; j < n; j++)
+                for (int d = 0; d < hd; d++) {
+                    rdk[(j - p0) * kvd + kh * hd + d] += p[j] * (dp[j] - D) * sc * qr[d];
+                    rdv[(j - p0) * kvd + kh * hd + d] += p[j] * gr[d];
+                }
+        }
+    for (int i = 0; i < T * kvd; i++) {
+        near(dk[i], rdk[i], 1e-4, "attention dk (many rows)", (size_t)i);
+        near(dv[i], rdv[i], 1e-4, "attention dv (many rows)", (size_t)i);
+    }
+    free(q), free(k), free(v), free(g), free(dq), free(dk), free(dv), free(rdk), free(rdv);
 }
 
 /* ---- cross-entropy ---- */
@@ -293,8 +396,9 @@ static void test_cross_entropy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_dx_dw), cmocka_unit_test(test_rmsnorm_bwd), cmocka_unit_test(test_rope_bwd),
+        cmocka_unit_test(test_matmul_dx_dw), cmocka_unit_test(test_matmul_paths), cmocka_unit_test(test_rmsnorm_bwd), cmocka_unit_test(test_rope_bwd),
         cmocka_unit_test(test_swiglu_bwd),   cmocka_unit_test(test_attention_ctg), cmocka_unit_test(test_attention_ctg_many_rows),
+        cmocka_unit_test(test_attention_bwd_many_rows),
         cmocka_unit_test(test_cross_entropy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
