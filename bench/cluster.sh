@@ -27,6 +27,7 @@ PEER_ON=${ALORA_BENCH_PEER:-1}
 HOLD=${ALORA_BENCH_LEASE_HOLD_MS:-2000}
 SHARED=${ALORA_SHARED:-../shared}
 mkdir -p "$W"
+W=$(readlink -f "$W") # ../shared/peer/setup.sh needs an absolute folder
 # the worker's private pool must hold a whole plain-LoRA re-prefill of the longest context
 MAXCTX=$(tr ',' '\n' <<<"$CTX" | sort -n | tail -1)
 WKV=$(( (MAXCTX + 3 + 15) / 16 + 8 ))

@@ -25,12 +25,12 @@ K=${RAG_K:-16}
 LT=${RAG_LLAMA_THREADS:-1}
 SYSTEMS=${RAG_SYSTEMS:-alora,alora-lora,llama-server}
 SHARED=${RAG_SHARED:-../shared}
-PEER=${RAG_PEER:-$W/peer}
 OUT=${RAG_OUT:-$W/results}
 MAXN=$(tr ',' '\n' <<<"$LOADS" | sort -n | tail -1)
 for c in curl jq python3 gnuplot; do command -v $c >/dev/null || { echo "rag_load: needs $c (scripts/deps.sh)"; exit 1; }; done
 mkdir -p "$W" "$OUT"
 W=$(readlink -f "$W")
+PEER=${RAG_PEER:-$W/peer} # absolute: ../shared/peer/setup.sh needs it
 OUT=$(readlink -f "$OUT")
 
 # ---- model and adapters (as scripts/run.sh makes them), plain-LoRA copies ----

@@ -15,6 +15,7 @@ W=${ALORA_BENCH_DIR:-build/bench-weights}
 REPS=${ALORA_BENCH_REPS:-3}
 THREADS=${ALORA_BENCH_THREADS:-1,2}
 mkdir -p "$W"
+W=$(readlink -f "$W") # ../shared/peer/setup.sh needs an absolute folder
 rm -f "$W"/alora-rep*.txt "$W"/llama-t*-rep*.json
 [ -f "$W/model/config.json" ] || "$BUILD/alora" make-model --arch llama --preset 85m --seed 7 "$W/model" >/dev/null
 PEER=../shared/peer

@@ -18,6 +18,7 @@ typedef struct ali_pool {
     pthread_cond_t cv;
     pthread_t th[ALI_POOL_MAX];
     int n_helpers;
+    uint64_t start_gen;      /* gen when the helpers were started: what a new helper has "seen" */
     _Atomic uint64_t gen;    /* the current job's number (bumped per job, and to stop) */
     _Atomic uint64_t next;   /* job number << 32 | next task index: a task is taken by CAS, so a
                                 helper still looking at an older job can never take a new one's */
@@ -52,7 +53,9 @@ static void ali_pool_work(ali_pool *p, uint64_t g)
 static void *ali_pool_main(void *arg)
 {
     ali_pool *p = arg;
-    uint64_t seen = atomic_load(&p->gen);
+    /* not the current gen: a helper that first runs after a stop (or a job) was published would
+     * take that gen as already seen and miss it (a stop missed: pthread_join never returns) */
+    uint64_t seen = p->start_gen;
     for (;;) {
         uint64_t g;
         int spins = 0;
@@ -113,6 +116,7 @@ static void ali_pool_resize_locked(ali_pool *p, int want)
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setstacksize(&at, 256u << 10);
+    p->start_gen = atomic_load(&p->gen); /* written before pthread_create, which publishes it */
     for (int i = 0; i < want; i++) {
         if (pthread_create(&p->th[i], &at, ali_pool_main, p) != 0)
             break;
