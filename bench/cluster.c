@@ -90,7 +90,7 @@ static const char *met(double v, double bound) { return v <= bound ? "met" : "mi
 int main(int argc, char **argv)
 {
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
-    const char *model = NULL, *tsv = NULL;
+    const char *model = NULL, *tsv = NULL, *weights = "auto", *label = "";
     double bare_us = 0, abytes = 0;
     int reps = 3, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -104,6 +104,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--adapter-bytes")) abytes = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--bare-us")) bare_us = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--tsv")) tsv = argv[i + 1];
+        else if (!strcmp(argv[i], "--weights")) weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--label")) label = argv[i + 1];
         else {
             fprintf(stderr, "bench_cluster: unknown option %s\n", argv[i]);
             return 2;
@@ -115,7 +117,9 @@ int main(int argc, char **argv)
                         "                     [--model DIR --adapter-bytes B] (the floor: its config, the\n"
                         "                     bandwidth and sgemm rate measured here, 1 thread)\n"
                         "                     [--bare-us US] (a bare NNG round trip measured in the same run)\n"
-                        "                     [--tsv FILE] (context, median client wall ms of the cached aLoRA call)\n");
+                        "                     [--tsv FILE] (context, median client wall ms of the cached aLoRA call)\n"
+                        "                     [--weights auto|f32|bf16|int8] (base.weights: the floor's weight bytes)\n"
+                        "                     [--label S] (appended to the RATIO names)\n");
         return 2;
     }
     floor_model fm = {.abytes = abytes};
@@ -126,15 +130,18 @@ int main(int argc, char **argv)
         }
         const al_model_config *c = &fm.c;
         double H = c->hidden_size, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+        /* bytes per matrix parameter in memory: int8 counts 1 (its per-row scales left out: a lower floor) */
+        double bpp = !strcmp(weights, "int8") ? 1.0 : !strcmp(weights, "bf16") ? 2.0 : !strcmp(weights, "f32") ? 4.0
+                                                                                 : (double)al_dtype_size(c->dtype);
         fm.wbytes = (c->n_layers * (H * qd * 2 + H * kvd * 2 + 3 * H * c->intermediate_size + 2 * H) +
-                     H * c->vocab_size + H) * (double)al_dtype_size(c->dtype);
+                     H * c->vocab_size + H) * bpp;
         al_cpu_set_threads(1);
         float sink;
         fm.gbs = bench_read_gbs((size_t)512 << 20, 1.0, &sink);
         fm.gflops = bench_sgemm_gflops(512, c->hidden_size, c->intermediate_size, 1.0);
         printf("Floor inputs (measured now, 1 thread): read bandwidth %.2f GB/s (sum over 512 MiB), sgemm "
-               "512x%dx%d %.1f GFLOP/s; weights %.1f MB as stored (%s) + adapter %.2f MB; KV f32 %.1f KB/token.\n\n", fm.gbs, c->hidden_size, c->intermediate_size, fm.gflops, fm.wbytes / 1e6,
-               al_dtype_name(c->dtype), fm.abytes / 1e6, c->n_layers * 2 * kvd * 4 / 1e3);
+               "512x%dx%d %.1f GFLOP/s; weights %.1f MB in memory (%s) + adapter %.2f MB; KV f32 %.1f KB/token.\n\n", fm.gbs, c->hidden_size, c->intermediate_size, fm.gflops, fm.wbytes / 1e6,
+               strcmp(weights, "auto") ? weights : al_dtype_name(c->dtype), fm.abytes / 1e6, c->n_layers * 2 * kvd * 4 / 1e3);
         volatile float keep = sink; /* the sum must be computed */
         (void)keep;
     }
@@ -228,10 +235,10 @@ int main(int argc, char **argv)
     if (rc == 0) {
         printf("\n");
         for (int i = 0; i < n_fr; i++)
-            printf("RATIO intrinsic TTFT (client wall, cached prefix) / floor, %d tokens: %.2f (target <= 2.00) %s\n",
-                   fr_ctx[i], floor_ratio[i], met(floor_ratio[i], 2.0));
+            printf("RATIO intrinsic TTFT (client wall, cached prefix) / floor, %d tokens%s: %.2f (target <= 2.00) %s\n",
+                   fr_ctx[i], label, floor_ratio[i], met(floor_ratio[i], 2.0));
         double ov = median(ov_all, n_ov);
-        printf("RATIO RPC overhead per intrinsic call, ms: %.2f (target <= 0.50) %s\n", ov, met(ov, 0.5));
+        printf("RATIO RPC overhead per intrinsic call%s, ms: %.2f (target <= 0.50) %s\n", label, ov, met(ov, 0.5));
         if (bare_us > 0 && n_ov > 0) {
             /* the round trips on a call's critical path: client->router and router->worker, plus
              * router->base BASE_LEASE unless the router reused a kept lease (the unlease goes back
@@ -239,7 +246,7 @@ int main(int argc, char **argv)
             double hops = 2 + (double)(n_ov - n_kept) / n_ov, r = ov * 1e3 / (hops * bare_us);
             printf("(round trips per call on the critical path: %.2f of %.0f us each; %d of %d cached calls used a "
                    "kept lease)\n", hops, bare_us, n_kept, n_ov);
-            printf("RATIO RPC overhead per intrinsic call / its bare NNG round trips: %.2f (target <= 1.50) %s\n", r,
+            printf("RATIO RPC overhead per intrinsic call / its bare NNG round trips%s: %.2f (target <= 1.50) %s\n", label, r,
                    met(r, 1.5));
         }
     }

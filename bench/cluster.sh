@@ -11,7 +11,9 @@
 # ALORA_BENCH_CTX (contexts, default 253,1021,2037), ALORA_BENCH_KV (base KV blocks),
 # ALORA_BENCH_REPS (repetitions per point, default 5), ALORA_BENCH_PEER (llama-server side: 1 = when
 # ../shared/peer exists (default), 0 = skip), ALORA_BENCH_DIR (work folder, default build/bench-cluster),
-# ALORA_BENCH_LEASE_HOLD_MS (router.lease_hold_ms, default 2000; 0 = a BASE_LEASE round trip per call).
+# ALORA_BENCH_LEASE_HOLD_MS (router.lease_hold_ms, default 2000; 0 = a BASE_LEASE round trip per call),
+# ALORA_BENCH_WEIGHTS (base.weights: auto (default) | f32 | bf16 | int8; with int8 llama-server runs the
+# same weights quantized to Q8_0 by llama-quantize, and the RATIO names say "int8 vs Q8_0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -19,6 +21,9 @@ ALORA="$BUILD/alora"
 DEVICE=${ALORA_BENCH_DEVICE:-cpu}
 PRESET=${ALORA_BENCH_PRESET:-85m}
 DTYPE=${ALORA_BENCH_DTYPE:-f32}
+WEIGHTS=${ALORA_BENCH_WEIGHTS:-auto}
+case $WEIGHTS in auto | f32 | bf16) LABEL= ;; int8) LABEL=", int8 vs Q8_0" ;;
+  *) echo "cluster.sh: ALORA_BENCH_WEIGHTS must be auto, f32, bf16 or int8, not '$WEIGHTS'"; exit 2 ;; esac
 CTX=${ALORA_BENCH_CTX:-253,1021,2037}
 KV=${ALORA_BENCH_KV:-768}
 W=${ALORA_BENCH_DIR:-build/bench-cluster}/$PRESET-$DTYPE
@@ -39,7 +44,7 @@ RUN=$(mktemp -d /tmp/alora-bench-XXXXXX)
 cat >"$W/bench.cfg" <<CFG
 run_dir = "$RUN";
 log_level = "info";
-base = { model = "$W/model"; kv_blocks = $KV; block_size = 16; max_batch_tokens = 512; threads = 1; device = "$DEVICE"; };
+base = { model = "$W/model"; kv_blocks = $KV; block_size = 16; max_batch_tokens = 512; threads = 1; device = "$DEVICE"; weights = "$WEIGHTS"; };
 worker = { kv_blocks = $WKV; max_batch_tokens = 512; threads = 1; };
 router = { request_timeout_ms = 300000; lease_hold_ms = $HOLD; };
 intrinsics = ( { name = "certainty"; adapter = "$W/certainty"; replicas = 1; max_tokens = 1; } );
@@ -52,13 +57,14 @@ for _ in $(seq 1 600); do [ -f "$RUN/ready" ] && break; sleep 0.1; done
 
 bare=$("$BUILD/bench_rpc" 2000 | grep -E '^\| ipc +\| bare nng req/rep, 64 B' | awk -F'|' '{gsub(/ /,"",$4); print $4}')
 abytes=$(stat -c %s "$W"/certainty/*.safetensors | awk '{s+=$1} END {print s+0}')
-echo "$PRESET preset ($DTYPE on disk), base.device = $DEVICE ($(grep -o 'arenas ([a-z ]*)' "$W/up.log" | head -1)),"
+echo "$PRESET preset ($DTYPE on disk, base.weights = $WEIGHTS), base.device = $DEVICE ($(grep -o 'arenas ([a-z ]*)' "$W/up.log" | head -1)),"
 echo "1 BLAS thread per process on the CPU, 1 generated token, median of $REPS; context = conversation +"
 echo "3 invocation tokens. Floor = weights + adapter + KV (f32) read once at the read bandwidth below, plus"
 echo "the FLOPs of the 3 new tokens (projections + attention over the context) at the sgemm rate below."
 echo
 "$BUILD/bench_cluster" --router "ipc://$RUN/router.ipc" --intrinsic certainty --inv 500,501,502 \
-  --ctx "$CTX" --reps "$REPS" --model "$W/model" --adapter-bytes "$abytes" --bare-us "$bare" --tsv "$W/alora.tsv"
+  --ctx "$CTX" --reps "$REPS" --model "$W/model" --adapter-bytes "$abytes" --bare-us "$bare" --tsv "$W/alora-$WEIGHTS.tsv" \
+  --weights "$WEIGHTS" --label "$LABEL"
 echo
 echo "Bare NNG req/rep round trip (ipc, 64 B, same run, bench_rpc): ${bare} µs mean. The critical path of a"
 echo "call makes 3 round trips (client->router, router->base lease, router->worker), 2 when the router"
@@ -91,18 +97,25 @@ if [ ! -f "$W/gguf/plain.gguf" ]; then
     /usr/bin/python3 "$PEER/hf_to_gguf.py" adapter "$W/certainty-plain" "$W/model" "$W/gguf/plain.gguf"; } \
     >"$W/gguf/convert.log" 2>&1 || { rm -f "$W/gguf/plain.gguf"; echo "llama-server aLoRA TTFT comparison skipped: GGUF conversion failed, $W/gguf/convert.log (no RATIO line for it)"; exit 0; }
 fi
+GGUF=$W/gguf/model.gguf
+if [ "$WEIGHTS" = int8 ]; then
+  [ -f "$W/gguf/model-q8_0.gguf" ] || "$W/peer/run.sh" llama-quantize "$GGUF" "$W/gguf/model-q8_0.gguf" Q8_0 \
+    >"$W/gguf/quantize.log" 2>&1 || { echo "llama-server comparison skipped: llama-quantize failed, $W/gguf/quantize.log (no RATIO line for it)"; exit 0; }
+  GGUF=$W/gguf/model-q8_0.gguf
+fi
 MAXN=$(( MAXCTX + 3 + 5 ))
-if ! /usr/bin/python3 "$PEER/alora_ttft_bench.py" "$W/peer/run.sh llama-server" "$W/gguf/model.gguf" "$W/gguf/alora.gguf" \
-    "$W/gguf/plain.gguf" "$W/peer.json" --ctx "$CTX" --reps "$REPS" --threads 1 --n-ctx $(( MAXN > 2048 ? MAXN : 2048 )) \
+if ! /usr/bin/python3 "$PEER/alora_ttft_bench.py" "$W/peer/run.sh llama-server" "$GGUF" "$W/gguf/alora.gguf" \
+    "$W/gguf/plain.gguf" "$W/peer-$WEIGHTS.json" --ctx "$CTX" --reps "$REPS" --threads 1 --n-ctx $(( MAXN > 2048 ? MAXN : 2048 )) \
     --port $(( 18200 + $$ % 700 )) >"$W/peer.log" 2>&1; then
   echo "llama-server aLoRA TTFT comparison skipped: llama-server run failed, $W/peer.log (no RATIO line for it)"
   exit 0
 fi
-echo "llama-server (b11669, ../shared/peer) aLoRA TTFT, cached prefix, -t 1: client wall time of the same"
+echo "llama-server (b11669, ../shared/peer) aLoRA TTFT, cached prefix, -t 1, $(basename "$GGUF"): client wall time of the same"
 echo "conversation + invocation with n_predict 1 (median of $REPS), beside alora's client wall time above."
 echo
-/usr/bin/python3 - "$W/peer.json" "$W/alora.tsv" <<'PY'
+/usr/bin/python3 - "$W/peer-$WEIGHTS.json" "$W/alora-$WEIGHTS.tsv" "$LABEL" <<'PY'
 import json, sys
+label = sys.argv[3]
 peer = json.load(open(sys.argv[1]))["summary"]
 ours = {}
 for line in open(sys.argv[2]):
@@ -120,6 +133,6 @@ for k, s in sorted(peer.items(), key=lambda kv: int(kv[0])):
     print(f"| {n:7d} | {ours[n]:10.1f} | {lw:17.1f} | {ours[n] / lw:5.2f} |")
 print()
 for n, a, l, r in rows:
-    print(f"RATIO intrinsic TTFT / llama-server aLoRA TTFT, {n} tokens, 1 thread: {r:.2f} (target <= 0.25) "
+    print(f"RATIO intrinsic TTFT / llama-server aLoRA TTFT, {n} tokens, 1 thread{label}: {r:.2f} (target <= 0.25) "
           f"{'met' if r <= 0.25 else 'missed'}")
 PY

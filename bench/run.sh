@@ -3,13 +3,13 @@
 # then one table of every target ratio (the `RATIO <name>: <value> (target <op> <bound>) <verdict>`
 # lines the benchmarks print) beside its bound.
 # Knobs (environment): BENCH_ONLY (comma list of sections to run: engine,weights,dispatch,tokenizer,
-# rpc,structured,cluster,batch,train,rag; default all), BENCH_RAG_LOADS (default 1,4,16), BENCH_RAG_DURATION
+# rpc,structured,cluster,cluster-int8,batch,train,rag; default all), BENCH_RAG_LOADS (default 1,4,16), BENCH_RAG_DURATION
 # (s per run, default 20), ALORA_PEFT_PYTHON (a python with torch + peft: train.sh's PEFT side);
 # each section's own knobs are at the top of its script. The whole log is kept in $BUILD/bench.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-ONLY=${BENCH_ONLY:-engine,weights,dispatch,tokenizer,rpc,structured,cluster,batch,train,rag}
+ONLY=${BENCH_ONLY:-engine,weights,dispatch,tokenizer,rpc,structured,cluster,cluster-int8,batch,train,rag}
 LOG="$BUILD/bench.log"
 want() { [[ ,$ONLY, == *,$1,* ]]; }
 section() { # section NAME TITLE CMD...: run one benchmark, its output to the terminal and the log
@@ -36,6 +36,8 @@ section structured "structured outputs: random-schema property test, mask cost p
   "$BUILD/bench_structured" --quick
 section cluster "cluster: intrinsic TTFT, aLoRA vs plain LoRA, floor and llama-server beside; RPC overhead per call" \
   bash bench/cluster.sh "$BUILD"
+section cluster-int8 "cluster with base.weights = int8 (the same TTFT, floor and RPC ratios), llama-server on Q8_0 beside" \
+  env ALORA_BENCH_WEIGHTS=int8 bash bench/cluster.sh "$BUILD"
 section batch "worker batching: intrinsic calls/s, 8 clients on one worker, batched vs off; base prefills" \
   bash bench/batch.sh "$BUILD"
 section train "alora train vs torch + PEFT (PEFT side when ALORA_PEFT_PYTHON is set), aLoRA vs plain LoRA" \
