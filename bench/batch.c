@@ -7,20 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "common/ipc/rpc.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct client {
     const char *url, *intr;
@@ -43,9 +31,9 @@ static int one_call(al_rpc_client *c, client *k, double *ms)
     q.top_logprobs = 1;
     q.sampling.ignore_eos = true;
     al_pb_ref_i32(&q.tokens, &m, k->toks, (size_t)k->n);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     al_err e = al_rpc_call(c, alora_Method_ROUTER_INVOKE, &q, &r, &m, 600000);
-    *ms = now_ms() - t0;
+    *ms = bench_now_ms() - t0;
     if (e != AL_OK)
         fprintf(stderr, "bench_batch: client %d: %s: %s\n", k->id, al_strerror(e), al_errmsg());
     else {
@@ -139,10 +127,10 @@ int main(int argc, char **argv)
         pthread_create(&th[j], NULL, client_main, k);
     }
     pthread_barrier_wait(&go);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     for (int j = 0; j < clients; j++)
         pthread_join(th[j], NULL);
-    double wall = now_ms() - t0;
+    double wall = bench_now_ms() - t0;
     int failed = 0, n = 0;
     double s_router = 0, s_queue = 0, s_batch = 0;
     double *all = calloc((size_t)clients * calls, sizeof(double));
@@ -156,7 +144,7 @@ int main(int argc, char **argv)
         free(ks[j].toks);
         free(ks[j].lat);
     }
-    qsort(all, (size_t)n, sizeof *all, cmp_d);
+    qsort(all, (size_t)n, sizeof *all, bench_cmp_double);
     if (!failed)
         printf("clients %d calls %d ctx %d max_tokens %d wall_s %.3f calls_per_s %.3f p50_ms %.1f p99_ms %.1f "
                "router_total_ms %.1f router_queue_ms %.1f worker_batch %.2f\n",

@@ -1,12 +1,16 @@
-/* bench_util.h: bounds measured in the same run (sgemm peak, memory copy and read bandwidth) and timing. */
+/* bench_util.h: bounds measured in the same run (sgemm peak, memory copy and read bandwidth), timing, and the
+ * random model of the 85m preset shape the engine benchmarks run. */
 #ifndef AL_BENCH_UTIL_H
 #define AL_BENCH_UTIL_H
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "common/model/model.h"
 #include "common/util.h"
 
 /* Best-of sgemm GFLOP/s for an M x K x N product (row-major, B transposed like nn.Linear). */
@@ -98,6 +102,48 @@ static inline double bench_read_gbs(size_t bytes, double min_seconds, float *sin
     *sink = t;
     ali_aligned_free(a);
     return (double)(n * sizeof(bench_v16)) / best * 1e-9;
+}
+
+/* Monotonic milliseconds. */
+static inline double bench_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* qsort comparator for doubles (ascending). */
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A random f32 Llama of the given shape (weights uniform in +-0.02, seed 42), owning its memory; exits on
+ * failure (a benchmark has nothing to fall back to). */
+static inline al_model *bench_random_model(int hidden, int layers, int heads, int kv_heads, int inter, int vocab)
+{
+    al_model_config c = {.arch = AL_ARCH_LLAMA, .vocab_size = vocab, .hidden_size = hidden,
+                         .intermediate_size = inter, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
+                         .head_dim = hidden / heads, .max_position_embeddings = 4096, .rms_eps = 1e-5f,
+                         .rope_theta = 10000.0f, .embedding_multiplier = 1.0f, .residual_multiplier = 1.0f,
+                         .logits_scaling = 1.0f, .bos_token_id = 1, .n_eos = 0, .dtype = AL_DT_F32};
+    c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
+    snprintf(c.name, sizeof c.name, "bench-85m");
+    size_t bytes = al_weights_layout_bytes(&c);
+    void *base = ali_aligned_alloc(bytes);
+    al_model *m = NULL;
+    if (!base || al_model_view(&c, base, &m) != AL_OK) {
+        fprintf(stderr, "bench: cannot build the model: %s\n", al_errmsg());
+        exit(1);
+    }
+    m->owns_base = 1;
+    al_rng r;
+    al_rng_seed(&r, 42);
+    float *f = base;
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        f[i] = (float)(al_rng_uniform(&r) - 0.5) * 0.04f;
+    return m;
 }
 
 #endif

@@ -13,22 +13,9 @@
 #include "common/model/model.h"
 #include "kernels/kernels.h"
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n ? v[n / 2] : 0;
 }
 
@@ -49,9 +36,9 @@ static int call(al_rpc_client *c, const char *intr, const int32_t *t, int n, int
     q.top_logprobs = 1;
     q.sampling.ignore_eos = true;
     al_pb_ref_i32(&q.tokens, &m, t, (size_t)n);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     al_err e = al_rpc_call(c, alora_Method_ROUTER_INVOKE, &q, &r, &m, 300000);
-    double t1 = now_ms();
+    double t1 = bench_now_ms();
     if (e != AL_OK) {
         fprintf(stderr, "bench_cluster: invoke %s (n=%d, mode %d): %s: %s\n", intr, n, mode, al_strerror(e), al_errmsg());
         al_pbmem_free(&m);

@@ -10,31 +10,6 @@
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 
-static al_model *bench_model(int hidden, int layers, int heads, int kv_heads, int inter, int vocab)
-{
-    al_model_config c = {.arch = AL_ARCH_LLAMA, .vocab_size = vocab, .hidden_size = hidden,
-                         .intermediate_size = inter, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
-                         .head_dim = hidden / heads, .max_position_embeddings = 4096, .rms_eps = 1e-5f,
-                         .rope_theta = 10000.0f, .embedding_multiplier = 1.0f, .residual_multiplier = 1.0f,
-                         .logits_scaling = 1.0f, .bos_token_id = 1, .n_eos = 0, .dtype = AL_DT_F32};
-    c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
-    snprintf(c.name, sizeof c.name, "bench-85m");
-    size_t bytes = al_weights_layout_bytes(&c);
-    void *base = ali_aligned_alloc(bytes);
-    al_model *m = NULL;
-    if (!base || al_model_view(&c, base, &m) != AL_OK) {
-        fprintf(stderr, "bench: cannot build the model: %s\n", al_errmsg());
-        exit(1);
-    }
-    m->owns_base = 1;
-    al_rng r;
-    al_rng_seed(&r, 42);
-    float *f = base;
-    for (size_t i = 0; i < bytes / sizeof(float); i++)
-        f[i] = (float)(al_rng_uniform(&r) - 0.5) * 0.04f;
-    return m;
-}
-
 static double weight_params(const al_model_config *c)
 {
     double H = c->hidden_size, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
@@ -51,7 +26,7 @@ int main(int argc, char **argv)
     const al_ops *ops = !strcmp(wfmt, "bf16") ? al_ops_cpu_bf16() : !strcmp(wfmt, "int8") ? al_ops_cpu_q8() : al_ops_cpu();
     al_cpu_set_threads(threads);
     threads = al_cpu_threads();
-    al_model *m = bench_model(768, 12, 12, 12, 2048, 512);
+    al_model *m = bench_random_model(768, 12, 12, 12, 2048, 512);
     const al_model_config *c = &m->cfg;
 
     double sgemm = bench_sgemm_gflops(512, 768, 2048, 1.0);

@@ -12,31 +12,6 @@
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 
-static al_model *bench_model(void)
-{
-    al_model_config c = {.arch = AL_ARCH_LLAMA, .vocab_size = 512, .hidden_size = 768, .intermediate_size = 2048,
-                         .n_layers = 12, .n_heads = 12, .n_kv_heads = 12, .head_dim = 64,
-                         .max_position_embeddings = 4096, .rms_eps = 1e-5f, .rope_theta = 10000.0f,
-                         .embedding_multiplier = 1.0f, .residual_multiplier = 1.0f, .logits_scaling = 1.0f,
-                         .bos_token_id = 1, .n_eos = 0, .dtype = AL_DT_F32};
-    c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
-    snprintf(c.name, sizeof c.name, "bench-85m");
-    size_t bytes = al_weights_layout_bytes(&c);
-    void *base = ali_aligned_alloc(bytes);
-    al_model *m = NULL;
-    if (!base || al_model_view(&c, base, &m) != AL_OK) {
-        fprintf(stderr, "bench: cannot build the model: %s\n", al_errmsg());
-        exit(1);
-    }
-    m->owns_base = 1;
-    al_rng r;
-    al_rng_seed(&r, 42);
-    float *f = base;
-    for (size_t i = 0; i < bytes / sizeof(float); i++)
-        f[i] = (float)(al_rng_uniform(&r) - 0.5) * 0.04f;
-    return m;
-}
-
 static void toks(int32_t *t, int n, int conv)
 {
     for (int i = 0; i < n; i++)
@@ -95,7 +70,7 @@ int main(int argc, char **argv)
         return 2;
     }
     al_cpu_set_threads(1);
-    al_model *m = bench_model();
+    al_model *m = bench_random_model(768, 12, 12, 12, 2048, 512);
     printf("85m preset shape (f32), 1 thread, best of %d; %d conversations.\n\n", reps, N);
     printf("| case | rows per call | one at a time (ms) | together (ms) | steps alone / together | together / alone speed |\n");
     printf("|--|--:|--:|--:|--|--:|\n");

@@ -10,6 +10,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "bench/bench_util.h"
 #include "common/ipc/rpc.h"
 
 enum { WARMUP = 200, DEFAULT_ITERS = 5000 };
@@ -21,18 +22,12 @@ static double now_us(void)
     return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void report(const char *transport, const char *what, double *t, int n)
 {
     double sum = 0;
     for (int i = 0; i < n; i++)
         sum += t[i];
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
     printf("| %-5s | %-34s | %8.1f | %8.1f | %8.1f |\n", transport, what, sum / n, t[n / 2],
            t[(int)((double)n * 0.99)]);
     fflush(stdout);
