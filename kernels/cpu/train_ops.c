@@ -268,6 +268,23 @@ typedef struct ali_tr_att {
  * sgemms per task, the scores in the thread's scratch. */
 #define ALI_ATT_BQ 64
 
+/* One row of causal attention probabilities in place: softmax over pr[0 .. n-1], zeros in pr[n .. L-1]. */
+static void ali_tr_softmax_causal(float *pr, int n, int L)
+{
+    float m = -FLT_MAX, sum = 0.0f;
+    for (int j = 0; j < n; j++)
+        m = pr[j] > m ? pr[j] : m;
+    for (int j = 0; j < n; j++)
+        pr[j] = ali_expf(pr[j] - m);
+    for (int j = 0; j < n; j++)
+        sum += pr[j];
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++)
+        pr[j] *= inv;
+    for (int j = n; j < L; j++)
+        pr[j] = 0.0f;
+}
+
 static void ali_tr_att_fwd_task(void *ctx, int task)
 {
     const ali_tr_att *a = ctx;
@@ -278,19 +295,7 @@ static void ali_tr_att_fwd_task(void *ctx, int task)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, L, a->hd, a->scale, a->q + (size_t)i0 * qd + (size_t)h * a->hd,
                 qd, a->k + (size_t)kh * a->hd, kvd, 0.0f, P, L);
     for (int i = 0; i < bq; i++) {
-        float *pr = P + (size_t)i * L, m = -FLT_MAX, sum = 0.0f;
-        int n = a->p0 + i0 + i + 1;
-        for (int j = 0; j < n; j++)
-            m = pr[j] > m ? pr[j] : m;
-        for (int j = 0; j < n; j++)
-            pr[j] = ali_expf(pr[j] - m);
-        for (int j = 0; j < n; j++)
-            sum += pr[j];
-        float inv = 1.0f / sum;
-        for (int j = 0; j < n; j++)
-            pr[j] *= inv;
-        for (int j = n; j < L; j++)
-            pr[j] = 0.0f;
+        ali_tr_softmax_causal(P + (size_t)i * L, a->p0 + i0 + i + 1, L);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, L, 1.0f, P, L, a->v + (size_t)kh * a->hd, kvd,
                 0.0f, a->out + (size_t)i0 * qd + (size_t)h * a->hd, qd);
@@ -323,23 +328,15 @@ static void ali_tr_att_bwd_task(void *ctx, int kh)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, a->scale, Q, qd, K, kvd, 0.0f, P, L);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, 1.0f, dO, qd, V, kvd, 0.0f, dP, L);
         for (int i = 0; i < Tq; i++) {
-            float *pr = P + (size_t)i * L, *dr = dP + (size_t)i * L, m = -FLT_MAX, sum = 0.0f, D = 0.0f;
+            float *pr = P + (size_t)i * L, *dr = dP + (size_t)i * L, D = 0.0f;
             int n = a->p0 + i + 1;
-            for (int j = 0; j < n; j++)
-                m = pr[j] > m ? pr[j] : m;
-            for (int j = 0; j < n; j++)
-                pr[j] = ali_expf(pr[j] - m);
-            for (int j = 0; j < n; j++)
-                sum += pr[j];
-            float inv = 1.0f / sum;
-            for (int j = 0; j < n; j++)
-                pr[j] *= inv;
+            ali_tr_softmax_causal(pr, n, L);
             for (int j = 0; j < n; j++)
                 D += pr[j] * dr[j];
             for (int j = 0; j < n; j++)
                 dr[j] = pr[j] * (dr[j] - D) * a->scale;
             for (int j = n; j < L; j++)
-                pr[j] = dr[j] = 0.0f;
+                dr[j] = 0.0f;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, dP, L, K, kvd, 0.0f,
                     a->dq + (size_t)h * hd, qd);
