@@ -39,20 +39,28 @@ done
 [ -f "$T/ready" ] || { echo "--- alora up stderr"; tail -40 "$T/up.err"; fail "cluster did not start"; exit 1; }
 PIDS0=$("$ALORA" status --router "$R" --json | jq -r '[.processes[].pid] | sort | join(" ")')
 
-# A long request: a prompt through the adapter (mode lora, no base KV) plus many tokens. Its length
-# is calibrated to this machine (an ASan build on a loaded machine is ~50x slower than a release
-# build on a quiet one): long enough to hold the slot ~4 s, and every timeout generous: the test is
-# about refusals, never about a deadline.
+# A long request: a prompt through the adapter (mode lora, no base KV) plus many decoded tokens. Its
+# length is calibrated to this machine (an ASan build on a loaded machine is ~50x slower than a
+# release build on a quiet one) from the decode time per token (two lengths, so the prefill drops
+# out): long enough to hold the slot ~4 s within the model's 2048-token context, and every timeout
+# generous: the test is about refusals, never about a deadline.
 LONG=$(for i in $(seq 1 300); do echo $((10 + (i * 7) % 580)); done | paste -sd,)
-t0=$(date +%s%N)
-"$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora --max-tokens 20 \
-  --ignore-eos --timeout 600000 >/dev/null 2>&1
-MS20=$(( ($(date +%s%N) - t0) / 1000000 ))
-LONG_TOKS=$(( 4000 * 20 / (MS20 > 1 ? MS20 : 1) ))
-LONG_TOKS=$(( LONG_TOKS < 20 ? 20 : LONG_TOKS > 400 ? 400 : LONG_TOKS ))
-LONG_MS=$(( MS20 * LONG_TOKS / 20 ))                # expected duration of one long request
+timed_invoke() { # timed_invoke N -> ms for a long prompt + N decoded tokens
+  local t0; t0=$(date +%s%N)
+  "$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora --max-tokens "$1" \
+    --ignore-eos --timeout 600000 >/dev/null 2>&1
+  echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+MS20=$(timed_invoke 20)
+MS100=$(timed_invoke 100)
+US_TOK=$(( (MS100 - MS20) * 1000 / 80 ))            # decode time per token, microseconds
+US_TOK=$(( US_TOK < 100 ? 100 : US_TOK ))
+MAX_LONG=1700                                        # 303 prompt tokens + 1700 < 2048 positions
+LONG_TOKS=$(( 4000000 / US_TOK ))
+LONG_TOKS=$(( LONG_TOKS < 20 ? 20 : LONG_TOKS > MAX_LONG ? MAX_LONG : LONG_TOKS ))
+LONG_MS=$(( MS20 + US_TOK * (LONG_TOKS - 20) / 1000 )) # expected duration of one long request
 TMO=$(( LONG_MS * 20 > 120000 ? LONG_MS * 20 : 120000 )) # per request, ms
-echo "calibration: 20 tokens in $MS20 ms -> long requests of $LONG_TOKS tokens (~$LONG_MS ms), timeouts $TMO ms"
+echo "calibration: 20 / 100 tokens in $MS20 / $MS100 ms ($US_TOK us/token) -> long requests of $LONG_TOKS tokens (~$LONG_MS ms), timeouts $TMO ms"
 long_invoke() { # long_invoke OUTFILE
   timeout $((TMO / 1000 + 60)) "$ALORA" invoke --router "$R" --intrinsic slow --tokens "$LONG,600,601,602" --mode lora \
     --max-tokens "$LONG_TOKS" --ignore-eos --timeout "$TMO" >"$1.out" 2>"$1.err"
@@ -81,31 +89,44 @@ echo "one long request: $(echo "$t1 - $t0" | bc) s"
 check "a long (mode lora) request works alone" [ "$(cat "$T/base0.rc")" = 0 ]
 
 # ---- 1. deterministic: fill capacity + queue, then the next request of each kind is refused -----
-long_invoke "$T/hold1" & BG+=($!)
-sleep 0.2
-long_invoke "$T/hold2" & BG+=($!)
-for _ in $(seq 1 50); do # wait until the router counts both as accepted
-  [ "$(queue_depth)" = 2 ] && break
-  sleep 0.05
-done
-echo "queue depth: $(queue_depth)"
-short_invoke 2>"$T/ovl.err" >/dev/null; rc=$?
-check "NNG: a third request is refused: exit 1 naming overloaded (rc $rc: $(head -c 200 "$T/ovl.err"))" \
-  eval '[ $rc = 1 ] && grep -q overloaded "$T/ovl.err"'
-hreq /v1/chat/completions "$CHAT"
+# hold_probe CMD...: two long requests fill capacity 1 + max_queue 1, CMD runs while both are
+# admitted, then the holds finish. The precondition is checked, not assumed: the depth still reads 2
+# after CMD returned (depth only falls once the first hold ends, so it was 2 throughout); where a
+# fast machine finished a hold first, the probe is rerun with holds twice as long (at most 3 tries).
+HOLDS_RC=0
+hold_probe() {
+  local try toks=$LONG_TOKS h1 h2 d
+  for try in 1 2 3; do
+    LONG_TOKS=$toks long_invoke "$T/hold1" & h1=$!
+    for _ in $(seq 1 200); do [ "$(queue_depth)" = 1 ] && break; sleep 0.02; done
+    LONG_TOKS=$toks long_invoke "$T/hold2" & h2=$!
+    for _ in $(seq 1 200); do [ "$(queue_depth)" = 2 ] && break; sleep 0.02; done
+    "$@"
+    d=$(queue_depth)
+    wait "$h1" "$h2"
+    [ "$(cat "$T/hold1.rc")" = 0 ] && [ "$(cat "$T/hold2.rc")" = 0 ] || HOLDS_RC=1
+    [ "$d" = 2 ] && return 0
+    echo "  (try $try: the holds ended before the probe did, depth $d; again with $((toks * 2)) tokens)"
+    toks=$(( toks * 2 > MAX_LONG ? MAX_LONG : toks * 2 ))
+  done
+  return 1
+}
+nng_probe() { short_invoke 2>"$T/ovl.err" >/dev/null; PROBE_RC=$?; }
+check "NNG: capacity and queue held while probing" hold_probe nng_probe
+check "NNG: a third request is refused: exit 1 naming overloaded (rc $PROBE_RC: $(head -c 200 "$T/ovl.err"))" \
+  eval '[ $PROBE_RC = 1 ] && grep -q overloaded "$T/ovl.err"'
+check "HTTP chat: capacity and queue held while probing" hold_probe hreq /v1/chat/completions "$CHAT"
 RA=$(tr -d '\r' <"$T/hdr" | awk -F': ' 'tolower($1) == "retry-after" {print $2}')
 check "HTTP: 429 (got $CODE)" [ "$CODE" = 429 ]
 check "HTTP: Retry-After is a positive number of seconds (got '$RA')" eval '[ -n "$RA" ] && [ "$RA" -ge 1 ] 2>/dev/null'
 check "HTTP: JSON error body with code overloaded (got $BODY)" \
   [ "$(jq -r .error.code <<<"$BODY" 2>/dev/null)" = overloaded ]
 check "HTTP: the message names the intrinsic" eval 'jq -r .error.message <<<"$BODY" | grep -q slow'
-hreq /v1/completions '{"model":"slow","prompt":"The sky is blue.","max_tokens":2}'
+check "HTTP completions: capacity and queue held while probing" \
+  hold_probe hreq /v1/completions '{"model":"slow","prompt":"The sky is blue.","max_tokens":2}'
 check "HTTP /v1/completions: 429 overloaded too (got $CODE)" \
   eval '[ "$CODE" = 429 ] && [ "$(jq -r .error.code <<<"$BODY")" = overloaded ] && grep -qi "^retry-after:" "$T/hdr"'
-for p in "${BG[@]}"; do wait "$p"; done
-BG=()
-check "the two admitted requests completed" \
-  eval '[ "$(cat "$T/hold1.rc")" = 0 ] && [ "$(cat "$T/hold2.rc")" = 0 ]'
+check "the admitted requests completed" [ $HOLDS_RC = 0 ]
 
 # ---- 2. a concurrent burst over both APIs: some refused, none hang, the rest succeed ------------
 N=8
