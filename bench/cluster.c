@@ -10,6 +10,7 @@
 
 #include "bench/bench_util.h"
 #include "common/ipc/rpc.h"
+#include "common/stage.h"
 #include "common/model/model.h"
 #include "kernels/kernels.h"
 
@@ -79,13 +80,14 @@ int main(int argc, char **argv)
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
     const char *model = NULL, *tsv = NULL, *weights = "auto", *label = "";
     double bare_us = 0, abytes = 0;
-    int reps = 3, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
+    int reps = 3, lora_reps = -1, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--intrinsic")) intr = argv[i + 1];
         else if (!strcmp(argv[i], "--inv")) inv_s = argv[i + 1];
         else if (!strcmp(argv[i], "--ctx")) ctx_s = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--lora-reps")) lora_reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--adapter-bytes")) abytes = atof(argv[i + 1]);
@@ -164,7 +166,8 @@ int main(int argc, char **argv)
                                         (uint64_t)(vocab_hi - vocab_lo));
         memcpy(t + ctx, inv, sizeof(int32_t) * (size_t)n_inv);
         shot cold, s;
-        double *wa = calloc((size_t)reps, sizeof(double)), *wl = calloc((size_t)reps, sizeof(double));
+        int nl = lora_reps >= 0 ? lora_reps : reps; /* plain-LoRA calls (0: skipped) */
+        double *wa = calloc((size_t)reps, sizeof(double)), *wl = calloc((size_t)AL_MAX(nl, 1), sizeof(double));
         double *ov = calloc((size_t)reps, sizeof(double)), *ww = calloc((size_t)reps, sizeof(double));
         uint32_t ca = 0, cl = 0;
         if (call(c, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &cold) != 0) {
@@ -185,7 +188,7 @@ int main(int argc, char **argv)
             }
             ca = s.computed;
         }
-        for (int k = 0; k < reps; k++) {
+        for (int k = 0; k < nl; k++) {
             if (call(c, intr, t, n, alora_InvokeMode_MODE_LORA, max_tokens, &s) != 0) {
                 rc = 1;
                 goto next;
@@ -193,7 +196,7 @@ int main(int argc, char **argv)
             wl[k] = s.ttft;
             cl = s.computed;
         }
-        double ma = median(wa, reps), ml = median(wl, reps), mw = median(ww, reps);
+        double ma = median(wa, reps), ml = nl ? median(wl, nl) : 0, mw = median(ww, reps);
         double fl = model ? floor_ms(&fm, n - (int)ca, (int)ca) : 0;
         char comp[48], fls[32] = "-";
         snprintf(comp, sizeof comp, "%u / %u", ca, cl);

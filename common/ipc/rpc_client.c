@@ -1,4 +1,5 @@
 /* rpc_client.c: NNG REQ client: pooled contexts, sync/async calls, timeouts, peer-down detection. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,16 +14,17 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "common/ipc/rpc_int.h"
+#include "common/stage.h"
 
 typedef struct ali_cslot ali_cslot;
 struct ali_cslot {
     al_rpc_client *c;
     nng_ctx ctx;
     nng_aio *aio;
+    nng_aio *saio;          /* async calls: the send, without a callback (completes inline) */
     ali_cslot *next, *prev; /* free list (next only) or in-flight list */
     bool lost;              /* the peer went away while this call was in flight */
     /* async calls */
-    int state;
     uint16_t method;
     uint64_t request_id;
     nng_time deadline;
@@ -47,7 +49,6 @@ struct al_rpc_client {
     _Atomic uint64_t next_id;
 };
 
-enum { ALI_CS_SEND = 1, ALI_CS_RECV };
 
 static al_err ali_nng_err(int rv, const char *what, const char *url)
 {
@@ -411,6 +412,10 @@ static al_err ali_roundtrip(al_rpc_client *c, nng_msg *req, uint16_t method, nng
         nng_aio_wait(s->aio);
         rv = nng_aio_result(s->aio);
     }
+    if (method == alora_Method_WORKER_INVOKE)
+        al_stage("R5 router send done");
+    else if (method == alora_Method_ROUTER_INVOKE)
+        al_stage("C1 client send done");
     if (rv != 0) {
         nng_msg_free(nng_aio_get_msg(s->aio));
         nng_aio_set_msg(s->aio, NULL);
@@ -423,6 +428,10 @@ static al_err ali_roundtrip(al_rpc_client *c, nng_msg *req, uint16_t method, nng
             nng_aio_wait(s->aio);
             rv = nng_aio_result(s->aio);
         }
+        if (method == alora_Method_WORKER_INVOKE)
+            al_stage("R6 router recv done");
+        else if (method == alora_Method_ROUTER_INVOKE)
+            al_stage("C2 client recv done");
         if (rv == 0) {
             *rep = nng_aio_get_msg(s->aio);
             nng_aio_set_msg(s->aio, NULL);
@@ -452,9 +461,18 @@ al_err al_rpc_callx(al_rpc_client *c, uint16_t method, const void *req, void *re
     uint64_t id = 0;
     if (o)
         o->retry_after_ms = 0;
+    if (method == alora_Method_WORKER_INVOKE)
+        al_stage("R4 router encode");
+    else if (method == alora_Method_ROUTER_INVOKE)
+        al_stage("C0 client encode");
     AL_TRY(ali_encode_request(c, method, req, o ? o->trace_id : 0, &msg, &id));
     AL_TRY(ali_roundtrip(c, msg, method, deadline, &reply));
-    return ali_decode_reply(c, reply, method, id, rep, m, o ? &o->retry_after_ms : NULL);
+    al_err de = ali_decode_reply(c, reply, method, id, rep, m, o ? &o->retry_after_ms : NULL);
+    if (method == alora_Method_WORKER_INVOKE)
+        al_stage("R7 router decoded");
+    else if (method == alora_Method_ROUTER_INVOKE)
+        al_stage("C3 client decoded");
+    return de;
 }
 
 al_err al_rpc_call(al_rpc_client *c, uint16_t method, const void *req, void *rep, al_pbmem *m, int timeout_ms)
@@ -497,7 +515,11 @@ static void ali_async_finish(ali_cslot *s, al_err e)
     pthread_mutex_lock(&c->mu);
     ali_inflight_del(c, s);
     pthread_mutex_unlock(&c->mu);
-    nng_ctx_close(s->ctx);
+    nng_ctx_close(s->ctx); /* a send still queued (no pipe yet) is aborted: saio completes inline */
+    nng_aio_wait(s->saio);
+    nng_msg_free(nng_aio_get_msg(s->saio)); /* left there when the send failed */
+    nng_aio_set_msg(s->saio, NULL);
+    nng_aio_reap(s->saio);
     nng_aio_reap(s->aio); /* freed on NNG's reaper: we are inside its callback */
     free(s);
     pthread_mutex_lock(&c->mu);
@@ -506,6 +528,7 @@ static void ali_async_finish(ali_cslot *s, al_err e)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The receive's callback (the send completed inline or is aborted by the ctx close in finish). */
 static void ali_async_cb(void *arg)
 {
     ali_cslot *s = arg;
@@ -513,26 +536,18 @@ static void ali_async_cb(void *arg)
     int rv = nng_aio_result(s->aio);
     const char *name = al_rpc_method_name(s->method);
     if (rv != 0) {
-        if (s->state == ALI_CS_SEND) {
-            nng_msg_free(nng_aio_get_msg(s->aio));
-            nng_aio_set_msg(s->aio, NULL);
-        }
         pthread_mutex_lock(&c->mu);
         bool lost = s->lost;
         pthread_mutex_unlock(&c->mu);
+        if (rv == NNG_ESTATE) { /* the send failed at once: its error is the one to report */
+            nng_aio_wait(s->saio);
+            int srv = nng_aio_result(s->saio);
+            rv = srv ? srv : rv;
+        }
         al_err e = lost || rv == NNG_ECONNRESET
                        ? ali_errf(AL_EUNAVAILABLE, "%s %s: peer went away", name, c->url)
                        : ali_nng_err(rv, name, c->url);
         ali_async_finish(s, e);
-        return;
-    }
-    if (s->state == ALI_CS_SEND) {
-        s->state = ALI_CS_RECV;
-        pthread_mutex_lock(&c->mu);
-        bool started = ali_start(c, s, false, s->deadline);
-        pthread_mutex_unlock(&c->mu);
-        if (!started)
-            ali_async_finish(s, ali_errf(AL_EUNAVAILABLE, "%s %s: peer went away", name, c->url));
         return;
     }
     nng_msg *r = nng_aio_get_msg(s->aio);
@@ -546,8 +561,16 @@ al_err al_rpc_call_async(al_rpc_client *c, uint16_t method, const void *req, voi
     nng_msg *msg = NULL;
     uint64_t id = 0;
     nng_time deadline = ali_deadline(o ? o->timeout_ms : 0);
+    if (o && o->no_wait && !al_rpc_client_connected(c))
+        return ali_errf(AL_EUNAVAILABLE, "rpc %s: not connected (peer down?)", c->url);
     AL_TRY(ali_encode_request(c, method, req, o ? o->trace_id : 0, &msg, &id));
     ali_cslot *s = ali_slot_new(c, ali_async_cb, true);
+    if (s && nng_aio_alloc(&s->saio, NULL, NULL) != 0) {
+        nng_ctx_close(s->ctx);
+        nng_aio_free(s->aio);
+        free(s);
+        s = NULL;
+    }
     if (!s) {
         nng_msg_free(msg);
         return ali_errf(AL_ENOMEM, "rpc %s: no context", c->url);
@@ -559,23 +582,32 @@ al_err al_rpc_call_async(al_rpc_client *c, uint16_t method, const void *req, voi
     s->m = m;
     s->done = done;
     s->arg = arg;
-    s->state = ALI_CS_SEND;
     nng_ctx_set_ms(s->ctx, NNG_OPT_REQ_RESENDTIME,
                    al_rpc_method_idempotent(method) ? c->o.resend_ms : NNG_DURATION_INFINITE);
     pthread_mutex_lock(&c->mu);
-    al_err e = ali_wait_connected(c, deadline);
+    al_err e = o && o->no_wait && c->npipes == 0 && !c->closing
+                   ? ali_errf(AL_EUNAVAILABLE, "rpc %s: not connected (peer down?)", c->url)
+                   : ali_wait_connected(c, deadline);
     if (e == AL_OK) {
         c->n_async++;
         ali_inflight_add(c, s);
-        nng_aio_set_msg(s->aio, msg);
-        ali_start(c, s, true, deadline);
+        /* The send has no callback: REQ finishes it inline once the request is queued on a pipe
+         * (no NNG thread wakes for it), and the receive can be posted right after it. */
+        nng_aio_set_msg(s->saio, msg);
+        nng_aio_set_timeout(s->saio, ali_remaining(deadline));
+        nng_ctx_send(s->ctx, s->saio);
+        bool started = ali_start(c, s, false, deadline); /* connected under mu: cannot refuse */
+        assert(started);
+        (void)started;
     }
     pthread_mutex_unlock(&c->mu);
     if (e != AL_OK) {
         nng_msg_free(msg);
         nng_ctx_close(s->ctx);
+        nng_aio_free(s->saio);
         nng_aio_free(s->aio);
         free(s);
+        return e;
     }
-    return e;
+    return AL_OK;
 }

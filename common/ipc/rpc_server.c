@@ -12,6 +12,7 @@
 
 #include "common/ipc/rpc_int.h"
 #include "common/log.h"
+#include "common/stage.h"
 
 enum { ALI_SRV_IDLE, ALI_SRV_RECV, ALI_SRV_WAIT, ALI_SRV_SEND };
 /* Call states (atomic): the handler is running / it deferred / the completion came while it was
@@ -153,6 +154,10 @@ static void ali_call_finish(al_rpc_job *call)
     } else {
         r = ali_srv_build(&call->h, NULL, NULL, call->result, call->errmsg, call->retry_after_ms);
     }
+    if (call->h.method == alora_Method_ROUTER_INVOKE)
+        al_stage("R8 router reply built");
+    else if (call->h.method == alora_Method_WORKER_INVOKE)
+        al_stage("W8 worker reply built");
     al_pbmem_free(&call->mem);
     free(call);
     if (!deferred) { /* on the context's own callback */
@@ -198,6 +203,10 @@ static void ali_srv_handle(ali_srv_ctx *w)
         ali_srv_error(w, &h, e, text);
         return;
     }
+    if (h.method == alora_Method_ROUTER_INVOKE)
+        al_stage("R1 router srv recv");
+    else if (h.method == alora_Method_WORKER_INVOKE)
+        al_stage("W1 worker srv recv");
     const ali_method *m = ali_rpc_method(h.method);
     al_rpc_handler fn = m ? s->h[h.method].fn : NULL;
     if (!fn) {

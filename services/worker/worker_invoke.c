@@ -7,6 +7,7 @@
 
 #include "common/ipc/lease_table.h"
 #include "common/log.h"
+#include "common/stage.h"
 #include "services/worker/worker.h"
 
 void worker_cmd_done(worker_ctx *w, worker_cmd *c, al_err e)
@@ -17,7 +18,9 @@ void worker_cmd_done(worker_ctx *w, worker_cmd *c, al_err e)
         __atomic_add_fetch(&w->errors, 1, __ATOMIC_RELAXED);
         AL_DEBUG("invoke failed: %s: %s", al_strerror(e), al_errmsg());
     }
+    al_stage("W6 worker complete");
     al_rpc_complete(c->job, e);
+    al_stage("W9 worker complete returned");
     free(c);
 }
 
@@ -124,6 +127,7 @@ int worker_invoke_start(worker_ctx *w, worker_cmd *c)
         return worker_fail(w, c, e);
     r.ctl = wc.ctl;
     e = al_engine_submit(w->engine, &r, &c->eseq);
+    al_stage("W3c submitted");
     al_pb_gen_ctl_free(&wc); /* the engine copied what it keeps */
     if (e == AL_EOVERLOADED && w->running) {
         c->eseq = -1;
@@ -149,6 +153,7 @@ int worker_invoke_finish(worker_ctx *w, worker_cmd *c)
                      (unsigned long long)rq->lease.lease_id);
     if (e != AL_OK)
         return worker_fail(w, c, e);
+    al_stage_val("W5c compute ms", r.prefill_ms + r.decode_ms);
     al_pbmem *m = al_rpc_job_mem(c->job);
     int32_t n_out = r.n_tokens;
     rp->finish_reason = r.finish != AL_FINISH_STOP ? alora_FinishReason_FINISH_LENGTH

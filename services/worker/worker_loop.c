@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/stage.h"
 #include "services/worker/worker.h"
 
 static void worker_fail_list(worker_ctx *w, worker_cmd *c)
@@ -59,6 +60,8 @@ static void *worker_loop_main(void *arg)
         while (!w->q_head && !w->stop && !w->running && !w->waiting)
             pthread_cond_wait(&w->cv, &w->mu);
         worker_cmd *in = w->q_head;
+        if (in)
+            al_stage("W3 engine woke");
         w->q_head = w->q_tail = NULL;
         bool stop = w->stop;
         pthread_mutex_unlock(&w->mu);
@@ -97,7 +100,9 @@ static void *worker_loop_main(void *arg)
             continue;
         }
         int32_t n_active = 0;
+        al_stage("W4 step begin");
         al_err e = al_engine_step(w->engine, &n_active);
+        al_stage("W5 step end");
         if (e != AL_OK)
             AL_ERROR("engine step failed: %s: %s", al_strerror(e), al_errmsg());
         worker_loop_count(w);

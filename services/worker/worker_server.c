@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/stage.h"
 #include "services/worker/worker.h"
 
 static al_err worker_h_invoke(al_rpc_job *job, const void *req, void *rep, void *user)
@@ -16,6 +17,7 @@ static al_err worker_h_invoke(al_rpc_job *job, const void *req, void *rep, void 
     c->req = req;
     c->rep = rep;
     al_rpc_defer(job);
+    al_stage("W2 worker push");
     worker_loop_push(w, c);
     return AL_OK;
 }
