@@ -186,6 +186,10 @@ int cmd_status(int argc, char **argv)
         json_object_set_new(o, "processes", ps);
         json_object_set_new(o, "sessions", json_integer(r->sessions));
         json_object_set_new(o, "uptime_ms", json_integer((json_int_t)r->uptime_ms));
+        json_object_set_new(o, "kept_leases", json_integer(r->kept_leases));
+        json_object_set_new(o, "kept_lease_hits", json_integer((json_int_t)r->kept_lease_hits));
+        json_object_set_new(o, "kept_lease_misses", json_integer((json_int_t)r->kept_lease_misses));
+        json_object_set_new(o, "fast_calls", json_integer((json_int_t)r->fast_calls));
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s);
         free(s);
@@ -207,6 +211,9 @@ int cmd_status(int argc, char **argv)
                    p->leases_held, used, fr, p->active, (unsigned long long)p->last_seen_ms);
         }
         printf("sessions: %u, router uptime: %.1f s\n", r->sessions, r->uptime_ms / 1e3);
+        printf("kept leases: %u (hits %llu, misses %llu), fast-path calls: %llu\n", r->kept_leases,
+               (unsigned long long)r->kept_lease_hits, (unsigned long long)r->kept_lease_misses,
+               (unsigned long long)r->fast_calls);
     }
     rc = 0;
 out:

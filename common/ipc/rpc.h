@@ -199,6 +199,7 @@ typedef struct al_rpc_callopts {
     int timeout_ms;          /* <= 0: no deadline */
     uint64_t trace_id;       /* 0 = none */
     uint32_t retry_after_ms; /* out: Status.retry_after_ms of an error reply */
+    bool no_wait;            /* async: AL_EUNAVAILABLE at once when not connected (never blocks) */
 } al_rpc_callopts;
 
 void al_rpc_client_opts_default(al_rpc_client_opts *o);
@@ -225,7 +226,10 @@ al_err al_rpc_callx(al_rpc_client *c, uint16_t method, const void *req, void *re
                     al_rpc_callopts *o);
 
 /* Asynchronous call: req is encoded before this returns; done runs once on an NNG thread (must
- * not block) with the result; rep and m must stay valid until then. msg = al_errmsg() text. */
+ * not block) with the result; rep and m must stay valid until then. msg = al_errmsg() text. The
+ * request is written on the caller's thread and the reply's callback runs on the NNG thread that
+ * read it (no extra thread hand-off). It waits up to connect_wait_ms for a connection unless
+ * o->no_wait. */
 typedef void (*al_rpc_done)(al_err e, const char *msg, void *rep, void *arg);
 al_err al_rpc_call_async(al_rpc_client *c, uint16_t method, const void *req, void *rep,
                          al_pbmem *m, const al_rpc_callopts *o, al_rpc_done done, void *arg);

@@ -28,6 +28,7 @@ struct router_task {
     router_task_fn fn;
     int intr;          /* intrinsic index (queue accounting), -1 = none */
     double t_accept;   /* al_now() when the handler accepted it */
+    struct router_base *routed; /* ROUTER_INVOKE: the base it was already routed to, NULL = none */
     router_task *next;
 };
 
@@ -44,6 +45,10 @@ al_err router_pool_start(router_pool *p, int n_threads);
 /* Defers the job and queues fn; on failure completes the job with an error itself. */
 void router_pool_submit(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
                         router_task_fn fn, int intr);
+/* The same for a call already routed to base `routed` (handed to the task), accepted at t_accept
+ * (al_now(); 0 = now). */
+void router_pool_submit_ex(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
+                           router_task_fn fn, int intr, struct router_base *routed, double t_accept);
 void router_pool_stop(router_pool *p); /* runs what is queued, then joins */
 /* Queues fn with t->req = arg and no RPC job (the HTTP front door). false when stopping. */
 bool router_pool_post(router_pool *p, router *r, router_task_fn fn, void *arg);
@@ -148,6 +153,7 @@ struct router {
     int n_bases;
     router_affinity aff;   /* prefix -> bases (under mu) */
     router_lcache *lc;     /* kept prefix leases; NULL when router.lease_hold_ms = 0 */
+    uint64_t fast_calls;   /* ROUTER_INVOKE calls answered on the fast path (atomic) */
     router_pool pool;      /* invocations, sessions */
     router_pool ctl;       /* registration, status */
     al_tokenizer *tok;     /* optional (text requests) */
@@ -207,8 +213,30 @@ typedef struct router_invoke_args {
     alora_InvokeMode mode;
     alora_Sampling sampling;
     double t_accept;
+    router_base *routed; /* already routed (router_base_route) for this call; NULL = route here */
 } router_invoke_args;
 al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m);
+/* The pool task of ROUTER_INVOKE (t->req an InvokeRequest; releases the admission, completes). */
+void router_task_invoke(router_task *t);
+/* What the InvokeReply is made of: the worker's reply, the lease (NULL = none), the stamps. */
+typedef struct router_reply_in {
+    const char *intrinsic;
+    int32_t s;                     /* activation start, -1 = none */
+    const alora_LeaseReply *lr;    /* NULL: no lease */
+    bool kept;                     /* lr came from the lease cache */
+    const alora_WorkerInvokeReply *wr;
+    const char *worker_id;
+    double t_accept, t_start, t_worker; /* al_now(): accepted, started, worker call sent */
+} router_reply_in;
+/* Fills rep (its arrays copied into m) and observes the call's metrics. */
+al_err router_invoke_reply(router *r, const router_reply_in *in, alora_InvokeReply *rep, al_pbmem *m);
+/* ROUTER_INVOKE's fast path (router_invoke_fast.c): a stateless aLoRA call on tokens whose prefix
+ * has a kept lease is answered without the pool: the worker call is asynchronous and its reply is
+ * turned into the answer on the NNG thread that read it. false: not taken (the caller queues the
+ * call on the pool); routed = the base it routed to (handed to the pool run), else NULL. When the
+ * asynchronous call fails the call goes to the pool, which leases afresh (the kept lease dropped). */
+bool router_invoke_fast(router *r, al_rpc_job *job, const alora_InvokeRequest *q, alora_InvokeReply *rep, int intr,
+                        router_base **routed);
 /* BASE_UNLEASE now, or off the caller's path on the control pool (synchronously when it stops). */
 void router_unlease_now(router_base *b, uint64_t lease_id);
 void router_unlease_later(router *r, router_base *b, uint64_t lease_id);

@@ -223,8 +223,10 @@ static uint64_t router_rdv(uint64_t key, int b) { return XXH3_64bits_withSeed(&k
 
 router_base *router_base_route(router *r, const int32_t *toks, int32_t n, const router_base *exclude)
 {
-    /* the prefix's block hashes (outside the lock: only the immutable block size is read) */
-    int cap = n > 0 ? n / r->aff.block : 0;
+    /* the prefix's block hashes (outside the lock: only the immutable block size is read); with
+     * one base there is nothing to choose: no hashing, no table (a request's cost independent of
+     * its context) */
+    int cap = n > 0 && r->n_bases > 1 ? n / r->aff.block : 0;
     uint64_t hbuf[256], *h = cap <= 256 ? hbuf : malloc(sizeof(uint64_t) * (size_t)cap);
     if (!h) {
         ali_errf(AL_ENOMEM, "router: out of memory");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/stage.h"
 #include "common/model/adapter.h"
 #include "common/util.h"
 #include "services/router/front/metrics.h"
@@ -132,12 +133,82 @@ void router_unlease_later(router *r, router_base *b, uint64_t lease_id)
     router_unlease_now(b, lease_id);
 }
 
+al_err router_invoke_reply(router *r, const router_reply_in *in, alora_InvokeReply *rep, al_pbmem *m)
+{
+    const alora_WorkerInvokeReply *wr = in->wr;
+    const alora_LeaseReply *lr = in->lr;
+    const int32_t *ot;
+    const float *lp, *tl;
+    const int32_t *ti;
+    size_t nt = al_pb_i32(&wr->tokens, &ot);
+    size_t nlp = al_pb_f32(&wr->logprobs.logprob, &lp);
+    size_t nti = al_pb_i32(&wr->logprobs.top_ids, &ti);
+    size_t ntl = al_pb_f32(&wr->logprobs.top_logprobs, &tl);
+    AL_TRY(al_pb_set_i32(&rep->tokens, m, ot, nt));
+    AL_TRY(al_pb_set_f32(&rep->logprobs.logprob, m, lp, nlp));
+    AL_TRY(al_pb_set_i32(&rep->logprobs.top_ids, m, ti, nti));
+    AL_TRY(al_pb_set_f32(&rep->logprobs.top_logprobs, m, tl, ntl));
+    rep->logprobs.top_n = wr->logprobs.top_n;
+    if (r->tok && nt) {
+        char *txt = NULL;
+        size_t tl_len = 0;
+        al_err e = AL_OK;
+        if (al_tokenizer_decode(r->tok, ot, (int32_t)nt, 1, &txt, &tl_len) == AL_OK)
+            e = al_pb_set_bytes(&rep->text, m, txt, tl_len);
+        free(txt);
+        AL_TRY(e);
+    }
+    rep->has_activation_start = in->s >= 0;
+    rep->activation_start = in->s;
+    rep->finish_reason = wr->finish_reason;
+    rep->prefix_cached_tokens = lr ? lr->n_cached : 0;
+    rep->lease_kept = in->kept;
+    rep->computed_tokens = wr->computed_tokens;
+    ROUTER_STRCPY(rep->worker_id, in->worker_id);
+    double now = al_now();
+    rep->timings = (alora_Timings){
+        .queue_ms = (in->t_start - in->t_accept) * 1e3,
+        .prefill_ms = (lr ? lr->timings.prefill_ms : 0) + wr->timings.prefill_ms,
+        .decode_ms = wr->timings.decode_ms,
+        .ttft_ms = (in->t_worker - in->t_accept) * 1e3 + wr->timings.ttft_ms,
+        .total_ms = (now - in->t_accept) * 1e3,
+        .prefill_tokens = (lr ? lr->timings.prefill_tokens : 0) + wr->timings.prefill_tokens,
+        .decode_tokens = wr->timings.decode_tokens,
+        .batch_size = wr->timings.batch_size,
+    };
+    const al_alora_metrics *am = al_metrics_alora();
+    if (am) {
+        const char *lab[1] = {in->intrinsic};
+        al_metric_observe(am->intrinsic_latency, lab, now - in->t_accept);
+        al_metric_observe(am->ttft, NULL, rep->timings.ttft_ms / 1e3);
+        al_metric_add(am->prefix_hit_tokens, NULL, rep->prefix_cached_tokens);
+    }
+    return AL_OK;
+}
+
+static al_err router_invoke_run1(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m);
+
 al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m)
+{
+    if (a->base && a->routed) { /* a session's base wins: the routing is undone */
+        router_base_done(r, a->routed);
+        router_invoke_args b = *a;
+        b.routed = NULL;
+        return router_invoke_run1(r, &b, rep, m);
+    }
+    return router_invoke_run1(r, a, rep, m);
+}
+
+static al_err router_invoke_run1(router *r, const router_invoke_args *a, alora_InvokeReply *rep, al_pbmem *m)
 {
     double t_start = al_now();
     int32_t inv[ROUTER_MAX_INV];
     int n_inv = 0;
-    AL_TRY(router_intr_invocation(r, a->intrinsic, inv, &n_inv));
+    al_err ie = router_intr_invocation(r, a->intrinsic, inv, &n_inv);
+    if (ie != AL_OK) {
+        router_base_done(r, a->routed);
+        return ie;
+    }
 
     /* The full token sequence the adapter sees, and the activation start s. */
     int32_t *full = NULL;
@@ -146,8 +217,10 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     if (a->seq_id) { /* session: history + invocation */
         N = a->n + n_inv;
         full = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
-        if (!full)
+        if (!full) {
+            router_base_done(r, a->routed);
             return ali_errf(AL_ENOMEM, "router: out of memory");
+        }
         memcpy(full, a->toks, sizeof(int32_t) * (size_t)a->n);
         memcpy(full + a->n, inv, sizeof(int32_t) * (size_t)n_inv);
         seq = full;
@@ -158,6 +231,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     }
     if (N <= 0) {
         free(full);
+        router_base_done(r, a->routed);
         return ali_errf(AL_EINVAL, "tokens: empty");
     }
 
@@ -176,8 +250,10 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
     double t_lease = al_now(), t_worker;
     /* The base: the session's, or the conversation's by prefix affinity (its tokens before the
      * activation start, so every intrinsic called on a conversation meets the same cached KV). */
-    router_base *b = a->base, *routed = NULL;
+    router_base *b = a->base, *routed = a->routed;
     int32_t pkey = s >= 0 && s < N ? s : N;
+    if (!b)
+        b = routed;
     if (!b && !(b = routed = router_base_route(r, seq, pkey, NULL))) {
         e = AL_EUNAVAILABLE;
         goto out;
@@ -259,6 +335,7 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
                                         .table_offset = lr.table_offset, .generation = lr.generation};
         }
         t_worker = al_now();
+        al_stage("R3b router lease ready");
         wbase[0] = 0;
         e = router_call_worker(r, b, a->intrinsic, &wq, &wr, &wm, worker_id, sizeof worker_id, wbase, sizeof wbase);
         if (e == AL_OK && lc_hit && strcmp(wbase, router_lcache_inst(lce)) != 0)
@@ -296,58 +373,15 @@ al_err router_invoke_run(router *r, const router_invoke_args *a, alora_InvokeRep
 
     /* The reply. */
     double t_reply = al_now();
-    const int32_t *ot;
-    const float *lp, *tl;
-    const int32_t *ti;
-    size_t nt = al_pb_i32(&wr.tokens, &ot);
-    size_t nlp = al_pb_f32(&wr.logprobs.logprob, &lp);
-    size_t nti = al_pb_i32(&wr.logprobs.top_ids, &ti);
-    size_t ntl = al_pb_f32(&wr.logprobs.top_logprobs, &tl);
-    if ((e = al_pb_set_i32(&rep->tokens, m, ot, nt)) != AL_OK || (e = al_pb_set_f32(&rep->logprobs.logprob, m, lp, nlp)) != AL_OK ||
-        (e = al_pb_set_i32(&rep->logprobs.top_ids, m, ti, nti)) != AL_OK ||
-        (e = al_pb_set_f32(&rep->logprobs.top_logprobs, m, tl, ntl)) != AL_OK)
+    router_reply_in ri = {.intrinsic = a->intrinsic, .s = s, .lr = have_lease ? &lr : NULL, .kept = kept,
+                          .wr = &wr, .worker_id = worker_id, .t_accept = a->t_accept, .t_start = t_start,
+                          .t_worker = t_worker};
+    if ((e = router_invoke_reply(r, &ri, rep, m)) != AL_OK)
         goto out;
-    rep->logprobs.top_n = wr.logprobs.top_n;
-    if (r->tok && nt) {
-        char *txt = NULL;
-        size_t tl_len = 0;
-        if (al_tokenizer_decode(r->tok, ot, (int32_t)nt, 1, &txt, &tl_len) == AL_OK)
-            e = al_pb_set_bytes(&rep->text, m, txt, tl_len);
-        free(txt);
-        if (e != AL_OK)
-            goto out;
-    }
-    rep->has_activation_start = s >= 0;
-    rep->activation_start = s;
-    rep->finish_reason = wr.finish_reason;
-    rep->prefix_cached_tokens = have_lease ? lr.n_cached : 0;
-    rep->lease_kept = kept;
-    rep->computed_tokens = wr.computed_tokens;
-    ROUTER_STRCPY(rep->worker_id, worker_id);
-    double now = al_now();
-    rep->timings = (alora_Timings){
-        .queue_ms = (t_start - a->t_accept) * 1e3,
-        .prefill_ms = lr.timings.prefill_ms + wr.timings.prefill_ms,
-        .decode_ms = wr.timings.decode_ms,
-        .ttft_ms = (t_worker - a->t_accept) * 1e3 + wr.timings.ttft_ms,
-        .total_ms = (now - a->t_accept) * 1e3,
-        .prefill_tokens = lr.timings.prefill_tokens + wr.timings.prefill_tokens,
-        .decode_tokens = wr.timings.decode_tokens,
-        .batch_size = wr.timings.batch_size,
-    };
-    {
-        const al_alora_metrics *am = al_metrics_alora();
-        if (am) {
-            const char *lab[1] = {a->intrinsic};
-            al_metric_observe(am->intrinsic_latency, lab, now - a->t_accept);
-            al_metric_observe(am->ttft, NULL, rep->timings.ttft_ms / 1e3);
-            al_metric_add(am->prefix_hit_tokens, NULL, rep->prefix_cached_tokens);
-        }
-    }
     AL_DEBUG("router: invoke %s n=%d s=%d mode=%d: before lease %.3f ms, lease %.3f ms, worker %.3f ms (its queue "
              "%.3f, prefill %.3f, decode %.3f, total %.3f), reply %.3f ms on %s", a->intrinsic, N, s, a->mode,
              (t_lease - t_start) * 1e3, (t_worker - t_lease) * 1e3, (t_reply - t_worker) * 1e3, wr.timings.queue_ms,
-             wr.timings.prefill_ms, wr.timings.decode_ms, wr.timings.total_ms, (now - t_reply) * 1e3, worker_id);
+             wr.timings.prefill_ms, wr.timings.decode_ms, wr.timings.total_ms, (al_now() - t_reply) * 1e3, worker_id);
 out:;
     char msg[600];
     snprintf(msg, sizeof msg, "%s", al_errmsg());
@@ -412,8 +446,9 @@ void router_release(router *r, int idx)
     pthread_mutex_unlock(&r->mu);
 }
 
-static void router_task_invoke(router_task *t)
+void router_task_invoke(router_task *t)
 {
+    al_stage("R3 router pool picked");
     router *r = t->r;
     const alora_InvokeRequest *q = t->req;
     al_pbmem *m = al_rpc_job_mem(t->job);
@@ -435,7 +470,8 @@ static void router_task_invoke(router_task *t)
         n = (size_t)ne;
     }
     router_invoke_args a = {.intrinsic = q->intrinsic, .toks = toks, .n = (int32_t)n, .mode = q->mode,
-                            .sampling = q->sampling, .t_accept = t->t_accept};
+                            .sampling = q->sampling, .t_accept = t->t_accept, .routed = t->routed};
+    t->routed = NULL; /* router_invoke_run owns it now */
     router_sampling_defaults(r->intr[t->intr].cfg, &a.sampling, q->max_tokens, q->top_logprobs);
     if (r->max_pos > 0 && (int64_t)n + a.sampling.max_tokens > r->max_pos) {
         e = ali_errf(AL_ERANGE, "tokens: %zu tokens + max_tokens %u > the model's max_position_embeddings %d", n,
@@ -444,9 +480,12 @@ static void router_task_invoke(router_task *t)
     }
     e = router_invoke_run(r, &a, t->rep, m);
 done:
+    router_base_done(r, t->routed); /* not handed to router_invoke_run */
     free(enc);
     router_release(r, t->intr);
+    al_stage("R7b router complete");
     al_rpc_complete(t->job, e);
+    al_stage("R9 router complete returned");
 }
 
 static al_err router_on_invoke(al_rpc_job *job, const void *req, void *rep, void *user)
@@ -478,7 +517,11 @@ static al_err router_on_invoke(al_rpc_job *job, const void *req, void *rep, void
         return ali_errf(AL_ERANGE, "top_logprobs: %u > max 20", q->top_logprobs);
     AL_TRY(router_check_sampling(&q->sampling, "sampling"));
     AL_TRY(router_admit(r, idx, job));
-    router_pool_submit(&r->pool, r, job, req, rep, router_task_invoke, idx);
+    al_stage("R2 router submit");
+    router_base *routed;
+    if (router_invoke_fast(r, job, q, rep, idx, &routed))
+        return AL_OK;
+    router_pool_submit_ex(&r->pool, r, job, req, rep, router_task_invoke, idx, routed, 0);
     return AL_OK;
 }
 

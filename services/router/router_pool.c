@@ -50,18 +50,30 @@ al_err router_pool_start(router_pool *p, int n_threads)
 void router_pool_submit(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
                         router_task_fn fn, int intr)
 {
+    router_pool_submit_ex(p, r, job, req, rep, fn, intr, NULL, 0);
+}
+
+void router_pool_submit_ex(router_pool *p, router *r, al_rpc_job *job, const void *req, void *rep,
+                           router_task_fn fn, int intr, router_base *routed, double t_accept)
+{
     al_rpc_defer(job);
     router_task *t = calloc(1, sizeof *t);
     if (!t) {
+        router_base_done(r, routed);
+        if (intr >= 0)
+            router_release(r, intr);
         al_rpc_complete(job, ali_errf(AL_ENOMEM, "router: out of memory"));
         return;
     }
     *t = (router_task){.r = r, .job = job, .req = req, .rep = rep, .fn = fn, .intr = intr,
-                       .t_accept = al_now()};
+                       .t_accept = t_accept > 0 ? t_accept : al_now(), .routed = routed};
     pthread_mutex_lock(&p->mu);
     if (p->stop) {
         pthread_mutex_unlock(&p->mu);
         free(t);
+        router_base_done(r, routed);
+        if (intr >= 0)
+            router_release(r, intr);
         al_rpc_complete(job, ali_errf(AL_ECLOSED, "router: shutting down"));
         return;
     }

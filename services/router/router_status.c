@@ -90,6 +90,8 @@ static void router_task_status(router_task *t)
     rep->sessions = (uint32_t)r->n_sessions;
     pthread_mutex_unlock(&r->mu);
     rep->uptime_ms = (uint64_t)router_ms_since(r->t0);
+    router_lcache_stats(r, &rep->kept_leases, &rep->kept_lease_hits, &rep->kept_lease_misses);
+    rep->fast_calls = __atomic_load_n(&r->fast_calls, __ATOMIC_RELAXED);
 
     for (int i = 0; i < nw; i++) {
         router_wsnap *s = &ws[i];

@@ -3,9 +3,12 @@
  * lease at the base) with bit-identical output; another prefix gets its own; the base holds the
  * kept leases until the hold ends, then none; after the base is killed and restarted a lease kept
  * from the dead instance is never used (the call leases afresh and answers the same); and with
- * router.lease_hold_ms = 0 nothing is kept. Every child is spawned before the first NNG call. */
+ * router.lease_hold_ms = 0 nothing is kept. The fast path of a call on a kept lease
+ * (router_invoke_fast.c): concurrent calls all answered the same, a worker error answered (the call
+ * re-run with a fresh lease), a killed worker's call not lost. Every child is spawned before the first NNG call. */
 #include "al_test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -227,6 +230,138 @@ static void test_kept_lease(void **state)
     al_rpc_client_close(r0);
 }
 
+/* ---- the fast path (router_invoke_fast.c): a call on a kept lease is answered on NNG's threads ---- */
+
+typedef struct async_call {
+    alora_InvokeRequest q;
+    alora_InvokeReply r;
+    al_pbmem qm, m;
+    al_err e;
+    char msg[300];
+} async_call;
+
+static pthread_mutex_t amu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t acv = PTHREAD_COND_INITIALIZER;
+static int a_done;
+
+static void async_done(al_err e, const char *msg, void *rep, void *arg)
+{
+    async_call *c = arg;
+    c->e = e;
+    snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+    pthread_mutex_lock(&amu);
+    a_done++;
+    pthread_cond_broadcast(&acv);
+    pthread_mutex_unlock(&amu);
+}
+
+/* The worker's pid from the router's status, and its fast-path call count. */
+static uint32_t worker_pid(al_rpc_client *r0, uint64_t *fast)
+{
+    alora_StatusReply st;
+    al_pbmem m = AL_PBMEM_INIT;
+    uint32_t pid = 0;
+    assert_int_equal(al_rpc_call(r0, alora_Method_ROUTER_STATUS, &(alora_Empty){0}, &st, &m, 5000), AL_OK);
+    for (pb_size_t j = 0; j < st.processes_count; j++)
+        if (st.processes[j].role == alora_Role_ROLE_WORKER)
+            pid = st.processes[j].pid;
+    if (fast)
+        *fast = st.fast_calls;
+    al_pbmem_free(&m);
+    return pid;
+}
+
+static void test_fast_path(void **state)
+{
+    al_rpc_client *r0 = open_cli(router_url[0]);
+    int32_t a[64];
+    conv(a, 45, 4);
+    reply first, again;
+    uint64_t fast0, fast1;
+    invoke(r0, a, 45, &first);
+    worker_pid(r0, &fast0);
+    /* concurrent calls on one kept lease: every one answered on the fast path, the same answer (the
+     * worker batches them; a call's result does not depend on its batch) */
+    enum { NC = 6 };
+    async_call calls[NC];
+    int32_t buf[64];
+    memcpy(buf, a, sizeof(int32_t) * 45);
+    buf[45] = 50;
+    buf[46] = 51;
+    a_done = 0;
+    for (int i = 0; i < NC; i++) {
+        async_call *c = &calls[i];
+        *c = (async_call){.q = alora_InvokeRequest_init_zero, .qm = AL_PBMEM_INIT, .m = AL_PBMEM_INIT};
+        snprintf(c->q.intrinsic, sizeof c->q.intrinsic, "certainty");
+        c->q.mode = alora_InvokeMode_MODE_ALORA;
+        c->q.max_tokens = 3;
+        c->q.top_logprobs = 1;
+        c->q.sampling.ignore_eos = true;
+        assert_int_equal(al_pb_ref_i32(&c->q.tokens, &c->qm, buf, 47), AL_OK);
+        al_rpc_callopts co = {.timeout_ms = 30000};
+        assert_int_equal(al_rpc_call_async(r0, alora_Method_ROUTER_INVOKE, &c->q, &c->r, &c->m, &co, async_done, c),
+                         AL_OK);
+    }
+    pthread_mutex_lock(&amu);
+    while (a_done < NC)
+        pthread_cond_wait(&acv, &amu);
+    pthread_mutex_unlock(&amu);
+    for (int i = 0; i < NC; i++) {
+        async_call *c = &calls[i];
+        if (c->e != AL_OK)
+            fail_msg("concurrent call %d: %s: %s", i, al_strerror(c->e), c->msg);
+        const int32_t *ot;
+        const float *lp;
+        reply got = {.n = (int)al_pb_i32(&c->r.tokens, &ot), .kept = c->r.lease_kept};
+        assert_true(got.n > 0 && got.n <= 8);
+        memcpy(got.tokens, ot, sizeof(int32_t) * (size_t)got.n);
+        assert_int_equal(al_pb_f32(&c->r.logprobs.logprob, &lp), (size_t)got.n);
+        memcpy(got.lp, lp, sizeof(float) * (size_t)got.n);
+        assert_true(got.kept);
+        assert_int_equal(c->r.prefix_cached_tokens, 45);
+        expect_same(&first, &got, "concurrent call on a kept lease");
+        al_pbmem_free(&c->qm);
+        al_pbmem_free(&c->m);
+    }
+    worker_pid(r0, &fast1);
+    assert_int_equal(fast1 - fast0, NC); /* every one on the fast path */
+    /* the worker refuses a kept-lease call (a logit bias outside the vocabulary, which only the worker
+     * checks): the router runs it again with a fresh lease and answers the worker's error */
+    {
+        alora_InvokeRequest q = alora_InvokeRequest_init_zero;
+        alora_InvokeReply r;
+        al_pbmem m = AL_PBMEM_INIT;
+        snprintf(q.intrinsic, sizeof q.intrinsic, "certainty");
+        q.mode = alora_InvokeMode_MODE_ALORA;
+        q.max_tokens = 3;
+        int32_t bias_id = 100000;
+        float bias = 1.0f;
+        assert_int_equal(al_pb_ref_i32(&q.tokens, &m, buf, 47), AL_OK);
+        assert_int_equal(al_pb_ref_i32(&q.sampling.logit_bias_ids, &m, &bias_id, 1), AL_OK);
+        assert_int_equal(al_pb_ref_f32(&q.sampling.logit_bias_values, &m, &bias, 1), AL_OK);
+        al_err e = al_rpc_call(r0, alora_Method_ROUTER_INVOKE, &q, &r, &m, 30000);
+        assert_int_equal(e, AL_EINVAL);
+        assert_non_null(strstr(al_errmsg(), "logit_bias"));
+        al_pbmem_free(&m);
+    }
+    worker_pid(r0, &fast0);
+    assert_int_equal(fast0, fast1); /* a failed fast-path call is not counted: the pool answered it */
+    invoke(r0, a, 45, &again); /* the failed kept lease was dropped: leased afresh, kept again */
+    assert_false(again.kept);
+    expect_same(&first, &again, "after a worker error on the fast path");
+    invoke(r0, a, 45, &again);
+    assert_true(again.kept);
+    expect_same(&first, &again, "kept again");
+    /* the worker dies with a kept lease in the cache: the next call is not lost (the fast path gives
+     * it to the pool, which waits for the restarted worker) and answers the same */
+    uint32_t wpid = worker_pid(r0, NULL);
+    assert_true(wpid > 0);
+    assert_int_equal(kill((pid_t)wpid, SIGKILL), 0);
+    invoke(r0, a, 45, &again);
+    expect_same(&first, &again, "after the worker was killed");
+    al_rpc_client_close(r0);
+}
+
 static void test_base_restart(void **state)
 {
     al_rpc_client *r0 = open_cli(router_url[0]), *b0 = open_cli(base_url[0]);
@@ -297,6 +432,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kept_lease),
+        cmocka_unit_test(test_fast_path),
         cmocka_unit_test(test_base_restart),
     };
     return cmocka_run_group_tests_name("services_router_lease_cache", tests, setup, teardown);
