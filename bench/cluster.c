@@ -73,14 +73,29 @@ static double floor_ms(const floor_model *f, int ctx, int n_new)
     return (f->wbytes + f->abytes + kv) / (f->gbs * 1e9) * 1e3 + flops / (f->gflops * 1e9) * 1e3;
 }
 
+/* Conversation of ctx tokens (fixed per length: a fresh one per length, no prefix shared) + the
+ * invocation. */
+static int32_t *conversation(int ctx, const int32_t *inv, int n_inv, int lo, int hi)
+{
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)(ctx + n_inv));
+    if (!t) {
+        fprintf(stderr, "bench_cluster: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < ctx; i++)
+        t[i] = lo + (int32_t)(((uint64_t)i * 7919u + (uint64_t)ctx * 104729u + (uint64_t)i * i) % (uint64_t)(hi - lo));
+    memcpy(t + ctx, inv, sizeof(int32_t) * (size_t)n_inv);
+    return t;
+}
+
 static const char *met(double v, double bound) { return v <= bound ? "met" : "missed"; }
 
 int main(int argc, char **argv)
 {
     const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
-    const char *model = NULL, *tsv = NULL, *weights = "auto", *label = "";
+    const char *model = NULL, *tsv = NULL, *weights = "auto", *label = "", *ov_out = NULL;
     double bare_us = 0, abytes = 0;
-    int reps = 3, lora_reps = -1, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
+    int reps = 3, lora_reps = -1, ov_reps = 0, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--intrinsic")) intr = argv[i + 1];
@@ -88,11 +103,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--ctx")) ctx_s = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--lora-reps")) lora_reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ov-reps")) ov_reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--adapter-bytes")) abytes = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--bare-us")) bare_us = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--tsv")) tsv = argv[i + 1];
+        else if (!strcmp(argv[i], "--ov-out")) ov_out = argv[i + 1];
         else if (!strcmp(argv[i], "--weights")) weights = argv[i + 1];
         else if (!strcmp(argv[i], "--label")) label = argv[i + 1];
         else {
@@ -100,13 +117,17 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!url || reps < 1) {
+    if (!url || reps < 1 || ov_reps < 0 || ov_reps > 100000) {
         fprintf(stderr, "usage: bench_cluster --router URL [--intrinsic NAME] [--inv 500,501,502]\n"
                         "                     [--ctx 256,1024,2040] [--reps 3] [--max-tokens 1]\n"
                         "                     [--model DIR --adapter-bytes B] (the floor: its config, the\n"
                         "                     bandwidth and sgemm rate measured here, 1 thread)\n"
                         "                     [--bare-us US] (a bare NNG round trip measured in the same run)\n"
                         "                     [--tsv FILE] (context, median client wall ms of the cached aLoRA call)\n"
+                        "                     [--ov-out FILE] (appends each cached call's RPC overhead, us)\n"
+                        "                     [--lora-reps N] (plain-LoRA calls per context, default --reps)\n"
+                        "                     [--ov-reps N] (N more cached calls at the first context for the\n"
+                        "                     RPC overhead; default 0)\n"
                         "                     [--weights auto|f32|bf16|int8] (base.weights: the floor's weight bytes)\n"
                         "                     [--label S] (appended to the RATIO names)\n");
         return 2;
@@ -135,7 +156,15 @@ int main(int argc, char **argv)
         (void)keep;
     }
     FILE *tf = tsv ? fopen(tsv, "w") : NULL;
-    double ov_all[256], floor_ratio[64];
+    double floor_ratio[64];
+    int n_ctx = 1;
+    for (const char *p = ctx_s; *p; p++)
+        n_ctx += *p == ',';
+    double *ov_all = malloc(sizeof(double) * ((size_t)n_ctx * (size_t)reps + (size_t)ov_reps + 1));
+    if (!ov_all) {
+        fprintf(stderr, "bench_cluster: out of memory\n");
+        return 1;
+    }
     int n_ov = 0, n_fr = 0, fr_ctx[64], n_kept = 0;
     int32_t inv[64];
     int n_inv = 0;
@@ -160,11 +189,7 @@ int main(int argc, char **argv)
         int ctx = (int)strtol(p, &p, 10);
         if (*p == ',') p++;
         int n = ctx + n_inv;
-        int32_t *t = malloc(sizeof(int32_t) * (size_t)n);
-        for (int i = 0; i < ctx; i++) /* a fresh conversation per length: no prefix shared */
-            t[i] = vocab_lo + (int32_t)(((uint64_t)i * 7919u + (uint64_t)ctx * 104729u + (uint64_t)i * i) %
-                                        (uint64_t)(vocab_hi - vocab_lo));
-        memcpy(t + ctx, inv, sizeof(int32_t) * (size_t)n_inv);
+        int32_t *t = conversation(ctx, inv, n_inv, vocab_lo, vocab_hi);
         shot cold, s;
         int nl = lora_reps >= 0 ? lora_reps : reps; /* plain-LoRA calls (0: skipped) */
         double *wa = calloc((size_t)reps, sizeof(double)), *wl = calloc((size_t)AL_MAX(nl, 1), sizeof(double));
@@ -182,10 +207,8 @@ int main(int argc, char **argv)
             wa[k] = s.ttft;
             ww[k] = s.wall;
             ov[k] = s.wall - s.compute;
-            if (n_ov < (int)(sizeof ov_all / sizeof *ov_all)) {
-                ov_all[n_ov++] = ov[k];
-                n_kept += s.kept;
-            }
+            ov_all[n_ov++] = ov[k];
+            n_kept += s.kept;
             ca = s.computed;
         }
         for (int k = 0; k < nl; k++) {
@@ -222,12 +245,34 @@ int main(int argc, char **argv)
     }
     if (tf)
         fclose(tf);
+    if (rc == 0 && ov_reps > 0) { /* more cached calls for the overhead: at the first context */
+        int ctx = atoi(ctx_s), n = ctx + n_inv;
+        int32_t *t = conversation(ctx, inv, n_inv, vocab_lo, vocab_hi);
+        shot s;
+        for (int k = 0; k < ov_reps && rc == 0; k++) {
+            if (call(c, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &s) != 0) {
+                rc = 1;
+                break;
+            }
+            ov_all[n_ov++] = s.wall - s.compute;
+            n_kept += s.kept;
+        }
+        free(t);
+    }
+    FILE *of = ov_out ? fopen(ov_out, "a") : NULL;
+    for (int i = 0; of && i < n_ov; i++)
+        fprintf(of, "%.1f\n", ov_all[i] * 1e3);
+    if (of)
+        fclose(of);
     if (rc == 0) {
         printf("\n");
         for (int i = 0; i < n_fr; i++)
             printf("RATIO intrinsic TTFT (client wall, cached prefix) / floor, %d tokens%s: %.2f (target <= 2.00) %s\n",
                    fr_ctx[i], label, floor_ratio[i], met(floor_ratio[i], 2.0));
-        double ov = median(ov_all, n_ov);
+        double ov = median(ov_all, n_ov); /* sorts ov_all */
+        printf("RPC overhead per cached call (client wall - the compute the base and worker report), %d calls: "
+               "median %.3f ms, p25 %.3f, p75 %.3f, p90 %.3f\n", n_ov, ov, ov_all[n_ov / 4], ov_all[3 * n_ov / 4],
+               ov_all[9 * n_ov / 10]);
         printf("RATIO RPC overhead per intrinsic call%s, ms: %.2f (target <= 0.50) %s\n", label, ov, met(ov, 0.5));
         if (bare_us > 0 && n_ov > 0) {
             /* the round trips on a call's critical path: client->router and router->worker, plus
@@ -240,6 +285,7 @@ int main(int argc, char **argv)
                    met(r, 1.5));
         }
     }
+    free(ov_all);
     al_rpc_client_close(c);
     return rc;
 }

@@ -13,7 +13,10 @@
 # ../shared/peer exists (default), 0 = skip), ALORA_BENCH_DIR (work folder, default build/bench-cluster),
 # ALORA_BENCH_LEASE_HOLD_MS (router.lease_hold_ms, default 2000; 0 = a BASE_LEASE round trip per call),
 # ALORA_BENCH_WEIGHTS (base.weights: auto (default) | f32 | bf16 | int8; with int8 llama-server runs the
-# same weights quantized to Q8_0 by llama-quantize, and the RATIO names say "int8 vs Q8_0").
+# same weights quantized to Q8_0 by llama-quantize, and the RATIO names say "int8 vs Q8_0"),
+# ALORA_BENCH_RPC_REPS (more cached calls at the first context for the RPC overhead median, default 40;
+# the overhead is noisy on a loaded machine: the load average is printed beside it).
+# Where a call's time goes, stage by stage: bench/cluster_stages.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -28,6 +31,7 @@ CTX=${ALORA_BENCH_CTX:-253,1021,2037}
 KV=${ALORA_BENCH_KV:-768}
 W=${ALORA_BENCH_DIR:-build/bench-cluster}/$PRESET-$DTYPE
 REPS=${ALORA_BENCH_REPS:-5}
+RPC_REPS=${ALORA_BENCH_RPC_REPS:-40}
 PEER_ON=${ALORA_BENCH_PEER:-1}
 HOLD=${ALORA_BENCH_LEASE_HOLD_MS:-2000}
 SHARED=${ALORA_SHARED:-../shared}
@@ -64,12 +68,12 @@ echo "the FLOPs of the 3 new tokens (projections + attention over the context) a
 echo
 "$BUILD/bench_cluster" --router "ipc://$RUN/router.ipc" --intrinsic certainty --inv 500,501,502 \
   --ctx "$CTX" --reps "$REPS" --model "$W/model" --adapter-bytes "$abytes" --bare-us "$bare" --tsv "$W/alora-$WEIGHTS.tsv" \
-  --weights "$WEIGHTS" --label "$LABEL"
+  --weights "$WEIGHTS" --label "$LABEL" --ov-reps "$RPC_REPS"
 echo
 echo "Bare NNG req/rep round trip (ipc, 64 B, same run, bench_rpc): ${bare} µs mean. The critical path of a"
 echo "call makes 3 round trips (client->router, router->base lease, router->worker), 2 when the router"
 echo "reuses a lease it kept from an earlier call on the same prefix (router.lease_hold_ms); the unlease"
-echo "goes to the base after the answer."
+echo "goes to the base after the answer. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)."
 kill -TERM $UP 2>/dev/null || true
 wait $UP 2>/dev/null || true
 
