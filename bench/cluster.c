@@ -92,12 +92,13 @@ static const char *met(double v, double bound) { return v <= bound ? "met" : "mi
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
+    const char *url = NULL, *url2 = NULL, *intr = "certainty", *inv_s = "500,501,502", *ctx_s = "256,1024,2040";
     const char *model = NULL, *tsv = NULL, *weights = "auto", *label = "", *ov_out = NULL;
     double bare_us = 0, abytes = 0;
     int reps = 3, lora_reps = -1, ov_reps = 0, max_tokens = 1, vocab_lo = 10, vocab_hi = 490;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--router")) url = argv[i + 1];
+        else if (!strcmp(argv[i], "--router2")) url2 = argv[i + 1];
         else if (!strcmp(argv[i], "--intrinsic")) intr = argv[i + 1];
         else if (!strcmp(argv[i], "--inv")) inv_s = argv[i + 1];
         else if (!strcmp(argv[i], "--ctx")) ctx_s = argv[i + 1];
@@ -128,6 +129,8 @@ int main(int argc, char **argv)
                         "                     [--lora-reps N] (plain-LoRA calls per context, default --reps)\n"
                         "                     [--ov-reps N] (N more cached calls at the first context for the\n"
                         "                     RPC overhead; default 0)\n"
+                        "                     [--router2 URL] (a second cluster: the --ov-reps calls alternate\n"
+                        "                     between the two, the overhead of each printed: a paired A/B)\n"
                         "                     [--weights auto|f32|bf16|int8] (base.weights: the floor's weight bytes)\n"
                         "                     [--label S] (appended to the RATIO names)\n");
         return 2;
@@ -245,20 +248,48 @@ int main(int argc, char **argv)
     }
     if (tf)
         fclose(tf);
+    al_rpc_client *c2 = NULL;
+    if (rc == 0 && url2 && al_rpc_client_open(&c2, url2, &co) != AL_OK) {
+        fprintf(stderr, "bench_cluster: %s\n", al_errmsg());
+        rc = 1;
+    }
     if (rc == 0 && ov_reps > 0) { /* more cached calls for the overhead: at the first context */
-        int ctx = atoi(ctx_s), n = ctx + n_inv;
+        int ctx = atoi(ctx_s), n = ctx + n_inv, n_b = 0;
         int32_t *t = conversation(ctx, inv, n_inv, vocab_lo, vocab_hi);
+        double *ov_b = calloc((size_t)ov_reps, sizeof(double));
         shot s;
-        for (int k = 0; k < ov_reps && rc == 0; k++) {
+        if (c2 && call(c2, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &s) != 0) /* its cold call */
+            rc = 1;
+        for (int k = 0; k < ov_reps && rc == 0 && ov_b; k++) {
             if (call(c, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &s) != 0) {
                 rc = 1;
                 break;
             }
             ov_all[n_ov++] = s.wall - s.compute;
             n_kept += s.kept;
+            if (c2) { /* B right after A: the same conditions */
+                if (call(c2, intr, t, n, alora_InvokeMode_MODE_ALORA, max_tokens, &s) != 0) {
+                    rc = 1;
+                    break;
+                }
+                ov_b[n_b++] = s.wall - s.compute;
+            }
         }
+        if (c2 && n_b > 0) {
+            double *a = malloc(sizeof(double) * (size_t)ov_reps);
+            if (a) {
+                memcpy(a, ov_all + n_ov - n_b, sizeof(double) * (size_t)n_b);
+                double ma = median(a, n_b), mb = median(ov_b, n_b);
+                printf("paired A/B, %d calls each, alternating: RPC overhead median A (--router) %.3f ms "
+                       "[p25 %.3f, p75 %.3f], B (--router2) %.3f ms [p25 %.3f, p75 %.3f]\n", n_b, ma, a[n_b / 4],
+                       a[3 * n_b / 4], mb, ov_b[n_b / 4], ov_b[3 * n_b / 4]);
+                free(a);
+            }
+        }
+        free(ov_b);
         free(t);
     }
+    al_rpc_client_close(c2);
     FILE *of = ov_out ? fopen(ov_out, "a") : NULL;
     for (int i = 0; of && i < n_ov; i++)
         fprintf(of, "%.1f\n", ov_all[i] * 1e3);

@@ -1,5 +1,8 @@
 /* rpc_pb.c: the nanopb side of the RPC layer: callback arrays, method table, status codes, frames. */
 #include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,8 +456,8 @@ static al_err ali_nul_walk(const pb_msgdesc_t *d, void *msg, const uint8_t *buf,
         if (!pb_decode_tag(&is, &wt, &tag, &eof))
             return eof ? AL_OK : ali_errf(AL_EINVAL, "%s: bad tag", path);
         pb_field_iter_t it;
-        bool known = pb_field_iter_begin(&it, d, msg) && pb_field_iter_find(&it, tag);
-        if (!known || wt != PB_WT_STRING) {
+        bool known = wt == PB_WT_STRING && pb_field_iter_begin(&it, d, msg) && pb_field_iter_find(&it, tag);
+        if (!known) {
             if (!pb_skip_field(&is, wt))
                 return ali_errf(AL_EINVAL, "%s: field %u: %s", path, tag, PB_GET_ERROR(&is));
             continue;
@@ -478,8 +481,62 @@ static al_err ali_nul_walk(const pb_msgdesc_t *d, void *msg, const uint8_t *buf,
     return AL_OK;
 }
 
+/* Whether a message type has a string field, in it or in a static submessage (depth-bounded). */
+static max_align_t ali_layout_scratch[256]; /* the iterator points into it; never read or written */
+
+static bool ali_desc_strings(const pb_msgdesc_t *d, int depth)
+{
+    pb_field_iter_t it;
+    if (depth > 16 || !pb_field_iter_begin(&it, d, ali_layout_scratch))
+        return depth > 16;
+    do {
+        if (PB_LTYPE(it.type) == PB_LTYPE_STRING)
+            return true;
+        if (PB_LTYPE_IS_SUBMSG(it.type) && PB_ATYPE(it.type) == PB_ATYPE_STATIC && it.submsg_desc &&
+            ali_desc_strings(it.submsg_desc, depth + 1))
+            return true;
+    } while (pb_field_iter_next(&it));
+    return false;
+}
+
+/* ali_desc_strings per message type, worked out once: a request of a type without strings (most
+ * of the hot path's, e.g. WorkerInvokeRequest) is not walked again. */
+enum { ALI_DESC_CACHE = 128 };
+static struct {
+    const pb_msgdesc_t *_Atomic d;
+    bool strings;
+} ali_desc_cache[ALI_DESC_CACHE];
+static pthread_mutex_t ali_desc_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool ali_has_strings(const pb_msgdesc_t *d)
+{
+    for (int i = 0; i < ALI_DESC_CACHE; i++) {
+        const pb_msgdesc_t *c = atomic_load_explicit(&ali_desc_cache[i].d, memory_order_acquire);
+        if (c == d)
+            return ali_desc_cache[i].strings;
+        if (!c)
+            break;
+    }
+    bool s = ali_desc_strings(d, 0);
+    pthread_mutex_lock(&ali_desc_mu);
+    for (int i = 0; i < ALI_DESC_CACHE; i++) {
+        const pb_msgdesc_t *c = atomic_load_explicit(&ali_desc_cache[i].d, memory_order_relaxed);
+        if (c == d)
+            break;
+        if (!c) {
+            ali_desc_cache[i].strings = s;
+            atomic_store_explicit(&ali_desc_cache[i].d, d, memory_order_release);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ali_desc_mu);
+    return s;
+}
+
 al_err ali_pb_check_strings(const pb_msgdesc_t *d, void *msg, const uint8_t *buf, size_t len)
 {
+    if (!ali_has_strings(d))
+        return AL_OK;
     return ali_nul_walk(d, msg, buf, len, "message", 0);
 }
 
