@@ -291,7 +291,12 @@ static al_err ali_encode_request(al_rpc_client *c, uint16_t method, const void *
     if (!m)
         return ali_errf(AL_EINVAL, "rpc: unknown method %u", method);
     size_t plen;
-    al_err e = ali_pb_size(m->req, req, &plen);
+    const uint8_t *small = NULL; /* one encoding pass when it fits the scratch buffer */
+    al_err e = ali_pb_encode_small(m->req, req, &small, &plen);
+    if (e != AL_OK) {
+        small = NULL;
+        e = ali_pb_size(m->req, req, &plen);
+    }
     if (e != AL_OK || plen > UINT32_MAX)
         return ali_errf(AL_EINVAL, "rpc %s: request does not encode", m->name);
     nng_msg *msg;
@@ -301,7 +306,10 @@ static al_err ali_encode_request(al_rpc_client *c, uint16_t method, const void *
                     .trace_id = trace, .payload_len = (uint32_t)plen};
     uint8_t *b = nng_msg_body(msg);
     al_rpc_hdr_write(b, &h);
-    e = ali_pb_write(m->req, req, b + AL_RPC_HDR_SIZE, plen);
+    if (small)
+        memcpy(b + AL_RPC_HDR_SIZE, small, plen);
+    else
+        e = ali_pb_write(m->req, req, b + AL_RPC_HDR_SIZE, plen);
     if (e != AL_OK) {
         nng_msg_free(msg);
         return ali_errctx(e, "rpc %s", m->name);

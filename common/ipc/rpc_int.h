@@ -26,6 +26,9 @@ al_err ali_frame_desc(const al_rpc_hdr *h, const pb_msgdesc_t **d, size_t *struc
 /* Encoded size of msg, then the encoding itself into dst[len]. */
 al_err ali_pb_size(const pb_msgdesc_t *d, const void *msg, size_t *len);
 al_err ali_pb_write(const pb_msgdesc_t *d, const void *msg, uint8_t *dst, size_t len);
+/* One pass for a small message: encodes msg into this thread's scratch buffer (*buf, valid until the
+ * thread's next call); AL_ECAPACITY when it does not fit (then size + write as usual). */
+al_err ali_pb_encode_small(const pb_msgdesc_t *d, const void *msg, const uint8_t **buf, size_t *len);
 /* Zeroes msg (struct_size bytes), attaches decode arrays to its callback fields, decodes. */
 al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *msg,
                    size_t struct_size, al_pbmem *m, size_t max_elems);

@@ -403,6 +403,17 @@ al_err ali_pb_write(const pb_msgdesc_t *d, const void *msg, uint8_t *dst, size_t
     return AL_OK;
 }
 
+al_err ali_pb_encode_small(const pb_msgdesc_t *d, const void *msg, const uint8_t **buf, size_t *len)
+{
+    static _Thread_local uint8_t scratch[8192];
+    pb_ostream_t os = pb_ostream_from_buffer(scratch, sizeof scratch);
+    if (!pb_encode(&os, d, msg))
+        return AL_ECAPACITY; /* too big, or it does not encode: the sizing pass says which */
+    *buf = scratch;
+    *len = os.bytes_written;
+    return AL_OK;
+}
+
 /* After a decode: every callback field's node also encodes (the same arg), so a decoded message,
  * or a submessage of it (e.g. a request's Sampling the router forwards), can be sent on as is. */
 static void ali_arm_encode(const pb_msgdesc_t *d, void *msg)

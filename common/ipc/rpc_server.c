@@ -99,7 +99,13 @@ static nng_msg *ali_srv_build(const al_rpc_hdr *req, const pb_msgdesc_t *d, cons
         msg = &st;
     }
     size_t plen;
-    if (ali_pb_size(d, msg, &plen) != AL_OK || plen > UINT32_MAX)
+    const uint8_t *small = NULL; /* one encoding pass when it fits the scratch buffer */
+    if (ali_pb_encode_small(d, msg, &small, &plen) != AL_OK) {
+        small = NULL;
+        if (ali_pb_size(d, msg, &plen) != AL_OK)
+            return NULL;
+    }
+    if (plen > UINT32_MAX)
         return NULL;
     nng_msg *r;
     if (nng_msg_alloc(&r, AL_RPC_HDR_SIZE + plen) != 0)
@@ -107,7 +113,9 @@ static nng_msg *ali_srv_build(const al_rpc_hdr *req, const pb_msgdesc_t *d, cons
     uint8_t *b = nng_msg_body(r);
     h.payload_len = (uint32_t)plen;
     al_rpc_hdr_write(b, &h);
-    if (ali_pb_write(d, msg, b + AL_RPC_HDR_SIZE, plen) != AL_OK) {
+    if (small)
+        memcpy(b + AL_RPC_HDR_SIZE, small, plen);
+    else if (ali_pb_write(d, msg, b + AL_RPC_HDR_SIZE, plen) != AL_OK) {
         nng_msg_free(r);
         return NULL;
     }
