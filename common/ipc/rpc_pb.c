@@ -20,7 +20,7 @@
 
 /* ---- callback arrays ----------------------------------------------------------------------- */
 
-enum { ALI_PB_I32 = 1, ALI_PB_F32 = 2, ALI_PB_BYTES = 3 };
+enum { ALI_PB_I32 = 1, ALI_PB_F32 = 2, ALI_PB_BYTES = 3, ALI_PB_LAZY = 4 /* a decode's stand-in */ };
 
 struct ali_pbnode {
     ali_pbnode *next;
@@ -80,6 +80,21 @@ static bool ali_node_reserve(ali_pbnode *nd, size_t want)
 
 static _Thread_local char ali_pb_errbuf[160];
 
+/* A field present on the wire gets its node on its first decode callback: the field's arg points at
+ * the decode's ALI_PB_LAZY stand-in (data = the al_pbmem, max = max_elems) until then. */
+static ali_pbnode *ali_dec_node(void **arg, int kind, uint32_t tag)
+{
+    ali_pbnode *nd = *arg;
+    if (nd->kind != ALI_PB_LAZY)
+        return nd;
+    ali_pbnode *n = ali_node_new(nd->data, kind, nd->max);
+    if (n) {
+        n->tag = tag;
+        *arg = n;
+    }
+    return n;
+}
+
 static bool ali_dec_overflow(pb_istream_t *s, ali_pbnode *nd, uint32_t tag)
 {
     snprintf(ali_pb_errbuf, sizeof ali_pb_errbuf, "field %u: more than %zu %s", (unsigned)tag,
@@ -91,7 +106,9 @@ static bool ali_dec_overflow(pb_istream_t *s, ali_pbnode *nd, uint32_t tag)
  * stream call per byte). A varint cut by a chunk boundary is carried into the next chunk. */
 static bool ali_dec_i32(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    ali_pbnode *nd = *arg;
+    ali_pbnode *nd = ali_dec_node(arg, ALI_PB_I32, f->tag);
+    if (!nd)
+        PB_RETURN_ERROR(s, "out of memory");
     /* A packed block of bytes_left bytes holds at most bytes_left varints. */
     size_t want = nd->n + s->bytes_left;
     if (nd->max && want > nd->max)
@@ -146,7 +163,9 @@ static bool ali_dec_i32(pb_istream_t *s, const pb_field_t *f, void **arg)
 
 static bool ali_dec_f32(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    ali_pbnode *nd = *arg;
+    ali_pbnode *nd = ali_dec_node(arg, ALI_PB_F32, f->tag);
+    if (!nd)
+        PB_RETURN_ERROR(s, "out of memory");
     size_t k = s->bytes_left / 4;
     if (s->bytes_left % 4)
         PB_RETURN_ERROR(s, "packed float array: length not a multiple of 4");
@@ -164,7 +183,9 @@ static bool ali_dec_f32(pb_istream_t *s, const pb_field_t *f, void **arg)
 
 static bool ali_dec_bytes(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
-    ali_pbnode *nd = *arg;
+    ali_pbnode *nd = ali_dec_node(arg, ALI_PB_BYTES, f->tag);
+    if (!nd)
+        PB_RETURN_ERROR(s, "out of memory");
     size_t k = s->bytes_left;
     if (nd->max && k > nd->max)
         return ali_dec_overflow(s, nd, f->tag);
@@ -439,10 +460,145 @@ static void ali_arm_encode(const pb_msgdesc_t *d, void *msg)
     } while (pb_field_iter_next(&it));
 }
 
+/* ---- decode plans: where a message type's callback fields are --------------------------------- */
+
+/* A struct for nanopb's field iterator to point into when only a type's layout is wanted: the
+ * pointers it computes are turned into offsets, never read or written through. */
+static max_align_t ali_layout_scratch[256];
+
+/* One callback field of a message type (static submessages flattened): its pb_callback_t's offset in
+ * the top struct and the kind of array it decodes into. */
+typedef struct ali_cbf {
+    uint32_t off;
+    int kind;
+} ali_cbf;
+
+typedef struct ali_plan {
+    int n;
+    ali_cbf f[]; /* [n] */
+} ali_plan;
+
+enum { ALI_PLAN_MAX_FIELDS = 1024, ALI_PLANS = 128 };
+
+static int ali_cb_kind(pb_type_t t)
+{
+    bool rep = PB_HTYPE(t) == PB_HTYPE_REPEATED;
+    if (rep && (PB_LTYPE(t) == PB_LTYPE_VARINT || PB_LTYPE(t) == PB_LTYPE_UVARINT || PB_LTYPE(t) == PB_LTYPE_SVARINT))
+        return ALI_PB_I32;
+    if (rep && PB_LTYPE(t) == PB_LTYPE_FIXED32)
+        return ALI_PB_F32;
+    if (!rep && (PB_LTYPE(t) == PB_LTYPE_BYTES || PB_LTYPE(t) == PB_LTYPE_STRING))
+        return ALI_PB_BYTES;
+    return 0; /* unsupported shape: left NULL (skipped), as ali_prepare_decode does */
+}
+
+/* Collects the callback fields of d laid out at base (the layout scratch: pointers only). false: too
+ * many (the iterator path is used). */
+static bool ali_plan_walk(const pb_msgdesc_t *d, char *base, char *top, ali_cbf *out, int *n, int depth)
+{
+    pb_field_iter_t it;
+    if (depth > 16)
+        return false;
+    if (!pb_field_iter_begin(&it, d, base))
+        return true;
+    do {
+        pb_type_t t = it.type;
+        if (PB_ATYPE(t) == PB_ATYPE_CALLBACK) {
+            int kind = ali_cb_kind(t);
+            if (!kind)
+                continue;
+            if (*n >= ALI_PLAN_MAX_FIELDS)
+                return false;
+            out[(*n)++] = (ali_cbf){.off = (uint32_t)((char *)it.pData - top), .kind = kind};
+        } else if (PB_ATYPE(t) == PB_ATYPE_STATIC && PB_LTYPE_IS_SUBMSG(t) && PB_HTYPE(t) != PB_HTYPE_ONEOF) {
+            size_t count = PB_HTYPE(t) == PB_HTYPE_REPEATED ? it.array_size : 1;
+            for (size_t i = 0; i < count; i++)
+                if (!ali_plan_walk(it.submsg_desc, (char *)it.pData + i * it.data_size, top, out, n, depth + 1))
+                    return false;
+        }
+    } while (pb_field_iter_next(&it));
+    return true;
+}
+
+static struct {
+    const pb_msgdesc_t *_Atomic d;
+    const ali_plan *plan; /* NULL: no plan (the iterator path) */
+} ali_plans[ALI_PLANS];
+static pthread_mutex_t ali_plan_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The plan of d, made once per type and kept for the process's life (NULL: use the iterator). */
+static const ali_plan *ali_plan_get(const pb_msgdesc_t *d)
+{
+    for (int i = 0; i < ALI_PLANS; i++) {
+        const pb_msgdesc_t *c = atomic_load_explicit(&ali_plans[i].d, memory_order_acquire);
+        if (c == d)
+            return ali_plans[i].plan;
+        if (!c)
+            break;
+    }
+    const ali_plan *plan = NULL;
+    pthread_mutex_lock(&ali_plan_mu);
+    for (int i = 0; i < ALI_PLANS; i++) {
+        const pb_msgdesc_t *c = atomic_load_explicit(&ali_plans[i].d, memory_order_relaxed);
+        if (c == d) {
+            plan = ali_plans[i].plan;
+            break;
+        }
+        if (c)
+            continue;
+        ali_cbf *f = malloc(sizeof *f * ALI_PLAN_MAX_FIELDS);
+        int n = 0;
+        if (f && ali_plan_walk(d, (char *)ali_layout_scratch, (char *)ali_layout_scratch, f, &n, 0)) {
+            ali_plan *p = malloc(sizeof *p + sizeof *f * (size_t)n);
+            if (p) {
+                p->n = n;
+                memcpy(p->f, f, sizeof *f * (size_t)n);
+                plan = p;
+            }
+        }
+        free(f);
+        if (plan) { /* a failed plan is not kept: the iterator path, and another try next time */
+            ali_plans[i].plan = plan;
+            atomic_store_explicit(&ali_plans[i].d, d, memory_order_release);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&ali_plan_mu);
+    return plan;
+}
+
 al_err ali_pb_read(const pb_msgdesc_t *d, const uint8_t *buf, size_t len, void *msg,
                    size_t struct_size, al_pbmem *m, size_t max_elems)
 {
     memset(msg, 0, struct_size);
+    const ali_plan *plan = ali_plan_get(d);
+    if (plan) {
+        /* every callback field points at one stand-in; a field on the wire gets its node when its
+         * data comes (ali_dec_node); then the decoded ones are armed to encode, the absent ones
+         * cleared (NULL: reads as empty, encodes nothing) */
+        ali_pbnode lazy = {.kind = ALI_PB_LAZY, .data = m, .max = max_elems ? max_elems : AL_RPC_DEFAULT_MAX_ELEMS};
+        for (int i = 0; i < plan->n; i++) {
+            pb_callback_t *cb = (pb_callback_t *)((char *)msg + plan->f[i].off);
+            int k = plan->f[i].kind;
+            cb->arg = &lazy;
+            cb->funcs.decode = k == ALI_PB_I32 ? ali_dec_i32 : k == ALI_PB_F32 ? ali_dec_f32 : ali_dec_bytes;
+        }
+        pb_istream_t is = pb_istream_from_buffer(buf, len);
+        bool ok = pb_decode_ex(&is, d, msg, PB_DECODE_NOINIT);
+        for (int i = 0; i < plan->n; i++) {
+            pb_callback_t *cb = (pb_callback_t *)((char *)msg + plan->f[i].off);
+            int k = plan->f[i].kind;
+            if (cb->arg == &lazy) {
+                cb->arg = NULL;
+                cb->funcs.encode = NULL;
+            } else {
+                cb->funcs.encode = k == ALI_PB_I32 ? ali_enc_i32 : k == ALI_PB_F32 ? ali_enc_f32 : ali_enc_bytes;
+            }
+        }
+        if (!ok)
+            return ali_errf(AL_EINVAL, "%s", PB_GET_ERROR(&is));
+        return AL_OK;
+    }
     if (!ali_prepare_decode(d, msg, m, max_elems ? max_elems : AL_RPC_DEFAULT_MAX_ELEMS))
         return ali_errf(AL_ENOMEM, "rpc: out of memory");
     pb_istream_t is = pb_istream_from_buffer(buf, len);
@@ -493,7 +649,6 @@ static al_err ali_nul_walk(const pb_msgdesc_t *d, void *msg, const uint8_t *buf,
 }
 
 /* Whether a message type has a string field, in it or in a static submessage (depth-bounded). */
-static max_align_t ali_layout_scratch[256]; /* the iterator points into it; never read or written */
 
 static bool ali_desc_strings(const pb_msgdesc_t *d, int depth)
 {
