@@ -12,15 +12,15 @@
 
 void worker_cmd_done(worker_ctx *w, worker_cmd *c, al_err e)
 {
-    if (c->eseq >= 0 && w->engine)
-        al_engine_release(w->engine, c->eseq);
     if (e != AL_OK) {
         __atomic_add_fetch(&w->errors, 1, __ATOMIC_RELAXED);
         AL_DEBUG("invoke failed: %s: %s", al_strerror(e), al_errmsg());
     }
     al_stage("W6 worker complete");
-    al_rpc_complete(c->job, e);
+    al_rpc_complete(c->job, e); /* the reply holds copies: the answer goes before the clean-up */
     al_stage("W9 worker complete returned");
+    if (c->eseq >= 0 && w->engine) /* on the engine thread, before it looks at its queue again */
+        al_engine_release(w->engine, c->eseq);
     free(c);
 }
 
