@@ -45,6 +45,7 @@ struct al_rpc_client {
     int n_async;
     bool closing;
     ali_cslot *free;
+    ali_cslot *afree; /* async slots of calls that succeeded, kept for the next async call */
     ali_cslot *inflight;
     _Atomic uint64_t next_id;
 };
@@ -209,14 +210,21 @@ void al_rpc_client_close(al_rpc_client *c)
     pthread_mutex_lock(&c->mu);
     while (c->n_async > 0)
         pthread_cond_wait(&c->cv, &c->mu);
-    ali_cslot *s = c->free;
-    c->free = NULL;
+    ali_cslot *s = c->free, *as = c->afree;
+    c->free = c->afree = NULL;
     pthread_mutex_unlock(&c->mu);
     while (s) {
         ali_cslot *next = s->next;
         nng_aio_free(s->aio);
         free(s);
         s = next;
+    }
+    while (as) { /* nng_aio_free waits for a callback still returning */
+        ali_cslot *next = as->next;
+        nng_aio_free(as->saio);
+        nng_aio_free(as->aio);
+        free(as);
+        as = next;
     }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
@@ -520,16 +528,26 @@ static void ali_async_finish(ali_cslot *s, al_err e)
     char msg[600];
     snprintf(msg, sizeof msg, "%s", e != AL_OK ? al_errmsg() : "");
     s->done(e, msg, s->rep, s->arg);
+    /* A slot whose call succeeded is kept for the next async call (its REQ context is ready for a
+     * new request; NNG lets an aio start again while its callback returns): no context to open, no
+     * aio to allocate, nothing for NNG's reaper thread to wake up for. */
     pthread_mutex_lock(&c->mu);
     ali_inflight_del(c, s);
+    bool keep = e == AL_OK && !c->closing;
+    if (keep) {
+        s->next = c->afree;
+        c->afree = s;
+    }
     pthread_mutex_unlock(&c->mu);
-    nng_ctx_close(s->ctx); /* a send still queued (no pipe yet) is aborted: saio completes inline */
-    nng_aio_wait(s->saio);
-    nng_msg_free(nng_aio_get_msg(s->saio)); /* left there when the send failed */
-    nng_aio_set_msg(s->saio, NULL);
-    nng_aio_reap(s->saio);
-    nng_aio_reap(s->aio); /* freed on NNG's reaper: we are inside its callback */
-    free(s);
+    if (!keep) {
+        nng_ctx_close(s->ctx); /* a send still queued (no pipe yet) is aborted: saio completes inline */
+        nng_aio_wait(s->saio);
+        nng_msg_free(nng_aio_get_msg(s->saio)); /* left there when the send failed */
+        nng_aio_set_msg(s->saio, NULL);
+        nng_aio_reap(s->saio);
+        nng_aio_reap(s->aio); /* freed on NNG's reaper: we are inside its callback */
+        free(s);
+    }
     pthread_mutex_lock(&c->mu);
     c->n_async--;
     pthread_cond_broadcast(&c->cv);
@@ -572,8 +590,12 @@ al_err al_rpc_call_async(al_rpc_client *c, uint16_t method, const void *req, voi
     if (o && o->no_wait && !al_rpc_client_connected(c))
         return ali_errf(AL_EUNAVAILABLE, "rpc %s: not connected (peer down?)", c->url);
     AL_TRY(ali_encode_request(c, method, req, o ? o->trace_id : 0, &msg, &id));
-    ali_cslot *s = ali_slot_new(c, ali_async_cb, true);
-    if (s && nng_aio_alloc(&s->saio, NULL, NULL) != 0) {
+    pthread_mutex_lock(&c->mu);
+    ali_cslot *s = c->afree;
+    if (s)
+        c->afree = s->next;
+    pthread_mutex_unlock(&c->mu);
+    if (!s && (s = ali_slot_new(c, ali_async_cb, true)) && nng_aio_alloc(&s->saio, NULL, NULL) != 0) {
         nng_ctx_close(s->ctx);
         nng_aio_free(s->aio);
         free(s);
