@@ -17,14 +17,6 @@
 #define ALI_NB 16
 
 /* ---- the engine's few-row streaming kernel (kernels/cpu/matmul_tiles.h), any row count ---- */
-typedef struct ali_small_job {
-    float *y;
-    const float *x;
-    const float *xl;
-    const void *w; /* [N, K] f32 */
-    int T, K, N, accumulate, rows_per_task;
-} ali_small_job;
-
 #define ALI_WT float
 #define ALI_NV 1
 #define ALI_WLOAD(v, p) ((v)[0] = ali_ld16(p))
@@ -93,14 +85,7 @@ static void ali_tr_matmul_fwd(float *y, const float *x, const float *w, int T, i
         return;
     }
     if (T <= ALI_TR_FEW) {
-        int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
-        int rows = (N + tasks - 1) / tasks;
-        rows = (rows + 15) / 16 * 16;
-        if (rows < 64)
-            rows = 64;
-        ali_small_job j = {.y = y, .x = x, .xl = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
-                           .rows_per_task = rows};
-        ali_par_run((N + rows - 1) / rows, ali_small_task_tr, &j);
+        ali_small_run(ali_small_task_tr, y, x, x, w, T, K, N, accumulate);
         return;
     }
     ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(N), .alpha = 1.0f,
