@@ -1,6 +1,6 @@
 /* train_ops.c: the CPU twins of the training (backward) ops: the trainer's forward matmul, the
- * matmul transposes, RMSNorm, RoPE, SwiGLU, contiguous causal attention and its backward,
- * cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
+ * matmul transposes, RMSNorm, RoPE, SwiGLU, causal attention over a constant prefix (one or several
+ * stacked sequences) and its backward, cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -241,16 +241,21 @@ static void ali_tr_swiglu_bwd(float *dgate, float *dup, const float *dout, const
     }
 }
 
+/* ---- causal attention of several sequences over one constant prefix (the trainer's examples that
+ * share a conversation, stacked): sequence e is rows [r_e, r_e + T_e) of q / out / ks / vs, its
+ * query i at position np + i attends over the prefix kp, vp [np] and its own keys rows r_e .. r_e+i ---- */
 typedef struct ali_tr_att {
     float *out, *dq, *dk, *dv;
-    const float *dout, *q, *k, *v;
-    int p0, Tq, nh, nkv, hd;
+    const float *dout, *q, *kp, *vp, *ks, *vs;
+    const int32_t *seg; /* [n_seg] rows of each sequence */
+    int np, n_seg, nh, nkv, hd;
     float scale;
 } ali_tr_att;
 
-/* Forward: one task per (query head, block of ALI_ATT_BQ query rows): scores = scale Q K^T over
- * the keys the block's last row sees, the causal mask and softmax, out = P V; two single-threaded
- * sgemms per task, the scores in the thread's scratch. */
+/* Forward: one task per (query head, block of ALI_ATT_BQ query rows of one sequence): scores =
+ * scale Q K^T over the prefix and the sequence's keys up to the block's last row, the causal mask
+ * and softmax, out = P V; single-threaded sgemms (prefix part, own part), the scores in the thread's
+ * scratch. */
 #define ALI_ATT_BQ 64
 
 /* One row of causal attention probabilities in place: softmax over pr[0 .. n-1], zeros in pr[n .. L-1]. */
@@ -270,51 +275,85 @@ static void ali_tr_softmax_causal(float *pr, int n, int L)
         pr[j] = 0.0f;
 }
 
+/* P [m, L] = scale * Q [m, hd] · (kp [np] then ks [L - np])^T, rows of stride qd / kvd */
+static void ali_tr_att_scores(float *P, const float *Q, const float *kp, const float *ks, int m, int np, int L,
+                              int hd, int qd, int kvd, float scale)
+{
+    if (np > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, np, hd, scale, Q, qd, kp, kvd, 0.0f, P, L);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L - np, hd, scale, Q, qd, ks, kvd, 0.0f, P + np, L);
+}
+
 static void ali_tr_att_fwd_task(void *ctx, int task)
 {
     const ali_tr_att *a = ctx;
-    int nblk = (a->Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ, h = task / nblk, i0 = (task % nblk) * ALI_ATT_BQ;
-    int bq = AL_TILE_MIN(ALI_ATT_BQ, a->Tq - i0), L = a->p0 + i0 + bq;
-    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, kh = h / (a->nh / a->nkv);
-    float *P = ali_cpu_scratch(0, (size_t)bq * L); /* [bq, L] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, L, a->hd, a->scale, a->q + (size_t)i0 * qd + (size_t)h * a->hd,
-                qd, a->k + (size_t)kh * a->hd, kvd, 0.0f, P, L);
-    for (int i = 0; i < bq; i++) {
-        ali_tr_softmax_causal(P + (size_t)i * L, a->p0 + i0 + i + 1, L);
+    int h = task % a->nh, blk = task / a->nh, e = 0, nb;
+    size_t r0 = 0; /* the sequence's first row */
+    while (blk >= (nb = (a->seg[e] + ALI_ATT_BQ - 1) / ALI_ATT_BQ)) {
+        blk -= nb;
+        r0 += (size_t)a->seg[e++];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, L, 1.0f, P, L, a->v + (size_t)kh * a->hd, kvd,
-                0.0f, a->out + (size_t)i0 * qd + (size_t)h * a->hd, qd);
+    int i0 = blk * ALI_ATT_BQ, bq = AL_TILE_MIN(ALI_ATT_BQ, a->seg[e] - i0), own = i0 + bq;
+    int np = a->np, L = np + own, qd = a->nh * a->hd, kvd = a->nkv * a->hd, kh = h / (a->nh / a->nkv);
+    size_t row = r0 + (size_t)i0;
+    const float *ks = a->ks + r0 * kvd + (size_t)kh * a->hd; /* the sequence's own keys */
+    const float *vs = a->vs + r0 * kvd + (size_t)kh * a->hd;
+    float *P = ali_cpu_scratch(0, (size_t)bq * L); /* [bq, L] */
+    float *out = a->out + row * qd + (size_t)h * a->hd;
+    ali_tr_att_scores(P, a->q + row * qd + (size_t)h * a->hd, a->kp + (size_t)kh * a->hd, ks, bq, np, L, a->hd, qd,
+                      kvd, a->scale);
+    for (int i = 0; i < bq; i++)
+        ali_tr_softmax_causal(P + (size_t)i * L, np + i0 + i + 1, L);
+    if (np > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, np, 1.0f, P, L, a->vp + (size_t)kh * a->hd,
+                    kvd, 0.0f, out, qd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, own, 1.0f, P + np, L, vs, kvd,
+                np > 0 ? 1.0f : 0.0f, out, qd);
 }
 
-static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
-                                 int nkv, int hd, float scale)
+static void ali_tr_attention_shared(float *out, const float *q, const float *kp, const float *vp, int np,
+                                    const float *ks, const float *vs, const int32_t *seg, int n_seg, int nh, int nkv,
+                                    int hd, float scale)
 {
-    ali_tr_att a = {.out = out, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq, .nh = nh, .nkv = nkv, .hd = hd,
-                    .scale = scale};
-    if (Tq > 0)
-        ali_par_run(nh * ((Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ), ali_tr_att_fwd_task, &a);
+    ali_tr_att a = {.out = out, .q = q, .kp = kp, .vp = vp, .ks = ks, .vs = vs, .seg = seg, .np = np,
+                    .n_seg = n_seg, .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    int blocks = 0;
+    for (int e = 0; e < n_seg; e++)
+        blocks += (seg[e] + ALI_ATT_BQ - 1) / ALI_ATT_BQ;
+    if (blocks > 0)
+        ali_par_run(nh * blocks, ali_tr_att_fwd_task, &a);
 }
 
-/* Backward: one task per KV head (it owns that head's columns of dk / dv and its query heads' dq);
- * per query head, with P the forward's probabilities (recomputed) and dP = dO V^T:
- *   dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK += dS^T Q,  dV += P^T dO
- * (dK, dV over the keys at p0 .. p0+Tq-1 only), each product one single-threaded sgemm. */
-static void ali_tr_att_bwd_task(void *ctx, int kh)
+/* Backward: one task per (sequence, KV head): it owns that head's columns of the sequence's dk / dv
+ * and its query heads' dq; per query head, with P the forward's probabilities (recomputed) and
+ * dP = dO V^T:
+ *   dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK_own = dS_own^T Q,  dV_own = P_own^T dO
+ * (the prefix's keys are constants), each product single-threaded sgemms. */
+static void ali_tr_att_bwd_task(void *ctx, int task)
 {
     const ali_tr_att *a = ctx;
-    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, L = a->p0 + a->Tq, Tq = a->Tq, hd = a->hd;
+    int kh = task % a->nkv, e = task / a->nkv;
+    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, hd = a->hd, np = a->np;
+    int Tq = a->seg[e], L = np + Tq;
+    if (Tq <= 0)
+        return;
+    size_t r0 = 0;
+    for (int i = 0; i < e; i++)
+        r0 += (size_t)a->seg[i];
     float *P = ali_cpu_scratch(0, (size_t)Tq * L), *dP = ali_cpu_scratch(1, (size_t)Tq * L); /* [Tq, L] */
-    const float *K = a->k + (size_t)kh * hd, *V = a->v + (size_t)kh * hd; /* rows of stride kvd */
-    float *dK = a->dk + (size_t)kh * hd, *dV = a->dv + (size_t)kh * hd;
+    const float *Kp = a->kp + (size_t)kh * hd, *Vp = a->vp + (size_t)kh * hd; /* rows of stride kvd */
+    const float *Ks = a->ks + r0 * kvd + (size_t)kh * hd, *Vs = a->vs + r0 * kvd + (size_t)kh * hd;
+    float *dK = a->dk + r0 * kvd + (size_t)kh * hd, *dV = a->dv + r0 * kvd + (size_t)kh * hd;
     for (int g = 0; g < grp; g++) {
         int h = kh * grp + g;
-        const float *Q = a->q + (size_t)h * hd, *dO = a->dout + (size_t)h * hd;
+        const float *Q = a->q + r0 * qd + (size_t)h * hd, *dO = a->dout + r0 * qd + (size_t)h * hd;
+        float *dQ = a->dq + r0 * qd + (size_t)h * hd;
         float beta = g ? 1.0f : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, a->scale, Q, qd, K, kvd, 0.0f, P, L);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, 1.0f, dO, qd, V, kvd, 0.0f, dP, L);
+        ali_tr_att_scores(P, Q, Kp, Ks, Tq, np, L, hd, qd, kvd, a->scale);
+        ali_tr_att_scores(dP, dO, Vp, Vs, Tq, np, L, hd, qd, kvd, 1.0f);
         for (int i = 0; i < Tq; i++) {
             float *pr = P + (size_t)i * L, *dr = dP + (size_t)i * L, D = 0.0f;
-            int n = a->p0 + i + 1;
+            int n = np + i + 1;
             ali_tr_softmax_causal(pr, n, L);
             for (int j = 0; j < n; j++)
                 D += pr[j] * dr[j];
@@ -323,21 +362,45 @@ static void ali_tr_att_bwd_task(void *ctx, int kh)
             for (int j = n; j < L; j++)
                 dr[j] = 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, dP, L, K, kvd, 0.0f,
-                    a->dq + (size_t)h * hd, qd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, dP + a->p0, L, Q, qd, beta, dK, kvd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, P + a->p0, L, dO, qd, beta, dV, kvd);
+        if (np > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, np, 1.0f, dP, L, Kp, kvd, 0.0f, dQ, qd);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, dP + np, L, Ks, kvd,
+                    np > 0 ? 1.0f : 0.0f, dQ, qd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, dP + np, L, Q, qd, beta, dK, kvd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, P + np, L, dO, qd, beta, dV, kvd);
     }
+}
+
+static void ali_tr_attention_shared_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                        const float *kp, const float *vp, int np, const float *ks, const float *vs,
+                                        const int32_t *seg, int n_seg, int nh, int nkv, int hd, float scale)
+{
+    ali_tr_att a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .kp = kp, .vp = vp, .ks = ks, .vs = vs,
+                    .seg = seg, .np = np, .n_seg = n_seg, .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    if (n_seg > 0)
+        ali_par_run(n_seg * nkv, ali_tr_att_bwd_task, &a);
+}
+
+/* Contiguous K/V (positions 0 .. p0+Tq-1): one sequence whose first p0 positions are the prefix. */
+static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
+                                 int nkv, int hd, float scale)
+{
+    size_t kvd = (size_t)nkv * hd;
+    int32_t seg = Tq;
+    if (Tq > 0)
+        ali_tr_attention_shared(out, q, k, v, p0, k + (size_t)p0 * kvd, v + (size_t)p0 * kvd, &seg, 1, nh, nkv, hd,
+                                scale);
 }
 
 static void ali_tr_attention_ctg_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                      const float *k, const float *v, int p0, int Tq, int nh, int nkv, int hd,
                                      float scale)
 {
-    ali_tr_att a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq,
-                    .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    size_t kvd = (size_t)nkv * hd;
+    int32_t seg = Tq;
     if (Tq > 0)
-        ali_par_run(nkv, ali_tr_att_bwd_task, &a);
+        ali_tr_attention_shared_bwd(dq, dk, dv, dout, q, k, v, p0, k + (size_t)p0 * kvd, v + (size_t)p0 * kvd, &seg,
+                                    1, nh, nkv, hd, scale);
 }
 
 static void ali_tr_cross_entropy(float *dlogits, float *nll, const float *logits, const int32_t *target, int n, int V,
@@ -371,5 +434,7 @@ void ali_cpu_train_ops(al_ops *o)
     o->swiglu_bwd = ali_tr_swiglu_bwd;
     o->attention_ctg = ali_tr_attention_ctg;
     o->attention_ctg_bwd = ali_tr_attention_ctg_bwd;
+    o->attention_shared = ali_tr_attention_shared;
+    o->attention_shared_bwd = ali_tr_attention_shared_bwd;
     o->cross_entropy = ali_tr_cross_entropy;
 }
