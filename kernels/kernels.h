@@ -159,6 +159,14 @@ typedef struct al_ops {
     void (*attention_shared_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kp,
                                  const float *vp, int np, const float *ks, const float *vs, const int32_t *seg,
                                  int n_seg, int nh, int nkv, int hd, float scale);
+    /* Fused products over f32 weights (the trainer's q / k / v, gate / up with the adapters' A):
+     * forward y[p] [T, N[p]] = x [T, K] · w[p] [N[p], K]^T (+ y[p] if accumulate) for p < n (<= 8);
+     * backward dx [T, K] = sum over p of alpha[p] dy[p] [T, N[p]] · w[p] [N[p], K] (+ dx if
+     * accumulate). Bitwise the results of matmul_fwd / matmul_dx called on each in turn. */
+    void (*matmul_fwd_n)(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,
+                         int accumulate);
+    void (*matmul_dx_n)(float *dx, int T, int K, int n, const float *const *dy, const float *const *w, const int *N,
+                        const float *alpha, int accumulate);
 } al_ops;
 
 /* Bytes of a [rows, K] matrix in the backend's weight format. */

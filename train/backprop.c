@@ -108,25 +108,22 @@ static float *ali_take(ali_carve *cv, size_t n)
     return p;
 }
 
-/* y [T, out] += scale * (x A^T) B^T, keeping u = x A^T [T, r] */
-static void ali_tr_lora_fwd(const al_ops *o, const al_tmod *md, const float *x, float *y, float *u, float *tmp, int T)
+/* y [T, out] += scale * u B^T, u = x A^T [T, r] (computed with the frozen products) */
+static void ali_tr_lora_expand(const al_ops *o, const al_tmod *md, float *y, const float *u, float *tmp, int T)
 {
-    o->matmul(u, x, md->A, T, md->in, md->r, 0);
     memcpy(tmp, u, sizeof(float) * (size_t)T * md->r);
     o->scale(tmp, md->scale, (size_t)T * md->r);
     o->matmul(y, tmp, md->B, T, md->r, md->out, 1);
 }
 
-/* Given dy [T, out] of y += scale * B A x: gB += scale dy^T u, gA += du^T x, dx += du A with
- * du = scale dy B (dx NULL: not needed). */
-static void ali_tr_lora_bwd(const al_ops *o, const al_tmod *md, const float *x, const float *u, const float *dy,
-                            float *dx, float *du, int T)
+/* Given dy [T, out] of y += scale * B A x: gB += scale dy^T u, du = scale dy B, gA += du^T x (the
+ * input gradient du A joins the frozen weights' transposed products). */
+static void ali_tr_lora_grads(const al_ops *o, const al_tmod *md, const float *x, const float *u, const float *dy,
+                              float *du, int T)
 {
     o->matmul_dw(md->gB, dy, u, T, md->r, md->out, md->scale, 1);
     o->matmul_dx(du, dy, md->B, T, md->r, md->out, md->scale, 0);
     o->matmul_dw(md->gA, du, x, T, md->in, md->r, 1.0f, 1);
-    if (dx)
-        o->matmul_dx(dx, du, md->A, T, md->in, md->r, 1.0f, 1);
 }
 
 typedef struct ali_tr_ctx {
@@ -151,6 +148,54 @@ static void ali_tr_mm(const al_ops *o, float *y, const float *x, const float *w,
         o->matmul(y, x, w, T, K, N, acc);
 }
 
+/* Products over base weights sharing the input x [T, K]: y[p] [T, N[p]] = x w[p]^T, one pass (the
+ * backend's fused op when it has one). */
+typedef struct ali_tr_fan {
+    int n;
+    float *y[8];
+    const float *w[8];
+    int N[8];
+} ali_tr_fan;
+
+static void ali_tr_fan_add(ali_tr_fan *f, float *y, const float *w, int N)
+{
+    f->y[f->n] = y, f->w[f->n] = w, f->N[f->n++] = N;
+}
+
+static void ali_tr_fan_run(const al_ops *o, const ali_tr_fan *f, const float *x, int T, int K)
+{
+    if (o->matmul_fwd_n) {
+        o->matmul_fwd_n(x, T, K, f->n, f->y, f->w, f->N, 0);
+        return;
+    }
+    for (int p = 0; p < f->n; p++)
+        ali_tr_mm(o, f->y[p], x, f->w[p], T, K, f->N[p], 0);
+}
+
+/* dx [T, K] = sum alpha[p] dy[p] w[p] (+ dx if accumulate) */
+typedef struct ali_tr_sum {
+    int n;
+    const float *dy[8];
+    const float *w[8];
+    int N[8];
+    float alpha[8];
+} ali_tr_sum;
+
+static void ali_tr_sum_add(ali_tr_sum *f, const float *dy, const float *w, int N, float alpha)
+{
+    f->dy[f->n] = dy, f->w[f->n] = w, f->N[f->n] = N, f->alpha[f->n++] = alpha;
+}
+
+static void ali_tr_sum_run(const al_ops *o, const ali_tr_sum *f, float *dx, int T, int K)
+{
+    if (o->matmul_dx_n) {
+        o->matmul_dx_n(dx, T, K, f->n, f->dy, f->w, f->N, f->alpha, 0);
+        return;
+    }
+    for (int p = 0; p < f->n; p++)
+        o->matmul_dx(dx, f->dy[p], f->w[p], T, K, f->N[p], f->alpha[p], p > 0);
+}
+
 static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
 {
     if (!x->t)
@@ -162,7 +207,8 @@ static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
 /* T rows through layer l: x [T, H] in place, activations into a; their K/V land in rows p0 .. p0+T-1
  * of the layer's K/V, the rows' attention sees rows 0 .. p0-1 (the prefix) and its own example's
  * (cx->seg). kv_only: only the rows' K and V (the last layer of a prefix: nothing after them is
- * ever read). */
+ * ever read). Each group of products sharing an input (q / k / v with their adapters' A, o, gate /
+ * up, down) is one pass over the weights. */
 static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *x, const ali_tr_acts *a, int kv_only)
 {
     const al_model_config *c = cx->c;
@@ -172,45 +218,62 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     int qd = nh * hd, kvd = nkv * hd;
     float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
     const al_tmod *md;
+    ali_tr_fan f = {0};
     if (a->xin)
         memcpy(a->xin, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn1, x, lw->attn_norm, T, H, c->rms_eps);
+    if (!kv_only)
+        ali_tr_fan_add(&f, a->q, lw->wq, qd);
+    ali_tr_fan_add(&f, k, lw->wk, kvd);
+    ali_tr_fan_add(&f, v, lw->wv, kvd);
+    for (int t = AL_T_Q; t <= AL_T_V && !kv_only; t++)
+        if ((md = ali_tr_mod(cx, l, t)))
+            ali_tr_fan_add(&f, a->u[t], md->A, md->r);
+    ali_tr_fan_run(o, &f, a->xn1, T, H);
     if (kv_only) {
-        ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
-        ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
         o->rope(k, cx->cs, T, nkv, hd);
         return;
     }
-    ali_tr_mm(o, a->q, a->xn1, lw->wq, T, H, qd, 0);
-    ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
-    ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_Q)))
-        ali_tr_lora_fwd(o, md, a->xn1, a->q, a->u[AL_T_Q], cx->tmp, T);
+        ali_tr_lora_expand(o, md, a->q, a->u[AL_T_Q], cx->tmp, T);
     if ((md = ali_tr_mod(cx, l, AL_T_K)))
-        ali_tr_lora_fwd(o, md, a->xn1, k, a->u[AL_T_K], cx->tmp, T);
+        ali_tr_lora_expand(o, md, k, a->u[AL_T_K], cx->tmp, T);
     if ((md = ali_tr_mod(cx, l, AL_T_V)))
-        ali_tr_lora_fwd(o, md, a->xn1, v, a->u[AL_T_V], cx->tmp, T);
+        ali_tr_lora_expand(o, md, v, a->u[AL_T_V], cx->tmp, T);
     o->rope(a->q, cx->cs, T, nh, hd);
     o->rope(k, cx->cs, T, nkv, hd);
     o->attention_shared(a->att, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh, nkv, hd,
                         c->attention_multiplier);
-    ali_tr_mm(o, cx->proj, a->att, lw->wo, T, qd, H, 0);
+    f.n = 0;
+    ali_tr_fan_add(&f, cx->proj, lw->wo, H);
     if ((md = ali_tr_mod(cx, l, AL_T_O)))
-        ali_tr_lora_fwd(o, md, a->att, cx->proj, a->u[AL_T_O], cx->tmp, T);
+        ali_tr_fan_add(&f, a->u[AL_T_O], md->A, md->r);
+    ali_tr_fan_run(o, &f, a->att, T, qd);
+    if (md)
+        ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_O], cx->tmp, T);
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
     if (a->xmid)
         memcpy(a->xmid, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn2, x, lw->ffn_norm, T, H, c->rms_eps);
-    ali_tr_mm(o, a->gate, a->xn2, lw->w_gate, T, H, I, 0);
-    ali_tr_mm(o, a->up, a->xn2, lw->w_up, T, H, I, 0);
+    f.n = 0;
+    ali_tr_fan_add(&f, a->gate, lw->w_gate, I);
+    ali_tr_fan_add(&f, a->up, lw->w_up, I);
+    for (int t = AL_T_GATE; t <= AL_T_UP; t++)
+        if ((md = ali_tr_mod(cx, l, t)))
+            ali_tr_fan_add(&f, a->u[t], md->A, md->r);
+    ali_tr_fan_run(o, &f, a->xn2, T, H);
     if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
-        ali_tr_lora_fwd(o, md, a->xn2, a->gate, a->u[AL_T_GATE], cx->tmp, T);
+        ali_tr_lora_expand(o, md, a->gate, a->u[AL_T_GATE], cx->tmp, T);
     if ((md = ali_tr_mod(cx, l, AL_T_UP)))
-        ali_tr_lora_fwd(o, md, a->xn2, a->up, a->u[AL_T_UP], cx->tmp, T);
+        ali_tr_lora_expand(o, md, a->up, a->u[AL_T_UP], cx->tmp, T);
     o->swiglu(a->act, a->gate, a->up, (size_t)T * I);
-    ali_tr_mm(o, cx->proj, a->act, lw->w_down, T, I, H, 0);
+    f.n = 0;
+    ali_tr_fan_add(&f, cx->proj, lw->w_down, H);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN)))
-        ali_tr_lora_fwd(o, md, a->act, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
+        ali_tr_fan_add(&f, a->u[AL_T_DOWN], md->A, md->r);
+    ali_tr_fan_run(o, &f, a->act, T, I);
+    if (md)
+        ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
 }
 
@@ -224,11 +287,12 @@ typedef struct ali_tr_grads {
     float *dact;  /* [T, I] */
     float *dgate; /* [T, I] */
     float *dup;   /* [T, I] */
-    float *du;    /* [T, r] */
+    float *du;    /* [3][T, r] the adapters' du of one fused product */
 } ali_tr_grads;
 
 /* dx [T, H]: the gradient at layer l's output on entry, at its input on return (layer 0: not
- * computed past the attention's input projections, nothing reads it). */
+ * computed past the attention's input projections, nothing reads it). Each transposed product
+ * sums its frozen weights' and adapters' terms in one pass. */
 static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *dx, const ali_tr_acts *a,
                              const ali_tr_grads *g)
 {
@@ -236,50 +300,60 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     const al_layer_weights *lw = &cx->w->layers[l];
     const al_ops *o = cx->o;
     int H = c->hidden_size, I = c->intermediate_size, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    int qd = nh * hd, kvd = nkv * hd;
+    int qd = nh * hd, kvd = nkv * hd, r = cx->t->rank;
     float rm = c->residual_multiplier;
     const al_tmod *md;
+    ali_tr_sum f = {0};
     /* MLP: x_out = xmid + rm * down(act) */
-    o->matmul_dx(g->dact, dx, lw->w_down, T, I, H, rm, 0);
+    ali_tr_sum_add(&f, dx, lw->w_down, H, rm);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_bwd(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->dact, g->du, T);
+        ali_tr_lora_grads(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->du, T);
+        ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
+    ali_tr_sum_run(o, &f, g->dact, T, I);
     o->swiglu_bwd(g->dgate, g->dup, g->dact, a->gate, a->up, (size_t)T * I);
-    o->matmul_dx(g->dxn, g->dgate, lw->w_gate, T, H, I, 1.0f, 0);
-    o->matmul_dx(g->dxn, g->dup, lw->w_up, T, H, I, 1.0f, 1);
-    if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
-        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_GATE], g->dgate, g->dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_UP)))
-        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_UP], g->dup, g->dxn, g->du, T);
+    f.n = 0;
+    ali_tr_sum_add(&f, g->dgate, lw->w_gate, I, 1.0f);
+    ali_tr_sum_add(&f, g->dup, lw->w_up, I, 1.0f);
+    for (int t = AL_T_GATE, i = 0; t <= AL_T_UP; t++)
+        if ((md = ali_tr_mod(cx, l, t))) {
+            float *du = g->du + (size_t)(i++) * T * r;
+            ali_tr_lora_grads(o, md, a->xn2, a->u[t], t == AL_T_GATE ? g->dgate : g->dup, du, T);
+            ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
+        }
+    ali_tr_sum_run(o, &f, g->dxn, T, H);
     o->rmsnorm_bwd(dx, g->dxn, a->xmid, lw->ffn_norm, T, H, c->rms_eps);
     /* attention: xmid = xin + rm * o(att) */
-    o->matmul_dx(g->datt, dx, lw->wo, T, qd, H, rm, 0);
+    f.n = 0;
+    ali_tr_sum_add(&f, dx, lw->wo, H, rm);
     if ((md = ali_tr_mod(cx, l, AL_T_O))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_bwd(o, md, a->att, a->u[AL_T_O], g->dproj, g->datt, g->du, T);
+        ali_tr_lora_grads(o, md, a->att, a->u[AL_T_O], g->dproj, g->du, T);
+        ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
+    ali_tr_sum_run(o, &f, g->datt, T, qd);
     const float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
     o->attention_shared_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh,
                             nkv, hd, c->attention_multiplier);
     o->rope_bwd(g->dq, cx->cs, T, nh, hd);
     o->rope_bwd(g->dk, cx->cs, T, nkv, hd);
-    float *dxn = l > 0 ? g->dxn : NULL; /* layer 0: the gradient at the embeddings is not needed */
-    if (dxn) {
-        o->matmul_dx(dxn, g->dq, lw->wq, T, H, qd, 1.0f, 0);
-        o->matmul_dx(dxn, g->dk, lw->wk, T, H, kvd, 1.0f, 1);
-        o->matmul_dx(dxn, g->dv, lw->wv, T, H, kvd, 1.0f, 1);
+    f.n = 0;
+    ali_tr_sum_add(&f, g->dq, lw->wq, qd, 1.0f);
+    ali_tr_sum_add(&f, g->dk, lw->wk, kvd, 1.0f);
+    ali_tr_sum_add(&f, g->dv, lw->wv, kvd, 1.0f);
+    for (int t = AL_T_Q, i = 0; t <= AL_T_V; t++)
+        if ((md = ali_tr_mod(cx, l, t))) {
+            float *du = g->du + (size_t)(i++) * T * r;
+            ali_tr_lora_grads(o, md, a->xn1, a->u[t], t == AL_T_Q ? g->dq : t == AL_T_K ? g->dk : g->dv, du, T);
+            ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
+        }
+    if (l > 0) { /* layer 0: the gradient at the embeddings is not needed */
+        ali_tr_sum_run(o, &f, g->dxn, T, H);
+        o->rmsnorm_bwd(dx, g->dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
     }
-    if ((md = ali_tr_mod(cx, l, AL_T_Q)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_Q], g->dq, dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_K)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_K], g->dk, dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_V)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_V], g->dv, dxn, g->du, T);
-    if (dxn)
-        o->rmsnorm_bwd(dx, dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
 }
 
 /* Carves (or, with cv->base NULL, counts) every buffer of one group of stacked examples: the prefix
@@ -335,7 +409,7 @@ static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora
     b->g = (ali_tr_grads){.dproj = ali_take(cv, T * H), .datt = ali_take(cv, T * qd), .dq = ali_take(cv, T * qd),
                           .dk = ali_take(cv, T * kvd), .dv = ali_take(cv, T * kvd), .dxn = ali_take(cv, T * H),
                           .dact = ali_take(cv, T * I), .dgate = ali_take(cv, T * I), .dup = ali_take(cv, T * I),
-                          .du = ali_take(cv, T * r)};
+                          .du = ali_take(cv, 3 * T * r)};
 }
 
 /* Room for the K/V of n positions in tr->kv, keeping the cached prefix rows. */

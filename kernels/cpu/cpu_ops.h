@@ -129,14 +129,18 @@ typedef struct ali_small_job {
 /* Runs the few-row kernel `task` over N split into whole tiles, ~4 tasks per thread (a multiple of
  * 16 weight rows, at least 64). Every output element is one task's, computed the same way whatever
  * the split: results do not depend on the thread count. */
-static inline void ali_small_run(void (*task)(void *, int), float *y, const float *x, const float *xl,
-                                 const void *w, int T, int K, int N, int accumulate)
+static inline int ali_small_rows_per_task(int N)
 {
     int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
     int rows = (N + tasks - 1) / tasks;
     rows = (rows + 15) / 16 * 16;
-    if (rows < 64)
-        rows = 64;
+    return rows < 64 ? 64 : rows;
+}
+
+static inline void ali_small_run(void (*task)(void *, int), float *y, const float *x, const float *xl,
+                                 const void *w, int T, int K, int N, int accumulate)
+{
+    int rows = ali_small_rows_per_task(N);
     ali_small_job j = {.y = y, .x = x, .xl = xl, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
                        .rows_per_task = rows};
     ali_par_run((N + rows - 1) / rows, task, &j);

@@ -414,6 +414,47 @@ static void test_attention_shared(void **state)
         free(out[th]), free(dq[th]), free(dk[th]), free(dv[th]);
 }
 
+/* the fused products (several weights, one input; several (dy, w) into one dx) are bitwise the
+ * single-weight ops called in turn: few rows and many, a column tail, an empty part */
+static void test_matmul_fused(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 13);
+    static const int rows[] = {1, 11, 32, 45};
+    enum { K = 200, NP = 4 };
+    const int N[NP] = {96, 70, 0, 8};
+    const float alpha[NP] = {0.5f, 1.0f, 2.0f, -1.5f};
+    for (size_t ri = 0; ri < AL_ARRAY_LEN(rows); ri++) {
+        int T = rows[ri];
+        float *x = malloc(sizeof(float) * T * K), *dx = malloc(sizeof(float) * T * K), *dx1 = malloc(sizeof(float) * T * K);
+        float *w[NP], *y[NP], *y1[NP], *dy[NP];
+        for (int p = 0; p < NP; p++) {
+            w[p] = malloc(sizeof(float) * (N[p] + 1) * K), y[p] = malloc(sizeof(float) * T * (N[p] + 1));
+            y1[p] = malloc(sizeof(float) * T * (N[p] + 1)), dy[p] = malloc(sizeof(float) * T * (N[p] + 1));
+            fill(w[p], (size_t)N[p] * K, &r, 1), fill(dy[p], (size_t)T * N[p], &r, 1);
+            fill(y[p], (size_t)T * N[p], &r, 1);
+            memcpy(y1[p], y[p], sizeof(float) * T * N[p]);
+        }
+        fill(x, (size_t)T * K, &r, 1), fill(dx, (size_t)T * K, &r, 1);
+        memcpy(dx1, dx, sizeof(float) * T * K);
+        for (int acc = 0; acc < 2; acc++) {
+            o->matmul_fwd_n(x, T, K, NP, y, (const float *const *)w, N, acc);
+            for (int p = 0; p < NP; p++)
+                o->matmul_fwd(y1[p], x, w[p], T, K, N[p], acc);
+            for (int p = 0; p < NP; p++)
+                al_assert_floats_identical(y[p], y1[p], T, N[p]);
+            o->matmul_dx_n(dx, T, K, NP, (const float *const *)dy, (const float *const *)w, N, alpha, acc);
+            for (int p = 0; p < NP; p++)
+                o->matmul_dx(dx1, dy[p], w[p], T, K, N[p], alpha[p], acc || p > 0);
+            al_assert_floats_identical(dx, dx1, T, K);
+        }
+        for (int p = 0; p < NP; p++)
+            free(w[p]), free(y[p]), free(y1[p]), free(dy[p]);
+        free(x), free(dx), free(dx1);
+    }
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(void **state)
 {
@@ -452,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_matmul_dx_dw), cmocka_unit_test(test_matmul_paths), cmocka_unit_test(test_rmsnorm_bwd), cmocka_unit_test(test_rope_bwd),
         cmocka_unit_test(test_swiglu_bwd),   cmocka_unit_test(test_attention_ctg), cmocka_unit_test(test_attention_ctg_many_rows),
         cmocka_unit_test(test_attention_bwd_many_rows), cmocka_unit_test(test_attention_shared),
+        cmocka_unit_test(test_matmul_fused),
         cmocka_unit_test(test_cross_entropy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
