@@ -23,6 +23,17 @@ typedef struct ali_tr_acts {
     float *u[AL_T_COUNT]; /* [T, r] A x of each adapted module (suffix only) */
 } ali_tr_acts;
 
+/* ALORA_TRAIN_PROFILE=1: wall time per kind of work, printed to stderr when the trainer is freed. */
+enum {
+    ALI_P_PREFIX, ALI_P_QKV, ALI_P_ATT, ALI_P_O, ALI_P_GATEUP, ALI_P_DOWN, ALI_P_LORA, ALI_P_HEAD,
+    ALI_P_DOWN_T, ALI_P_GATEUP_T, ALI_P_O_T, ALI_P_ATT_T, ALI_P_QKV_T, ALI_P_LORA_T, ALI_P_SUFFIX, ALI_P_N
+};
+static const char *const ali_prof_names[ALI_P_N] = {
+    "prefix forward (base weights, K/V kept)", "q/k/v (+ adapters' A) forward", "attention forward",
+    "o forward", "gate/up forward", "down forward", "adapters' B forward", "norm + lm_head + cross-entropy (fwd+bwd)",
+    "down^T", "gate/up^T", "o^T", "attention backward", "q/k/v^T", "adapter gradients (A, B)",
+    "suffix forward + backward (all of it)"};
+
 struct al_trainer {
     const al_model *m;
     const al_ops *ops;
@@ -37,6 +48,9 @@ struct al_trainer {
     float *kv;        /* [L][2][kv_cap, kvd] */
     int32_t pc_n, kv_cap;
     int64_t pc_hits;  /* prefix positions taken from the cache */
+    double *prof;     /* [ALI_P_N] seconds (ALORA_TRAIN_PROFILE set), else NULL */
+    double prof_t[ALI_P_N];
+    int64_t prof_ex;
 };
 
 al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
@@ -57,6 +71,8 @@ al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
         free(tr);
         return ali_errf(AL_ENOMEM, "train: out of memory");
     }
+    const char *pe = getenv("ALORA_TRAIN_PROFILE");
+    tr->prof = pe && *pe && strcmp(pe, "0") ? tr->prof_t : NULL;
     al_rope_inv_freq(tr->inv_freq, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
                      c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
     *out = tr;
@@ -67,6 +83,16 @@ void al_trainer_free(al_trainer *tr)
 {
     if (!tr)
         return;
+    if (tr->prof && tr->prof_ex > 0) {
+        double suf = tr->prof[ALI_P_SUFFIX], parts = 0;
+        fprintf(stderr, "train profile: %lld examples, ms per example\n", (long long)tr->prof_ex);
+        for (int i = 0; i < ALI_P_N; i++) {
+            fprintf(stderr, "  %-42s %8.2f\n", ali_prof_names[i], 1e3 * tr->prof[i] / (double)tr->prof_ex);
+            parts += i != ALI_P_PREFIX && i != ALI_P_SUFFIX ? tr->prof[i] : 0;
+        }
+        fprintf(stderr, "  %-42s %8.2f\n", "suffix, the rest (norms, RoPE, SwiGLU, copies)",
+                1e3 * (suf - parts) / (double)tr->prof_ex);
+    }
     ali_aligned_free(tr->arena);
     ali_aligned_free(tr->inv_freq);
     free(tr->choices);
@@ -137,7 +163,17 @@ typedef struct ali_tr_ctx {
     int n_seg;
     float *proj;       /* [T, H] scratch */
     float *tmp;        /* [T, r] scratch */
+    double *prof;      /* [ALI_P_N] or NULL */
 } ali_tr_ctx;
+
+/* stmt, its wall time added to prof[k] when profiling */
+#define ALI_TR_TIMED(prof, k, ...)                  \
+    do {                                            \
+        double ali_t0_ = (prof) ? al_now() : 0;     \
+        __VA_ARGS__;                                \
+        if (prof)                                   \
+            (prof)[k] += al_now() - ali_t0_;        \
+    } while (0)
 
 /* y [T,N] (+)= x [T,K] · w^T over base weights: the backend's trainer product when it has one */
 static void ali_tr_mm(const al_ops *o, float *y, const float *x, const float *w, int T, int K, int N, int acc)
@@ -229,28 +265,28 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     for (int t = AL_T_Q; t <= AL_T_V && !kv_only; t++)
         if ((md = ali_tr_mod(cx, l, t)))
             ali_tr_fan_add(&f, a->u[t], md->A, md->r);
-    ali_tr_fan_run(o, &f, a->xn1, T, H);
+    ALI_TR_TIMED(cx->prof, ALI_P_QKV, ali_tr_fan_run(o, &f, a->xn1, T, H));
     if (kv_only) {
         o->rope(k, cx->cs, T, nkv, hd);
         return;
     }
     if ((md = ali_tr_mod(cx, l, AL_T_Q)))
-        ali_tr_lora_expand(o, md, a->q, a->u[AL_T_Q], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->q, a->u[AL_T_Q], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_K)))
-        ali_tr_lora_expand(o, md, k, a->u[AL_T_K], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, k, a->u[AL_T_K], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_V)))
-        ali_tr_lora_expand(o, md, v, a->u[AL_T_V], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, v, a->u[AL_T_V], cx->tmp, T));
     o->rope(a->q, cx->cs, T, nh, hd);
     o->rope(k, cx->cs, T, nkv, hd);
-    o->attention_shared(a->att, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh, nkv, hd,
-                        c->attention_multiplier);
+    ALI_TR_TIMED(cx->prof, ALI_P_ATT, o->attention_shared(a->att, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh, nkv, hd,
+                        c->attention_multiplier));
     f.n = 0;
     ali_tr_fan_add(&f, cx->proj, lw->wo, H);
     if ((md = ali_tr_mod(cx, l, AL_T_O)))
         ali_tr_fan_add(&f, a->u[AL_T_O], md->A, md->r);
-    ali_tr_fan_run(o, &f, a->att, T, qd);
+    ALI_TR_TIMED(cx->prof, ALI_P_O, ali_tr_fan_run(o, &f, a->att, T, qd));
     if (md)
-        ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_O], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_O], cx->tmp, T));
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
     if (a->xmid)
         memcpy(a->xmid, x, sizeof(float) * (size_t)T * H);
@@ -261,19 +297,19 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     for (int t = AL_T_GATE; t <= AL_T_UP; t++)
         if ((md = ali_tr_mod(cx, l, t)))
             ali_tr_fan_add(&f, a->u[t], md->A, md->r);
-    ali_tr_fan_run(o, &f, a->xn2, T, H);
+    ALI_TR_TIMED(cx->prof, ALI_P_GATEUP, ali_tr_fan_run(o, &f, a->xn2, T, H));
     if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
-        ali_tr_lora_expand(o, md, a->gate, a->u[AL_T_GATE], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->gate, a->u[AL_T_GATE], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_UP)))
-        ali_tr_lora_expand(o, md, a->up, a->u[AL_T_UP], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->up, a->u[AL_T_UP], cx->tmp, T));
     o->swiglu(a->act, a->gate, a->up, (size_t)T * I);
     f.n = 0;
     ali_tr_fan_add(&f, cx->proj, lw->w_down, H);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN)))
         ali_tr_fan_add(&f, a->u[AL_T_DOWN], md->A, md->r);
-    ali_tr_fan_run(o, &f, a->act, T, I);
+    ALI_TR_TIMED(cx->prof, ALI_P_DOWN, ali_tr_fan_run(o, &f, a->act, T, I));
     if (md)
-        ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_DOWN], cx->tmp, T));
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
 }
 
@@ -309,10 +345,10 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_grads(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->du, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->du, T));
         ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
-    ali_tr_sum_run(o, &f, g->dact, T, I);
+    ALI_TR_TIMED(cx->prof, ALI_P_DOWN_T, ali_tr_sum_run(o, &f, g->dact, T, I));
     o->swiglu_bwd(g->dgate, g->dup, g->dact, a->gate, a->up, (size_t)T * I);
     f.n = 0;
     ali_tr_sum_add(&f, g->dgate, lw->w_gate, I, 1.0f);
@@ -320,10 +356,10 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     for (int t = AL_T_GATE, i = 0; t <= AL_T_UP; t++)
         if ((md = ali_tr_mod(cx, l, t))) {
             float *du = g->du + (size_t)(i++) * T * r;
-            ali_tr_lora_grads(o, md, a->xn2, a->u[t], t == AL_T_GATE ? g->dgate : g->dup, du, T);
+            ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->xn2, a->u[t], t == AL_T_GATE ? g->dgate : g->dup, du, T));
             ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
         }
-    ali_tr_sum_run(o, &f, g->dxn, T, H);
+    ALI_TR_TIMED(cx->prof, ALI_P_GATEUP_T, ali_tr_sum_run(o, &f, g->dxn, T, H));
     o->rmsnorm_bwd(dx, g->dxn, a->xmid, lw->ffn_norm, T, H, c->rms_eps);
     /* attention: xmid = xin + rm * o(att) */
     f.n = 0;
@@ -331,13 +367,13 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     if ((md = ali_tr_mod(cx, l, AL_T_O))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_grads(o, md, a->att, a->u[AL_T_O], g->dproj, g->du, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->att, a->u[AL_T_O], g->dproj, g->du, T));
         ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
-    ali_tr_sum_run(o, &f, g->datt, T, qd);
+    ALI_TR_TIMED(cx->prof, ALI_P_O_T, ali_tr_sum_run(o, &f, g->datt, T, qd));
     const float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
-    o->attention_shared_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh,
-                            nkv, hd, c->attention_multiplier);
+    ALI_TR_TIMED(cx->prof, ALI_P_ATT_T, o->attention_shared_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh,
+                            nkv, hd, c->attention_multiplier));
     o->rope_bwd(g->dq, cx->cs, T, nh, hd);
     o->rope_bwd(g->dk, cx->cs, T, nkv, hd);
     f.n = 0;
@@ -347,11 +383,11 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     for (int t = AL_T_Q, i = 0; t <= AL_T_V; t++)
         if ((md = ali_tr_mod(cx, l, t))) {
             float *du = g->du + (size_t)(i++) * T * r;
-            ali_tr_lora_grads(o, md, a->xn1, a->u[t], t == AL_T_Q ? g->dq : t == AL_T_K ? g->dk : g->dv, du, T);
+            ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->xn1, a->u[t], t == AL_T_Q ? g->dq : t == AL_T_K ? g->dk : g->dv, du, T));
             ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
         }
     if (l > 0) { /* layer 0: the gradient at the embeddings is not needed */
-        ali_tr_sum_run(o, &f, g->dxn, T, H);
+        ALI_TR_TIMED(cx->prof, ALI_P_QKV_T, ali_tr_sum_run(o, &f, g->dxn, T, H));
         o->rmsnorm_bwd(dx, g->dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
     }
 }
@@ -533,6 +569,7 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
                      .tmp = b.tmp, .seg = &np, .n_seg = 1};
     tr->pc_hits += hit + (int64_t)s * (m - 1); /* the group's other examples: all of it */
     tr->pc_n = hit; /* the rows after it are about to be overwritten */
+    double t_pre = al_now();
     if (np > 0) {
         for (int i = 0; i < np; i++)
             b.pos[i] = hit + i;
@@ -543,8 +580,14 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
         memcpy(tr->pc_ids + hit, ids0 + hit, sizeof(int32_t) * (size_t)np);
     }
     tr->pc_n = s;
+    double t_suf = al_now();
+    if (tr->prof) {
+        tr->prof[ALI_P_PREFIX] += t_suf - t_pre;
+        tr->prof_ex += m;
+    }
     /* the suffixes, stacked: the adapter on, activations kept */
     cx.t = t;
+    cx.prof = tr->prof;
     cx.seg = seg;
     cx.n_seg = m;
     for (int k = 0, r = 0; k < m; k++) {
@@ -556,6 +599,7 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
     al_rope_table(b.cs, b.pos, Ts, hd, tr->inv_freq);
     for (int l = 0; l < c->n_layers; l++)
         ali_tr_layer_fwd(&cx, l, s, Ts, b.x, &b.suf[l], 0);
+    double t_head = al_now();
     /* loss rows: the last n - n_prompt rows of each example (positions n_prompt-1 .. n-2 predict
      * ids[n_prompt ..]) */
     for (int k = 0, r = 0, j = 0; k < m; k++) {
@@ -597,8 +641,11 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
             rk->nll += b.nll[j + i];
         j += rk->n_targets;
     }
+    if (tr->prof)
+        tr->prof[ALI_P_HEAD] += al_now() - t_head;
     if (backward) {
         /* the head, then the layers in reverse over the suffix rows */
+        t_head = al_now();
         o->matmul_dx(b.dhout, b.logits, w->lm_head, nt, H, V, 1.0f, 0);
         memset(b.dx, 0, sizeof(float) * (size_t)Ts * H);
         for (int k = 0, r = 0, j = 0; k < m; k++) {
@@ -608,9 +655,13 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
             r += seg[k];
             j += ntk;
         }
+        if (tr->prof)
+            tr->prof[ALI_P_HEAD] += al_now() - t_head;
         for (int l = c->n_layers - 1; l >= 0; l--)
             ali_tr_layer_bwd(&cx, l, s, Ts, b.dx, &b.suf[l], &b.g);
     }
+    if (tr->prof)
+        tr->prof[ALI_P_SUFFIX] += al_now() - t_suf;
     free(seg);
     return AL_OK;
 }

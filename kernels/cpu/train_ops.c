@@ -31,12 +31,12 @@
 #undef ALI_SFX
 
 /* Many rows, forward: sgemm per tile of weight rows (each tile packs its weights once and x once:
- * x is cache-resident, the weights stream from memory once in all). Tiles of ~192 rows or more, a
- * multiple of 16, an even number of them when more than one (two threads stay busy). Transposed
- * product: sgemm per block of ~128 rows of dy (each block packs the weights: under 1% of its
- * product). Each tile or block is one single-threaded sgemm; the partitions depend on the shapes
- * alone (OpenBLAS's result depends on the call's shape), so results are the same at any thread
- * count. */
+ * x is cache-resident, the weights stream from memory once in all). Transposed product: sgemm per
+ * tile of weight columns (dx's columns), the same way: every weight packed once, dy re-packed per
+ * tile. Tiles of ~192 rows / columns or more, a multiple of 16, an even number of them when more
+ * than one (two threads stay busy). Each tile is one single-threaded sgemm; the partitions depend on
+ * the shapes alone (OpenBLAS's result depends on the call's shape), so results are the same at any
+ * thread count. */
 static int ali_tr_col_tile(int N)
 {
     int nt = N / 192;
@@ -45,16 +45,10 @@ static int ali_tr_col_tile(int N)
     return (w + 15) / 16 * 16;
 }
 
-static int ali_tr_row_blocks(int T)
-{
-    int nb = (T + 127) / 128;
-    return nb > 1 ? (nb + 1) / 2 * 2 : 1;
-}
-
 typedef struct ali_tr_mm {
     float *y;
     const float *x, *w;
-    int T, K, N, nb; /* nb: forward: weight rows per tile; transpose: blocks of dy rows */
+    int T, K, N, nb; /* nb: weight rows (forward) or columns (transpose) per tile */
     float alpha, beta;
 } ali_tr_mm;
 
@@ -66,13 +60,12 @@ static void ali_tr_mm_cols_task(void *ctx, int b)
                 j->K, j->beta, j->y + n0, j->N);
 }
 
-static void ali_tr_mm_rows_task(void *ctx, int b)
+static void ali_tr_mm_dx_task(void *ctx, int b)
 {
     const ali_tr_mm *j = ctx;
-    int r0 = (int)((int64_t)j->T * b / j->nb), r1 = (int)((int64_t)j->T * (b + 1) / j->nb);
-    if (r1 > r0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->K, j->N, j->alpha,
-                    j->x + (size_t)r0 * j->N, j->N, j->w, j->K, j->beta, j->y + (size_t)r0 * j->K, j->K);
+    int k0 = b * j->nb, kb = AL_TILE_MIN(j->nb, j->K - k0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->T, kb, j->N, j->alpha, j->x, j->N, j->w + k0, j->K,
+                j->beta, j->y + k0, j->K);
 }
 
 /* y [T,N] = x [T,K] · w [N,K]^T (+ y if accumulate): f32 weights */
@@ -180,9 +173,9 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
         ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_dx_task, &j);
         return;
     }
-    ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_row_blocks(T), .alpha = alpha,
+    ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(K), .alpha = alpha,
                    .beta = accumulate ? 1.0f : 0.0f};
-    ali_par_run(j.nb, ali_tr_mm_rows_task, &j);
+    ali_par_run((K + j.nb - 1) / j.nb, ali_tr_mm_dx_task, &j);
 }
 
 /* ---- fused products: several weights with one input (forward: q / k / v, gate / up and the
@@ -192,7 +185,7 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
 #define ALI_TR_MAXP 8
 
 typedef struct ali_tr_multi {
-    int n, T, K, accumulate, nt; /* nt: row blocks (dx, many rows) */
+    int n, T, K, accumulate, nt; /* nt: dx columns per tile (many rows) */
     float *y[ALI_TR_MAXP];       /* forward outputs [T, N[p]] */
     float *dx;                   /* backward output [T, K] */
     const float *x;              /* forward input [T, K] */
@@ -265,11 +258,10 @@ static void ali_tr_dx_few_task(void *ctx, int task)
 static void ali_tr_dx_many_task(void *ctx, int b)
 {
     const ali_tr_multi *m = ctx;
-    int r0 = (int)((int64_t)m->T * b / m->nt), r1 = (int)((int64_t)m->T * (b + 1) / m->nt);
-    for (int p = 0; p < m->n && r1 > r0; p++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, m->K, m->N[p], m->alpha[p],
-                    m->dy[p] + (size_t)r0 * m->N[p], m->N[p], m->w[p], m->K, p == 0 && !m->accumulate ? 0.0f : 1.0f,
-                    m->dx + (size_t)r0 * m->K, m->K);
+    int k0 = b * m->nt, kb = AL_TILE_MIN(m->nt, m->K - k0);
+    for (int p = 0; p < m->n; p++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m->T, kb, m->N[p], m->alpha[p], m->dy[p], m->N[p],
+                    m->w[p] + k0, m->K, p == 0 && !m->accumulate ? 0.0f : 1.0f, m->dx + k0, m->K);
 }
 
 /* dx [T, K] = sum over p < n (<= 8) of alpha[p] dy[p] [T, N[p]] · w[p] [N[p], K] (+ dx if accumulate) */
@@ -307,8 +299,8 @@ static void ali_tr_matmul_dx_n(float *dx, int T, int K, int n, const float *cons
         ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_tr_dx_few_task, &m);
         return;
     }
-    m.nt = ali_tr_row_blocks(T);
-    ali_par_run(m.nt, ali_tr_dx_many_task, &m);
+    m.nt = ali_tr_col_tile(K);
+    ali_par_run((K + m.nt - 1) / m.nt, ali_tr_dx_many_task, &m);
 }
 
 static void ali_tr_matmul_dw(float *dw, const float *dy, const float *x, int T, int K, int N, float alpha,
