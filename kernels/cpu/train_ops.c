@@ -355,7 +355,7 @@ static void ali_tr_rope_bwd(float *dx, const float *cs, int T, int n_heads, int 
 static void ali_tr_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float g = gate[i], sg = 1.0f / (1.0f + expf(-g)), d = dout[i];
+        float g = gate[i], sg = 1.0f / (1.0f + ali_expf(-g)), d = dout[i];
         float du = d * g * sg;
         dgate[i] = d * up[i] * sg * (1.0f + g * (1.0f - sg));
         dup[i] = du;
