@@ -1,6 +1,7 @@
-/* backprop.c: forward + backward of one training example through the ops table. The prefix before
+/* backprop.c: forward + backward of training examples through the ops table. The prefix before
  * the aLoRA activation start runs the base weights and keeps only its K/V (constants); the suffix
- * saves its activations and is back-propagated through, gradients reaching the adapter's A and B. */
+ * saves its activations and is back-propagated through, gradients reaching the adapter's A and B;
+ * a batch's examples sharing a prefix run together, their suffix rows stacked. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
