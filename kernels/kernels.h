@@ -147,6 +147,26 @@ typedef struct al_ops {
      * up to 32 rows; long prefixes: sgemm over row blocks, the weights packed once per block).
      * NULL: the trainer uses matmul. */
     void (*matmul_fwd)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
+    /* Causal GQA attention of several sequences sharing one constant prefix (the trainer's examples
+     * on one conversation, their rows stacked): kp, vp [np, nkv*hd] the prefix (positions 0 ..
+     * np-1); sequence e is rows [r_e, r_e + seg[e]) of q, out [sum seg, nh*hd] and ks, vs
+     * [sum seg, nkv*hd] (r_e = seg[0] + .. + seg[e-1]); its query i (position np + i) attends over
+     * the prefix and its own keys r_e .. r_e + i. attention_ctg is the case of one sequence. */
+    void (*attention_shared)(float *out, const float *q, const float *kp, const float *vp, int np, const float *ks,
+                             const float *vs, const int32_t *seg, int n_seg, int nh, int nkv, int hd, float scale);
+    /* Its backward given dout: dq [sum seg, nh*hd]; dk, dv [sum seg, nkv*hd] for the sequences' own
+     * keys (the prefix is constant: no gradient). All overwritten. */
+    void (*attention_shared_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *kp,
+                                 const float *vp, int np, const float *ks, const float *vs, const int32_t *seg,
+                                 int n_seg, int nh, int nkv, int hd, float scale);
+    /* Fused products over f32 weights (the trainer's q / k / v, gate / up with the adapters' A):
+     * forward y[p] [T, N[p]] = x [T, K] · w[p] [N[p], K]^T (+ y[p] if accumulate) for p < n (<= 8);
+     * backward dx [T, K] = sum over p of alpha[p] dy[p] [T, N[p]] · w[p] [N[p], K] (+ dx if
+     * accumulate). Bitwise the results of matmul_fwd / matmul_dx called on each in turn. */
+    void (*matmul_fwd_n)(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,
+                         int accumulate);
+    void (*matmul_dx_n)(float *dx, int T, int K, int n, const float *const *dy, const float *const *w, const int *N,
+                        const float *alpha, int accumulate);
 } al_ops;
 
 /* Bytes of a [rows, K] matrix in the backend's weight format. */

@@ -449,6 +449,8 @@ int cmd_train(int argc, char **argv)
     int32_t *inv = NULL, n_inv = 0;
     tr_set data = {0}, eval = {0};
     int *order = NULL;
+    al_train_ex *bx = NULL;        /* [batch] one micro-batch */
+    al_train_result *bres = NULL; /* [batch] */
     rc = 1;
     if (al_model_load(a.model, &m) != AL_OK) {
         tr_fail("%s", al_errmsg());
@@ -543,7 +545,10 @@ int cmd_train(int argc, char **argv)
     int64_t steps_per_epoch = data.n ? (data.n + per_step - 1) / per_step : 0;
     int64_t total = steps_per_epoch * a.epochs;
     order = malloc(sizeof(int) * (size_t)(data.n ? data.n : 1));
-    if (!order) {
+    size_t nbx = (size_t)AL_MIN(a.batch, (long)(data.n ? data.n : 1));
+    bx = malloc(sizeof(al_train_ex) * nbx);
+    bres = malloc(sizeof(al_train_result) * nbx);
+    if (!order || !bx || !bres) {
         tr_fail("out of memory");
         goto out;
     }
@@ -565,16 +570,23 @@ int cmd_train(int argc, char **argv)
                 n_tgt += data.ex[order[i]].n - data.ex[order[i]].n_prompt;
             al_tlora_zero_grad(t);
             double nll = 0;
-            for (int i = i0; i < i1; i++) {
-                const tr_ex *e = &data.ex[order[i]];
-                al_train_result r;
-                if (al_trainer_example(tr, t, e->ids, e->n, e->n_prompt, 1.0f / (float)n_tgt, 1, &r) != AL_OK) {
+            /* micro-batches of --batch examples: the trainer runs those sharing a conversation
+             * together (the frozen weights read once for all of them) */
+            for (int b0 = i0; b0 < i1; b0 += (int)a.batch) {
+                int nb = (int)AL_MIN((int64_t)(i1 - b0), a.batch);
+                for (int i = 0; i < nb; i++) {
+                    const tr_ex *e = &data.ex[order[b0 + i]];
+                    bx[i] = (al_train_ex){.ids = e->ids, .n = e->n, .n_prompt = e->n_prompt};
+                }
+                if (al_trainer_batch(tr, t, bx, nb, 1.0f / (float)n_tgt, 1, bres) != AL_OK) {
                     tr_fail("%s: %s", a.data, al_errmsg());
                     goto out;
                 }
-                nll += r.nll;
-                done_tokens += e->n;
-                done_ex++;
+                for (int i = 0; i < nb; i++) {
+                    nll += bres[i].nll;
+                    done_tokens += bx[i].n;
+                    done_ex++;
+                }
             }
             double gn = al_tlora_grad_norm(t);
             if (a.max_norm > 0 && gn > a.max_norm)
@@ -645,6 +657,8 @@ int cmd_train(int argc, char **argv)
     rc = 0;
 out:
     free(order);
+    free(bx);
+    free(bres);
     tr_set_free(&data);
     tr_set_free(&eval);
     free(inv);

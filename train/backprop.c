@@ -1,7 +1,9 @@
-/* backprop.c: forward + backward of one training example through the ops table. The prefix before
+/* backprop.c: forward + backward of training examples through the ops table. The prefix before
  * the aLoRA activation start runs the base weights and keeps only its K/V (constants); the suffix
- * saves its activations and is back-propagated through, gradients reaching the adapter's A and B. */
+ * saves its activations and is back-propagated through, gradients reaching the adapter's A and B;
+ * a batch's examples sharing a prefix run together, their suffix rows stacked. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,17 @@ typedef struct ali_tr_acts {
     float *u[AL_T_COUNT]; /* [T, r] A x of each adapted module (suffix only) */
 } ali_tr_acts;
 
+/* ALORA_TRAIN_PROFILE=1: wall time per kind of work, printed to stderr when the trainer is freed. */
+enum {
+    ALI_P_PREFIX, ALI_P_QKV, ALI_P_ATT, ALI_P_O, ALI_P_GATEUP, ALI_P_DOWN, ALI_P_LORA, ALI_P_HEAD,
+    ALI_P_DOWN_T, ALI_P_GATEUP_T, ALI_P_O_T, ALI_P_ATT_T, ALI_P_QKV_T, ALI_P_LORA_T, ALI_P_SUFFIX, ALI_P_N
+};
+static const char *const ali_prof_names[ALI_P_N] = {
+    "prefix forward (base weights, K/V kept)", "q/k/v (+ adapters' A) forward", "attention forward",
+    "o forward", "gate/up forward", "down forward", "adapters' B forward", "norm + lm_head + cross-entropy (fwd+bwd)",
+    "down^T", "gate/up^T", "o^T", "attention backward", "q/k/v^T", "adapter gradients (A, B)",
+    "suffix forward + backward (all of it)"};
+
 struct al_trainer {
     const al_model *m;
     const al_ops *ops;
@@ -36,12 +49,15 @@ struct al_trainer {
     float *kv;        /* [L][2][kv_cap, kvd] */
     int32_t pc_n, kv_cap;
     int64_t pc_hits;  /* prefix positions taken from the cache */
+    double *prof;     /* [ALI_P_N] seconds (ALORA_TRAIN_PROFILE set), else NULL */
+    double prof_t[ALI_P_N];
+    int64_t prof_ex;
 };
 
 al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
 {
     if (!ops->matmul_dx || !ops->matmul_dw || !ops->rmsnorm_bwd || !ops->rope_bwd || !ops->swiglu_bwd ||
-        !ops->attention_ctg || !ops->attention_ctg_bwd || !ops->cross_entropy)
+        !ops->attention_shared || !ops->attention_shared_bwd || !ops->cross_entropy)
         return ali_errf(AL_EUNSUPPORTED, "train: the training ops are not on this backend (%s)", ops->name);
     if (!al_ops_canonical_weights(ops) || !m->base)
         return ali_errf(AL_EUNSUPPORTED, "train: needs the f32 host weights (backend %s)", ops->name);
@@ -56,6 +72,8 @@ al_err al_trainer_create(const al_model *m, const al_ops *ops, al_trainer **out)
         free(tr);
         return ali_errf(AL_ENOMEM, "train: out of memory");
     }
+    const char *pe = getenv("ALORA_TRAIN_PROFILE");
+    tr->prof = pe && *pe && strcmp(pe, "0") ? tr->prof_t : NULL;
     al_rope_inv_freq(tr->inv_freq, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
                      c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
     *out = tr;
@@ -66,6 +84,16 @@ void al_trainer_free(al_trainer *tr)
 {
     if (!tr)
         return;
+    if (tr->prof && tr->prof_ex > 0) {
+        double suf = tr->prof[ALI_P_SUFFIX], parts = 0;
+        fprintf(stderr, "train profile: %lld examples, ms per example\n", (long long)tr->prof_ex);
+        for (int i = 0; i < ALI_P_N; i++) {
+            fprintf(stderr, "  %-42s %8.2f\n", ali_prof_names[i], 1e3 * tr->prof[i] / (double)tr->prof_ex);
+            parts += i != ALI_P_PREFIX && i != ALI_P_SUFFIX ? tr->prof[i] : 0;
+        }
+        fprintf(stderr, "  %-42s %8.2f\n", "suffix, the rest (norms, RoPE, SwiGLU, copies)",
+                1e3 * (suf - parts) / (double)tr->prof_ex);
+    }
     ali_aligned_free(tr->arena);
     ali_aligned_free(tr->inv_freq);
     free(tr->choices);
@@ -107,24 +135,22 @@ static float *ali_take(ali_carve *cv, size_t n)
     return p;
 }
 
-/* y [T, out] += scale * (x A^T) B^T, keeping u = x A^T [T, r] */
-static void ali_tr_lora_fwd(const al_ops *o, const al_tmod *md, const float *x, float *y, float *u, float *tmp, int T)
+/* y [T, out] += scale * u B^T, u = x A^T [T, r] (computed with the frozen products) */
+static void ali_tr_lora_expand(const al_ops *o, const al_tmod *md, float *y, const float *u, float *tmp, int T)
 {
-    o->matmul(u, x, md->A, T, md->in, md->r, 0);
     memcpy(tmp, u, sizeof(float) * (size_t)T * md->r);
     o->scale(tmp, md->scale, (size_t)T * md->r);
     o->matmul(y, tmp, md->B, T, md->r, md->out, 1);
 }
 
-/* Given dy [T, out] of y += scale * B A x: gB += scale dy^T u, gA += du^T x, dx += du A with
- * du = scale dy B. */
-static void ali_tr_lora_bwd(const al_ops *o, const al_tmod *md, const float *x, const float *u, const float *dy,
-                            float *dx, float *du, int T)
+/* Given dy [T, out] of y += scale * B A x: gB += scale dy^T u, du = scale dy B, gA += du^T x (the
+ * input gradient du A joins the frozen weights' transposed products). */
+static void ali_tr_lora_grads(const al_ops *o, const al_tmod *md, const float *x, const float *u, const float *dy,
+                              float *du, int T)
 {
     o->matmul_dw(md->gB, dy, u, T, md->r, md->out, md->scale, 1);
     o->matmul_dx(du, dy, md->B, T, md->r, md->out, md->scale, 0);
     o->matmul_dw(md->gA, du, x, T, md->in, md->r, 1.0f, 1);
-    o->matmul_dx(dx, du, md->A, T, md->in, md->r, 1.0f, 1);
 }
 
 typedef struct ali_tr_ctx {
@@ -133,10 +159,22 @@ typedef struct ali_tr_ctx {
     const al_ops *o;
     const al_tlora *t; /* NULL: base weights (the prefix) */
     float **K, **V;    /* [L] each [n_in, kvd]: every position's K (after RoPE) and V */
-    const float *cs;   /* [n_in, hd] RoPE table */
+    const float *cs;   /* [T, hd] RoPE table of the rows run */
+    const int32_t *seg; /* [n_seg] rows of each stacked example (attention sees its own and the prefix's) */
+    int n_seg;
     float *proj;       /* [T, H] scratch */
     float *tmp;        /* [T, r] scratch */
+    double *prof;      /* [ALI_P_N] or NULL */
 } ali_tr_ctx;
+
+/* stmt, its wall time added to prof[k] when profiling */
+#define ALI_TR_TIMED(prof, k, ...)                  \
+    do {                                            \
+        double ali_t0_ = (prof) ? al_now() : 0;     \
+        __VA_ARGS__;                                \
+        if (prof)                                   \
+            (prof)[k] += al_now() - ali_t0_;        \
+    } while (0)
 
 /* y [T,N] (+)= x [T,K] · w^T over base weights: the backend's trainer product when it has one */
 static void ali_tr_mm(const al_ops *o, float *y, const float *x, const float *w, int T, int K, int N, int acc)
@@ -147,6 +185,54 @@ static void ali_tr_mm(const al_ops *o, float *y, const float *x, const float *w,
         o->matmul(y, x, w, T, K, N, acc);
 }
 
+/* Products over base weights sharing the input x [T, K]: y[p] [T, N[p]] = x w[p]^T, one pass (the
+ * backend's fused op when it has one). */
+typedef struct ali_tr_fan {
+    int n;
+    float *y[8];
+    const float *w[8];
+    int N[8];
+} ali_tr_fan;
+
+static void ali_tr_fan_add(ali_tr_fan *f, float *y, const float *w, int N)
+{
+    f->y[f->n] = y, f->w[f->n] = w, f->N[f->n++] = N;
+}
+
+static void ali_tr_fan_run(const al_ops *o, const ali_tr_fan *f, const float *x, int T, int K)
+{
+    if (o->matmul_fwd_n) {
+        o->matmul_fwd_n(x, T, K, f->n, f->y, f->w, f->N, 0);
+        return;
+    }
+    for (int p = 0; p < f->n; p++)
+        ali_tr_mm(o, f->y[p], x, f->w[p], T, K, f->N[p], 0);
+}
+
+/* dx [T, K] = sum alpha[p] dy[p] w[p] (+ dx if accumulate) */
+typedef struct ali_tr_sum {
+    int n;
+    const float *dy[8];
+    const float *w[8];
+    int N[8];
+    float alpha[8];
+} ali_tr_sum;
+
+static void ali_tr_sum_add(ali_tr_sum *f, const float *dy, const float *w, int N, float alpha)
+{
+    f->dy[f->n] = dy, f->w[f->n] = w, f->N[f->n] = N, f->alpha[f->n++] = alpha;
+}
+
+static void ali_tr_sum_run(const al_ops *o, const ali_tr_sum *f, float *dx, int T, int K)
+{
+    if (o->matmul_dx_n) {
+        o->matmul_dx_n(dx, T, K, f->n, f->dy, f->w, f->N, f->alpha, 0);
+        return;
+    }
+    for (int p = 0; p < f->n; p++)
+        o->matmul_dx(dx, f->dy[p], f->w[p], T, K, f->N[p], f->alpha[p], p > 0);
+}
+
 static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
 {
     if (!x->t)
@@ -155,8 +241,11 @@ static const al_tmod *ali_tr_mod(const ali_tr_ctx *x, int l, al_target t)
     return m->r > 0 ? m : NULL;
 }
 
-/* Rows p0 .. p0+T-1 through layer l: x [T, H] in place, activations into a. kv_only: only the
- * rows' K and V (the last layer of a prefix: nothing after them is ever read). */
+/* T rows through layer l: x [T, H] in place, activations into a; their K/V land in rows p0 .. p0+T-1
+ * of the layer's K/V, the rows' attention sees rows 0 .. p0-1 (the prefix) and its own example's
+ * (cx->seg). kv_only: only the rows' K and V (the last layer of a prefix: nothing after them is
+ * ever read). Each group of products sharing an input (q / k / v with their adapters' A, o, gate /
+ * up, down) is one pass over the weights. */
 static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *x, const ali_tr_acts *a, int kv_only)
 {
     const al_model_config *c = cx->c;
@@ -166,44 +255,62 @@ static void ali_tr_layer_fwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     int qd = nh * hd, kvd = nkv * hd;
     float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
     const al_tmod *md;
+    ali_tr_fan f = {0};
     if (a->xin)
         memcpy(a->xin, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn1, x, lw->attn_norm, T, H, c->rms_eps);
+    if (!kv_only)
+        ali_tr_fan_add(&f, a->q, lw->wq, qd);
+    ali_tr_fan_add(&f, k, lw->wk, kvd);
+    ali_tr_fan_add(&f, v, lw->wv, kvd);
+    for (int t = AL_T_Q; t <= AL_T_V && !kv_only; t++)
+        if ((md = ali_tr_mod(cx, l, t)))
+            ali_tr_fan_add(&f, a->u[t], md->A, md->r);
+    ALI_TR_TIMED(cx->prof, ALI_P_QKV, ali_tr_fan_run(o, &f, a->xn1, T, H));
     if (kv_only) {
-        ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
-        ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
-        o->rope(k, cx->cs + (size_t)p0 * hd, T, nkv, hd);
+        o->rope(k, cx->cs, T, nkv, hd);
         return;
     }
-    ali_tr_mm(o, a->q, a->xn1, lw->wq, T, H, qd, 0);
-    ali_tr_mm(o, k, a->xn1, lw->wk, T, H, kvd, 0);
-    ali_tr_mm(o, v, a->xn1, lw->wv, T, H, kvd, 0);
     if ((md = ali_tr_mod(cx, l, AL_T_Q)))
-        ali_tr_lora_fwd(o, md, a->xn1, a->q, a->u[AL_T_Q], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->q, a->u[AL_T_Q], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_K)))
-        ali_tr_lora_fwd(o, md, a->xn1, k, a->u[AL_T_K], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, k, a->u[AL_T_K], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_V)))
-        ali_tr_lora_fwd(o, md, a->xn1, v, a->u[AL_T_V], cx->tmp, T);
-    o->rope(a->q, cx->cs + (size_t)p0 * hd, T, nh, hd);
-    o->rope(k, cx->cs + (size_t)p0 * hd, T, nkv, hd);
-    o->attention_ctg(a->att, a->q, cx->K[l], cx->V[l], p0, T, nh, nkv, hd, c->attention_multiplier);
-    ali_tr_mm(o, cx->proj, a->att, lw->wo, T, qd, H, 0);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, v, a->u[AL_T_V], cx->tmp, T));
+    o->rope(a->q, cx->cs, T, nh, hd);
+    o->rope(k, cx->cs, T, nkv, hd);
+    ALI_TR_TIMED(cx->prof, ALI_P_ATT, o->attention_shared(a->att, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh, nkv, hd,
+                        c->attention_multiplier));
+    f.n = 0;
+    ali_tr_fan_add(&f, cx->proj, lw->wo, H);
     if ((md = ali_tr_mod(cx, l, AL_T_O)))
-        ali_tr_lora_fwd(o, md, a->att, cx->proj, a->u[AL_T_O], cx->tmp, T);
+        ali_tr_fan_add(&f, a->u[AL_T_O], md->A, md->r);
+    ALI_TR_TIMED(cx->prof, ALI_P_O, ali_tr_fan_run(o, &f, a->att, T, qd));
+    if (md)
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_O], cx->tmp, T));
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
     if (a->xmid)
         memcpy(a->xmid, x, sizeof(float) * (size_t)T * H);
     o->rmsnorm(a->xn2, x, lw->ffn_norm, T, H, c->rms_eps);
-    ali_tr_mm(o, a->gate, a->xn2, lw->w_gate, T, H, I, 0);
-    ali_tr_mm(o, a->up, a->xn2, lw->w_up, T, H, I, 0);
+    f.n = 0;
+    ali_tr_fan_add(&f, a->gate, lw->w_gate, I);
+    ali_tr_fan_add(&f, a->up, lw->w_up, I);
+    for (int t = AL_T_GATE; t <= AL_T_UP; t++)
+        if ((md = ali_tr_mod(cx, l, t)))
+            ali_tr_fan_add(&f, a->u[t], md->A, md->r);
+    ALI_TR_TIMED(cx->prof, ALI_P_GATEUP, ali_tr_fan_run(o, &f, a->xn2, T, H));
     if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
-        ali_tr_lora_fwd(o, md, a->xn2, a->gate, a->u[AL_T_GATE], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->gate, a->u[AL_T_GATE], cx->tmp, T));
     if ((md = ali_tr_mod(cx, l, AL_T_UP)))
-        ali_tr_lora_fwd(o, md, a->xn2, a->up, a->u[AL_T_UP], cx->tmp, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, a->up, a->u[AL_T_UP], cx->tmp, T));
     o->swiglu(a->act, a->gate, a->up, (size_t)T * I);
-    ali_tr_mm(o, cx->proj, a->act, lw->w_down, T, I, H, 0);
+    f.n = 0;
+    ali_tr_fan_add(&f, cx->proj, lw->w_down, H);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN)))
-        ali_tr_lora_fwd(o, md, a->act, cx->proj, a->u[AL_T_DOWN], cx->tmp, T);
+        ali_tr_fan_add(&f, a->u[AL_T_DOWN], md->A, md->r);
+    ALI_TR_TIMED(cx->prof, ALI_P_DOWN, ali_tr_fan_run(o, &f, a->act, T, I));
+    if (md)
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA, ali_tr_lora_expand(o, md, cx->proj, a->u[AL_T_DOWN], cx->tmp, T));
     o->add_scaled(x, cx->proj, c->residual_multiplier, (size_t)T * H);
 }
 
@@ -217,10 +324,12 @@ typedef struct ali_tr_grads {
     float *dact;  /* [T, I] */
     float *dgate; /* [T, I] */
     float *dup;   /* [T, I] */
-    float *du;    /* [T, r] */
+    float *du;    /* [3][T, r] the adapters' du of one fused product */
 } ali_tr_grads;
 
-/* dx [T, H]: the gradient at layer l's output on entry, at its input on return. */
+/* dx [T, H]: the gradient at layer l's output on entry, at its input on return (layer 0: not
+ * computed past the attention's input projections, nothing reads it). Each transposed product
+ * sums its frozen weights' and adapters' terms in one pass. */
 static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *dx, const ali_tr_acts *a,
                              const ali_tr_grads *g)
 {
@@ -228,98 +337,116 @@ static void ali_tr_layer_bwd(const ali_tr_ctx *cx, int l, int p0, int T, float *
     const al_layer_weights *lw = &cx->w->layers[l];
     const al_ops *o = cx->o;
     int H = c->hidden_size, I = c->intermediate_size, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    int qd = nh * hd, kvd = nkv * hd;
+    int qd = nh * hd, kvd = nkv * hd, r = cx->t->rank;
     float rm = c->residual_multiplier;
     const al_tmod *md;
+    ali_tr_sum f = {0};
     /* MLP: x_out = xmid + rm * down(act) */
-    o->matmul_dx(g->dact, dx, lw->w_down, T, I, H, rm, 0);
+    ali_tr_sum_add(&f, dx, lw->w_down, H, rm);
     if ((md = ali_tr_mod(cx, l, AL_T_DOWN))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_bwd(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->dact, g->du, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->act, a->u[AL_T_DOWN], g->dproj, g->du, T));
+        ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
+    ALI_TR_TIMED(cx->prof, ALI_P_DOWN_T, ali_tr_sum_run(o, &f, g->dact, T, I));
     o->swiglu_bwd(g->dgate, g->dup, g->dact, a->gate, a->up, (size_t)T * I);
-    o->matmul_dx(g->dxn, g->dgate, lw->w_gate, T, H, I, 1.0f, 0);
-    o->matmul_dx(g->dxn, g->dup, lw->w_up, T, H, I, 1.0f, 1);
-    if ((md = ali_tr_mod(cx, l, AL_T_GATE)))
-        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_GATE], g->dgate, g->dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_UP)))
-        ali_tr_lora_bwd(o, md, a->xn2, a->u[AL_T_UP], g->dup, g->dxn, g->du, T);
+    f.n = 0;
+    ali_tr_sum_add(&f, g->dgate, lw->w_gate, I, 1.0f);
+    ali_tr_sum_add(&f, g->dup, lw->w_up, I, 1.0f);
+    for (int t = AL_T_GATE, i = 0; t <= AL_T_UP; t++)
+        if ((md = ali_tr_mod(cx, l, t))) {
+            float *du = g->du + (size_t)(i++) * T * r;
+            ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->xn2, a->u[t], t == AL_T_GATE ? g->dgate : g->dup, du, T));
+            ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
+        }
+    ALI_TR_TIMED(cx->prof, ALI_P_GATEUP_T, ali_tr_sum_run(o, &f, g->dxn, T, H));
     o->rmsnorm_bwd(dx, g->dxn, a->xmid, lw->ffn_norm, T, H, c->rms_eps);
     /* attention: xmid = xin + rm * o(att) */
-    o->matmul_dx(g->datt, dx, lw->wo, T, qd, H, rm, 0);
+    f.n = 0;
+    ali_tr_sum_add(&f, dx, lw->wo, H, rm);
     if ((md = ali_tr_mod(cx, l, AL_T_O))) {
         memcpy(g->dproj, dx, sizeof(float) * (size_t)T * H);
         o->scale(g->dproj, rm, (size_t)T * H);
-        ali_tr_lora_bwd(o, md, a->att, a->u[AL_T_O], g->dproj, g->datt, g->du, T);
+        ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->att, a->u[AL_T_O], g->dproj, g->du, T));
+        ali_tr_sum_add(&f, g->du, md->A, md->r, 1.0f);
     }
-    o->attention_ctg_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, T, nh, nkv, hd,
-                         c->attention_multiplier);
-    o->rope_bwd(g->dq, cx->cs + (size_t)p0 * hd, T, nh, hd);
-    o->rope_bwd(g->dk, cx->cs + (size_t)p0 * hd, T, nkv, hd);
-    o->matmul_dx(g->dxn, g->dq, lw->wq, T, H, qd, 1.0f, 0);
-    o->matmul_dx(g->dxn, g->dk, lw->wk, T, H, kvd, 1.0f, 1);
-    o->matmul_dx(g->dxn, g->dv, lw->wv, T, H, kvd, 1.0f, 1);
-    if ((md = ali_tr_mod(cx, l, AL_T_Q)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_Q], g->dq, g->dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_K)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_K], g->dk, g->dxn, g->du, T);
-    if ((md = ali_tr_mod(cx, l, AL_T_V)))
-        ali_tr_lora_bwd(o, md, a->xn1, a->u[AL_T_V], g->dv, g->dxn, g->du, T);
-    o->rmsnorm_bwd(dx, g->dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
+    ALI_TR_TIMED(cx->prof, ALI_P_O_T, ali_tr_sum_run(o, &f, g->datt, T, qd));
+    const float *k = cx->K[l] + (size_t)p0 * kvd, *v = cx->V[l] + (size_t)p0 * kvd;
+    ALI_TR_TIMED(cx->prof, ALI_P_ATT_T, o->attention_shared_bwd(g->dq, g->dk, g->dv, g->datt, a->q, cx->K[l], cx->V[l], p0, k, v, cx->seg, cx->n_seg, nh,
+                            nkv, hd, c->attention_multiplier));
+    o->rope_bwd(g->dq, cx->cs, T, nh, hd);
+    o->rope_bwd(g->dk, cx->cs, T, nkv, hd);
+    f.n = 0;
+    ali_tr_sum_add(&f, g->dq, lw->wq, qd, 1.0f);
+    ali_tr_sum_add(&f, g->dk, lw->wk, kvd, 1.0f);
+    ali_tr_sum_add(&f, g->dv, lw->wv, kvd, 1.0f);
+    for (int t = AL_T_Q, i = 0; t <= AL_T_V; t++)
+        if ((md = ali_tr_mod(cx, l, t))) {
+            float *du = g->du + (size_t)(i++) * T * r;
+            ALI_TR_TIMED(cx->prof, ALI_P_LORA_T, ali_tr_lora_grads(o, md, a->xn1, a->u[t], t == AL_T_Q ? g->dq : t == AL_T_K ? g->dk : g->dv, du, T));
+            ali_tr_sum_add(&f, du, md->A, md->r, 1.0f);
+        }
+    if (l > 0) { /* layer 0: the gradient at the embeddings is not needed */
+        ALI_TR_TIMED(cx->prof, ALI_P_QKV_T, ali_tr_sum_run(o, &f, g->dxn, T, H));
+        o->rmsnorm_bwd(dx, g->dxn, a->xin, lw->attn_norm, T, H, c->rms_eps);
+    }
 }
 
-/* Carves (or, with cv->base NULL, counts) every buffer of one example. */
+/* Carves (or, with cv->base NULL, counts) every buffer of one group of stacked examples: the prefix
+ * of s positions computed from row hit on, Ts suffix rows in all, nt loss rows in all. */
 typedef struct ali_tr_bufs {
     float **K, **V;      /* [L] pointers */
-    float *cs;           /* [n_in, hd] */
-    float *px;           /* [s, H] prefix residual */
+    float *cs;           /* [max(s - hit, Ts), hd] RoPE table of the rows run */
+    float *px;           /* [s - hit, H] prefix residual */
     ali_tr_acts pre;     /* prefix activations (overwritten per layer) */
     ali_tr_acts *suf;    /* [L] suffix activations */
     float *x;            /* [Ts, H] */
-    float *proj, *tmp;   /* [max(s,Ts), H], [Ts, r] */
+    float *proj, *tmp;   /* [max(s - hit, Ts), H], [Ts, r] */
     float *hout;         /* [nt, H] */
     float *logits;       /* [nt, V] */
     float *nll;          /* [nt] */
     int32_t *tgt;        /* [nt] */
+    int32_t *pos;        /* [max(s - hit, Ts)] positions of the rows run */
     float *dx, *dhout;   /* [Ts, H], [nt, H] */
     ali_tr_grads g;
 } ali_tr_bufs;
 
-static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora *t, int n_in, int s, int nt,
+static void ali_tr_carve(ali_carve *cv, const al_model_config *c, const al_tlora *t, int np, int Ts, int nt,
                          ali_tr_bufs *b)
 {
     size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, V = (size_t)c->vocab_size, r = (size_t)t->rank;
-    size_t Ts = (size_t)(n_in - s), S = (size_t)s, R = AL_MAX(S, Ts);
-    b->cs = ali_take(cv, (size_t)n_in * c->head_dim);
+    size_t S = (size_t)np, R = AL_MAX(S, (size_t)Ts), T = (size_t)Ts;
+    b->cs = ali_take(cv, R * c->head_dim);
+    b->pos = (int32_t *)ali_take(cv, R);
     b->px = ali_take(cv, S * H);
     b->pre = (ali_tr_acts){.xn1 = ali_take(cv, S * H), .q = ali_take(cv, S * qd), .att = ali_take(cv, S * qd),
                            .xn2 = ali_take(cv, S * H), .gate = ali_take(cv, S * I), .up = ali_take(cv, S * I),
                            .act = ali_take(cv, S * I)};
     for (int l = 0; l < c->n_layers; l++) {
-        ali_tr_acts a = {.xin = ali_take(cv, Ts * H), .xn1 = ali_take(cv, Ts * H), .q = ali_take(cv, Ts * qd),
-                         .att = ali_take(cv, Ts * qd), .xmid = ali_take(cv, Ts * H), .xn2 = ali_take(cv, Ts * H),
-                         .gate = ali_take(cv, Ts * I), .up = ali_take(cv, Ts * I), .act = ali_take(cv, Ts * I)};
+        ali_tr_acts a = {.xin = ali_take(cv, T * H), .xn1 = ali_take(cv, T * H), .q = ali_take(cv, T * qd),
+                         .att = ali_take(cv, T * qd), .xmid = ali_take(cv, T * H), .xn2 = ali_take(cv, T * H),
+                         .gate = ali_take(cv, T * I), .up = ali_take(cv, T * I), .act = ali_take(cv, T * I)};
         for (int k = 0; k < AL_T_COUNT; k++)
             if (t->mods[l * AL_T_COUNT + k].r > 0)
-                a.u[k] = ali_take(cv, Ts * r);
+                a.u[k] = ali_take(cv, T * r);
         if (cv->base)
             b->suf[l] = a;
     }
-    b->x = ali_take(cv, Ts * H);
+    b->x = ali_take(cv, T * H);
     b->proj = ali_take(cv, R * H);
     b->tmp = ali_take(cv, R * r);
     b->hout = ali_take(cv, (size_t)nt * H);
     b->logits = ali_take(cv, (size_t)nt * V);
     b->nll = ali_take(cv, (size_t)nt);
     b->tgt = (int32_t *)ali_take(cv, (size_t)nt);
-    b->dx = ali_take(cv, Ts * H);
+    b->dx = ali_take(cv, T * H);
     b->dhout = ali_take(cv, (size_t)nt * H);
-    b->g = (ali_tr_grads){.dproj = ali_take(cv, Ts * H), .datt = ali_take(cv, Ts * qd), .dq = ali_take(cv, Ts * qd),
-                          .dk = ali_take(cv, Ts * kvd), .dv = ali_take(cv, Ts * kvd), .dxn = ali_take(cv, Ts * H),
-                          .dact = ali_take(cv, Ts * I), .dgate = ali_take(cv, Ts * I), .dup = ali_take(cv, Ts * I),
-                          .du = ali_take(cv, Ts * r)};
+    b->g = (ali_tr_grads){.dproj = ali_take(cv, T * H), .datt = ali_take(cv, T * qd), .dq = ali_take(cv, T * qd),
+                          .dk = ali_take(cv, T * kvd), .dv = ali_take(cv, T * kvd), .dxn = ali_take(cv, T * H),
+                          .dact = ali_take(cv, T * I), .dgate = ali_take(cv, T * I), .dup = ali_take(cv, T * I),
+                          .du = ali_take(cv, 3 * T * r)};
 }
 
 /* Room for the K/V of n positions in tr->kv, keeping the cached prefix rows. */
@@ -351,15 +478,11 @@ static al_err ali_tr_kv_reserve(al_trainer *tr, int32_t n, size_t kvd)
 
 int64_t al_trainer_cached_positions(const al_trainer *tr) { return tr->pc_hits; }
 
-al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
-                          int backward, al_train_result *res)
+/* Checks one example and finds its activation start. */
+static al_err ali_tr_check(const al_trainer *tr, const al_tlora *t, const al_train_ex *e, int32_t *s_out)
 {
     const al_model_config *c = &tr->m->cfg;
-    const al_weights *w = &tr->m->w;
-    const al_ops *o = tr->ops;
-    int H = c->hidden_size, V = c->vocab_size, hd = c->head_dim;
-    if (t->n_layers != c->n_layers)
-        return ali_errf(AL_EINVAL, "train: adapter has %d layers, model %d", t->n_layers, c->n_layers);
+    int32_t n = e->n, n_prompt = e->n_prompt;
     if (n_prompt < 1 || n_prompt >= n)
         return ali_errf(AL_EINVAL, "train: example needs a prompt and at least one target token (prompt %d of %d)",
                         n_prompt, n);
@@ -367,11 +490,12 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
         return ali_errf(AL_ERANGE, "train: example of %d tokens is longer than the model's context (%d)", n,
                         c->max_position_embeddings);
     for (int32_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= V)
-            return ali_errf(AL_EINVAL, "train: token %d at position %d outside the vocabulary (%d)", ids[i], i, V);
+        if (e->ids[i] < 0 || e->ids[i] >= c->vocab_size)
+            return ali_errf(AL_EINVAL, "train: token %d at position %d outside the vocabulary (%d)", e->ids[i], i,
+                            c->vocab_size);
     int32_t s = 0;
     if (t->inv) {
-        s = al_alora_find_start(ids, n, t->inv, t->n_inv);
+        s = al_alora_find_start(e->ids, n, t->inv, t->n_inv);
         if (s < 0)
             return ali_errf(AL_EINVAL, "train: the example does not contain the invocation sequence");
         if (s > n_prompt - 1)
@@ -380,98 +504,228 @@ al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32
                             "tokens): the adapter would not see the target positions",
                             s, n_prompt);
     }
-    int n_in = n - 1, Ts = n_in - s, nt = n - n_prompt;
-    /* size, then carve */
+    *s_out = s;
+    return AL_OK;
+}
+
+/* One group: the examples ex[idx[0 .. m-1]], all with activation start s and the same tokens before
+ * it. The prefix runs once (or comes from the cache); their suffix rows are stacked, every product
+ * over the frozen weights runs once for all of them, attention per example over the shared prefix. */
+static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, const int *idx, int m, int32_t s,
+                           float gscale, int backward, al_train_result *res)
+{
+    const al_model_config *c = &tr->m->cfg;
+    const al_weights *w = &tr->m->w;
+    const al_ops *o = tr->ops;
+    int H = c->hidden_size, V = c->vocab_size, hd = c->head_dim;
+    const int32_t *ids0 = ex[idx[0]].ids;
+    int32_t *seg = malloc(sizeof(int32_t) * (size_t)m);
+    if (!seg)
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    int Ts = 0, nt = 0;
+    for (int k = 0; k < m; k++) {
+        seg[k] = ex[idx[k]].n - 1 - s;
+        Ts += seg[k];
+        nt += ex[idx[k]].n - ex[idx[k]].n_prompt;
+    }
+    /* the prefix: base weights, nothing kept but K/V; positions whose tokens match the cached
+     * prefix's keep its K/V (causal: they depend on those tokens only), the rest are computed in
+     * place after them */
+    int32_t hit = 0;
+    while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids0[hit])
+        hit++;
+    int np = s - hit;
     ali_tr_bufs b;
     float *Kp[512], *Vp[512];
     ali_tr_acts sufp[512];
-    if (c->n_layers > 512)
-        return ali_errf(AL_EUNSUPPORTED, "train: more than 512 layers");
     memset(&b, 0, sizeof b);
     b.K = Kp, b.V = Vp, b.suf = sufp;
     size_t kvd = (size_t)c->n_kv_heads * hd;
-    AL_TRY(ali_tr_kv_reserve(tr, n_in, kvd));
+    al_err e = ali_tr_kv_reserve(tr, s + Ts, kvd);
+    if (e != AL_OK) {
+        free(seg);
+        return e;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         b.K[l] = tr->kv + (size_t)(2 * l) * tr->kv_cap * kvd;
         b.V[l] = tr->kv + (size_t)(2 * l + 1) * tr->kv_cap * kvd;
     }
     ali_carve cv = {0};
-    ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
+    ali_tr_carve(&cv, c, t, np, Ts, nt, &b);
     if (cv.used > tr->cap) {
         ali_aligned_free(tr->arena);
         tr->arena = ali_aligned_alloc(cv.used * sizeof(float));
         tr->cap = tr->arena ? cv.used : 0;
-        if (!tr->arena)
-            return ali_errf(AL_ENOMEM, "train: cannot allocate %.1f MiB of activations for %d tokens",
-                            cv.used * 4.0 / 1048576.0, n);
+        if (!tr->arena) {
+            free(seg);
+            return ali_errf(AL_ENOMEM, "train: cannot allocate %.1f MiB of activations for %d rows",
+                            cv.used * 4.0 / 1048576.0, s + Ts);
+        }
     }
     tr->peak = AL_MAX(tr->peak, cv.used + (size_t)c->n_layers * 2 * (size_t)tr->kv_cap * kvd); /* + K/V */
     cv = (ali_carve){.base = tr->arena};
-    ali_tr_carve(&cv, c, t, n_in, s, nt, &b);
+    ali_tr_carve(&cv, c, t, np, Ts, nt, &b);
 
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n_in);
-    if (!pos)
-        return ali_errf(AL_ENOMEM, "train: out of memory");
-    for (int i = 0; i < n_in; i++)
-        pos[i] = i;
-    al_rope_table(b.cs, pos, n_in, hd, tr->inv_freq);
-    free(pos);
     ali_tr_ctx cx = {.c = c, .w = w, .o = o, .t = NULL, .K = b.K, .V = b.V, .cs = b.cs, .proj = b.proj,
-                     .tmp = b.tmp};
-    /* the prefix: base weights, nothing kept but K/V; positions whose tokens match the cached
-     * prefix's keep its K/V (causal: they depend on those tokens only), the rest are computed in
-     * place after them */
-    int32_t hit = 0;
-    while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids[hit])
-        hit++;
-    tr->pc_hits += hit;
+                     .tmp = b.tmp, .seg = &np, .n_seg = 1};
+    tr->pc_hits += hit + (int64_t)s * (m - 1); /* the group's other examples: all of it */
     tr->pc_n = hit; /* the rows after it are about to be overwritten */
-    if (s > hit) {
-        o->embedding(b.px, w->embed, ids + hit, s - hit, H, c->embedding_multiplier);
+    double t_pre = al_now();
+    if (np > 0) {
+        for (int i = 0; i < np; i++)
+            b.pos[i] = hit + i;
+        al_rope_table(b.cs, b.pos, np, hd, tr->inv_freq);
+        o->embedding(b.px, w->embed, ids0 + hit, np, H, c->embedding_multiplier);
         for (int l = 0; l < c->n_layers; l++)
-            ali_tr_layer_fwd(&cx, l, hit, s - hit, b.px, &b.pre, l == c->n_layers - 1);
-        memcpy(tr->pc_ids + hit, ids + hit, sizeof(int32_t) * (size_t)(s - hit));
+            ali_tr_layer_fwd(&cx, l, hit, np, b.px, &b.pre, l == c->n_layers - 1);
+        memcpy(tr->pc_ids + hit, ids0 + hit, sizeof(int32_t) * (size_t)np);
     }
     tr->pc_n = s;
-    /* the suffix: the adapter on, activations kept */
+    double t_suf = al_now();
+    if (tr->prof) {
+        tr->prof[ALI_P_PREFIX] += t_suf - t_pre;
+        tr->prof_ex += m;
+    }
+    /* the suffixes, stacked: the adapter on, activations kept */
     cx.t = t;
-    o->embedding(b.x, w->embed, ids + s, Ts, H, c->embedding_multiplier);
+    cx.prof = tr->prof;
+    cx.seg = seg;
+    cx.n_seg = m;
+    for (int k = 0, r = 0; k < m; k++) {
+        for (int i = 0; i < seg[k]; i++)
+            b.pos[r + i] = s + i;
+        o->embedding(b.x + (size_t)r * H, w->embed, ex[idx[k]].ids + s, seg[k], H, c->embedding_multiplier);
+        r += seg[k];
+    }
+    al_rope_table(b.cs, b.pos, Ts, hd, tr->inv_freq);
     for (int l = 0; l < c->n_layers; l++)
         ali_tr_layer_fwd(&cx, l, s, Ts, b.x, &b.suf[l], 0);
-    /* loss rows: positions n_prompt-1 .. n-2 predict ids[n_prompt ..] */
-    int r0 = n_prompt - 1 - s;
-    o->rmsnorm(b.hout, b.x + (size_t)r0 * H, w->norm, nt, H, c->rms_eps);
+    double t_head = al_now();
+    /* loss rows: the last n - n_prompt rows of each example (positions n_prompt-1 .. n-2 predict
+     * ids[n_prompt ..]) */
+    for (int k = 0, r = 0, j = 0; k < m; k++) {
+        const al_train_ex *x = &ex[idx[k]];
+        int ntk = x->n - x->n_prompt;
+        o->rmsnorm(b.hout + (size_t)j * H, b.x + (size_t)(r + seg[k] - ntk) * H, w->norm, ntk, H, c->rms_eps);
+        memcpy(b.tgt + j, x->ids + x->n_prompt, sizeof(int32_t) * (size_t)ntk);
+        r += seg[k];
+        j += ntk;
+    }
     ali_tr_mm(o, b.logits, b.hout, w->lm_head, nt, H, V, 0);
     if (c->logits_scaling != 1.0f)
         o->scale(b.logits, 1.0f / c->logits_scaling, (size_t)nt * V);
-    memcpy(b.tgt, ids + n_prompt, sizeof(int32_t) * (size_t)nt);
-    int32_t n_correct = 0; /* the logits are in backend memory: host on the f32 CPU backend */
-    for (int i = 0; i < nt; i++) {
-        const float *lr = b.logits + (size_t)i * V;
-        int32_t best = 0;
-        for (int j = 1; j < V; j++)
-            if (lr[j] > lr[best])
-                best = j;
-        n_correct += best == b.tgt[i];
+    /* the logits are in backend memory: host on the f32 CPU backend */
+    for (int k = 0, j = 0; k < m; k++) {
+        const al_train_ex *x = &ex[idx[k]];
+        int ntk = x->n - x->n_prompt;
+        int32_t n_correct = 0, choice = -1;
+        for (int i = j; i < j + ntk; i++) {
+            const float *lr = b.logits + (size_t)i * V;
+            int32_t best = 0;
+            for (int q = 1; q < V; q++)
+                if (lr[q] > lr[best])
+                    best = q;
+            n_correct += best == b.tgt[i];
+        }
+        const float *l0 = b.logits + (size_t)j * V;
+        for (int32_t q = 0; q < tr->n_choices; q++)
+            if (choice < 0 || l0[tr->choices[q]] > l0[choice])
+                choice = tr->choices[q];
+        res[idx[k]] = (al_train_result){.n_targets = ntk, .act_start = s, .n_grad_rows = backward ? seg[k] : 0,
+                                          .n_correct = n_correct, .choice = choice};
+        j += ntk;
     }
-    int32_t choice = -1;
-    for (int32_t k = 0; k < tr->n_choices; k++)
-        if (choice < 0 || b.logits[tr->choices[k]] > b.logits[choice])
-            choice = tr->choices[k];
     o->cross_entropy(b.logits, b.nll, b.logits, b.tgt, nt, V, gscale / c->logits_scaling);
-    double nll = 0;
-    for (int i = 0; i < nt; i++)
-        nll += b.nll[i];
-    if (res)
-        *res = (al_train_result){.nll = nll, .n_targets = nt, .act_start = s, .n_grad_rows = backward ? Ts : 0,
-                                   .n_correct = n_correct, .choice = choice};
-    if (!backward)
-        return AL_OK;
-    /* backward: the head, then the layers in reverse over the suffix rows */
-    o->matmul_dx(b.dhout, b.logits, w->lm_head, nt, H, V, 1.0f, 0);
-    memset(b.dx, 0, sizeof(float) * (size_t)Ts * H);
-    o->rmsnorm_bwd(b.dx + (size_t)r0 * H, b.dhout, b.x + (size_t)r0 * H, w->norm, nt, H, c->rms_eps);
-    for (int l = c->n_layers - 1; l >= 0; l--)
-        ali_tr_layer_bwd(&cx, l, s, Ts, b.dx, &b.suf[l], &b.g);
+    for (int k = 0, j = 0; k < m; k++) {
+        al_train_result *rk = &res[idx[k]];
+        for (int i = 0; i < rk->n_targets; i++)
+            rk->nll += b.nll[j + i];
+        j += rk->n_targets;
+    }
+    if (tr->prof)
+        tr->prof[ALI_P_HEAD] += al_now() - t_head;
+    if (backward) {
+        /* the head, then the layers in reverse over the suffix rows */
+        t_head = al_now();
+        o->matmul_dx(b.dhout, b.logits, w->lm_head, nt, H, V, 1.0f, 0);
+        memset(b.dx, 0, sizeof(float) * (size_t)Ts * H);
+        for (int k = 0, r = 0, j = 0; k < m; k++) {
+            int ntk = res[idx[k]].n_targets;
+            size_t r0 = (size_t)(r + seg[k] - ntk);
+            o->rmsnorm_bwd(b.dx + r0 * H, b.dhout + (size_t)j * H, b.x + r0 * H, w->norm, ntk, H, c->rms_eps);
+            r += seg[k];
+            j += ntk;
+        }
+        if (tr->prof)
+            tr->prof[ALI_P_HEAD] += al_now() - t_head;
+        for (int l = c->n_layers - 1; l >= 0; l--)
+            ali_tr_layer_bwd(&cx, l, s, Ts, b.dx, &b.suf[l], &b.g);
+    }
+    if (tr->prof)
+        tr->prof[ALI_P_SUFFIX] += al_now() - t_suf;
+    free(seg);
     return AL_OK;
+}
+
+/* Rows stacked in one group at most (activations ~0.5 MB per row on the 85m shapes): beyond, the
+ * examples sharing a prefix form several groups (the later ones take it from the cache). */
+#define ALI_TR_GROUP_ROWS 256
+
+al_err al_trainer_batch(al_trainer *tr, al_tlora *t, const al_train_ex *ex, int32_t n_ex, float gscale, int backward,
+                        al_train_result *res)
+{
+    const al_model_config *c = &tr->m->cfg;
+    if (t->n_layers != c->n_layers)
+        return ali_errf(AL_EINVAL, "train: adapter has %d layers, model %d", t->n_layers, c->n_layers);
+    if (c->n_layers > 512)
+        return ali_errf(AL_EUNSUPPORTED, "train: more than 512 layers");
+    if (n_ex <= 0)
+        return AL_OK;
+    int32_t *st = malloc(sizeof(int32_t) * (size_t)n_ex);
+    int *grp = malloc(sizeof(int) * (size_t)n_ex), *idx = malloc(sizeof(int) * (size_t)n_ex);
+    if (!st || !grp || !idx) {
+        free(st), free(grp), free(idx);
+        return ali_errf(AL_ENOMEM, "train: out of memory");
+    }
+    al_err e = AL_OK;
+    for (int32_t i = 0; i < n_ex && e == AL_OK; i++)
+        if ((e = ali_tr_check(tr, t, &ex[i], &st[i])) != AL_OK && n_ex > 1) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", al_errmsg());
+            e = ali_errf(e, "example %d of %d: %s", i + 1, n_ex, msg);
+        }
+    for (int32_t i = 0; i < n_ex && e == AL_OK; i++)
+        grp[i] = -1;
+    /* groups in the order of their first example: the examples with the same activation start and
+     * the same tokens before it, up to ALI_TR_GROUP_ROWS rows (an example alone may have more) */
+    for (int32_t i = 0; i < n_ex && e == AL_OK; i++) {
+        if (grp[i] >= 0)
+            continue;
+        int m = 0, rows = 0;
+        for (int32_t j = i; j < n_ex; j++) {
+            int rj = ex[j].n - 1 - st[j];
+            if (grp[j] >= 0 || st[j] != st[i] || (m > 0 && rows + rj > ALI_TR_GROUP_ROWS) ||
+                (j > i && memcmp(ex[j].ids, ex[i].ids, sizeof(int32_t) * (size_t)st[i]) != 0))
+                continue;
+            grp[j] = i;
+            idx[m++] = j;
+            rows += rj;
+        }
+        for (int k = 0; k < m; k++)
+            res[idx[k]] = (al_train_result){0};
+        e = ali_tr_group(tr, t, ex, idx, m, st[i], gscale, backward, res);
+    }
+    free(st), free(grp), free(idx);
+    return e;
+}
+
+al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
+                          int backward, al_train_result *res)
+{
+    al_train_ex x = {.ids = ids, .n = n, .n_prompt = n_prompt};
+    al_train_result r;
+    al_err e = al_trainer_batch(tr, t, &x, 1, gscale, backward, &r);
+    if (e == AL_OK && res)
+        *res = r;
+    return e;
 }

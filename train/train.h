@@ -93,6 +93,22 @@ typedef struct al_train_result {
 al_err al_trainer_example(al_trainer *tr, al_tlora *t, const int32_t *ids, int32_t n, int32_t n_prompt, float gscale,
                           int backward, al_train_result *res);
 
+/* One example of a batch: ids [n] = prompt (ids[0 .. n_prompt-1]) then targets. */
+typedef struct al_train_ex {
+    const int32_t *ids;
+    int32_t n, n_prompt;
+} al_train_ex;
+
+/* Several examples with one adapter (an optimizer step's): res[i] is example i's, the gradients the
+ * sum of every example's (as al_trainer_example on each in turn, up to the rounding of a different
+ * order of additions). Examples with the same activation start and the same tokens before it (a
+ * shared conversation) run together: the prefix once, their suffix rows stacked so that every
+ * product over the frozen weights reads them once for all, attention per example over the shared
+ * prefix K/V. Results do not depend on the thread count. An invalid example is an error naming it
+ * (nothing computed). */
+al_err al_trainer_batch(al_trainer *tr, al_tlora *t, const al_train_ex *ex, int32_t n_ex, float gscale, int backward,
+                        al_train_result *res);
+
 /* A closed set of answers (ids [n], copied; n = 0 clears): al_train_result.choice is then the one
  * of them with the largest logit at the first target position, as constrained decoding picks. */
 al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);

@@ -116,6 +116,36 @@ float *ali_cpu_scratch(int slot, size_t n);
  * returns when all are done. Serial when one thread is configured or another job is running. */
 void ali_par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
 
+/* The few-row streaming matmul (kernels/cpu/matmul_tiles.h, instantiated per weight format by
+ * matmul.c and by the trainer's train_ops.c): one job, tasks of whole tiles of weight rows. */
+typedef struct ali_small_job {
+    float *y;
+    const float *x;
+    const float *xl; /* x in the lane order of the weight format (x itself for f32) */
+    const void *w;   /* [N, K] in the instantiation's weight format */
+    int T, K, N, accumulate, rows_per_task;
+} ali_small_job;
+
+/* Runs the few-row kernel `task` over N split into whole tiles, ~4 tasks per thread (a multiple of
+ * 16 weight rows, at least 64). Every output element is one task's, computed the same way whatever
+ * the split: results do not depend on the thread count. */
+static inline int ali_small_rows_per_task(int N)
+{
+    int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
+    int rows = (N + tasks - 1) / tasks;
+    rows = (rows + 15) / 16 * 16;
+    return rows < 64 ? 64 : rows;
+}
+
+static inline void ali_small_run(void (*task)(void *, int), float *y, const float *x, const float *xl,
+                                 const void *w, int T, int K, int N, int accumulate)
+{
+    int rows = ali_small_rows_per_task(N);
+    ali_small_job j = {.y = y, .x = x, .xl = xl, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
+                       .rows_per_task = rows};
+    ali_par_run((N + rows - 1) / rows, task, &j);
+}
+
 /* The ops themselves: in a variant's translation unit (ALI_CPU_ISA_SFX set by CMake) under that
  * variant's names; ops_cpu.c declares every compiled variant (kernels/cpu/cpu_isa.h). */
 #ifdef ALI_CPU_ISA_SFX

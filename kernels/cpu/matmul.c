@@ -10,14 +10,6 @@
 #define ALI_SMALL_T 8
 #define ALI_NB 16 /* weight rows per tile (at most) */
 
-typedef struct ali_small_job {
-    float *y;
-    const float *x;
-    const float *xl; /* x in the lane order of the weight format (x itself for f32) */
-    const void *w; /* [N, K] in the instantiation's weight format */
-    int T, K, N, accumulate, rows_per_task;
-} ali_small_job;
-
 /* f32 weights */
 #define ALI_WT float
 #define ALI_NV 1
@@ -73,20 +65,6 @@ static const float *ali_x_bf16(const float *x, int T, int K)
             d[k] = s[k];
     }
     return xl;
-}
-
-/* Runs the few-row kernel `task` over N split into whole tiles, ~4 tasks per thread. */
-static void ali_small_run(void (*task)(void *, int), float *y, const float *x, const float *xl, const void *w,
-                          int T, int K, int N, int accumulate)
-{
-    int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
-    int rows = (N + tasks - 1) / tasks;
-    rows = (rows + 15) / 16 * 16;
-    if (rows < 64)
-        rows = 64;
-    ali_small_job j = {.y = y, .x = x, .xl = xl, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
-                       .rows_per_task = rows};
-    ali_par_run((N + rows - 1) / rows, task, &j);
 }
 
 /* Many rows: OpenBLAS sgemm (single-threaded, see ops_cpu.c) over a fixed partition of the weight

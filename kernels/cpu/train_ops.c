@@ -1,6 +1,7 @@
 /* train_ops.c: the CPU twins of the training (backward) ops: the trainer's forward matmul, the
- * matmul transposes, RMSNorm, RoPE, SwiGLU, contiguous causal attention and its backward,
- * cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
+ * matmul transposes, RMSNorm, RoPE, SwiGLU, causal attention over a constant prefix (one or several
+ * stacked sequences) and its backward, cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
+#include <assert.h>
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -17,14 +18,6 @@
 #define ALI_NB 16
 
 /* ---- the engine's few-row streaming kernel (kernels/cpu/matmul_tiles.h), any row count ---- */
-typedef struct ali_small_job {
-    float *y;
-    const float *x;
-    const float *xl;
-    const void *w; /* [N, K] f32 */
-    int T, K, N, accumulate, rows_per_task;
-} ali_small_job;
-
 #define ALI_WT float
 #define ALI_NV 1
 #define ALI_WLOAD(v, p) ((v)[0] = ali_ld16(p))
@@ -38,12 +31,12 @@ typedef struct ali_small_job {
 #undef ALI_SFX
 
 /* Many rows, forward: sgemm per tile of weight rows (each tile packs its weights once and x once:
- * x is cache-resident, the weights stream from memory once in all). Tiles of ~192 rows or more, a
- * multiple of 16, an even number of them when more than one (two threads stay busy). Transposed
- * product: sgemm per block of ~128 rows of dy (each block packs the weights: under 1% of its
- * product). Each tile or block is one single-threaded sgemm; the partitions depend on the shapes
- * alone (OpenBLAS's result depends on the call's shape), so results are the same at any thread
- * count. */
+ * x is cache-resident, the weights stream from memory once in all). Transposed product: sgemm per
+ * tile of weight columns (dx's columns), the same way: every weight packed once, dy re-packed per
+ * tile. Tiles of ~192 rows / columns or more, a multiple of 16, an even number of them when more
+ * than one (two threads stay busy). Each tile is one single-threaded sgemm; the partitions depend on
+ * the shapes alone (OpenBLAS's result depends on the call's shape), so results are the same at any
+ * thread count. */
 static int ali_tr_col_tile(int N)
 {
     int nt = N / 192;
@@ -52,16 +45,10 @@ static int ali_tr_col_tile(int N)
     return (w + 15) / 16 * 16;
 }
 
-static int ali_tr_row_blocks(int T)
-{
-    int nb = (T + 127) / 128;
-    return nb > 1 ? (nb + 1) / 2 * 2 : 1;
-}
-
 typedef struct ali_tr_mm {
     float *y;
     const float *x, *w;
-    int T, K, N, nb; /* nb: forward: weight rows per tile; transpose: blocks of dy rows */
+    int T, K, N, nb; /* nb: weight rows (forward) or columns (transpose) per tile */
     float alpha, beta;
 } ali_tr_mm;
 
@@ -73,13 +60,12 @@ static void ali_tr_mm_cols_task(void *ctx, int b)
                 j->K, j->beta, j->y + n0, j->N);
 }
 
-static void ali_tr_mm_rows_task(void *ctx, int b)
+static void ali_tr_mm_dx_task(void *ctx, int b)
 {
     const ali_tr_mm *j = ctx;
-    int r0 = (int)((int64_t)j->T * b / j->nb), r1 = (int)((int64_t)j->T * (b + 1) / j->nb);
-    if (r1 > r0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->K, j->N, j->alpha,
-                    j->x + (size_t)r0 * j->N, j->N, j->w, j->K, j->beta, j->y + (size_t)r0 * j->K, j->K);
+    int k0 = b * j->nb, kb = AL_TILE_MIN(j->nb, j->K - k0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->T, kb, j->N, j->alpha, j->x, j->N, j->w + k0, j->K,
+                j->beta, j->y + k0, j->K);
 }
 
 /* y [T,N] = x [T,K] · w [N,K]^T (+ y if accumulate): f32 weights */
@@ -93,14 +79,7 @@ static void ali_tr_matmul_fwd(float *y, const float *x, const float *w, int T, i
         return;
     }
     if (T <= ALI_TR_FEW) {
-        int threads = al_cpu_threads(), tasks = threads > 1 ? 4 * threads : 1;
-        int rows = (N + tasks - 1) / tasks;
-        rows = (rows + 15) / 16 * 16;
-        if (rows < 64)
-            rows = 64;
-        ali_small_job j = {.y = y, .x = x, .xl = x, .w = w, .T = T, .K = K, .N = N, .accumulate = accumulate,
-                           .rows_per_task = rows};
-        ali_par_run((N + rows - 1) / rows, ali_small_task_tr, &j);
+        ali_small_run(ali_small_task_tr, y, x, x, w, T, K, N, accumulate);
         return;
     }
     ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(N), .alpha = 1.0f,
@@ -151,9 +130,9 @@ static void ali_dx_tile(const ali_dx_job *j, int t0, int tb, int c0, int n0, int
             memcpy(j->dx + (size_t)(t0 + i) * K + c0 + 16 * c, &acc[i][c], sizeof(ali_v16));
 }
 
-static void ali_dx_task(void *ctx, int task)
+/* Column panel `task` of dx += dy · w (dy scaled already). */
+static void ali_dx_panel(const ali_dx_job *j, int task)
 {
-    const ali_dx_job *j = ctx;
     int c0 = task * ALI_DX_PANEL, c1 = AL_TILE_MIN(c0 + ALI_DX_PANEL, j->K);
     int cv = c0 + (c1 - c0) / 64 * 64; /* whole 64-column tiles; the rest per element */
     for (int n0 = 0; n0 < j->N; n0 += ALI_DX_NBLK) {
@@ -170,6 +149,8 @@ static void ali_dx_task(void *ctx, int task)
             }
     }
 }
+
+static void ali_dx_task(void *ctx, int task) { ali_dx_panel(ctx, task); }
 
 static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, int K, int N, float alpha,
                              int accumulate)
@@ -192,9 +173,134 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
         ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_dx_task, &j);
         return;
     }
-    ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_row_blocks(T), .alpha = alpha,
+    ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(K), .alpha = alpha,
                    .beta = accumulate ? 1.0f : 0.0f};
-    ali_par_run(j.nb, ali_tr_mm_rows_task, &j);
+    ali_par_run((K + j.nb - 1) / j.nb, ali_tr_mm_dx_task, &j);
+}
+
+/* ---- fused products: several weights with one input (forward: q / k / v, gate / up and the
+ * adapters' A), or several (dy, w) pairs summed into one dx (backward): one fork-join, every output
+ * element computed exactly as by the single-weight op (the same tiles and partitions per weight,
+ * the same order of additions into dx), so the results are bitwise those of the separate calls ---- */
+#define ALI_TR_MAXP 8
+
+typedef struct ali_tr_multi {
+    int n, T, K, accumulate, nt; /* nt: dx columns per tile (many rows) */
+    float *y[ALI_TR_MAXP];       /* forward outputs [T, N[p]] */
+    float *dx;                   /* backward output [T, K] */
+    const float *x;              /* forward input [T, K] */
+    const float *dy[ALI_TR_MAXP];/* backward inputs [T, N[p]] (few rows: scaled by alpha already) */
+    const float *w[ALI_TR_MAXP]; /* [N[p], K] */
+    int N[ALI_TR_MAXP], tile[ALI_TR_MAXP], t0[ALI_TR_MAXP + 1]; /* tile: weight rows per task; t0: first task */
+    float alpha[ALI_TR_MAXP];
+} ali_tr_multi;
+
+static int ali_tr_multi_part(const ali_tr_multi *m, int task)
+{
+    int p = 0;
+    while (task >= m->t0[p + 1])
+        p++;
+    return p;
+}
+
+static void ali_tr_fwd_few_task(void *ctx, int task)
+{
+    const ali_tr_multi *m = ctx;
+    int p = ali_tr_multi_part(m, task), n0 = (task - m->t0[p]) * m->tile[p];
+    ali_small_job j = {.y = m->y[p], .x = m->x, .xl = m->x, .w = m->w[p], .T = m->T, .K = m->K, .N = m->N[p],
+                       .accumulate = m->accumulate, .rows_per_task = m->tile[p]};
+    ali_small_rows_tr(&j, n0, AL_TILE_MIN(n0 + m->tile[p], m->N[p]));
+}
+
+static void ali_tr_fwd_many_task(void *ctx, int task)
+{
+    const ali_tr_multi *m = ctx;
+    int p = ali_tr_multi_part(m, task), n0 = (task - m->t0[p]) * m->tile[p];
+    int nn = AL_TILE_MIN(m->tile[p], m->N[p] - n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m->T, nn, m->K, 1.0f, m->x, m->K, m->w[p] + (size_t)n0 * m->K,
+                m->K, m->accumulate ? 1.0f : 0.0f, m->y[p] + n0, m->N[p]);
+}
+
+/* y[p] [T, N[p]] = x [T, K] · w[p] [N[p], K]^T (+ y[p] if accumulate) for p < n (<= 8) */
+static void ali_tr_matmul_fwd_n(const float *x, int T, int K, int n, float *const *y, const float *const *w,
+                                const int *N, int accumulate)
+{
+    ali_tr_multi m = {.n = 0, .T = T, .K = K, .accumulate = accumulate, .x = x};
+    if (T <= 0 || n <= 0)
+        return;
+    assert(n <= ALI_TR_MAXP);
+    for (int p = 0; p < n; p++) {
+        if (N[p] <= 0)
+            continue;
+        if (K <= 0) {
+            if (!accumulate)
+                memset(y[p], 0, sizeof(float) * (size_t)T * N[p]);
+            continue;
+        }
+        int q = m.n++;
+        m.y[q] = y[p], m.w[q] = w[p], m.N[q] = N[p];
+        m.tile[q] = T <= ALI_TR_FEW ? ali_small_rows_per_task(N[p]) : ali_tr_col_tile(N[p]);
+        m.t0[q + 1] = m.t0[q] + (N[p] + m.tile[q] - 1) / m.tile[q];
+    }
+    if (m.n > 0)
+        ali_par_run(m.t0[m.n], T <= ALI_TR_FEW ? ali_tr_fwd_few_task : ali_tr_fwd_many_task, &m);
+}
+
+static void ali_tr_dx_few_task(void *ctx, int task)
+{
+    const ali_tr_multi *m = ctx;
+    for (int p = 0; p < m->n; p++) {
+        ali_dx_job j = {.dx = m->dx, .dy = m->dy[p], .w = m->w[p], .T = m->T, .K = m->K, .N = m->N[p]};
+        ali_dx_panel(&j, task);
+    }
+}
+
+static void ali_tr_dx_many_task(void *ctx, int b)
+{
+    const ali_tr_multi *m = ctx;
+    int k0 = b * m->nt, kb = AL_TILE_MIN(m->nt, m->K - k0);
+    for (int p = 0; p < m->n; p++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m->T, kb, m->N[p], m->alpha[p], m->dy[p], m->N[p],
+                    m->w[p] + k0, m->K, p == 0 && !m->accumulate ? 0.0f : 1.0f, m->dx + k0, m->K);
+}
+
+/* dx [T, K] = sum over p < n (<= 8) of alpha[p] dy[p] [T, N[p]] · w[p] [N[p], K] (+ dx if accumulate) */
+static void ali_tr_matmul_dx_n(float *dx, int T, int K, int n, const float *const *dy, const float *const *w,
+                               const int *N, const float *alpha, int accumulate)
+{
+    ali_tr_multi m = {.n = 0, .T = T, .K = K, .accumulate = accumulate, .dx = dx};
+    if (T <= 0 || K <= 0)
+        return;
+    assert(n <= ALI_TR_MAXP);
+    size_t tot = 0;
+    for (int p = 0; p < n; p++) {
+        if (N[p] <= 0)
+            continue;
+        int q = m.n++;
+        m.dy[q] = dy[p], m.w[q] = w[p], m.N[q] = N[p], m.alpha[q] = alpha[p];
+        tot += (size_t)T * N[p];
+    }
+    if (m.n == 0) {
+        if (!accumulate)
+            memset(dx, 0, sizeof(float) * (size_t)T * K);
+        return;
+    }
+    if (T <= ALI_TR_FEW && K >= 64) {
+        /* the dy scaled by alpha in this thread's scratch (slot 2: free while the trainer runs) */
+        float *dys = ali_cpu_scratch(2, tot);
+        for (int p = 0; p < m.n; p++) {
+            for (size_t i = 0; i < (size_t)T * m.N[p]; i++)
+                dys[i] = m.alpha[p] * m.dy[p][i];
+            m.dy[p] = dys;
+            dys += (size_t)T * m.N[p];
+        }
+        if (!accumulate)
+            memset(dx, 0, sizeof(float) * (size_t)T * K);
+        ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_tr_dx_few_task, &m);
+        return;
+    }
+    m.nt = ali_tr_col_tile(K);
+    ali_par_run((K + m.nt - 1) / m.nt, ali_tr_dx_many_task, &m);
 }
 
 static void ali_tr_matmul_dw(float *dw, const float *dy, const float *x, int T, int K, int N, float alpha,
@@ -249,34 +355,56 @@ static void ali_tr_rope_bwd(float *dx, const float *cs, int T, int n_heads, int 
 static void ali_tr_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float g = gate[i], sg = 1.0f / (1.0f + expf(-g)), d = dout[i];
+        float g = gate[i], sg = 1.0f / (1.0f + ali_expf(-g)), d = dout[i];
         float du = d * g * sg;
         dgate[i] = d * up[i] * sg * (1.0f + g * (1.0f - sg));
         dup[i] = du;
     }
 }
 
+/* ---- causal attention of several sequences over one constant prefix (the trainer's examples that
+ * share a conversation, stacked): sequence e is rows [r_e, r_e + T_e) of q / out / ks / vs, its
+ * query i at position np + i attends over the prefix kp, vp [np] and its own keys rows r_e .. r_e+i ---- */
 typedef struct ali_tr_att {
     float *out, *dq, *dk, *dv;
-    const float *dout, *q, *k, *v;
-    int p0, Tq, nh, nkv, hd;
+    const float *dout, *q, *kp, *vp, *ks, *vs;
+    const int32_t *seg; /* [n_seg] rows of each sequence */
+    int np, n_seg, nh, nkv, hd;
     float scale;
 } ali_tr_att;
 
-/* Forward: one task per (query head, block of ALI_ATT_BQ query rows): scores = scale Q K^T over
- * the keys the block's last row sees, the causal mask and softmax, out = P V; two single-threaded
- * sgemms per task, the scores in the thread's scratch. */
+/* Forward: one task per (query head, chunk of ALI_ATT_BQ stacked query rows): the chunk's scores
+ * against the prefix in one sgemm (every sequence's rows together: the prefix's keys packed once
+ * per chunk), against each sequence's own keys up to the chunk's last row of it in one per
+ * sequence; the causal softmax; out = P V the same way. Single-threaded sgemms, the scores in the
+ * thread's scratch. */
 #define ALI_ATT_BQ 64
 
 /* One row of causal attention probabilities in place: softmax over pr[0 .. n-1], zeros in pr[n .. L-1]. */
 static void ali_tr_softmax_causal(float *pr, int n, int L)
 {
+    /* 16 lanes at a time (max and sum in a fixed order: deterministic), then the tail */
+    int n16 = n & ~15;
+    ali_v16 mv = {0}, sv = {0};
     float m = -FLT_MAX, sum = 0.0f;
-    for (int j = 0; j < n; j++)
+    if (n16 > 0) {
+        mv = ali_ld16(pr);
+        for (int j = 16; j < n16; j += 16) {
+            ali_v16 x = ali_ld16(pr + j);
+            for (int i = 0; i < 16; i++)
+                mv[i] = x[i] > mv[i] ? x[i] : mv[i];
+        }
+        for (int i = 0; i < 16; i++)
+            m = mv[i] > m ? mv[i] : m;
+    }
+    for (int j = n16; j < n; j++)
         m = pr[j] > m ? pr[j] : m;
     for (int j = 0; j < n; j++)
         pr[j] = ali_expf(pr[j] - m);
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < n16; j += 16)
+        sv += ali_ld16(pr + j);
+    sum = ali_hsum16(sv);
+    for (int j = n16; j < n; j++)
         sum += pr[j];
     float inv = 1.0f / sum;
     for (int j = 0; j < n; j++)
@@ -285,74 +413,184 @@ static void ali_tr_softmax_causal(float *pr, int n, int L)
         pr[j] = 0.0f;
 }
 
+/* The part of the stacked rows [ra, rb) in sequence e (rows [r0, r0 + seg[e])): rows [*i0, *i1) of
+ * the sequence, 0 when none. */
+static int ali_tr_att_part(const ali_tr_att *a, int e, size_t r0, size_t ra, size_t rb, int *i0, int *i1)
+{
+    size_t r1 = r0 + (size_t)a->seg[e];
+    size_t lo = ra > r0 ? ra : r0, hi = rb < r1 ? rb : r1;
+    if (lo >= hi)
+        return 0;
+    *i0 = (int)(lo - r0), *i1 = (int)(hi - r0);
+    return 1;
+}
+
+/* The longest own-key run any row of the stacked rows [ra, rb) sees (the score row length past the prefix). */
+static int ali_tr_att_own_max(const ali_tr_att *a, size_t ra, size_t rb)
+{
+    int own = 0, i0, i1;
+    size_t r0 = 0;
+    for (int e = 0; e < a->n_seg && r0 < rb; r0 += (size_t)a->seg[e++])
+        if (ali_tr_att_part(a, e, r0, ra, rb, &i0, &i1) && i1 > own)
+            own = i1;
+    return own;
+}
+
 static void ali_tr_att_fwd_task(void *ctx, int task)
 {
     const ali_tr_att *a = ctx;
-    int nblk = (a->Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ, h = task / nblk, i0 = (task % nblk) * ALI_ATT_BQ;
-    int bq = AL_TILE_MIN(ALI_ATT_BQ, a->Tq - i0), L = a->p0 + i0 + bq;
-    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, kh = h / (a->nh / a->nkv);
-    float *P = ali_cpu_scratch(0, (size_t)bq * L); /* [bq, L] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, L, a->hd, a->scale, a->q + (size_t)i0 * qd + (size_t)h * a->hd,
-                qd, a->k + (size_t)kh * a->hd, kvd, 0.0f, P, L);
-    for (int i = 0; i < bq; i++) {
-        ali_tr_softmax_causal(P + (size_t)i * L, a->p0 + i0 + i + 1, L);
+    int h = task % a->nh, chunk = task / a->nh, hd = a->hd, np = a->np;
+    int qd = a->nh * hd, kvd = a->nkv * hd, kh = h / (a->nh / a->nkv);
+    size_t R = 0;
+    for (int e = 0; e < a->n_seg; e++)
+        R += (size_t)a->seg[e];
+    size_t ra = (size_t)chunk * ALI_ATT_BQ, rb = ra + ALI_ATT_BQ < R ? ra + ALI_ATT_BQ : R;
+    int m = (int)(rb - ra), L = np + ali_tr_att_own_max(a, ra, rb), i0, i1;
+    float *P = ali_cpu_scratch(0, (size_t)m * L); /* [m, L]: prefix scores, then the own keys' */
+    const float *Q = a->q + ra * qd + (size_t)h * hd;
+    float *out = a->out + ra * qd + (size_t)h * hd;
+    if (np > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, np, hd, a->scale, Q, qd, a->kp + (size_t)kh * hd, kvd,
+                    0.0f, P, L);
+    size_t r0 = 0;
+    for (int e = 0; e < a->n_seg && r0 < rb; r0 += (size_t)a->seg[e++]) {
+        if (!ali_tr_att_part(a, e, r0, ra, rb, &i0, &i1))
+            continue;
+        size_t pr = r0 + (size_t)i0 - ra; /* the part's first row in P */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, i1, hd, a->scale, Q + pr * qd, qd,
+                    a->ks + r0 * kvd + (size_t)kh * hd, kvd, 0.0f, P + pr * L + np, L);
+        for (int i = i0; i < i1; i++)
+            ali_tr_softmax_causal(P + (pr + (size_t)(i - i0)) * L, np + i + 1, L);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, a->hd, L, 1.0f, P, L, a->v + (size_t)kh * a->hd, kvd,
-                0.0f, a->out + (size_t)i0 * qd + (size_t)h * a->hd, qd);
+    if (np > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, np, 1.0f, P, L, a->vp + (size_t)kh * hd, kvd,
+                    0.0f, out, qd);
+    r0 = 0;
+    for (int e = 0; e < a->n_seg && r0 < rb; r0 += (size_t)a->seg[e++]) {
+        if (!ali_tr_att_part(a, e, r0, ra, rb, &i0, &i1))
+            continue;
+        size_t pr = r0 + (size_t)i0 - ra;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, P + pr * L + np, L,
+                    a->vs + r0 * kvd + (size_t)kh * hd, kvd, np > 0 ? 1.0f : 0.0f, out + pr * qd, qd);
+    }
 }
 
-static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
-                                 int nkv, int hd, float scale)
+static void ali_tr_attention_shared(float *out, const float *q, const float *kp, const float *vp, int np,
+                                    const float *ks, const float *vs, const int32_t *seg, int n_seg, int nh, int nkv,
+                                    int hd, float scale)
 {
-    ali_tr_att a = {.out = out, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq, .nh = nh, .nkv = nkv, .hd = hd,
-                    .scale = scale};
-    if (Tq > 0)
-        ali_par_run(nh * ((Tq + ALI_ATT_BQ - 1) / ALI_ATT_BQ), ali_tr_att_fwd_task, &a);
+    ali_tr_att a = {.out = out, .q = q, .kp = kp, .vp = vp, .ks = ks, .vs = vs, .seg = seg, .np = np,
+                    .n_seg = n_seg, .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    size_t R = 0;
+    for (int e = 0; e < n_seg; e++)
+        R += (size_t)seg[e];
+    if (R > 0)
+        ali_par_run(nh * (int)((R + ALI_ATT_BQ - 1) / ALI_ATT_BQ), ali_tr_att_fwd_task, &a);
 }
 
-/* Backward: one task per KV head (it owns that head's columns of dk / dv and its query heads' dq);
- * per query head, with P the forward's probabilities (recomputed) and dP = dO V^T:
- *   dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK += dS^T Q,  dV += P^T dO
- * (dK, dV over the keys at p0 .. p0+Tq-1 only), each product one single-threaded sgemm. */
+/* Backward: one task per KV head (it owns that head's columns of dk / dv and its query heads' dq),
+ * every stacked row at once; per query head, with P the forward's probabilities (recomputed) and
+ * dP = dO V^T:
+ *   dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK_own = dS_own^T Q,  dV_own = P_own^T dO
+ * (the prefix's keys are constants). The products against the prefix run once for all the rows, the
+ * rest per sequence; single-threaded sgemms. */
 static void ali_tr_att_bwd_task(void *ctx, int kh)
 {
     const ali_tr_att *a = ctx;
-    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, L = a->p0 + a->Tq, Tq = a->Tq, hd = a->hd;
-    float *P = ali_cpu_scratch(0, (size_t)Tq * L), *dP = ali_cpu_scratch(1, (size_t)Tq * L); /* [Tq, L] */
-    const float *K = a->k + (size_t)kh * hd, *V = a->v + (size_t)kh * hd; /* rows of stride kvd */
-    float *dK = a->dk + (size_t)kh * hd, *dV = a->dv + (size_t)kh * hd;
+    int qd = a->nh * a->hd, kvd = a->nkv * a->hd, grp = a->nh / a->nkv, hd = a->hd, np = a->np, own = 0;
+    size_t R = 0;
+    for (int e = 0; e < a->n_seg; e++) {
+        R += (size_t)a->seg[e];
+        own = a->seg[e] > own ? a->seg[e] : own;
+    }
+    int L = np + own;
+    float *P = ali_cpu_scratch(0, R * L), *dP = ali_cpu_scratch(1, R * L); /* [R, L] */
+    const float *Kp = a->kp + (size_t)kh * hd, *Vp = a->vp + (size_t)kh * hd; /* rows of stride kvd */
     for (int g = 0; g < grp; g++) {
         int h = kh * grp + g;
         const float *Q = a->q + (size_t)h * hd, *dO = a->dout + (size_t)h * hd;
+        float *dQ = a->dq + (size_t)h * hd;
         float beta = g ? 1.0f : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, a->scale, Q, qd, K, kvd, 0.0f, P, L);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, L, hd, 1.0f, dO, qd, V, kvd, 0.0f, dP, L);
-        for (int i = 0; i < Tq; i++) {
-            float *pr = P + (size_t)i * L, *dr = dP + (size_t)i * L, D = 0.0f;
-            int n = a->p0 + i + 1;
-            ali_tr_softmax_causal(pr, n, L);
-            for (int j = 0; j < n; j++)
-                D += pr[j] * dr[j];
-            for (int j = 0; j < n; j++)
-                dr[j] = pr[j] * (dr[j] - D) * a->scale;
-            for (int j = n; j < L; j++)
-                dr[j] = 0.0f;
+        if (np > 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, np, hd, a->scale, Q, qd, Kp, kvd, 0.0f, P, L);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, np, hd, 1.0f, dO, qd, Vp, kvd, 0.0f, dP, L);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, L, 1.0f, dP, L, K, kvd, 0.0f,
-                    a->dq + (size_t)h * hd, qd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, dP + a->p0, L, Q, qd, beta, dK, kvd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tq, hd, Tq, 1.0f, P + a->p0, L, dO, qd, beta, dV, kvd);
+        size_t r0 = 0;
+        for (int e = 0; e < a->n_seg; r0 += (size_t)a->seg[e++]) {
+            int T = a->seg[e];
+            if (T <= 0)
+                continue;
+            const float *Ks = a->ks + r0 * kvd + (size_t)kh * hd, *Vs = a->vs + r0 * kvd + (size_t)kh * hd;
+            float *Pe = P + r0 * L, *dPe = dP + r0 * L;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, a->scale, Q + r0 * qd, qd, Ks, kvd, 0.0f,
+                        Pe + np, L);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO + r0 * qd, qd, Vs, kvd, 0.0f,
+                        dPe + np, L);
+            for (int i = 0; i < T; i++) {
+                float *pr = Pe + (size_t)i * L, *dr = dPe + (size_t)i * L, D = 0.0f;
+                int n = np + i + 1;
+                ali_tr_softmax_causal(pr, n, L);
+                for (int j = 0; j < n; j++)
+                    D += pr[j] * dr[j];
+                for (int j = 0; j < n; j++)
+                    dr[j] = pr[j] * (dr[j] - D) * a->scale;
+                for (int j = n; j < L; j++)
+                    dr[j] = 0.0f;
+            }
+        }
+        if (np > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, hd, np, 1.0f, dP, L, Kp, kvd, 0.0f, dQ, qd);
+        r0 = 0;
+        for (int e = 0; e < a->n_seg; r0 += (size_t)a->seg[e++]) {
+            int T = a->seg[e];
+            if (T <= 0)
+                continue;
+            const float *Ks = a->ks + r0 * kvd + (size_t)kh * hd;
+            float *dK = a->dk + r0 * kvd + (size_t)kh * hd, *dV = a->dv + r0 * kvd + (size_t)kh * hd;
+            const float *dPe = dP + r0 * L + np, *Pe = P + r0 * L + np;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dPe, L, Ks, kvd,
+                        np > 0 ? 1.0f : 0.0f, dQ + r0 * qd, qd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dPe, L, Q + r0 * qd, qd, beta, dK,
+                        kvd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Pe, L, dO + r0 * qd, qd, beta, dV,
+                        kvd);
+        }
     }
+}
+
+static void ali_tr_attention_shared_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                        const float *kp, const float *vp, int np, const float *ks, const float *vs,
+                                        const int32_t *seg, int n_seg, int nh, int nkv, int hd, float scale)
+{
+    ali_tr_att a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .kp = kp, .vp = vp, .ks = ks, .vs = vs,
+                    .seg = seg, .np = np, .n_seg = n_seg, .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    size_t R = 0;
+    for (int e = 0; e < n_seg; e++)
+        R += (size_t)seg[e];
+    if (R > 0)
+        ali_par_run(nkv, ali_tr_att_bwd_task, &a);
+}
+
+/* Contiguous K/V (positions 0 .. p0+Tq-1): one sequence whose first p0 positions are the prefix. */
+static void ali_tr_attention_ctg(float *out, const float *q, const float *k, const float *v, int p0, int Tq, int nh,
+                                 int nkv, int hd, float scale)
+{
+    size_t kvd = (size_t)nkv * hd;
+    int32_t seg = Tq;
+    if (Tq > 0)
+        ali_tr_attention_shared(out, q, k, v, p0, k + (size_t)p0 * kvd, v + (size_t)p0 * kvd, &seg, 1, nh, nkv, hd,
+                                scale);
 }
 
 static void ali_tr_attention_ctg_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                      const float *k, const float *v, int p0, int Tq, int nh, int nkv, int hd,
                                      float scale)
 {
-    ali_tr_att a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .p0 = p0, .Tq = Tq,
-                    .nh = nh, .nkv = nkv, .hd = hd, .scale = scale};
+    size_t kvd = (size_t)nkv * hd;
+    int32_t seg = Tq;
     if (Tq > 0)
-        ali_par_run(nkv, ali_tr_att_bwd_task, &a);
+        ali_tr_attention_shared_bwd(dq, dk, dv, dout, q, k, v, p0, k + (size_t)p0 * kvd, v + (size_t)p0 * kvd, &seg,
+                                    1, nh, nkv, hd, scale);
 }
 
 static void ali_tr_cross_entropy(float *dlogits, float *nll, const float *logits, const int32_t *target, int n, int V,
@@ -386,5 +624,9 @@ void ali_cpu_train_ops(al_ops *o)
     o->swiglu_bwd = ali_tr_swiglu_bwd;
     o->attention_ctg = ali_tr_attention_ctg;
     o->attention_ctg_bwd = ali_tr_attention_ctg_bwd;
+    o->attention_shared = ali_tr_attention_shared;
+    o->attention_shared_bwd = ali_tr_attention_shared_bwd;
+    o->matmul_fwd_n = ali_tr_matmul_fwd_n;
+    o->matmul_dx_n = ali_tr_matmul_dx_n;
     o->cross_entropy = ali_tr_cross_entropy;
 }

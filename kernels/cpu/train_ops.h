@@ -5,7 +5,8 @@
 
 #include "kernels/kernels.h"
 
-/* Fills o's training entries (matmul_dx ... cross_entropy, matmul_fwd) with the CPU twins; each
+/* Fills o's training entries (matmul_dx ... cross_entropy, matmul_fwd, attention_shared(_bwd),
+ * matmul_fwd_n, matmul_dx_n) with the CPU twins; each
  * variant under its own name (ali_cpu_train_ops_v3 ...), ops_cpu.c picks the one in use. */
 #define ALI_CPU_TRAIN_OPS_CAT_(a, b) a##b
 #define ALI_CPU_TRAIN_OPS_CAT(a, b) ALI_CPU_TRAIN_OPS_CAT_(a, b)

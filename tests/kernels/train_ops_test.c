@@ -361,6 +361,100 @@ static void test_attention_bwd_many_rows(void **state)
     free(q), free(k), free(v), free(g), free(dq), free(dk), free(dv), free(rdk), free(rdv);
 }
 
+/* several sequences over one constant prefix (the trainer's stacked examples): each sequence's
+ * output and gradients equal attention_ctg's on its own contiguous keys (the prefix then its own),
+ * bitwise; a sequence longer than a forward block (70 rows), one of 1 row; 1 thread = all cores */
+static void test_attention_shared(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 12);
+    enum { np = 21, nh = 4, nkv = 2, hd = 16, qd = nh * hd, kvd = nkv * hd, NS = 4 };
+    const int32_t seg[NS] = {5, 70, 1, 12};
+    int R = 0;
+    for (int e = 0; e < NS; e++)
+        R += seg[e];
+    const float sc = 0.3f;
+    float *q = malloc(sizeof(float) * R * qd), *kp = malloc(sizeof(float) * np * kvd), *vp = malloc(sizeof(float) * np * kvd);
+    float *ks = malloc(sizeof(float) * R * kvd), *vs = malloc(sizeof(float) * R * kvd), *g = malloc(sizeof(float) * R * qd);
+    float *out[2], *dq[2], *dk[2], *dv[2];
+    for (int th = 0; th < 2; th++) {
+        out[th] = malloc(sizeof(float) * R * qd), dq[th] = malloc(sizeof(float) * R * qd);
+        dk[th] = malloc(sizeof(float) * R * kvd), dv[th] = malloc(sizeof(float) * R * kvd);
+    }
+    fill(q, (size_t)R * qd, &r, 1), fill(kp, np * kvd, &r, 1), fill(vp, np * kvd, &r, 1);
+    fill(ks, (size_t)R * kvd, &r, 1), fill(vs, (size_t)R * kvd, &r, 1), fill(g, (size_t)R * qd, &r, 1);
+    for (int th = 0; th < 2; th++) {
+        al_cpu_set_threads(th ? 0 : 1);
+        o->attention_shared(out[th], q, kp, vp, np, ks, vs, seg, NS, nh, nkv, hd, sc);
+        o->attention_shared_bwd(dq[th], dk[th], dv[th], g, q, kp, vp, np, ks, vs, seg, NS, nh, nkv, hd, sc);
+    }
+    al_assert_floats_identical(out[1], out[0], R, qd);
+    al_assert_floats_identical(dq[1], dq[0], R, qd);
+    al_assert_floats_identical(dk[1], dk[0], R, kvd);
+    al_assert_floats_identical(dv[1], dv[0], R, kvd);
+    for (int e = 0, r0 = 0; e < NS; r0 += seg[e++]) {
+        int T = seg[e], L = np + T;
+        float *k = malloc(sizeof(float) * L * kvd), *v = malloc(sizeof(float) * L * kvd);
+        float *o1 = malloc(sizeof(float) * T * qd), *dq1 = malloc(sizeof(float) * T * qd);
+        float *dk1 = malloc(sizeof(float) * T * kvd), *dv1 = malloc(sizeof(float) * T * kvd);
+        memcpy(k, kp, sizeof(float) * np * kvd), memcpy(v, vp, sizeof(float) * np * kvd);
+        memcpy(k + np * kvd, ks + (size_t)r0 * kvd, sizeof(float) * T * kvd);
+        memcpy(v + np * kvd, vs + (size_t)r0 * kvd, sizeof(float) * T * kvd);
+        o->attention_ctg(o1, q + (size_t)r0 * qd, k, v, np, T, nh, nkv, hd, sc);
+        o->attention_ctg_bwd(dq1, dk1, dv1, g + (size_t)r0 * qd, q + (size_t)r0 * qd, k, v, np, T, nh, nkv, hd, sc);
+        al_assert_floats_identical(out[0] + (size_t)r0 * qd, o1, T, qd);
+        al_assert_floats_identical(dq[0] + (size_t)r0 * qd, dq1, T, qd);
+        al_assert_floats_identical(dk[0] + (size_t)r0 * kvd, dk1, T, kvd);
+        al_assert_floats_identical(dv[0] + (size_t)r0 * kvd, dv1, T, kvd);
+        free(k), free(v), free(o1), free(dq1), free(dk1), free(dv1);
+    }
+    free(q), free(kp), free(vp), free(ks), free(vs), free(g);
+    for (int th = 0; th < 2; th++)
+        free(out[th]), free(dq[th]), free(dk[th]), free(dv[th]);
+}
+
+/* the fused products (several weights, one input; several (dy, w) into one dx) are bitwise the
+ * single-weight ops called in turn: few rows and many, a column tail, an empty part */
+static void test_matmul_fused(void **state)
+{
+    const al_ops *o = al_ops_cpu();
+    al_rng r;
+    al_rng_seed(&r, 13);
+    static const int rows[] = {1, 11, 32, 45};
+    enum { K = 200, NP = 4 };
+    const int N[NP] = {96, 70, 0, 8};
+    const float alpha[NP] = {0.5f, 1.0f, 2.0f, -1.5f};
+    for (size_t ri = 0; ri < AL_ARRAY_LEN(rows); ri++) {
+        int T = rows[ri];
+        float *x = malloc(sizeof(float) * T * K), *dx = malloc(sizeof(float) * T * K), *dx1 = malloc(sizeof(float) * T * K);
+        float *w[NP], *y[NP], *y1[NP], *dy[NP];
+        for (int p = 0; p < NP; p++) {
+            w[p] = malloc(sizeof(float) * (N[p] + 1) * K), y[p] = malloc(sizeof(float) * T * (N[p] + 1));
+            y1[p] = malloc(sizeof(float) * T * (N[p] + 1)), dy[p] = malloc(sizeof(float) * T * (N[p] + 1));
+            fill(w[p], (size_t)N[p] * K, &r, 1), fill(dy[p], (size_t)T * N[p], &r, 1);
+            fill(y[p], (size_t)T * N[p], &r, 1);
+            memcpy(y1[p], y[p], sizeof(float) * T * N[p]);
+        }
+        fill(x, (size_t)T * K, &r, 1), fill(dx, (size_t)T * K, &r, 1);
+        memcpy(dx1, dx, sizeof(float) * T * K);
+        for (int acc = 0; acc < 2; acc++) {
+            o->matmul_fwd_n(x, T, K, NP, y, (const float *const *)w, N, acc);
+            for (int p = 0; p < NP; p++)
+                o->matmul_fwd(y1[p], x, w[p], T, K, N[p], acc);
+            for (int p = 0; p < NP; p++)
+                al_assert_floats_identical(y[p], y1[p], T, N[p]);
+            o->matmul_dx_n(dx, T, K, NP, (const float *const *)dy, (const float *const *)w, N, alpha, acc);
+            for (int p = 0; p < NP; p++)
+                o->matmul_dx(dx1, dy[p], w[p], T, K, N[p], alpha[p], acc || p > 0);
+            al_assert_floats_identical(dx, dx1, T, K);
+        }
+        for (int p = 0; p < NP; p++)
+            free(w[p]), free(y[p]), free(y1[p]), free(dy[p]);
+        free(x), free(dx), free(dx1);
+    }
+}
+
 /* ---- cross-entropy ---- */
 static void test_cross_entropy(void **state)
 {
@@ -398,7 +492,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_dx_dw), cmocka_unit_test(test_matmul_paths), cmocka_unit_test(test_rmsnorm_bwd), cmocka_unit_test(test_rope_bwd),
         cmocka_unit_test(test_swiglu_bwd),   cmocka_unit_test(test_attention_ctg), cmocka_unit_test(test_attention_ctg_many_rows),
-        cmocka_unit_test(test_attention_bwd_many_rows),
+        cmocka_unit_test(test_attention_bwd_many_rows), cmocka_unit_test(test_attention_shared),
+        cmocka_unit_test(test_matmul_fused),
         cmocka_unit_test(test_cross_entropy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -197,6 +197,95 @@ static void test_prefix_cache(void **state)
     al_model_free(m);
 }
 
+/* A batch: examples sharing a conversation run stacked (here 38 suffix rows: the many-row product
+ * path) with the others in their own groups; the loss of each example and the summed gradients
+ * equal running them one by one, results are bitwise the same on 1 thread and on all cores, the
+ * prefix cache counts as if they had run in turn, and a bad example is named. */
+static void test_batch(void **state)
+{
+    al_model *m;
+    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
+    int32_t inv[3] = {7, 8, 9};
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
+    al_tlora *t;
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &t), AL_OK);
+    for (size_t i = 0; i < t->n; i++)
+        t->w[i] = 0.1f * (float)sin((double)i);
+    enum { NE = 5 };
+    /* conversation (tokens before the invocation), question + answer tokens after it, answer length */
+    static const int conv_len[NE] = {20, 20, 20, 20, 25}, which[NE] = {0, 0, 1, 0, 0}, after[NE] = {9, 11, 8, 12, 6},
+                     answer[NE] = {4, 3, 4, 2, 2};
+    int32_t ids[NE][64];
+    al_train_ex ex[NE];
+    for (int e = 0; e < NE; e++) {
+        int n = 0;
+        for (int i = 0; i < conv_len[e]; i++)
+            ids[e][n++] = i == 0 ? 1 : 20 + (i * (which[e] ? 53 : 37) + which[e]) % 200;
+        for (int i = 0; i < 3; i++)
+            ids[e][n++] = inv[i];
+        for (int i = 0; i < after[e]; i++)
+            ids[e][n++] = 30 + (i * 7 + e * 11) % 150;
+        ex[e] = (al_train_ex){.ids = ids[e], .n = n, .n_prompt = n - answer[e]};
+    }
+    float *gseq = malloc(t->n * sizeof(float)), *g1 = malloc(t->n * sizeof(float));
+    double nll[NE];
+    al_trainer *tr;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_tlora_zero_grad(t);
+    for (int e = 0; e < NE; e++) {
+        al_train_result r;
+        assert_int_equal(al_trainer_example(tr, t, ex[e].ids, ex[e].n, ex[e].n_prompt, 0.1f, 1, &r), AL_OK);
+        nll[e] = r.nll;
+    }
+    memcpy(gseq, t->g, t->n * sizeof(float));
+    size_t peak_one = al_trainer_peak_bytes(tr);
+    al_trainer_free(tr);
+    for (int th = 1; th >= 0; th--) {
+        al_cpu_set_threads(th);
+        assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+        al_train_result res[NE];
+        al_tlora_zero_grad(t);
+        assert_int_equal(al_trainer_batch(tr, t, ex, NE, 0.1f, 1, res), AL_OK);
+        /* groups {0, 1, 3} (the first computes the prefix, the others take its 20 positions),
+         * {2} and {4}: each finds the cached BOS only */
+        assert_int_equal(al_trainer_cached_positions(tr), 2 * 20 + 1 + 1);
+        assert_true(al_trainer_peak_bytes(tr) > peak_one); /* the 38 stacked rows' activations */
+        for (int e = 0; e < NE; e++) {
+            assert_int_equal(res[e].n_targets, answer[e]);
+            assert_int_equal(res[e].act_start, conv_len[e]);
+            assert_int_equal(res[e].n_grad_rows, ex[e].n - 1 - conv_len[e]);
+            if (fabs(res[e].nll - nll[e]) > 1e-5 * fabs(nll[e])) {
+                fprintf(stderr, "example %d: batch nll %.8g, alone %.8g\n", e, res[e].nll, nll[e]);
+                fail();
+            }
+        }
+        double gm = 0, dm = 0;
+        for (size_t i = 0; i < t->n; i++) {
+            gm = fmax(gm, fabs(gseq[i]));
+            dm = fmax(dm, fabs(t->g[i] - gseq[i]));
+        }
+        fprintf(stderr, "batch vs one by one: max |g| %.4g, max difference %.3g\n", gm, dm);
+        assert_true(gm > 0 && dm <= 1e-5 * gm);
+        if (th)
+            memcpy(g1, t->g, t->n * sizeof(float));
+        else
+            al_assert_floats_identical(t->g, g1, 1, t->n);
+        al_trainer_free(tr);
+    }
+    al_cpu_set_threads(0);
+    /* a bad example: named, nothing computed */
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    al_train_result res[NE];
+    ex[2].n_prompt = ex[2].n;
+    assert_int_equal(al_trainer_batch(tr, t, ex, NE, 0.1f, 1, res), AL_EINVAL);
+    assert_non_null(strstr(al_errmsg(), "example 3 of 5"));
+    assert_int_equal(al_trainer_cached_positions(tr), 0);
+    al_trainer_free(tr);
+    free(gseq), free(g1);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
 /* Bad input: clear errors, no crash. */
 static void test_errors(void **state)
 {
@@ -233,7 +322,7 @@ int main(void)
         cmocka_unit_test(test_forward_llama_lora), cmocka_unit_test(test_forward_granite_alora),
         cmocka_unit_test(test_grad_llama_alora),   cmocka_unit_test(test_grad_llama_lora),
         cmocka_unit_test(test_grad_granite_alora), cmocka_unit_test(test_prefix_cache),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_batch),              cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
