@@ -145,18 +145,26 @@ static void test_grad_granite_alora(void **state)
     grad_check("granite_f32", inv, 2);
 }
 
+/* The tiny Llama and an aLoRA (invocation 7, 8, 9; rank 2 on every target) with fixed non-zero
+ * weights, for the prefix-cache and batch tests. */
+static void llama_with_alora(al_model **m, al_tlora **t)
+{
+    static const int32_t inv[3] = {7, 8, 9};
+    assert_int_equal(al_model_load(FIX "/llama_f32", m), AL_OK);
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
+    assert_int_equal(al_tlora_init(&(*m)->cfg, &o, 5, t), AL_OK);
+    for (size_t i = 0; i < (*t)->n; i++)
+        (*t)->w[i] = 0.1f * (float)sin((double)i);
+}
+
 /* Examples sharing a conversation before the activation start reuse its K/V (the prefix cache):
  * the loss and gradients equal those of a fresh trainer. */
 static void test_prefix_cache(void **state)
 {
     al_model *m;
-    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
-    int32_t inv[3] = {7, 8, 9};
-    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
     al_tlora *t;
-    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &t), AL_OK);
-    for (size_t i = 0; i < t->n; i++)
-        t->w[i] = 0.1f * (float)sin((double)i);
+    llama_with_alora(&m, &t);
+    int32_t inv[3] = {7, 8, 9};
     int32_t a[30], b[34];
     for (int i = 0; i < 30; i++)
         a[i] = b[i] = 20 + (i * 37) % 200;
@@ -204,13 +212,9 @@ static void test_prefix_cache(void **state)
 static void test_batch(void **state)
 {
     al_model *m;
-    assert_int_equal(al_model_load(FIX "/llama_f32", &m), AL_OK);
-    int32_t inv[3] = {7, 8, 9};
-    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4, .inv = inv, .n_inv = 3};
     al_tlora *t;
-    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &t), AL_OK);
-    for (size_t i = 0; i < t->n; i++)
-        t->w[i] = 0.1f * (float)sin((double)i);
+    llama_with_alora(&m, &t);
+    int32_t inv[3] = {7, 8, 9};
     enum { NE = 5 };
     /* conversation (tokens before the invocation), question + answer tokens after it, answer length */
     static const int conv_len[NE] = {20, 20, 20, 20, 25}, which[NE] = {0, 0, 1, 0, 0}, after[NE] = {9, 11, 8, 12, 6},
