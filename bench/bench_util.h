@@ -121,19 +121,13 @@ static inline int bench_cmp_double(const void *a, const void *b)
 
 /* A random f32 Llama of the given shape (weights uniform in +-0.02, seed 42), owning its memory; exits on
  * failure (a benchmark has nothing to fall back to). */
-static inline al_model *bench_random_model(int hidden, int layers, int heads, int kv_heads, int inter, int vocab)
+/* A model of config c over one aligned allocation of random weights (seed 42, uniform +-0.02). */
+static inline al_model *bench_model_from_config(al_model_config *c)
 {
-    al_model_config c = {.arch = AL_ARCH_LLAMA, .vocab_size = vocab, .hidden_size = hidden,
-                         .intermediate_size = inter, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
-                         .head_dim = hidden / heads, .max_position_embeddings = 4096, .rms_eps = 1e-5f,
-                         .rope_theta = 10000.0f, .embedding_multiplier = 1.0f, .residual_multiplier = 1.0f,
-                         .logits_scaling = 1.0f, .bos_token_id = 1, .n_eos = 0, .dtype = AL_DT_F32};
-    c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
-    snprintf(c.name, sizeof c.name, "bench-85m");
-    size_t bytes = al_weights_layout_bytes(&c);
+    size_t bytes = al_weights_layout_bytes(c);
     void *base = ali_aligned_alloc(bytes);
     al_model *m = NULL;
-    if (!base || al_model_view(&c, base, &m) != AL_OK) {
+    if (!base || al_model_view(c, base, &m) != AL_OK) {
         fprintf(stderr, "bench: cannot build the model: %s\n", al_errmsg());
         exit(1);
     }
@@ -144,6 +138,18 @@ static inline al_model *bench_random_model(int hidden, int layers, int heads, in
     for (size_t i = 0; i < bytes / sizeof(float); i++)
         f[i] = (float)(al_rng_uniform(&r) - 0.5) * 0.04f;
     return m;
+}
+
+static inline al_model *bench_random_model(int hidden, int layers, int heads, int kv_heads, int inter, int vocab)
+{
+    al_model_config c = {.arch = AL_ARCH_LLAMA, .vocab_size = vocab, .hidden_size = hidden,
+                         .intermediate_size = inter, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
+                         .head_dim = hidden / heads, .max_position_embeddings = 4096, .rms_eps = 1e-5f,
+                         .rope_theta = 10000.0f, .embedding_multiplier = 1.0f, .residual_multiplier = 1.0f,
+                         .logits_scaling = 1.0f, .bos_token_id = 1, .n_eos = 0, .dtype = AL_DT_F32};
+    c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
+    snprintf(c.name, sizeof c.name, "bench-85m");
+    return bench_model_from_config(&c);
 }
 
 #endif

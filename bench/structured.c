@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_util.h"
 #include "common/model/model.h"
 #include "common/text/tokenizer.h"
 #include "common/util.h"
@@ -84,18 +85,7 @@ static al_model *bench_model(const shape *s, int vocab, int32_t eos)
                          .dtype = AL_DT_F32};
     c.attention_multiplier = 1.0f / sqrtf((float)c.head_dim);
     snprintf(c.name, sizeof c.name, "bench-%s", s->name);
-    size_t bytes = al_weights_layout_bytes(&c);
-    void *base = ali_aligned_alloc(bytes);
-    al_model *m = NULL;
-    if (!base || al_model_view(&c, base, &m) != AL_OK)
-        die("cannot build the model");
-    m->owns_base = 1;
-    al_rng r;
-    al_rng_seed(&r, 42);
-    float *f = base;
-    for (size_t i = 0; i < bytes / sizeof(float); i++)
-        f[i] = (float)(al_rng_uniform(&r) - 0.5) * 0.04f;
-    return m;
+    return bench_model_from_config(&c);
 }
 
 /* ---- schema generator ---------------------------------------------------------------------- */
