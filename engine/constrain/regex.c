@@ -238,7 +238,7 @@ static const ali_ast *ali_rx_group(ali_rx *p, int start_ok, int *end_seen)
             return ali_rx_fail(p, AL_EUNSUPPORTED, at, "backreference (?P=name)");
         } else if (c == 'P' || (c == '<' && p->i + 1 < p->n && p->s[p->i + 1] != '=' && p->s[p->i + 1] != '!')) {
             p->i += c == 'P' ? 2 : 1;
-            if (c == 'P' && p->s[p->i - 1] != '<')
+            if (c == 'P' && (p->i > p->n || p->s[p->i - 1] != '<'))
                 return ali_rx_fail(p, AL_EINVAL, at, "unknown extension (?P");
             size_t ns = p->i;
             while (p->i < p->n && (p->s[p->i] == '_' || (p->s[p->i] >= '0' && p->s[p->i] <= '9') ||
