@@ -61,10 +61,7 @@ if [[ ,$SYSTEMS, == *,llama-server,* ]]; then
   RUN_LLAMA=1
 fi
 
-free_port() {
-  local p
-  while :; do p=$((20000 + RANDOM % 30000)); ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }; done
-}
+source scripts/free_port.sh
 RUN=$(mktemp -d /tmp/alora-rag-XXXXXX)
 UPS=()
 LLAMA_PID=

@@ -88,18 +88,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 30000))
-    if command -v ss >/dev/null; then
-      ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-    else
-      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    fi
-  done
-  echo 18080
-}
+source scripts/free_port.sh
 export ALORA_HTTP_PORT ALORA_IMAGE=$IMAGE
 ALORA_HTTP_PORT=$(free_port)
 H="http://127.0.0.1:$ALORA_HTTP_PORT"

@@ -31,13 +31,7 @@ check() { # check DESC COND-COMMAND...
   if "$@"; then ok "$d"; else fail "$d"; fi
 }
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }
-  done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/free_port.sh"
 
 # start_up NAME: `alora up -c $T/NAME.cfg` in the background; waits for its ready file.
 start_up() {
