@@ -67,12 +67,12 @@ static const float *ali_x_bf16(const float *x, int T, int K)
     return xl;
 }
 
-/* Many rows: OpenBLAS sgemm (single-threaded, see ops_cpu.c) over a fixed partition of the weight
- * rows into tiles; the pool runs the tiles. The partition depends on N alone, so every output
- * element comes from the same call whatever the thread count: results are bitwise the same at any
- * thread count by construction. ~12 tiles (a multiple of 16 rows, at least 64) keep 1-4 threads
- * busy while a tile stays big enough for sgemm (one call per tile re-packs x: ~5-10% on the 85m
- * shapes, measured). */
+/* Many rows: a fixed partition of the weight rows into tiles, run by the pool. The partition depends
+ * on N alone, so every output element comes from the same computation whatever the thread count:
+ * results are bitwise the same at any thread count by construction. ~12 tiles (a multiple of 16
+ * rows, at least 64) keep 1-4 threads busy while a tile stays big. On AVX-512 and AVX2 a tile is
+ * our own GEMM (matmul_gemm.h: x packed once per call); elsewhere one OpenBLAS sgemm per tile
+ * (single-threaded, see ops_cpu.c), which re-packs x for every tile. */
 static int ali_big_tile(int N)
 {
     int w = (N + 11) / 12;
@@ -80,6 +80,9 @@ static int ali_big_tile(int N)
     return w < 64 ? 64 : w;
 }
 
+#include "kernels/cpu/matmul_gemm.h"
+
+#ifndef ALI_G_MR /* no AVX-512 / AVX2: sgemm per tile */
 typedef struct ali_big_job {
     float *y;
     const float *x;
@@ -114,13 +117,18 @@ static void ali_big_run(void (*task)(void *, int), float *y, const float *x, con
                      .beta = accumulate ? 1.0f : 0.0f};
     ali_par_run((N + j.tile - 1) / j.tile, task, &j);
 }
+#endif
 
 void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
 {
     if (T <= ALI_SMALL_T)
         ali_small_run(ali_small_task_f32, y, x, x, w, T, K, N, accumulate);
     else
+#ifdef ALI_G_MR
+        ali_gemm(y, x, w, T, K, N, accumulate, 0);
+#else
         ali_big_run(ali_big_task_f32, y, x, w, T, K, N, accumulate);
+#endif
 }
 
 void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
@@ -128,7 +136,11 @@ void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, 
     if (T <= ALI_SMALL_T)
         ali_small_run(ali_small_task_bf16, y, x, ali_x_bf16(x, T, K), w, T, K, N, accumulate);
     else
+#ifdef ALI_G_MR
+        ali_gemm(y, x, w, T, K, N, accumulate, 1);
+#else
         ali_big_run(ali_big_task_bf16, y, x, w, T, K, N, accumulate);
+#endif
 }
 
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,

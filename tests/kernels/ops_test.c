@@ -95,6 +95,71 @@ static void test_matmul_paths(void **state)
     al_cpu_set_threads(saved);
 }
 
+/* The many-row path (T > 8; on avx512 / avx2 our GEMM of matmul_gemm.h, on sse4.2 sgemm per tile)
+ * against a double-precision loop, f32 and bf16 weights: row counts across several row panels with
+ * a partial last one, N with partial column panels and tiles, K with odd tails, accumulate; 1, 2
+ * and 3 threads bitwise. On our GEMM each output is one FMA chain over k from zero, so a row's
+ * result must not depend on where it sits in the call either: the rows of a T = 41 call are
+ * recomputed as T = 9 calls at other offsets and must match bit for bit. */
+static void test_gemm_blocks(void **state)
+{
+    const char *isa = al_cpu_isa();
+    int own = !strcmp(isa, "avx512") || !strcmp(isa, "avx2");
+    al_rng r;
+    al_rng_seed(&r, 21);
+    static const int Ts[] = {9, 13, 25, 41}, Ks[] = {1, 37, 300}, Ns[] = {1, 33, 130, 777};
+    int saved = al_cpu_threads();
+    for (int bf = 0; bf < 2; bf++) {
+        const al_ops *ops = bf ? al_ops_cpu_bf16() : al_ops_cpu();
+        for (size_t ki = 0; ki < AL_ARRAY_LEN(Ks); ki++)
+            for (size_t ni = 0; ni < AL_ARRAY_LEN(Ns); ni++) {
+                int K = Ks[ki], N = Ns[ni];
+                float *x = malloc(sizeof(float) * 41 * K), *w = malloc(sizeof(float) * (size_t)N * K);
+                float *y[3], *part = malloc(sizeof(float) * 9 * N);
+                for (int i = 0; i < 3; i++)
+                    y[i] = malloc(sizeof(float) * 41 * N);
+                fill(x, (size_t)41 * K, &r, 1);
+                fill(w, (size_t)N * K, &r, 1);
+                void *wd = ops->weight_upload(w, (size_t)N * K, 1);
+                assert_non_null(wd);
+                if (bf)
+                    for (size_t i = 0; i < (size_t)N * K; i++)
+                        w[i] = ali_bf16_to_f32(ali_f32_to_bf16(w[i]));
+                for (size_t ti = 0; ti < AL_ARRAY_LEN(Ts); ti++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        int T = Ts[ti];
+                        for (int th = 0; th < 3; th++) {
+                            for (int i = 0; i < T * N; i++)
+                                y[th][i] = (float)(i % 17) * 0.25f;
+                            al_cpu_set_threads(th + 1);
+                            ops->matmul(y[th], x, wd, T, K, N, acc);
+                        }
+                        al_assert_floats_identical(y[0], y[1], T, N);
+                        al_assert_floats_identical(y[0], y[2], T, N);
+                        for (int t = 0; t < T; t++)
+                            for (int n = 0; n < N; n++) {
+                                double s = acc ? (double)((t * N + n) % 17) * 0.25 : 0;
+                                for (int k = 0; k < K; k++)
+                                    s += (double)x[t * K + k] * w[(size_t)n * K + k];
+                                if (fabs(y[0][t * N + n] - s) > 1e-4 * (1 + sqrt((double)K)))
+                                    fail_msg("%s T %d K %d N %d acc %d: y[%d,%d] = %g, want %g", bf ? "bf16" : "f32", T,
+                                             K, N, acc, t, n, y[0][t * N + n], s);
+                            }
+                        if (own && T == 41 && !acc)
+                            for (int t0 = 1; t0 + 9 <= T; t0 += 7) {
+                                ops->matmul(part, x + (size_t)t0 * K, wd, 9, K, N, 0);
+                                al_assert_floats_identical(part, y[0] + (size_t)t0 * N, 9, N);
+                            }
+                    }
+                ops->weight_free(wd);
+                free(x), free(w), free(part);
+                for (int i = 0; i < 3; i++)
+                    free(y[i]);
+            }
+    }
+    al_cpu_set_threads(saved);
+}
+
 /* cpu-bf16: matmul (few-row kernel and widened sgemm blocks) and embedding against the same
  * reference over bf16-rounded weights; 1 and 2 threads bitwise; the bf16 <-> f32 conversions. */
 static void test_bf16_ops(void **state)
@@ -388,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_swiglu_embedding), cmocka_unit_test(test_rope_hand_values),
         cmocka_unit_test(test_matmul_and_lora),          cmocka_unit_test(test_paged_attention),
         cmocka_unit_test(test_matmul_paths),
+        cmocka_unit_test(test_gemm_blocks),
         cmocka_unit_test(test_attention_long_threads),
         cmocka_unit_test(test_bf16_ops),
         cmocka_unit_test(test_logprobs_topk),

@@ -1,0 +1,162 @@
+/* matmul_gemm.h: the many-row f32 GEMM of matmul.c on AVX-512 / AVX2 (included once per ISA variant):
+ * x packed once per call, weight tiles packed (or widened from bf16) per task, MR x NR register
+ * blocks; each output is one FMA chain over k from zero, whatever the tiling or thread count. */
+
+/*
+ * y [T, N] (+)= x [T, K] · W[N, K]^T for T > ALI_SMALL_T.
+ *
+ * Why not sgemm per tile (the previous path, still used on the x86-64-v2 variant): to keep results
+ * independent of the thread count, the weight rows are cut into a fixed partition of ~12 tiles and
+ * each tile was one sgemm call; every call re-packed all of x, which on the 85m shapes (64-row
+ * tiles) cost as much as half the kernel time (perf: sgemm_oncopy + incopy 12% of a prefill
+ * against 33% in the kernel). Here x is packed once, into row panels
+ *     xp [ceil(T/MR)][K][MR]   (rows past T are zero)
+ * shared by all tasks; a task packs its weight tile into column panels
+ *     wp [ceil(nb/NR)][K][NR]  (columns past the tile are zero; bf16 is widened here)
+ * in its thread's scratch, and runs the kernel on every (row panel, column panel) pair: MR rows x
+ * NR columns of accumulators in registers, one broadcast of x and NR/VW loads of w per k.
+ * Determinism: every y element is acc = 0; acc = fma(x[t,k], w[n,k], acc) for k = 0 .. K-1, then
+ * stored (or added to y): the same bits for any tiling, thread count or row-panel position.
+ */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define ALI_G_MR 12 /* 24 accumulators + 2 weight vectors of the 32 zmm */
+#define ALI_G_VW 16
+typedef __m512 ali_gv;
+#define ALI_G_LOADU _mm512_loadu_ps
+#define ALI_G_SET1 _mm512_set1_ps
+#define ALI_G_FMA _mm512_fmadd_ps
+#define ALI_G_ZERO _mm512_setzero_ps
+#define ALI_G_STOREU _mm512_storeu_ps
+#define ALI_G_ADD _mm512_add_ps
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ALI_G_MR 6 /* 12 accumulators + 2 weight vectors + 1 broadcast of the 16 ymm */
+#define ALI_G_VW 8
+typedef __m256 ali_gv;
+#define ALI_G_LOADU _mm256_loadu_ps
+#define ALI_G_SET1 _mm256_set1_ps
+#define ALI_G_FMA _mm256_fmadd_ps
+#define ALI_G_ZERO _mm256_setzero_ps
+#define ALI_G_STOREU _mm256_storeu_ps
+#define ALI_G_ADD _mm256_add_ps
+#endif
+
+#ifdef ALI_G_MR
+#define ALI_G_NR (2 * ALI_G_VW)
+
+/* One MR x NR block: xp [K][MR], wp [K][NR] -> y rows 0..mr-1, columns 0..nc-1 (stride ldy). */
+static inline __attribute__((always_inline)) void ali_g_kernel(const float *xp, const float *wp, int K, float *y,
+                                                               size_t ldy, int mr, int nc, int accumulate)
+{
+    ali_gv c0[ALI_G_MR], c1[ALI_G_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < ALI_G_MR; i++)
+        c0[i] = c1[i] = ALI_G_ZERO();
+    for (int k = 0; k < K; k++) {
+        ali_gv b0 = ALI_G_LOADU(wp + (size_t)k * ALI_G_NR), b1 = ALI_G_LOADU(wp + (size_t)k * ALI_G_NR + ALI_G_VW);
+        const float *a = xp + (size_t)k * ALI_G_MR;
+#pragma GCC unroll 16
+        for (int i = 0; i < ALI_G_MR; i++) {
+            ali_gv av = ALI_G_SET1(a[i]);
+            c0[i] = ALI_G_FMA(av, b0, c0[i]);
+            c1[i] = ALI_G_FMA(av, b1, c1[i]);
+        }
+    }
+    if (mr == ALI_G_MR && nc == ALI_G_NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < ALI_G_MR; i++) {
+            float *yr = y + (size_t)i * ldy;
+            if (accumulate) {
+                c0[i] = ALI_G_ADD(ALI_G_LOADU(yr), c0[i]);
+                c1[i] = ALI_G_ADD(ALI_G_LOADU(yr + ALI_G_VW), c1[i]);
+            }
+            ALI_G_STOREU(yr, c0[i]);
+            ALI_G_STOREU(yr + ALI_G_VW, c1[i]);
+        }
+        return;
+    }
+    float buf[ALI_G_MR][ALI_G_NR]; /* an edge block: through memory, only its valid part stored */
+    for (int i = 0; i < ALI_G_MR; i++) {
+        ALI_G_STOREU(buf[i], c0[i]);
+        ALI_G_STOREU(buf[i] + ALI_G_VW, c1[i]);
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nc; j++)
+            y[(size_t)i * ldy + j] = accumulate ? y[(size_t)i * ldy + j] + buf[i][j] : buf[i][j];
+}
+
+typedef struct ali_g_job {
+    float *y;        /* [T, N] */
+    const float *x;  /* [T, K] */
+    float *xp;       /* [n_rp][K][MR] */
+    const void *w;   /* [N, K] f32 or bf16 */
+    int T, K, N, tile, n_rp, bf16, accumulate;
+} ali_g_job;
+
+/* Task rp: row panel rp of x into xp (rows past T zero). */
+static void ali_g_pack_x(void *ctx, int rp)
+{
+    const ali_g_job *j = ctx;
+    float *d = j->xp + (size_t)rp * j->K * ALI_G_MR;
+    const float *s[ALI_G_MR];
+    int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
+    for (int i = 0; i < mr; i++)
+        s[i] = j->x + (size_t)(rp * ALI_G_MR + i) * j->K;
+    /* k outer: the writes are sequential, the reads MR sequential streams */
+    for (int k = 0; k < j->K; k++, d += ALI_G_MR) {
+        for (int i = 0; i < mr; i++)
+            d[i] = s[i][k];
+        for (int i = mr; i < ALI_G_MR; i++)
+            d[i] = 0.0f;
+    }
+}
+
+/* Task: the weight rows n0 .. n0+nb-1 packed into this thread's scratch, then every block of them. */
+static void ali_g_task(void *ctx, int task)
+{
+    const ali_g_job *j = ctx;
+    int K = j->K, n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
+    int n_cp = (nb + ALI_G_NR - 1) / ALI_G_NR;
+    float *wp = ali_cpu_scratch(4, (size_t)n_cp * K * ALI_G_NR);
+    /* per column panel, k outer: sequential writes, NR sequential read streams (bf16 widened) */
+    for (int cp = 0; cp < n_cp; cp++) {
+        float *d = wp + (size_t)cp * K * ALI_G_NR;
+        int nc = AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR);
+        size_t r0 = (size_t)(n0 + cp * ALI_G_NR) * K;
+        if (j->bf16) {
+            const uint16_t *s = (const uint16_t *)j->w + r0;
+            for (int k = 0; k < K; k++, d += ALI_G_NR) {
+                for (int c = 0; c < nc; c++)
+                    d[c] = ali_bf16_to_f32(s[(size_t)c * K + k]);
+                for (int c = nc; c < ALI_G_NR; c++)
+                    d[c] = 0.0f;
+            }
+        } else {
+            const float *s = (const float *)j->w + r0;
+            for (int k = 0; k < K; k++, d += ALI_G_NR) {
+                for (int c = 0; c < nc; c++)
+                    d[c] = s[(size_t)c * K + k];
+                for (int c = nc; c < ALI_G_NR; c++)
+                    d[c] = 0.0f;
+            }
+        }
+    }
+    for (int rp = 0; rp < j->n_rp; rp++) {
+        int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
+        for (int cp = 0; cp < n_cp; cp++)
+            ali_g_kernel(j->xp + (size_t)rp * K * ALI_G_MR, wp + (size_t)cp * K * ALI_G_NR, K,
+                         j->y + (size_t)rp * ALI_G_MR * j->N + n0 + cp * ALI_G_NR, (size_t)j->N, mr,
+                         AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR), j->accumulate);
+    }
+}
+
+static void ali_gemm(float *y, const float *x, const void *w, int T, int K, int N, int accumulate, int bf16)
+{
+    ali_g_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .tile = ali_big_tile(N),
+                   .n_rp = (T + ALI_G_MR - 1) / ALI_G_MR, .bf16 = bf16, .accumulate = accumulate};
+    j.xp = ali_cpu_scratch(5, (size_t)j.n_rp * K * ALI_G_MR);
+    ali_par_run(j.n_rp, ali_g_pack_x, &j);
+    ali_par_run((N + j.tile - 1) / j.tile, ali_g_task, &j);
+}
+#endif
