@@ -28,6 +28,7 @@
 #define ali_cpu_attention ALI_CPU_ISA_CAT(ali_cpu_attention, ALI_CPU_ISA_SFX)
 #define ali_cpu_lora ALI_CPU_ISA_CAT(ali_cpu_lora, ALI_CPU_ISA_SFX)
 #define ali_cpu_logprobs_topk ALI_CPU_ISA_CAT(ali_cpu_logprobs_topk, ALI_CPU_ISA_SFX)
+#define ali_cpu_gemm_n ALI_CPU_ISA_CAT(ali_cpu_gemm_n, ALI_CPU_ISA_SFX)
 
 /* One variant's ops (the entries of al_ops that differ between variants). */
 typedef struct ali_cpu_isa {
@@ -76,3 +77,8 @@ void ali_cpu_attention(const al_kv_geom *g, int layer, int n_heads, float scale,
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,
                   const float *B, const float *bias, int in, int out, int r, float scale, float *tmp);
 void ali_cpu_logprobs_topk(const float *logits, int n, int V, int k, al_topk_entry *topk, int32_t *argmax);
+/* The many-row GEMM of matmul.c (matmul_gemm.h) for the trainer's products: y[p] [T, N[p]] (+)=
+ * x [T, K] · w[p] [N[p], K]^T for p < n (<= 8) over f32 weights, x packed once; returns 0 (nothing
+ * done) on a variant without it (sse4.2), where the caller uses sgemm. */
+int ali_cpu_gemm_n(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,
+                   int accumulate);

@@ -143,6 +143,18 @@ void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, 
 #endif
 }
 
+int ali_cpu_gemm_n(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,
+                   int accumulate)
+{
+#ifdef ALI_G_MR
+    ali_gemm_n(x, T, K, n, y, (const void *const *)w, N, accumulate, 0);
+    return 1;
+#else
+    (void)x, (void)T, (void)K, (void)n, (void)y, (void)w, (void)N, (void)accumulate;
+    return 0;
+#endif
+}
+
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,
                   const float *B, const float *bias, int in, int out, int r, float scale, float *tmp)
 {

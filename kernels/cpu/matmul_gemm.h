@@ -86,12 +86,16 @@ static inline __attribute__((always_inline)) void ali_g_kernel(const float *xp, 
             y[(size_t)i * ldy + j] = accumulate ? y[(size_t)i * ldy + j] + buf[i][j] : buf[i][j];
 }
 
+#define ALI_G_MAXP 8 /* products sharing one x per call */
+
 typedef struct ali_g_job {
-    float *y;        /* [T, N] */
     const float *x;  /* [T, K] */
     float *xp;       /* [n_rp][K][MR] */
-    const void *w;   /* [N, K] f32 or bf16 */
-    int T, K, N, tile, n_rp, bf16, accumulate;
+    int T, K, n_rp, bf16, accumulate, n;
+    float *y[ALI_G_MAXP];      /* [T, N[p]] */
+    const void *w[ALI_G_MAXP]; /* [N[p], K] f32 or bf16 */
+    int N[ALI_G_MAXP], tile[ALI_G_MAXP];
+    int t0[ALI_G_MAXP + 1];    /* first task of each product */
 } ali_g_job;
 
 /* Task rp: row panel rp of x into xp (rows past T zero). */
@@ -116,7 +120,10 @@ static void ali_g_pack_x(void *ctx, int rp)
 static void ali_g_task(void *ctx, int task)
 {
     const ali_g_job *j = ctx;
-    int K = j->K, n0 = task * j->tile, nb = AL_TILE_MIN(j->tile, j->N - n0);
+    int p = 0;
+    while (task >= j->t0[p + 1])
+        p++;
+    int K = j->K, N = j->N[p], n0 = (task - j->t0[p]) * j->tile[p], nb = AL_TILE_MIN(j->tile[p], N - n0);
     int n_cp = (nb + ALI_G_NR - 1) / ALI_G_NR;
     float *wp = ali_cpu_scratch(4, (size_t)n_cp * K * ALI_G_NR);
     /* per column panel, k outer: sequential writes, NR sequential read streams (bf16 widened) */
@@ -125,7 +132,7 @@ static void ali_g_task(void *ctx, int task)
         int nc = AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR);
         size_t r0 = (size_t)(n0 + cp * ALI_G_NR) * K;
         if (j->bf16) {
-            const uint16_t *s = (const uint16_t *)j->w + r0;
+            const uint16_t *s = (const uint16_t *)j->w[p] + r0;
             for (int k = 0; k < K; k++, d += ALI_G_NR) {
                 for (int c = 0; c < nc; c++)
                     d[c] = ali_bf16_to_f32(s[(size_t)c * K + k]);
@@ -133,7 +140,7 @@ static void ali_g_task(void *ctx, int task)
                     d[c] = 0.0f;
             }
         } else {
-            const float *s = (const float *)j->w + r0;
+            const float *s = (const float *)j->w[p] + r0;
             for (int k = 0; k < K; k++, d += ALI_G_NR) {
                 for (int c = 0; c < nc; c++)
                     d[c] = s[(size_t)c * K + k];
@@ -146,17 +153,35 @@ static void ali_g_task(void *ctx, int task)
         int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
         for (int cp = 0; cp < n_cp; cp++)
             ali_g_kernel(j->xp + (size_t)rp * K * ALI_G_MR, wp + (size_t)cp * K * ALI_G_NR, K,
-                         j->y + (size_t)rp * ALI_G_MR * j->N + n0 + cp * ALI_G_NR, (size_t)j->N, mr,
+                         j->y[p] + (size_t)rp * ALI_G_MR * N + n0 + cp * ALI_G_NR, (size_t)N, mr,
                          AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR), j->accumulate);
     }
 }
 
-static void ali_gemm(float *y, const float *x, const void *w, int T, int K, int N, int accumulate, int bf16)
+/* y[p] [T, N[p]] (+)= x [T, K] · w[p] [N[p], K]^T for p < n (<= ALI_G_MAXP): x packed once for all
+ * of them, one fork-join over every product's tiles (each product's partition depends on its N
+ * alone). */
+static void ali_gemm_n(const float *x, int T, int K, int n, float *const *y, const void *const *w, const int *N,
+                       int accumulate, int bf16)
 {
-    ali_g_job j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .tile = ali_big_tile(N),
-                   .n_rp = (T + ALI_G_MR - 1) / ALI_G_MR, .bf16 = bf16, .accumulate = accumulate};
+    ali_g_job j = {.x = x, .T = T, .K = K, .n_rp = (T + ALI_G_MR - 1) / ALI_G_MR, .bf16 = bf16,
+                   .accumulate = accumulate};
+    for (int p = 0; p < n; p++) {
+        if (N[p] <= 0)
+            continue;
+        int q = j.n++;
+        j.y[q] = y[p], j.w[q] = w[p], j.N[q] = N[p], j.tile[q] = ali_big_tile(N[p]);
+        j.t0[q + 1] = j.t0[q] + (N[p] + j.tile[q] - 1) / j.tile[q];
+    }
+    if (j.n == 0 || T <= 0)
+        return;
     j.xp = ali_cpu_scratch(5, (size_t)j.n_rp * K * ALI_G_MR);
     ali_par_run(j.n_rp, ali_g_pack_x, &j);
-    ali_par_run((N + j.tile - 1) / j.tile, ali_g_task, &j);
+    ali_par_run(j.t0[j.n], ali_g_task, &j);
+}
+
+static void ali_gemm(float *y, const float *x, const void *w, int T, int K, int N, int accumulate, int bf16)
+{
+    ali_gemm_n(x, T, K, 1, &y, &w, &N, accumulate, bf16);
 }
 #endif

@@ -82,6 +82,8 @@ static void ali_tr_matmul_fwd(float *y, const float *x, const float *w, int T, i
         ali_small_run(ali_small_task_tr, y, x, x, w, T, K, N, accumulate);
         return;
     }
+    if (ali_cpu_gemm_n(x, T, K, 1, &y, &w, &N, accumulate))
+        return;
     ali_tr_mm j = {.y = y, .x = x, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(N), .alpha = 1.0f,
                    .beta = accumulate ? 1.0f : 0.0f};
     ali_par_run((N + j.nb - 1) / j.nb, ali_tr_mm_cols_task, &j);
@@ -229,6 +231,8 @@ static void ali_tr_matmul_fwd_n(const float *x, int T, int K, int n, float *cons
     if (T <= 0 || n <= 0)
         return;
     assert(n <= ALI_TR_MAXP);
+    if (T > ALI_TR_FEW && K > 0 && ali_cpu_gemm_n(x, T, K, n, y, w, N, accumulate))
+        return; /* many rows: the GEMM, x packed once for all n products */
     for (int p = 0; p < n; p++) {
         if (N[p] <= 0)
             continue;
