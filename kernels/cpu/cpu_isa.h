@@ -29,6 +29,7 @@
 #define ali_cpu_lora ALI_CPU_ISA_CAT(ali_cpu_lora, ALI_CPU_ISA_SFX)
 #define ali_cpu_logprobs_topk ALI_CPU_ISA_CAT(ali_cpu_logprobs_topk, ALI_CPU_ISA_SFX)
 #define ali_cpu_gemm_n ALI_CPU_ISA_CAT(ali_cpu_gemm_n, ALI_CPU_ISA_SFX)
+#define ali_cpu_gemm_dx_n ALI_CPU_ISA_CAT(ali_cpu_gemm_dx_n, ALI_CPU_ISA_SFX)
 
 /* One variant's ops (the entries of al_ops that differ between variants). */
 typedef struct ali_cpu_isa {
@@ -82,3 +83,7 @@ void ali_cpu_logprobs_topk(const float *logits, int n, int V, int k, al_topk_ent
  * done) on a variant without it (sse4.2), where the caller uses sgemm. */
 int ali_cpu_gemm_n(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,
                    int accumulate);
+/* The same for the transposed products: dx [T, K] = sum over p < n (<= 8) of alpha[p] dy[p] [T, N[p]]
+ * · w[p] [N[p], K] (+ dx if accumulate), every N[p] > 0; returns 0 on a variant without it. */
+int ali_cpu_gemm_dx_n(float *dx, int T, int K, int n, const float *const *dy, const float *const *w, const int *N,
+                      const float *alpha, int accumulate);

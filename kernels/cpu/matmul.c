@@ -155,6 +155,18 @@ int ali_cpu_gemm_n(const float *x, int T, int K, int n, float *const *y, const f
 #endif
 }
 
+int ali_cpu_gemm_dx_n(float *dx, int T, int K, int n, const float *const *dy, const float *const *w, const int *N,
+                      const float *alpha, int accumulate)
+{
+#ifdef ALI_G_MR
+    ali_gemm_dx_n(dx, T, K, n, dy, w, N, alpha, accumulate);
+    return 1;
+#else
+    (void)dx, (void)T, (void)K, (void)n, (void)dy, (void)w, (void)N, (void)alpha, (void)accumulate;
+    return 0;
+#endif
+}
+
 void ali_cpu_lora(float *y, const float *x, const al_row_range *ranges, int n_ranges, const float *A,
                   const float *B, const float *bias, int in, int out, int r, float scale, float *tmp)
 {

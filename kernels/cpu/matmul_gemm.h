@@ -184,4 +184,81 @@ static void ali_gemm(float *y, const float *x, const void *w, int T, int K, int 
 {
     ali_gemm_n(x, T, K, 1, &y, &w, &N, accumulate, bf16);
 }
+/* ---- dx [T, K] (+)= sum over p of alpha[p] dy[p] [T, N[p]] · w[p] [N[p], K] (the trainer's
+ * transposed products): the same kernel with the reduction over N[p]; alpha[p] dy[p] packed once
+ * into row panels [n_rp][N[p]][MR], a task owns a tile of dx's columns and packs, per product,
+ * the tile's columns of w[p] into panels [N[p]][NR] (contiguous strips of rows). The products are
+ * added into dx one after the other, each from its own FMA chain: bitwise what one call per
+ * product with accumulate gives. ---- */
+typedef struct ali_gdx_job {
+    float *dx;                   /* [T, K] */
+    int T, K, n, n_rp, tile, accumulate;
+    const float *dy[ALI_G_MAXP]; /* [T, N[p]] */
+    const float *w[ALI_G_MAXP];  /* [N[p], K] */
+    float *xp[ALI_G_MAXP];       /* [n_rp][N[p]][MR]: alpha[p] dy[p] */
+    int N[ALI_G_MAXP];
+    float alpha[ALI_G_MAXP];
+} ali_gdx_job;
+
+/* Task (p, rp): row panel rp of alpha[p] dy[p]. */
+static void ali_gdx_pack(void *ctx, int task)
+{
+    const ali_gdx_job *j = ctx;
+    int p = task / j->n_rp, rp = task % j->n_rp, N = j->N[p];
+    float *d = j->xp[p] + (size_t)rp * N * ALI_G_MR, a = j->alpha[p];
+    int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
+    const float *s = j->dy[p] + (size_t)rp * ALI_G_MR * N;
+    for (int n = 0; n < N; n++, d += ALI_G_MR) {
+        for (int i = 0; i < mr; i++)
+            d[i] = a * s[(size_t)i * N + n];
+        for (int i = mr; i < ALI_G_MR; i++)
+            d[i] = 0.0f;
+    }
+}
+
+static void ali_gdx_task(void *ctx, int task)
+{
+    const ali_gdx_job *j = ctx;
+    int K = j->K, c0 = task * j->tile, nb = AL_TILE_MIN(j->tile, K - c0);
+    int n_cp = (nb + ALI_G_NR - 1) / ALI_G_NR;
+    for (int p = 0; p < j->n; p++) {
+        int N = j->N[p];
+        float *wp = ali_cpu_scratch(4, (size_t)n_cp * N * ALI_G_NR);
+        for (int cp = 0; cp < n_cp; cp++) {
+            int nc = AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR);
+            float *d = wp + (size_t)cp * N * ALI_G_NR;
+            const float *s = j->w[p] + c0 + cp * ALI_G_NR;
+            for (int n = 0; n < N; n++, d += ALI_G_NR) {
+                memcpy(d, s + (size_t)n * K, sizeof(float) * (size_t)nc);
+                for (int c = nc; c < ALI_G_NR; c++)
+                    d[c] = 0.0f;
+            }
+        }
+        for (int rp = 0; rp < j->n_rp; rp++) {
+            int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
+            for (int cp = 0; cp < n_cp; cp++)
+                ali_g_kernel(j->xp[p] + (size_t)rp * N * ALI_G_MR, wp + (size_t)cp * N * ALI_G_NR, N,
+                             j->dx + (size_t)rp * ALI_G_MR * K + c0 + cp * ALI_G_NR, (size_t)K, mr,
+                             AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR), p > 0 || j->accumulate);
+        }
+    }
+}
+
+/* N[p] > 0 for every p < n (<= ALI_G_MAXP), T > 0, K > 0. */
+static void ali_gemm_dx_n(float *dx, int T, int K, int n, const float *const *dy, const float *const *w,
+                          const int *N, const float *alpha, int accumulate)
+{
+    ali_gdx_job j = {.dx = dx, .T = T, .K = K, .n = n, .n_rp = (T + ALI_G_MR - 1) / ALI_G_MR,
+                     .tile = ali_big_tile(K), .accumulate = accumulate};
+    size_t tot = 0;
+    for (int p = 0; p < n; p++)
+        tot += (size_t)j.n_rp * N[p] * ALI_G_MR;
+    float *xp = ali_cpu_scratch(5, tot);
+    for (int p = 0; p < n; p++) {
+        j.dy[p] = dy[p], j.w[p] = w[p], j.N[p] = N[p], j.alpha[p] = alpha[p], j.xp[p] = xp;
+        xp += (size_t)j.n_rp * N[p] * ALI_G_MR;
+    }
+    ali_par_run(n * j.n_rp, ali_gdx_pack, &j);
+    ali_par_run((K + j.tile - 1) / j.tile, ali_gdx_task, &j);
+}
 #endif

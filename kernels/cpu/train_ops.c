@@ -175,6 +175,8 @@ static void ali_tr_matmul_dx(float *dx, const float *dy, const float *w, int T, 
         ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_dx_task, &j);
         return;
     }
+    if (ali_cpu_gemm_dx_n(dx, T, K, 1, &dy, &w, &N, &alpha, accumulate))
+        return;
     ali_tr_mm j = {.y = dx, .x = dy, .w = w, .T = T, .K = K, .N = N, .nb = ali_tr_col_tile(K), .alpha = alpha,
                    .beta = accumulate ? 1.0f : 0.0f};
     ali_par_run((K + j.nb - 1) / j.nb, ali_tr_mm_dx_task, &j);
@@ -303,6 +305,8 @@ static void ali_tr_matmul_dx_n(float *dx, int T, int K, int n, const float *cons
         ali_par_run((K + ALI_DX_PANEL - 1) / ALI_DX_PANEL, ali_tr_dx_few_task, &m);
         return;
     }
+    if (ali_cpu_gemm_dx_n(dx, T, K, m.n, m.dy, m.w, m.N, m.alpha, accumulate))
+        return; /* many rows: the GEMM */
     m.nt = ali_tr_col_tile(K);
     ali_par_run((K + m.nt - 1) / m.nt, ali_tr_dx_many_task, &m);
 }
