@@ -82,7 +82,7 @@ static int ali_big_tile(int N)
 
 #include "kernels/cpu/matmul_gemm.h"
 
-#ifndef ALI_G_MR /* no AVX-512 / AVX2: sgemm per tile */
+/* sgemm per tile: every row count on sse4.2, 9 .. ALI_G_MIN_T - 1 rows on the GEMM variants */
 typedef struct ali_big_job {
     float *y;
     const float *x;
@@ -117,30 +117,29 @@ static void ali_big_run(void (*task)(void *, int), float *y, const float *x, con
                      .beta = accumulate ? 1.0f : 0.0f};
     ali_par_run((N + j.tile - 1) / j.tile, task, &j);
 }
-#endif
 
 void ali_cpu_matmul(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
 {
     if (T <= ALI_SMALL_T)
         ali_small_run(ali_small_task_f32, y, x, x, w, T, K, N, accumulate);
-    else
 #ifdef ALI_G_MR
+    else if (T >= ALI_G_MIN_T)
         ali_gemm(y, x, w, T, K, N, accumulate, 0);
-#else
-        ali_big_run(ali_big_task_f32, y, x, w, T, K, N, accumulate);
 #endif
+    else
+        ali_big_run(ali_big_task_f32, y, x, w, T, K, N, accumulate);
 }
 
 void ali_cpu_matmul_bf16(float *y, const float *x, const void *w, int T, int K, int N, int accumulate)
 {
     if (T <= ALI_SMALL_T)
         ali_small_run(ali_small_task_bf16, y, x, ali_x_bf16(x, T, K), w, T, K, N, accumulate);
-    else
 #ifdef ALI_G_MR
+    else if (T >= ALI_G_MIN_T)
         ali_gemm(y, x, w, T, K, N, accumulate, 1);
-#else
-        ali_big_run(ali_big_task_bf16, y, x, w, T, K, N, accumulate);
 #endif
+    else
+        ali_big_run(ali_big_task_bf16, y, x, w, T, K, N, accumulate);
 }
 
 int ali_cpu_gemm_n(const float *x, int T, int K, int n, float *const *y, const float *const *w, const int *N,

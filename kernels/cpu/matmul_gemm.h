@@ -3,7 +3,7 @@
  * blocks; each output is one FMA chain over k from zero, whatever the tiling or thread count. */
 
 /*
- * y [T, N] (+)= x [T, K] · W[N, K]^T for T > ALI_SMALL_T.
+ * y [T, N] (+)= x [T, K] · W[N, K]^T for T >= ALI_G_MIN_T (the trainer: T > 32).
  *
  * Why not sgemm per tile (the previous path, still used on the x86-64-v2 variant): to keep results
  * independent of the thread count, the weight rows are cut into a fixed partition of ~12 tiles and
@@ -13,7 +13,7 @@
  *     xp [ceil(T/MR)][K][MR]   (rows past T are zero)
  * shared by all tasks; a task packs its weight tile into column panels
  *     wp [ceil(nb/NR)][K][NR]  (columns past the tile are zero; bf16 is widened here)
- * in its thread's scratch, and runs the kernel on every (row panel, column panel) pair: MR rows x
+ * in its thread's scratch (f32: gathers, one per vector of columns per k), and runs the kernel on every (row panel, column panel) pair: MR rows x
  * NR columns of accumulators in registers, one broadcast of x and NR/VW loads of w per k.
  * Determinism: every y element is acc = 0; acc = fma(x[t,k], w[n,k], acc) for k = 0 .. K-1, then
  * stored (or added to y): the same bits for any tiling, thread count or row-panel position.
@@ -44,6 +44,10 @@ typedef __m256 ali_gv;
 
 #ifdef ALI_G_MR
 #define ALI_G_NR (2 * ALI_G_VW)
+/* Below this many rows the engine's matmul keeps sgemm per tile: packing each weight tile (N K
+ * gathers) is not paid back by T rows (paired on the 85m shapes: 10-20% slower at 12-16 rows, even
+ * at 32-64, ahead from ~128; the trainer calls the GEMM above its 32 few rows). */
+#define ALI_G_MIN_T 24
 
 /* One MR x NR block: xp [K][MR], wp [K][NR] -> y rows 0..mr-1, columns 0..nc-1 (stride ldy). */
 static inline __attribute__((always_inline)) void ali_g_kernel(const float *xp, const float *wp, int K, float *y,
@@ -116,6 +120,28 @@ static void ali_g_pack_x(void *ctx, int rp)
     }
 }
 
+/* d [K][NR] = the NR rows of s [NR, K] (row stride K), transposed with gathers: the scalar loop
+ * (NR strided loads per k) cost more than the kernel at a few dozen rows. */
+static inline void ali_g_pack_gather(float *d, const float *s, int K)
+{
+#if defined(__AVX512F__)
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32(K));
+    const float *s1 = s + (size_t)16 * K;
+    for (int k = 0; k < K; k++, d += ALI_G_NR) {
+        _mm512_storeu_ps(d, _mm512_i32gather_ps(idx, s + k, 4));
+        _mm512_storeu_ps(d + 16, _mm512_i32gather_ps(idx, s1 + k, 4));
+    }
+#else
+    __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(K));
+    const float *s1 = s + (size_t)8 * K;
+    for (int k = 0; k < K; k++, d += ALI_G_NR) {
+        _mm256_storeu_ps(d, _mm256_i32gather_ps(s + k, idx, 4));
+        _mm256_storeu_ps(d + 8, _mm256_i32gather_ps(s1 + k, idx, 4));
+    }
+#endif
+}
+
 /* Task: the weight rows n0 .. n0+nb-1 packed into this thread's scratch, then every block of them. */
 static void ali_g_task(void *ctx, int task)
 {
@@ -139,6 +165,9 @@ static void ali_g_task(void *ctx, int task)
                 for (int c = nc; c < ALI_G_NR; c++)
                     d[c] = 0.0f;
             }
+        } else if (nc == ALI_G_NR) { /* a whole panel: ALI_G_NR / VW gathers per k */
+            const float *s = (const float *)j->w[p] + r0;
+            ali_g_pack_gather(d, s, K);
         } else {
             const float *s = (const float *)j->w[p] + r0;
             for (int k = 0; k < K; k++, d += ALI_G_NR) {
