@@ -142,6 +142,41 @@ static inline void ali_g_pack_gather(float *d, const float *s, int K)
 #endif
 }
 
+/* The same for bf16 weights: each 32-bit gather reads the weights k and k + 1 of a row; `<< 16`
+ * widens the first, `& 0xffff0000` the second (exact). An odd K's last column goes one by one. */
+static inline void ali_g_pack_gather_bf16(float *d, const uint16_t *s, int K)
+{
+    int k = 0;
+#if defined(__AVX512F__)
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32(K));
+    __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    const uint16_t *s1 = s + (size_t)16 * K;
+    for (; k + 1 < K; k += 2, d += 2 * ALI_G_NR) {
+        __m512i a = _mm512_i32gather_epi32(idx, s + k, 2), b = _mm512_i32gather_epi32(idx, s1 + k, 2);
+        _mm512_storeu_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32(a, 16)));
+        _mm512_storeu_ps(d + 16, _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)));
+        _mm512_storeu_ps(d + 32, _mm512_castsi512_ps(_mm512_and_si512(a, hi)));
+        _mm512_storeu_ps(d + 48, _mm512_castsi512_ps(_mm512_and_si512(b, hi)));
+    }
+#else
+    __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(K));
+    __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    const uint16_t *s1 = s + (size_t)8 * K;
+    for (; k + 1 < K; k += 2, d += 2 * ALI_G_NR) {
+        __m256i a = _mm256_i32gather_epi32((const int *)(const void *)(s + k), idx, 2);
+        __m256i b = _mm256_i32gather_epi32((const int *)(const void *)(s1 + k), idx, 2);
+        _mm256_storeu_ps(d, _mm256_castsi256_ps(_mm256_slli_epi32(a, 16)));
+        _mm256_storeu_ps(d + 8, _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)));
+        _mm256_storeu_ps(d + 16, _mm256_castsi256_ps(_mm256_and_si256(a, hi)));
+        _mm256_storeu_ps(d + 24, _mm256_castsi256_ps(_mm256_and_si256(b, hi)));
+    }
+#endif
+    for (; k < K; k++, d += ALI_G_NR)
+        for (int c = 0; c < ALI_G_NR; c++)
+            d[c] = ali_bf16_to_f32(s[(size_t)c * K + k]);
+}
+
 /* Task: the weight rows n0 .. n0+nb-1 packed into this thread's scratch, then every block of them. */
 static void ali_g_task(void *ctx, int task)
 {
@@ -157,7 +192,9 @@ static void ali_g_task(void *ctx, int task)
         float *d = wp + (size_t)cp * K * ALI_G_NR;
         int nc = AL_TILE_MIN(ALI_G_NR, nb - cp * ALI_G_NR);
         size_t r0 = (size_t)(n0 + cp * ALI_G_NR) * K;
-        if (j->bf16) {
+        if (j->bf16 && nc == ALI_G_NR) {
+            ali_g_pack_gather_bf16(d, (const uint16_t *)j->w[p] + r0, K);
+        } else if (j->bf16) {
             const uint16_t *s = (const uint16_t *)j->w[p] + r0;
             for (int k = 0; k < K; k++, d += ALI_G_NR) {
                 for (int c = 0; c < nc; c++)
