@@ -102,22 +102,25 @@ typedef struct ali_g_job {
     int t0[ALI_G_MAXP + 1];    /* first task of each product */
 } ali_g_job;
 
-/* Task rp: row panel rp of x into xp (rows past T zero). */
-static void ali_g_pack_x(void *ctx, int rp)
+/* d [len][MR] = a * the mr rows of s (row stride ld) interleaved, rows past mr zero. k outer: the
+ * writes are sequential, the reads mr sequential streams. a = 1 is exact (x); the transposed
+ * products pack alpha dy. */
+static void ali_g_pack_rows(float *d, const float *s, size_t ld, int len, int mr, float a)
 {
-    const ali_g_job *j = ctx;
-    float *d = j->xp + (size_t)rp * j->K * ALI_G_MR;
-    const float *s[ALI_G_MR];
-    int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
-    for (int i = 0; i < mr; i++)
-        s[i] = j->x + (size_t)(rp * ALI_G_MR + i) * j->K;
-    /* k outer: the writes are sequential, the reads MR sequential streams */
-    for (int k = 0; k < j->K; k++, d += ALI_G_MR) {
+    for (int k = 0; k < len; k++, d += ALI_G_MR) {
         for (int i = 0; i < mr; i++)
-            d[i] = s[i][k];
+            d[i] = a * s[(size_t)i * ld + k];
         for (int i = mr; i < ALI_G_MR; i++)
             d[i] = 0.0f;
     }
+}
+
+/* Task rp: row panel rp of x into xp. */
+static void ali_g_pack_x(void *ctx, int rp)
+{
+    const ali_g_job *j = ctx;
+    ali_g_pack_rows(j->xp + (size_t)rp * j->K * ALI_G_MR, j->x + (size_t)rp * ALI_G_MR * j->K, (size_t)j->K, j->K,
+                    AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR), 1.0f);
 }
 
 /* d [K][NR] = the NR rows of s [NR, K] (row stride K), transposed with gathers: the scalar loop
@@ -271,15 +274,8 @@ static void ali_gdx_pack(void *ctx, int task)
 {
     const ali_gdx_job *j = ctx;
     int p = task / j->n_rp, rp = task % j->n_rp, N = j->N[p];
-    float *d = j->xp[p] + (size_t)rp * N * ALI_G_MR, a = j->alpha[p];
-    int mr = AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR);
-    const float *s = j->dy[p] + (size_t)rp * ALI_G_MR * N;
-    for (int n = 0; n < N; n++, d += ALI_G_MR) {
-        for (int i = 0; i < mr; i++)
-            d[i] = a * s[(size_t)i * N + n];
-        for (int i = mr; i < ALI_G_MR; i++)
-            d[i] = 0.0f;
-    }
+    ali_g_pack_rows(j->xp[p] + (size_t)rp * N * ALI_G_MR, j->dy[p] + (size_t)rp * ALI_G_MR * N, (size_t)N, N,
+                    AL_TILE_MIN(ALI_G_MR, j->T - rp * ALI_G_MR), j->alpha[p]);
 }
 
 static void ali_gdx_task(void *ctx, int task)
