@@ -144,7 +144,8 @@ typedef struct al_ops {
                           float gscale);
     /* The trainer's forward product over f32 weights w [N,K]: y [T,N] = x [T,K] · w^T (+ y if
      * accumulate), as matmul, tuned for its shapes (few-row suffixes: the weights streamed once for
-     * up to 32 rows; long prefixes: sgemm over row blocks, the weights packed once per block).
+     * up to 32 rows; more rows: the CPU backend's GEMM, x packed once, or sgemm per tile of
+     * weight rows where the CPU has neither AVX-512 nor AVX2).
      * NULL: the trainer uses matmul. */
     void (*matmul_fwd)(float *y, const float *x, const float *w, int T, int K, int N, int accumulate);
     /* Causal GQA attention of several sequences sharing one constant prefix (the trainer's examples
