@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # train.sh: `alora train` throughput (issue 14 targets), each ratio measured in the same run:
 #   - aLoRA training vs torch + PEFT on the CPU (same threads, the 85m preset, 512-token prompts,
-#     4-token targets, aLoRA rank 8 on q,k,v,o): independent conversations, and examples sharing
+#     4-token targets, aLoRA rank 8 on q,k,v,o): independent conversations (one epoch, and EPOCHS
+#     epochs, where alora's prefix store serves the later epochs' prefixes), and examples sharing
 #     one 512-token conversation with different questions after the invocation (alora's prefix
 #     cache computes the conversation once; PEFT recomputes and back-propagates through it);
 #   - aLoRA vs plain LoRA in alora on the same data;
@@ -12,7 +13,7 @@
 # divides by PEFT's faster of its two runs.
 # Usage: bench/train.sh [BUILD]; PEFT side when $ALORA_PEFT_PYTHON is a python with torch + peft
 # (tests/oracle/requirements.txt), else it is skipped. Knobs: THREADS (2), N (independent
-# examples; the shared run has 2N examples on one conversation; 6), REPS (every run repeated,
+# examples; the shared run has 2N examples on one conversation; 6), EPOCHS (the multi-epoch run; 3), REPS (every run repeated,
 # the best examples/s of each kept; 1), PEFT_BATCHED (1; 0 skips PEFT's batched run: ~7 GB of RAM).
 # Prints the targets as `RATIO <name>: <value> (target >= <bound>) <met|missed>` lines (bench/run.sh
 # collects them), then the table, memory and a JSON line.
@@ -23,6 +24,7 @@ THREADS=${THREADS:-2}
 N=${N:-6}
 REPS=${REPS:-1}
 PEFT_BATCHED=${PEFT_BATCHED:-1}
+EPOCHS=${EPOCHS:-3}
 W=$(mktemp -d /tmp/alora-bench-train-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 "$BIN" make-model --arch llama --preset 85m --seed 7 "$W/model" >/dev/null
@@ -53,32 +55,35 @@ train() { # data mode-args... -> summary JSON (best of REPS)
       --epochs 1 --batch 1 --lr 1e-4 --threads "$THREADS" --json "$@" 2>/dev/null
   done | best
 }
-peft() { # data [batch] -> summary JSON (best of REPS)
+peft() { # data [batch [epochs]] -> summary JSON (best of REPS)
   for _ in $(seq "$REPS"); do
     "$ALORA_PEFT_PYTHON" bench/train_peft.py --model "$W/model" --data "$W/$1.jsonl" --threads "$THREADS" \
-      --invocation 500,501,502 --batch "${2:-1}" 2>/dev/null | tail -1
+      --invocation 500,501,502 --batch "${2:-1}" --epochs "${3:-1}" 2>/dev/null | tail -1
   done | best
 }
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 A_IND=$(train indep --invocation 500,501,502)
+A_INDE=$(train indep --invocation 500,501,502 --epochs "$EPOCHS")
 A_SH=$(train shared --invocation 500,501,502)
 A_SHB=$(train shared --invocation 500,501,502 --batch $((2 * N)))
 A_SH1=$(train shared1 --invocation 500,501,502)
 L_IND=$(train indep --plain-lora)
-P_IND=null; P_SH=null; P_SHB=null
+P_IND=null; P_SH=null; P_SHB=null; P_INDE=null
 if [ -n "${ALORA_PEFT_PYTHON:-}" ]; then
   P_IND=$(peft indep)
+  P_INDE=$(peft indep 1 "$EPOCHS")
   P_SH=$(peft shared)
   [ "$PEFT_BATCHED" = 0 ] || P_SHB=$(peft shared $((2 * N)))
 fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$A_IND" "$A_SH" "$L_IND" "$P_IND" "$P_SH" "$THREADS" "$A_SH1" "$LOAD0" "$LOAD1" "$REPS" "$A_SHB" "$P_SHB" <<'PYEOF'
+python3 - "$A_IND" "$A_SH" "$L_IND" "$P_IND" "$P_SH" "$THREADS" "$A_SH1" "$LOAD0" "$LOAD1" "$REPS" "$A_SHB" "$P_SHB" "$A_INDE" "$P_INDE" "$EPOCHS" <<'PYEOF'
 import json, sys
 a_ind, a_sh, l_ind = (json.loads(x) for x in sys.argv[1:4])
 p_ind, p_sh = (json.loads(x) for x in sys.argv[4:6])
 th = sys.argv[6]
 a_sh1 = json.loads(sys.argv[7])
 a_shb, p_shb = json.loads(sys.argv[11]), json.loads(sys.argv[12])
+a_inde, p_inde, ne = json.loads(sys.argv[13]), json.loads(sys.argv[14]), int(sys.argv[15])
 nb = a_sh["examples"]
 # PEFT's faster way through the shared conversation (one example per step or all in one)
 p_best = max((p for p in (p_sh, p_shb) if p), key=lambda d: d["examples_per_s"], default=None)
@@ -88,6 +93,8 @@ def ratio(name, value, bound):
 if p_ind:
     ratio(f"alora train / PEFT examples/s, aLoRA, independent 512-token conversations, {th} threads",
           a_ind["examples_per_s"] / p_ind["examples_per_s"], 5)
+    ratio(f"alora train / PEFT examples/s, aLoRA, independent 512-token conversations, {ne} epochs "
+          f"(prefix store), {th} threads", a_inde["examples_per_s"] / p_inde["examples_per_s"], 5)
     ratio(f"alora train / PEFT examples/s, aLoRA, {nb} examples sharing one conversation, batch 1, {th} threads",
           a_sh["examples_per_s"] / p_sh["examples_per_s"], 20)
     ratio(f"alora train / PEFT examples/s, aLoRA, {nb} examples sharing one conversation, one step of {nb} "
@@ -101,6 +108,7 @@ def row(name, a, p):
     print(f'| {name} | {a["examples_per_s"]:.3f} | {p["examples_per_s"]:.3f} | {r} |' if p else
           f'| {name} | {a["examples_per_s"]:.3f} | - | {r} |')
 row("aLoRA, independent conversations", a_ind, p_ind)
+row(f"aLoRA, independent conversations, {ne} epochs (alora: prefix store)", a_inde, p_inde)
 row("aLoRA, one shared conversation, batch 1", a_sh, p_sh)
 row(f"aLoRA, one shared conversation, batch {nb}", a_shb, p_shb)
 if p_best:
@@ -124,7 +132,12 @@ print(f'memory: model {mb(a_ind["model_bytes"]):.0f} MiB; peak RSS alora aLoRA {
       f'(activations {mb(a_ind["peak_activation_bytes"]):.0f} MiB), plain LoRA {mb(l_ind["peak_rss_bytes"]):.0f} MiB '
       f'(activations {mb(l_ind["peak_activation_bytes"]):.0f} MiB)' +
       (f', PEFT {mb(p_ind["peak_rss_bytes"]):.0f} MiB' if p_ind else ""))
+ps = a_inde.get("prefix_store") or {}
+print(f'{ne} epochs with the prefix store: peak RSS {mb(a_inde["peak_rss_bytes"]):.0f} MiB, the store '
+      f'{mb(ps.get("bytes", 0)):.0f} MiB for {ps.get("entries", 0)} prefixes; per example and epoch: first epoch '
+      f'{1000 / a_ind["examples_per_s"]:.0f} ms, later epochs '
+      f'{1000 * (a_inde["seconds"] - a_ind["seconds"]) / max(1, a_inde["examples"] * (ne - 1)):.0f} ms')
 print("json:", json.dumps(dict(alora_indep=a_ind, alora_shared=a_sh, alora_shared_batched=a_shb,
-                               alora_shared_first=a_sh1, lora_indep=l_ind, peft_indep=p_ind, peft_shared=p_sh,
+                               alora_shared_first=a_sh1, lora_indep=l_ind, alora_indep_epochs=a_inde, peft_indep_epochs=p_inde, peft_indep=p_ind, peft_shared=p_sh,
                                peft_shared_batched=p_shb)))
 PYEOF

@@ -3,13 +3,14 @@
 torch + PEFT on the CPU, on the same model, data and thread count as `alora train`.
 
     python bench/train_peft.py --model DIR --data FILE.jsonl --threads 2 [--invocation 500,501,502]
-        [--rank 8] [--targets q_proj,k_proj,v_proj,o_proj] [--batch 1]
+        [--rank 8] [--targets q_proj,k_proj,v_proj,o_proj] [--batch 1] [--epochs 1]
 
 --batch examples per step (1: one at a time): forward, backward over the whole sequence (what PEFT
 does; its aLoRA masks the adapter before the activation start but back-propagates everywhere), AdamW
 step. A batch of several examples is one padded tensor (right padding, attention mask, labels -100 on
 the padding), the loss the mean over the batch's target tokens, as `alora train --batch`.
-Prints one JSON line: examples, seconds, examples_per_s, tokens_per_s, peak_rss_bytes.
+--epochs passes over the data (every epoch does the same work: nothing carries over).
+Prints one JSON line: examples (counting every epoch), seconds, examples_per_s, tokens_per_s, peak_rss_bytes.
 """
 import argparse, json, os, resource, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +26,7 @@ ap.add_argument("--invocation")
 ap.add_argument("--rank", type=int, default=8)
 ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
 ap.add_argument("--batch", type=int, default=1)
+ap.add_argument("--epochs", type=int, default=1)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
@@ -38,7 +40,7 @@ opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4
 rows = [json.loads(l) for l in open(a.data) if l.strip()]
 t0 = time.time()
 toks = 0
-for b0 in range(0, len(rows), a.batch):
+for b0 in [b for _ in range(a.epochs) for b in range(0, len(rows), a.batch)]:
     chunk = rows[b0:b0 + a.batch]
     n = max(len(r["tokens"]) + len(r["target"]) for r in chunk)
     ids = torch.zeros((len(chunk), n), dtype=torch.long)
@@ -54,5 +56,6 @@ for b0 in range(0, len(rows), a.batch):
     pm(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
     opt.step()
 dt = time.time() - t0
-print(json.dumps(dict(examples=len(rows), seconds=dt, examples_per_s=len(rows) / dt, tokens_per_s=toks / dt,
+ne = len(rows) * a.epochs
+print(json.dumps(dict(examples=ne, seconds=dt, examples_per_s=ne / dt, tokens_per_s=toks / dt,
                       peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))

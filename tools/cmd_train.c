@@ -22,7 +22,7 @@
 #define TRAIN_VALUE_OPTS                                                                                      \
     "--model --data --out --invocation --invocation-string --targets --rank --alpha --epochs --lr --batch " \
     "--grad-accum --warmup --weight-decay --seed --eval --schedule --max-grad-norm --save-every --resume "    \
-    "--threads --chat-format"
+    "--threads --chat-format --prefix-store-mb"
 
 static void cmd_train_usage(FILE *f)
 {
@@ -33,7 +33,7 @@ static void cmd_train_usage(FILE *f)
             "                   [--epochs 1] [--lr 1e-4] [--batch 1] [--grad-accum 1] [--warmup 0]\n"
             "                   [--weight-decay 0] [--max-grad-norm 1] [--schedule cosine|linear] [--seed 0]\n"
             "                   [--eval FILE.jsonl] [--save-every N] [--resume CHECKPOINT_DIR] [--threads N]\n"
-            "                   [--chat-format auto|granite|llama3|chatml|raw] [--json]\n"
+            "                   [--chat-format auto|granite|llama3|chatml|raw] [--prefix-store-mb N] [--json]\n"
             "Data lines: {\"tokens\": [...], \"target\": [...]} (the loss is over target, appended after\n"
             "tokens, which hold the invocation) or {\"messages\": [...], \"completion\": \"...\"} (needs\n"
             "DIR/tokenizer.json; the conversation is rendered with the chat template and tokenized, then\n"
@@ -43,7 +43,10 @@ static void cmd_train_usage(FILE *f)
             "trains a plain LoRA on the same prompts (the invocation is then ordinary text).\n"
             "Writes OUT/adapter_config.json + adapter_model.safetensors (PEFT), checkpoints in\n"
             "OUT/checkpoint-STEP/, one progress line per step on stderr and a JSON summary on stdout.\n"
-            "--epochs 0 only evaluates the initial adapter (B = 0: the base model) on --eval.\n");
+            "--epochs 0 only evaluates the initial adapter (B = 0: the base model) on --eval.\n"
+            "--prefix-store-mb N: keep the prefix K/V (base weights: constants) of up to N MiB of\n"
+            "examples from the first epoch, so later epochs skip their prefix forward (default: a\n"
+            "quarter of the machine's memory when --epochs > 1 for an aLoRA, else 0 = off).\n");
 }
 
 typedef struct tr_ex {
@@ -62,6 +65,7 @@ typedef struct tr_args {
     int plain, rslora, json;
     int targets[AL_T_COUNT];
     long rank, epochs, batch, accum, warmup, seed, save_every, threads;
+    long store_mb; /* --prefix-store-mb; -1: the default */
     double alpha, lr, wd, max_norm;
     int cosine;
 } tr_args;
@@ -250,7 +254,7 @@ static int tr_fail(const char *fmt, ...)
 static int tr_parse(int argc, char **argv, tr_args *a)
 {
     *a = (tr_args){.rank = 8, .alpha = 16, .epochs = 1, .lr = 1e-4, .batch = 1, .accum = 1, .max_norm = 1.0,
-                   .cosine = 1, .seed = 0, .threads = 0};
+                   .cosine = 1, .seed = 0, .threads = 0, .store_mb = -1};
     int any_target = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -328,6 +332,8 @@ static int tr_parse(int argc, char **argv, tr_args *a)
             e = cli_parse_long(o, v, 0, 1 << 30, &a->save_every);
         else if (!strcmp(o, "--threads"))
             e = cli_parse_long(o, v, 0, 1024, &a->threads);
+        else if (!strcmp(o, "--prefix-store-mb"))
+            e = cli_parse_long(o, v, 0, 1L << 40, &a->store_mb);
         else if (!strcmp(o, "--schedule")) {
             if (!strcmp(v, "cosine"))
                 a->cosine = 1;
@@ -541,6 +547,24 @@ int cmd_train(int argc, char **argv)
             }
         }
     }
+    /* the prefix store: later epochs take the first epoch's prefix K/V */
+    if (t->inv) {
+        long mb = a.store_mb;
+        if (mb < 0) {
+            long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+            mb = a.epochs > 1 && pages > 0 && psz > 0 ? (long)((double)pages * (double)psz / 4 / 1048576) : 0;
+        }
+        al_trainer_set_prefix_store(tr, (size_t)mb << 20);
+        if (mb > 0 && data.n > 0) {
+            double need = 0;
+            for (int i = 0; i < data.n; i++) {
+                int32_t s = al_alora_find_start(data.ex[i].ids, data.ex[i].n, t->inv, t->n_inv);
+                need += (double)al_trainer_prefix_bytes(tr, s);
+            }
+            fprintf(stderr, "prefix store: up to %ld MiB; the %d examples' prefixes need %.0f MiB at most%s\n", mb,
+                    data.n, need / 1048576, need > (double)mb * 1048576 ? " (the first ones that fit are kept)" : "");
+        }
+    }
     int64_t per_step = a.batch * a.accum;
     int64_t steps_per_epoch = data.n ? (data.n + per_step - 1) / per_step : 0;
     int64_t total = steps_per_epoch * a.epochs;
@@ -635,6 +659,17 @@ int cmd_train(int argc, char **argv)
     json_object_set_new(j, "tokens_per_s", json_real(secs > 0 ? done_tokens / secs : 0));
     json_object_set_new(j, "examples_per_s", json_real(secs > 0 ? done_ex / secs : 0));
     json_object_set_new(j, "prefix_cached_positions", json_integer((json_int_t)al_trainer_cached_positions(tr)));
+    al_train_store_stats ps;
+    al_trainer_prefix_store_stats(tr, &ps);
+    if (ps.limit > 0) {
+        json_t *o = json_object();
+        json_object_set_new(o, "limit_bytes", json_integer((json_int_t)ps.limit));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)ps.bytes));
+        json_object_set_new(o, "entries", json_integer(ps.entries));
+        json_object_set_new(o, "hit_positions", json_integer((json_int_t)ps.hit_positions));
+        json_object_set_new(o, "refused", json_integer((json_int_t)ps.refused));
+        json_object_set_new(j, "prefix_store", o);
+    }
     json_object_set_new(j, "peak_activation_bytes", json_integer((json_int_t)al_trainer_peak_bytes(tr)));
     json_object_set_new(j, "peak_rss_bytes", json_integer(tr_peak_rss_bytes()));
     json_object_set_new(j, "model_bytes", json_integer((json_int_t)m->bytes));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "train/prefix_store.h"
 #include "train/train.h"
 
 /* Activations of a run of T rows through one layer (the suffix's are kept for the backward). */
@@ -48,7 +49,8 @@ struct al_trainer {
     int32_t *pc_ids;  /* [kv_cap] the tokens of rows [0, pc_n) */
     float *kv;        /* [L][2][kv_cap, kvd] */
     int32_t pc_n, kv_cap;
-    int64_t pc_hits;  /* prefix positions taken from the cache */
+    int64_t pc_hits;  /* prefix positions taken from the cache (the last prefix's rows or the store) */
+    ali_pstore ps;    /* prefixes kept across steps and epochs (al_trainer_set_prefix_store) */
     double *prof;     /* [ALI_P_N] seconds (ALORA_TRAIN_PROFILE set), else NULL */
     double prof_t[ALI_P_N];
     int64_t prof_ex;
@@ -99,6 +101,7 @@ void al_trainer_free(al_trainer *tr)
     free(tr->choices);
     free(tr->pc_ids);
     ali_aligned_free(tr->kv);
+    ali_pstore_free(&tr->ps);
     free(tr);
 }
 
@@ -478,6 +481,29 @@ static al_err ali_tr_kv_reserve(al_trainer *tr, int32_t n, size_t kvd)
 
 int64_t al_trainer_cached_positions(const al_trainer *tr) { return tr->pc_hits; }
 
+al_err al_trainer_set_prefix_store(al_trainer *tr, size_t bytes)
+{
+    const al_model_config *c = &tr->m->cfg;
+    if (bytes < tr->ps.bytes)
+        ali_pstore_free(&tr->ps);
+    tr->ps.planes = 2 * c->n_layers;
+    tr->ps.kvd = (size_t)c->n_kv_heads * c->head_dim;
+    tr->ps.limit = bytes;
+    return AL_OK;
+}
+
+void al_trainer_prefix_store_stats(const al_trainer *tr, al_train_store_stats *st)
+{
+    *st = (al_train_store_stats){.entries = tr->ps.n_e, .bytes = tr->ps.bytes, .limit = tr->ps.limit,
+                                 .hit_positions = tr->ps.hits, .refused = tr->ps.refused};
+}
+
+size_t al_trainer_prefix_bytes(const al_trainer *tr, int32_t n)
+{
+    const al_model_config *c = &tr->m->cfg;
+    return (size_t)n * (sizeof(int32_t) + sizeof(float) * 2 * (size_t)c->n_layers * c->n_kv_heads * c->head_dim);
+}
+
 /* Checks one example and finds its activation start. */
 static al_err ali_tr_check(const al_trainer *tr, const al_tlora *t, const al_train_ex *e, int32_t *s_out)
 {
@@ -534,7 +560,6 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
     int32_t hit = 0;
     while (hit < s && hit < tr->pc_n && tr->pc_ids[hit] == ids0[hit])
         hit++;
-    int np = s - hit;
     ali_tr_bufs b;
     float *Kp[512], *Vp[512];
     ali_tr_acts sufp[512];
@@ -550,6 +575,18 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
         b.K[l] = tr->kv + (size_t)(2 * l) * tr->kv_cap * kvd;
         b.V[l] = tr->kv + (size_t)(2 * l + 1) * tr->kv_cap * kvd;
     }
+    /* a longer run of the prefix kept in the store (an earlier step's or epoch's): its rows, the
+     * same values the forward would compute */
+    if (hit < s && tr->ps.n_e > 0) {
+        int32_t len;
+        const ali_pstore_entry *pe = ali_pstore_find(&tr->ps, ids0, s, &len);
+        if (pe && len > hit) {
+            ali_pstore_get(&tr->ps, pe, len, tr->kv, tr->kv_cap, tr->pc_ids);
+            tr->ps.hits += len;
+            hit = len;
+        }
+    }
+    int np = s - hit;
     ali_carve cv = {0};
     ali_tr_carve(&cv, c, t, np, Ts, nt, &b);
     if (cv.used > tr->cap) {
@@ -579,6 +616,11 @@ static al_err ali_tr_group(al_trainer *tr, al_tlora *t, const al_train_ex *ex, c
         for (int l = 0; l < c->n_layers; l++)
             ali_tr_layer_fwd(&cx, l, hit, np, b.px, &b.pre, l == c->n_layers - 1);
         memcpy(tr->pc_ids + hit, ids0 + hit, sizeof(int32_t) * (size_t)np);
+        /* no stored prefix covers it (np > 0): keep it for the next epoch, within the limit */
+        if (tr->ps.limit > 0 && (e = ali_pstore_put(&tr->ps, ids0, s, tr->kv, tr->kv_cap)) != AL_OK) {
+            free(seg);
+            return e;
+        }
     }
     tr->pc_n = s;
     double t_suf = al_now();

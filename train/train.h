@@ -117,6 +117,26 @@ al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);
  * that share a conversation before their activation start compute it once. */
 int64_t al_trainer_cached_positions(const al_trainer *tr);
 
+/* Keeps the prefix K/V of examples across steps and epochs, up to `bytes` (0, the default: off;
+ * a smaller limit than what is held drops everything held). A later example whose tokens before
+ * its activation start begin with a kept prefix takes those positions' K/V from the store instead
+ * of running the prefix forward again: the same values (bitwise when the prefix was computed in
+ * one piece), since they depend on the base weights and those tokens only. Prefixes are kept in
+ * the order they come until the limit; one over it is not kept (no eviction: epochs read the data
+ * in a cycle). Plain LoRA has no prefix. */
+al_err al_trainer_set_prefix_store(al_trainer *tr, size_t bytes);
+
+typedef struct al_train_store_stats {
+    int32_t entries;       /* prefixes kept */
+    size_t bytes, limit;   /* held / at most */
+    int64_t hit_positions; /* prefix positions served from the store */
+    int64_t refused;       /* prefixes not kept: over the limit */
+} al_train_store_stats;
+void al_trainer_prefix_store_stats(const al_trainer *tr, al_train_store_stats *st);
+
+/* Bytes the store needs for a prefix of n positions on the trainer's model. */
+size_t al_trainer_prefix_bytes(const al_trainer *tr, int32_t n);
+
 /* Bytes of the trainer's largest scratch so far (the activations saved for the backward and every
  * position's K/V, which also hold the prefix cache). */
 size_t al_trainer_peak_bytes(const al_trainer *tr);

@@ -47,6 +47,9 @@ for k in ("tokens_per_s", "examples_per_s", "peak_activation_bytes", "peak_rss_b
 # the base (B = 0) is at chance; training lowers the held-out loss and beats it
 assert a["eval"]["loss"] < z["eval"]["loss"] - 0.2, (z["eval"], a["eval"])
 assert a["eval"]["accuracy"] > z["eval"]["accuracy"], (z["eval"], a["eval"])
+# 6 epochs: the prefix store keeps every example's prefix K/V from epoch 1 and serves epochs 2-6
+ps = a["prefix_store"]
+assert ps["entries"] > 0 and ps["refused"] == 0 and ps["hit_positions"] > 0 and ps["bytes"] > 0, ps
 cfg = json.load(open(os.path.join(sys.argv[3], "adapter_config.json")))
 assert cfg["alora_invocation_tokens"] == [7, 8, 9] and cfg["r"] == 4 and cfg["peft_type"] == "LORA"
 assert sorted(cfg["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
@@ -89,6 +92,24 @@ assert a.keys() == r.keys()
 worst = max(abs(x - y) / (1e-3 + abs(x)) for k in a for x, y in zip(a[k], r[k]))
 assert worst < 1e-3, worst
 PYEOF
+
+# the same run without the prefix store: the same weights (up to the rounding of a prefix computed
+# in two pieces), no store in the summary
+"$BIN" train "${common[@]}" --epochs 6 --prefix-store-mb 0 --out "$T/n" --json >"$T/n.json" 2>"$T/err"
+expect_rc "train without the prefix store" 0 $? "$T/err"
+"$PY" - "$T/a/adapter_model.safetensors" "$T/n/adapter_model.safetensors" "$T/n.json" <<'PYEOF' && ok "prefix store: same weights as without" || bad "prefix store changes the weights"
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); d = b[8 + n:]
+    return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
+                             d[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
+a, r = load(sys.argv[1]), load(sys.argv[2])
+assert "prefix_store" not in json.load(open(sys.argv[3]))
+worst = max(abs(x - y) / (1e-3 + abs(x)) for k in a for x, y in zip(a[k], r[k]))
+assert worst < 1e-3, worst
+PYEOF
+"$BIN" train "${common[@]}" --epochs 1 --prefix-store-mb -1 --out "$T/bad" 2>"$T/err" >/dev/null
+expect_rc "--prefix-store-mb -1 refused" 2 $? "$T/err" "--prefix-store-mb"
 
 # plain LoRA on the same data
 "$BIN" train --model "$M" --data "$T/train.jsonl" --plain-lora --rank 4 --lr 5e-3 --batch 4 --epochs 1 \

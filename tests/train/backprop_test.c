@@ -205,6 +205,110 @@ static void test_prefix_cache(void **state)
     al_model_free(m);
 }
 
+/* The prefix store: a second epoch takes every prefix's K/V from the first (no prefix forward);
+ * a prefix that extends a kept one computes only its new positions; results equal a trainer
+ * without the store (bitwise for a prefix computed in one piece); the limit is kept. */
+static void test_prefix_store(void **state)
+{
+    al_model *m;
+    al_tlora *t;
+    llama_with_alora(&m, &t);
+    int32_t inv[3] = {7, 8, 9};
+    enum { NE = 3 };
+    /* A: s = 22; C: another conversation (no token in common at the start), s = 18; B: A's first 22
+     * tokens then 4 more, s = 26. Order A, C, B: without the store B finds nothing in the last
+     * prefix (C's). */
+    int32_t ids[NE][40];
+    static const int sa[NE] = {22, 18, 26}, na[NE] = {30, 25, 34};
+    for (int e = 0; e < NE; e++) {
+        for (int i = 0; i < na[e]; i++)
+            ids[e][i] = e == 1 ? 220 - (i * 29) % 190 : 20 + (i * 37) % 200;
+        memcpy(ids[e] + sa[e], inv, sizeof inv);
+    }
+    ids[2][22] = 41; /* B leaves A at position 22 */
+    double nll[2][2][NE];
+    float *g[2][2][NE];
+    for (int st = 0; st < 2; st++) {
+        al_trainer *tr;
+        assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+        if (st)
+            assert_int_equal(al_trainer_set_prefix_store(tr, 64u << 20), AL_OK);
+        for (int ep = 0; ep < 2; ep++)
+            for (int e = 0; e < NE; e++) {
+                al_train_result r;
+                al_tlora_zero_grad(t);
+                assert_int_equal(al_trainer_example(tr, t, ids[e], na[e], na[e] - 3, 1.0f, 1, &r), AL_OK);
+                assert_int_equal(r.act_start, sa[e]);
+                nll[st][ep][e] = r.nll;
+                g[st][ep][e] = malloc(t->n * sizeof(float));
+                memcpy(g[st][ep][e], t->g, t->n * sizeof(float));
+            }
+        al_train_store_stats ps;
+        al_trainer_prefix_store_stats(tr, &ps);
+        if (!st) {
+            assert_int_equal(ps.entries, 0);
+            assert_int_equal(ps.limit, 0);
+            /* epoch 2: A shares its whole prefix with B, the last one: 22 */
+            assert_int_equal(al_trainer_cached_positions(tr), 22);
+        } else {
+            /* kept: A (22), C (18), B (26: computed after A's 22) */
+            assert_int_equal(ps.entries, 3);
+            assert_int_equal(ps.bytes, al_trainer_prefix_bytes(tr, 22 + 18 + 26));
+            assert_int_equal(ps.refused, 0);
+            /* B in epoch 1 (A's 22), then C and B in epoch 2; A in epoch 2 is the last prefix's */
+            assert_int_equal(ps.hit_positions, 22 + 18 + 26);
+            assert_int_equal(al_trainer_cached_positions(tr), 22 + 22 + 18 + 26);
+        }
+        al_trainer_free(tr);
+    }
+    for (int ep = 0; ep < 2; ep++)
+        for (int e = 0; e < NE; e++) {
+            double gm = 0, dm = 0;
+            for (size_t i = 0; i < t->n; i++) {
+                gm = fmax(gm, fabs(g[0][ep][e][i]));
+                dm = fmax(dm, fabs(g[1][ep][e][i] - g[0][ep][e][i]));
+            }
+            assert_true(gm > 0 && dm <= 1e-5 * gm);
+            assert_true(fabs(nll[1][ep][e] - nll[0][ep][e]) <= 1e-5 * fabs(nll[0][ep][e]));
+        }
+    /* C's prefix runs in one piece in both epochs of both trainers: bitwise */
+    al_assert_floats_identical(g[1][1][1], g[0][1][1], 1, t->n);
+    assert_true(nll[1][1][1] == nll[0][1][1]);
+    for (int st = 0; st < 2; st++)
+        for (int ep = 0; ep < 2; ep++)
+            for (int e = 0; e < NE; e++)
+                free(g[st][ep][e]);
+    /* a limit that holds one prefix: the first is kept, the others refused; lowering the limit
+     * drops what is held; plain LoRA has no prefix to keep */
+    al_trainer *tr;
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    assert_int_equal(al_trainer_set_prefix_store(tr, al_trainer_prefix_bytes(tr, 22)), AL_OK);
+    for (int e = 0; e < NE; e++)
+        assert_int_equal(al_trainer_example(tr, t, ids[e], na[e], na[e] - 3, 1.0f, 0, NULL), AL_OK);
+    al_train_store_stats ps;
+    al_trainer_prefix_store_stats(tr, &ps);
+    assert_int_equal(ps.entries, 1);
+    assert_int_equal(ps.refused, 2);
+    assert_int_equal(ps.hit_positions, 22); /* B took A's */
+    assert_int_equal(al_trainer_set_prefix_store(tr, 0), AL_OK);
+    al_trainer_prefix_store_stats(tr, &ps);
+    assert_int_equal(ps.entries, 0);
+    assert_int_equal(ps.bytes, 0);
+    al_trainer_free(tr);
+    al_tlora *pl;
+    al_tlora_opts o = {.targets = {1, 1, 1, 1, 1, 1, 1}, .rank = 2, .alpha = 4};
+    assert_int_equal(al_tlora_init(&m->cfg, &o, 5, &pl), AL_OK);
+    assert_int_equal(al_trainer_create(m, al_ops_cpu(), &tr), AL_OK);
+    assert_int_equal(al_trainer_set_prefix_store(tr, 64u << 20), AL_OK);
+    assert_int_equal(al_trainer_example(tr, pl, ids[0], na[0], na[0] - 3, 1.0f, 1, NULL), AL_OK);
+    al_trainer_prefix_store_stats(tr, &ps);
+    assert_int_equal(ps.entries, 0);
+    al_trainer_free(tr);
+    al_tlora_free(pl);
+    al_tlora_free(t);
+    al_model_free(m);
+}
+
 /* A batch: examples sharing a conversation run stacked (here 38 suffix rows: the many-row product
  * path) with the others in their own groups; the loss of each example and the summed gradients
  * equal running them one by one, results are bitwise the same on 1 thread and on all cores, the
@@ -326,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_forward_llama_lora), cmocka_unit_test(test_forward_granite_alora),
         cmocka_unit_test(test_grad_llama_alora),   cmocka_unit_test(test_grad_llama_lora),
         cmocka_unit_test(test_grad_granite_alora), cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_prefix_store),
         cmocka_unit_test(test_batch),              cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
