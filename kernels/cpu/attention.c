@@ -65,25 +65,6 @@ static void ali_kv_gather(const al_kv_geom *g, const al_seq_view *s, int layer, 
 #define ALI_ATTN_FEW 8 /* up to this many query rows: straight from the blocks, K and V read once */
 
 
-/* A few query rows (an intrinsic's invocation tokens, a short chunk) over a long context: one
- * pass over K and one over V straight from the blocks, every row and head served from each K/V
- * row while it is in cache (no gather: copying the whole context per layer cost more than the
- * products). scores holds [n_rows, n_heads, n_ctx]. */
-/* In place over row[0, n): the max-shifted exponentials, normalised (separate loops vectorise). */
-static void ali_softmax(float *row, int32_t n)
-{
-    float m = -FLT_MAX, sum = 0.0f;
-    for (int32_t p = 0; p < n; p++)
-        m = row[p] > m ? row[p] : m;
-    for (int32_t p = 0; p < n; p++)
-        row[p] = ali_expf(row[p] - m);
-    for (int32_t p = 0; p < n; p++)
-        sum += row[p];
-    float inv = 1.0f / sum;
-    for (int32_t p = 0; p < n; p++)
-        row[p] *= inv;
-}
-
 typedef struct ali_few_job {
     const al_kv_geom *g;
     int layer, n_heads, n_tasks;
@@ -116,7 +97,7 @@ static void ali_attn_few_heads_any(const ali_few_job *j, int h0, int h1)
         float *orow = j->out + (size_t)(s->row0 + r) * qd;
         memset(orow + (size_t)h0 * hd, 0, sizeof(float) * (size_t)(h1 - h0) * hd);
         for (int h = h0; h < h1; h++)
-            ali_softmax(scores + ((size_t)r * n_heads + h) * n_ctx, lim);
+            ali_softmax_row(scores + ((size_t)r * n_heads + h) * n_ctx, lim, lim);
     }
     for (int32_t p = 0; p < n_ctx; p++) {
         const float *vr = ali_kv_row(g, s, j->layer, 1, p);
@@ -229,7 +210,7 @@ static void ali_attn_few_heads(const ali_few_job *j, int h0, int h1)
         float *orow = j->out + (size_t)(s->row0 + r) * qd;
         memset(orow + (size_t)h0 * hd, 0, sizeof(float) * (size_t)(h1 - h0) * hd);
         for (int h = h0; h < h1; h++)
-            ali_softmax(scores + ((size_t)r * n_heads + h) * n_ctx, lim);
+            ali_softmax_row(scores + ((size_t)r * n_heads + h) * n_ctx, lim, lim);
     }
     for (int32_t p = 0; p < n_ctx;) {
         int cnt;
@@ -327,9 +308,7 @@ static void ali_attn_chunk_head(void *ctx, int h)
         for (int r = 0; r < nt; r++) {
             float *row = sbuf + (size_t)r * ctx_n;
             int32_t lim = s->pos0 + t0 + r + 1; /* causal: keys [0, lim) */
-            ali_softmax(row, lim);
-            for (int32_t p = lim; p < ctx_n; p++)
-                row[p] = 0.0f;
+            ali_softmax_row(row, lim, ctx_n);
         }
         float *oh = j->out + (size_t)(s->row0 + t0) * qd + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, ctx_n, 1.0f, sbuf, ctx_n,

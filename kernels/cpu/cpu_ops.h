@@ -33,6 +33,7 @@ static inline float ali_expf(float x)
 
 /* 16 floats as one vector (AVX-512 with -march=native, pairs/quads of narrower registers otherwise). */
 typedef float ali_v16 __attribute__((vector_size(64)));
+typedef int32_t ali_v16i __attribute__((vector_size(64))); /* lane masks of comparisons */
 
 static inline ali_v16 ali_ld16(const float *p)
 {
@@ -60,6 +61,40 @@ static inline float ali_dot(const float *a, const float *b, int n)
     for (int i = n16; i < n; i++)
         s += a[i] * b[i];
     return s;
+}
+
+/* In place over row[0, n): the max-shifted exponentials, normalised; row[n, L) = 0 (a causal
+ * row's masked keys). Max and sum 16 lanes at a time, then the tail: a fixed order (deterministic,
+ * the same whatever the caller's tiling or thread count). */
+static inline void ali_softmax_row(float *row, int32_t n, int32_t L)
+{
+    int32_t n16 = n & ~15;
+    float m = -3.402823466e+38f, sum = 0.0f;
+    if (n16 > 0) {
+        ali_v16 mv = ali_ld16(row);
+        for (int32_t j = 16; j < n16; j += 16) { /* a compare and a blend (a per-lane ?: went scalar) */
+            ali_v16 x = ali_ld16(row + j);
+            ali_v16i gt = x > mv;
+            mv = (ali_v16)((gt & (ali_v16i)x) | (~gt & (ali_v16i)mv));
+        }
+        for (int i = 0; i < 16; i++)
+            m = mv[i] > m ? mv[i] : m;
+    }
+    for (int32_t j = n16; j < n; j++)
+        m = row[j] > m ? row[j] : m;
+    for (int32_t j = 0; j < n; j++)
+        row[j] = ali_expf(row[j] - m);
+    ali_v16 sv = {0};
+    for (int32_t j = 0; j < n16; j += 16)
+        sv += ali_ld16(row + j);
+    sum = ali_hsum16(sv);
+    for (int32_t j = n16; j < n; j++)
+        sum += row[j];
+    float inv = 1.0f / sum;
+    for (int32_t j = 0; j < n; j++)
+        row[j] *= inv;
+    for (int32_t j = n; j < L; j++)
+        row[j] = 0.0f;
 }
 
 /* bf16 <-> f32. Widening is exact (bf16 is the top half of an f32); narrowing rounds to nearest

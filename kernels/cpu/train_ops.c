@@ -388,39 +388,6 @@ typedef struct ali_tr_att {
  * thread's scratch. */
 #define ALI_ATT_BQ 64
 
-/* One row of causal attention probabilities in place: softmax over pr[0 .. n-1], zeros in pr[n .. L-1]. */
-static void ali_tr_softmax_causal(float *pr, int n, int L)
-{
-    /* 16 lanes at a time (max and sum in a fixed order: deterministic), then the tail */
-    int n16 = n & ~15;
-    ali_v16 mv = {0}, sv = {0};
-    float m = -FLT_MAX, sum = 0.0f;
-    if (n16 > 0) {
-        mv = ali_ld16(pr);
-        for (int j = 16; j < n16; j += 16) {
-            ali_v16 x = ali_ld16(pr + j);
-            for (int i = 0; i < 16; i++)
-                mv[i] = x[i] > mv[i] ? x[i] : mv[i];
-        }
-        for (int i = 0; i < 16; i++)
-            m = mv[i] > m ? mv[i] : m;
-    }
-    for (int j = n16; j < n; j++)
-        m = pr[j] > m ? pr[j] : m;
-    for (int j = 0; j < n; j++)
-        pr[j] = ali_expf(pr[j] - m);
-    for (int j = 0; j < n16; j += 16)
-        sv += ali_ld16(pr + j);
-    sum = ali_hsum16(sv);
-    for (int j = n16; j < n; j++)
-        sum += pr[j];
-    float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++)
-        pr[j] *= inv;
-    for (int j = n; j < L; j++)
-        pr[j] = 0.0f;
-}
-
 /* The part of the stacked rows [ra, rb) in sequence e (rows [r0, r0 + seg[e])): rows [*i0, *i1) of
  * the sequence, 0 when none. */
 static int ali_tr_att_part(const ali_tr_att *a, int e, size_t r0, size_t ra, size_t rb, int *i0, int *i1)
@@ -468,7 +435,7 @@ static void ali_tr_att_fwd_task(void *ctx, int task)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, i1, hd, a->scale, Q + pr * qd, qd,
                     a->ks + r0 * kvd + (size_t)kh * hd, kvd, 0.0f, P + pr * L + np, L);
         for (int i = i0; i < i1; i++)
-            ali_tr_softmax_causal(P + (pr + (size_t)(i - i0)) * L, np + i + 1, L);
+            ali_softmax_row(P + (pr + (size_t)(i - i0)) * L, np + i + 1, L);
     }
     if (np > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, np, 1.0f, P, L, a->vp + (size_t)kh * hd, kvd,
@@ -537,7 +504,7 @@ static void ali_tr_att_bwd_task(void *ctx, int kh)
             for (int i = 0; i < T; i++) {
                 float *pr = Pe + (size_t)i * L, *dr = dPe + (size_t)i * L, D = 0.0f;
                 int n = np + i + 1;
-                ali_tr_softmax_causal(pr, n, L);
+                ali_softmax_row(pr, n, L);
                 for (int j = 0; j < n; j++)
                     D += pr[j] * dr[j];
                 for (int j = 0; j < n; j++)
