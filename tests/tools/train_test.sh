@@ -38,6 +38,8 @@ expect_rc "epochs 0 evaluates the base" 0 $? "$T/err"
 "$BIN" train "${common[@]}" --epochs 6 --save-every 40 --out "$T/a" --json >"$T/a.json" 2>"$T/err"
 expect_rc "train aLoRA" 0 $? "$T/err"
 grep -q "^step 96/96 epoch 6 loss .* tok/s .* ETA" "$T/err" && ok "progress lines" || bad "progress lines" "$(tail -3 "$T/err")"
+grep -q "^prefix store: up to [0-9]* MiB; the 64 examples' prefixes need [0-9]* MiB at most$" "$T/err" \
+    && ok "prefix store line" || bad "prefix store line" "$(head -3 "$T/err")"
 if "$PY" - "$T/zero.json" "$T/a.json" "$T/a" <<'PYEOF'
 import json, os, sys
 z, a = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
