@@ -114,7 +114,8 @@ al_err al_trainer_batch(al_trainer *tr, al_tlora *t, const al_train_ex *ex, int3
 al_err al_trainer_set_choices(al_trainer *tr, const int32_t *ids, int32_t n);
 
 /* Prefix positions whose K/V came from the trainer's prefix cache so far: consecutive examples
- * that share a conversation before their activation start compute it once. */
+ * that share a conversation before their activation start compute it once; positions served by
+ * the prefix store (below) count too. */
 int64_t al_trainer_cached_positions(const al_trainer *tr);
 
 /* Keeps the prefix K/V of examples across steps and epochs, up to `bytes` (0, the default: off;
