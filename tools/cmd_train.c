@@ -46,7 +46,8 @@ static void cmd_train_usage(FILE *f)
             "--epochs 0 only evaluates the initial adapter (B = 0: the base model) on --eval.\n"
             "--prefix-store-mb N: keep the prefix K/V (base weights: constants) of up to N MiB of\n"
             "examples from the first epoch, so later epochs skip their prefix forward (default: a\n"
-            "quarter of the machine's memory when --epochs > 1 for an aLoRA, else 0 = off).\n");
+            "quarter of the memory (physical, or the container's cgroup limit) when --epochs > 1\n"
+            "for an aLoRA, else 0 = off).\n");
 }
 
 typedef struct tr_ex {
@@ -433,6 +434,25 @@ static al_err tr_evaluate(al_trainer *tr, al_tlora *t, const tr_set *s, tr_eval 
     return al_trainer_set_choices(tr, NULL, 0);
 }
 
+/* The memory this process may use: physical memory, or less under a cgroup limit (a container's:
+ * cgroup v2 memory.max, v1 memory.limit_in_bytes). 0 when unknown. */
+static double tr_memory_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double mem = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    static const char *const lim[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        FILE *f = fopen(lim[i], "r");
+        double v;
+        if (!f)
+            continue;
+        if (fscanf(f, "%lf", &v) == 1 && v > 0 && (mem <= 0 || v < mem)) /* "max" does not parse */
+            mem = v;
+        fclose(f);
+    }
+    return mem;
+}
+
 static long tr_peak_rss_bytes(void)
 {
     struct rusage ru;
@@ -551,8 +571,8 @@ int cmd_train(int argc, char **argv)
     if (t->inv) {
         long mb = a.store_mb;
         if (mb < 0) {
-            long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-            mb = a.epochs > 1 && pages > 0 && psz > 0 ? (long)((double)pages * (double)psz / 4 / 1048576) : 0;
+            double mem = tr_memory_bytes();
+            mb = a.epochs > 1 && mem > 0 ? (long)(mem / 4 / 1048576) : 0;
         }
         al_trainer_set_prefix_store(tr, (size_t)mb << 20);
         if (mb > 0 && data.n > 0) {

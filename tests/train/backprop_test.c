@@ -122,7 +122,19 @@ static void grad_check(const char *model, const int32_t *inv, int n_inv)
         maxrel = fmax(maxrel, err);
         checked++;
         if (err > 5e-2) { /* float forward, eps 1e-2: curvature + rounding; the PEFT fixtures are the tight check */
-            fprintf(stderr, "param %zu: analytic %.6g, finite difference %.6g\n", i, an, fd);
+            fprintf(stderr, "param %zu: analytic %.6g, finite difference %.6g (loss at +eps %.9g, -eps %.9g)\n", i,
+                    an, fd, rp.nll, rm.nll);
+            /* the same two forwards again: a different loss names a non-deterministic forward (a
+             * race), the same one a wrong gradient */
+            al_train_result r2p, r2m;
+            t->w[i] = keep + eps;
+            assert_int_equal(al_trainer_example(tr, t, ids, n, n_prompt, 1.0f, 0, &r2p), AL_OK);
+            t->w[i] = keep - eps;
+            assert_int_equal(al_trainer_example(tr, t, ids, n, n_prompt, 1.0f, 0, &r2m), AL_OK);
+            t->w[i] = keep;
+            fprintf(stderr, "  again: +eps %.9g, -eps %.9g: %s\n", r2p.nll, r2m.nll,
+                    r2p.nll == rp.nll && r2m.nll == rm.nll ? "the same (a wrong gradient)"
+                                                           : "DIFFERENT (the forward is not deterministic)");
             bad++;
         }
     }
