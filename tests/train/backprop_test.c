@@ -157,6 +157,20 @@ static void test_grad_granite_alora(void **state)
     grad_check("granite_f32", inv, 2);
 }
 
+/* Gradients got [n] equal ref [n] up to 1e-5 of ref's largest (and ref is not all zero); label: print
+ * both figures under it. */
+static void assert_grads_close(const float *ref, const float *got, size_t n, const char *label)
+{
+    double gm = 0, dm = 0;
+    for (size_t i = 0; i < n; i++) {
+        gm = fmax(gm, fabs(ref[i]));
+        dm = fmax(dm, fabs(got[i] - ref[i]));
+    }
+    if (label)
+        fprintf(stderr, "%s: max |g| %.4g, max difference %.3g\n", label, gm, dm);
+    assert_true(gm > 0 && dm <= 1e-5 * gm);
+}
+
 /* The tiny Llama and an aLoRA (invocation 7, 8, 9; rank 2 on every target) with fixed non-zero
  * weights, for the prefix-cache and batch tests. */
 static void llama_with_alora(al_model **m, al_tlora **t)
@@ -201,12 +215,7 @@ static void test_prefix_cache(void **state)
     al_tlora_zero_grad(t);
     assert_int_equal(al_trainer_example(fresh, t, b, 34, 31, 1.0f, 1, &r), AL_OK);
     assert_true(fabs(r.nll - nll1) < 1e-5 * fabs(nll1));
-    double gm = 0, dm = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        gm = fmax(gm, fabs(t->g[i]));
-        dm = fmax(dm, fabs(t->g[i] - g1[i]));
-    }
-    assert_true(gm > 0 && dm <= 1e-5 * gm);
+    assert_grads_close(t->g, g1, t->n, NULL);
     /* the same example again: the whole prefix comes from the cache */
     assert_int_equal(al_trainer_example(tr, t, b, 34, 31, 1.0f, 0, &r), AL_OK);
     assert_int_equal(al_trainer_cached_positions(tr), 22 + 26);
@@ -275,12 +284,7 @@ static void test_prefix_store(void **state)
     }
     for (int ep = 0; ep < 2; ep++)
         for (int e = 0; e < NE; e++) {
-            double gm = 0, dm = 0;
-            for (size_t i = 0; i < t->n; i++) {
-                gm = fmax(gm, fabs(g[0][ep][e][i]));
-                dm = fmax(dm, fabs(g[1][ep][e][i] - g[0][ep][e][i]));
-            }
-            assert_true(gm > 0 && dm <= 1e-5 * gm);
+            assert_grads_close(g[0][ep][e], g[1][ep][e], t->n, NULL);
             assert_true(fabs(nll[1][ep][e] - nll[0][ep][e]) <= 1e-5 * fabs(nll[0][ep][e]));
         }
     /* C's prefix runs in one piece in both epochs of both trainers: bitwise */
@@ -379,13 +383,7 @@ static void test_batch(void **state)
                 fail();
             }
         }
-        double gm = 0, dm = 0;
-        for (size_t i = 0; i < t->n; i++) {
-            gm = fmax(gm, fabs(gseq[i]));
-            dm = fmax(dm, fabs(t->g[i] - gseq[i]));
-        }
-        fprintf(stderr, "batch vs one by one: max |g| %.4g, max difference %.3g\n", gm, dm);
-        assert_true(gm > 0 && dm <= 1e-5 * gm);
+        assert_grads_close(gseq, t->g, t->n, "batch vs one by one");
         if (th)
             memcpy(g1, t->g, t->n * sizeof(float));
         else
