@@ -1,6 +1,5 @@
 /* attention.c: CPU paged-KV write and causal GQA attention (read-only prefix + private suffix). */
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -6,6 +6,7 @@
 
 #define AL_TILE_MIN(a, b) ((a) < (b) ? (a) : (b))
 
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -69,7 +70,7 @@ static inline float ali_dot(const float *a, const float *b, int n)
 static inline void ali_softmax_row(float *row, int32_t n, int32_t L)
 {
     int32_t n16 = n & ~15;
-    float m = -3.402823466e+38f, sum = 0.0f;
+    float m = -FLT_MAX, sum;
     if (n16 > 0) {
         ali_v16 mv = ali_ld16(row);
         for (int32_t j = 16; j < n16; j += 16) { /* a compare and a blend (a per-lane ?: went scalar) */

@@ -3,7 +3,6 @@
  * stacked sequences) and its backward, cross-entropy. Compiled once per ISA variant like the other kernels (ALI_CPU_ISA_SFX). */
 #include <assert.h>
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
