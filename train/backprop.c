@@ -501,7 +501,8 @@ void al_trainer_prefix_store_stats(const al_trainer *tr, al_train_store_stats *s
 size_t al_trainer_prefix_bytes(const al_trainer *tr, int32_t n)
 {
     const al_model_config *c = &tr->m->cfg;
-    return (size_t)n * (sizeof(int32_t) + sizeof(float) * 2 * (size_t)c->n_layers * c->n_kv_heads * c->head_dim);
+    ali_pstore shape = {.planes = 2 * c->n_layers, .kvd = (size_t)c->n_kv_heads * c->head_dim};
+    return ali_pstore_bytes(&shape, n);
 }
 
 /* Checks one example and finds its activation start. */

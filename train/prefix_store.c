@@ -24,7 +24,7 @@ const ali_pstore_entry *ali_pstore_find(const ali_pstore *ps, const int32_t *ids
 
 al_err ali_pstore_put(ali_pstore *ps, const int32_t *ids, int32_t n, const float *kv, int32_t ld)
 {
-    size_t row = ps->kvd * (size_t)n, need = sizeof(float) * row * (size_t)ps->planes + sizeof(int32_t) * (size_t)n;
+    size_t row = ps->kvd * (size_t)n, need = ali_pstore_bytes(ps, n);
     if (n <= 0 || ps->bytes + need > ps->limit) {
         ps->refused += n > 0;
         return AL_OK;

@@ -27,6 +27,12 @@ typedef struct ali_pstore {
     int64_t refused;     /* prefixes not kept: over the limit */
 } ali_pstore;
 
+/* Bytes an entry of n positions holds (its K/V and its tokens). */
+static inline size_t ali_pstore_bytes(const ali_pstore *ps, int32_t n)
+{
+    return (size_t)n * (sizeof(float) * ps->kvd * (size_t)ps->planes + sizeof(int32_t));
+}
+
 /* The entry sharing the longest run of leading tokens with ids[0 .. n-1] (NULL: none shares any);
  * *len = that run. */
 const ali_pstore_entry *ali_pstore_find(const ali_pstore *ps, const int32_t *ids, int32_t n, int32_t *len);
